@@ -1,0 +1,2 @@
+//! Frame encode/decode benchmarks (filled in with the frame codec).
+fn main() {}

@@ -1,0 +1,46 @@
+//! `cargo xtask <verb>`: the project's automation. Each verb is one function
+//! in [`verbs`]; adding a verb means adding a function and a match arm.
+
+mod layering;
+mod tidy;
+mod verbs;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <verb> [args]
+
+verbs:
+  ci                          fmt, clippy, tests, docs, layering and tidy checks (fail fast)
+  layering                    only the layering check
+  fuzz <target> [--seconds N] run a cargo-fuzz target (needs nightly and cargo-fuzz)
+  crash [--iterations N]      the SIGKILL crash test of silo-core (default 200 iterations)
+  bench [criterion args]      the benchmarks, including the peer comparison
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((verb, rest)) = args.split_first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let result = match verb.as_str() {
+        "ci" => verbs::ci(),
+        "layering" => layering::check(),
+        "fuzz" => verbs::fuzz(rest),
+        "crash" => verbs::crash(rest),
+        "bench" => verbs::bench(rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown verb `{other}`\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
