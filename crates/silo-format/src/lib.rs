@@ -1,1 +1,41 @@
-//! placeholder
+//! Silo's on-disk encodings: file headers, log frames, data records, index
+//! entries, bitmap ops and documents. Pure functions over byte slices; no I/O.
+//!
+//! Numbers are little-endian. Every byte is described in `docs/FORMAT.md`;
+//! a test checks that the constants that document names match this crate.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`header`] | the 64-byte header every file starts with |
+//! | [`frame`] | log frames and the [`FrameReader`] |
+//! | [`record`] | data records |
+//! | [`index_entry`] | hash index slots and the key hash |
+//! | [`manifest`] | the manifest |
+//! | [`le`] | little-endian integer newtypes for fixed layouts |
+//! | [`error`] | [`FormatError`] |
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod frame;
+pub mod header;
+pub mod index_entry;
+pub mod le;
+pub mod manifest;
+pub mod record;
+
+pub use error::FormatError;
+pub use frame::{
+    DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN, FRAME_OVERHEAD, FRAME_TRAILER_LEN, Frame, FrameReader,
+    LogEnd, StopReason, Tag, decode_frame, encode_frame, frame_len,
+};
+pub use header::{FORMAT_VERSION, FileHeader, FileKind, HEADER_LEN};
+pub use index_entry::{
+    ENTRY_KEY_OFFSET, ENTRY_LOC_OFFSET, INDEX_ENTRY_LEN, LOC_DELETED, LOC_EMPTY, Loc,
+    SLOTS_PER_BUCKET, decode_entry, encode_entry, hash_key, slot_offset,
+};
+pub use le::{Le16, Le32, Le64};
+pub use manifest::Manifest;
+pub use record::{
+    RECORD_ALIGN, RECORD_HEADER_LEN, Record, alloc_for, decode_record, encode_record, record_size,
+};

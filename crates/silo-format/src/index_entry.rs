@@ -1,0 +1,214 @@
+//! Persistent hash index slots: 16 bytes each, `key u64 | loc u64`.
+//!
+//! `loc` is [`LOC_EMPTY`] (0) for an empty slot, [`LOC_DELETED`] (1) for a
+//! tombstone, otherwise the byte offset of a data record (a multiple of 8,
+//! at least [`HEADER_LEN`]). Emptiness lives in `loc`, never in `key`, so every
+//! `u64` key, 0 and `u64::MAX` included, is a valid key.
+//!
+//! Slots are grouped [`SLOTS_PER_BUCKET`] per 64-byte bucket; an index file
+//! is a 64-byte [`crate::FileHeader`] followed by `capacity` slots, slot `i`
+//! at [`slot_offset`]`(i)`.
+//!
+//! # Publication protocol
+//!
+//! The layer above updates slots in a shared memory map while readers run.
+//! So that a reader never sees a torn entry:
+//!
+//! - `loc` is written with one aligned 8-byte atomic store (slots are 16-byte
+//!   aligned in the file, and the file is mapped page-aligned);
+//! - a new entry is published by storing `key` first, then `loc` with
+//!   `Release` ordering;
+//! - readers load `loc` with `Acquire` first, then `key`;
+//! - a slot's `key` never changes once its `loc` is non-empty: an update only
+//!   stores a new `loc`, a delete stores [`LOC_DELETED`], and tombstones are
+//!   cleared only by rehashing into a new index file;
+//! - the record at `loc` repeats the key, and the reader checks it.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::FormatError;
+use crate::header::HEADER_LEN;
+use crate::le::Le64;
+
+/// Length of one slot in bytes.
+pub const INDEX_ENTRY_LEN: usize = 16;
+/// Offset of the `u64` key within a slot.
+pub const ENTRY_KEY_OFFSET: usize = 0;
+/// Offset of the `u64` location within a slot.
+pub const ENTRY_LOC_OFFSET: usize = ENTRY_KEY_OFFSET + 8;
+/// Slots per 64-byte bucket (one cache line).
+pub const SLOTS_PER_BUCKET: usize = 4;
+/// Length of a bucket in bytes.
+pub const BUCKET_LEN: usize = SLOTS_PER_BUCKET * INDEX_ENTRY_LEN;
+/// The raw `loc` of an empty slot.
+pub const LOC_EMPTY: u64 = 0;
+/// The raw `loc` of a deleted slot (tombstone).
+pub const LOC_DELETED: u64 = 1;
+
+const _: () = assert!(ENTRY_LOC_OFFSET + 8 == INDEX_ENTRY_LEN && BUCKET_LEN == 64);
+
+/// A slot's byte layout.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RawEntry {
+    key: Le64,
+    loc: Le64,
+}
+
+const _: () = assert!(size_of::<RawEntry>() == INDEX_ENTRY_LEN && align_of::<RawEntry>() == 1);
+const _: () = assert!(core::mem::offset_of!(RawEntry, loc) == ENTRY_LOC_OFFSET);
+
+/// What a slot points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Loc {
+    /// Never used; ends a probe sequence.
+    Empty,
+    /// Used, then deleted; probing continues past it.
+    Deleted,
+    /// The byte offset of the key's record in the data file.
+    Record(u64),
+}
+
+impl Loc {
+    /// The raw `u64` stored in the slot.
+    pub fn encode(self) -> u64 {
+        match self {
+            Loc::Empty => LOC_EMPTY,
+            Loc::Deleted => LOC_DELETED,
+            Loc::Record(offset) => offset,
+        }
+    }
+
+    /// Decodes a raw `loc`, rejecting values that are not 0, 1, or a multiple
+    /// of 8 at least [`HEADER_LEN`] ([`FormatError::BadLoc`]).
+    pub fn decode(raw: u64) -> Result<Loc, FormatError> {
+        match raw {
+            LOC_EMPTY => Ok(Loc::Empty),
+            LOC_DELETED => Ok(Loc::Deleted),
+            off if off.is_multiple_of(8) && off >= HEADER_LEN as u64 => Ok(Loc::Record(off)),
+            _ => Err(FormatError::BadLoc { raw }),
+        }
+    }
+
+    /// A record location, checked like [`Loc::decode`].
+    pub fn record(offset: u64) -> Result<Loc, FormatError> {
+        match Loc::decode(offset)? {
+            loc @ Loc::Record(_) => Ok(loc),
+            _ => Err(FormatError::BadLoc { raw: offset }),
+        }
+    }
+}
+
+/// Encodes one slot.
+pub fn encode_entry(key: u64, loc: Loc) -> [u8; INDEX_ENTRY_LEN] {
+    bytemuck::cast(RawEntry {
+        key: Le64::new(key),
+        loc: Le64::new(loc.encode()),
+    })
+}
+
+/// Decodes the slot at the start of `bytes`.
+pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Loc), FormatError> {
+    let Some(array) = bytes.first_chunk::<INDEX_ENTRY_LEN>() else {
+        return Err(FormatError::Truncated {
+            what: "index entry",
+            needed: INDEX_ENTRY_LEN,
+            available: bytes.len(),
+        });
+    };
+    let raw: RawEntry = bytemuck::cast(*array);
+    Ok((raw.key.get(), Loc::decode(raw.loc.get())?))
+}
+
+/// Byte offset of slot `slot` in an index file: `HEADER_LEN + slot * 16`.
+///
+/// `slot` must be below the index capacity; capacities are bounded by file
+/// sizes, far below the `2^59` slots where this would overflow.
+pub fn slot_offset(slot: u64) -> u64 {
+    HEADER_LEN as u64 + slot * INDEX_ENTRY_LEN as u64
+}
+
+/// Length of an index file with `capacity` slots, or `None` on overflow.
+pub fn index_file_len(capacity: u64) -> Option<u64> {
+    capacity
+        .checked_mul(INDEX_ENTRY_LEN as u64)?
+        .checked_add(HEADER_LEN as u64)
+}
+
+/// The hash that decides a key's slot position: splitmix64's finalizer
+/// applied to `(key ^ seed) + 0x9E3779B97F4A7C15`. It is part of the format:
+/// changing it moves every key, so an index written with one function cannot
+/// be read with another.
+pub fn hash_key(key: u64, seed: u64) -> u64 {
+    let mut z = (key ^ seed).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Maps a hash to a bucket in `0..buckets` by multiply-shift (the high 64
+/// bits of `hash * buckets`), so any bucket count works, not only powers of two.
+/// Returns 0 when `buckets` is 0.
+pub fn home_bucket(hash: u64, buckets: u64) -> u64 {
+    let wide = u128::from(hash) * u128::from(buckets);
+    (wide >> 64) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        for loc in [
+            Loc::Empty,
+            Loc::Deleted,
+            Loc::Record(64),
+            Loc::Record(u64::MAX - 7),
+        ] {
+            assert_eq!(Loc::decode(loc.encode()), Ok(loc));
+            for key in [0, 1, u64::MAX] {
+                let bytes = encode_entry(key, loc);
+                assert_eq!(
+                    &bytes[ENTRY_KEY_OFFSET..ENTRY_LOC_OFFSET],
+                    &key.to_le_bytes()
+                );
+                assert_eq!(decode_entry(&bytes), Ok((key, loc)));
+            }
+        }
+        assert_eq!(Loc::record(128), Ok(Loc::Record(128)));
+        assert_eq!(Loc::record(0), Err(FormatError::BadLoc { raw: 0 }));
+    }
+
+    #[test]
+    fn detects_corruption() {
+        for raw in [2, 7, 8, 56, 65, 71, u64::MAX] {
+            assert_eq!(Loc::decode(raw), Err(FormatError::BadLoc { raw }), "{raw}");
+        }
+        let mut bytes = encode_entry(5, Loc::Record(4096));
+        bytes[ENTRY_LOC_OFFSET] ^= 1;
+        assert_eq!(decode_entry(&bytes), Err(FormatError::BadLoc { raw: 4097 }));
+        assert!(matches!(
+            decode_entry(&bytes[..15]),
+            Err(FormatError::Truncated { .. })
+        ));
+    }
+
+    #[test]
+    fn slot_positions() {
+        assert_eq!(slot_offset(0), 64);
+        assert_eq!(slot_offset(3), 64 + 48);
+        assert_eq!(index_file_len(4), Some(128));
+        assert_eq!(index_file_len(u64::MAX), None);
+        assert_eq!(home_bucket(u64::MAX, 10), 9);
+        assert_eq!(home_bucket(0, 10), 0);
+    }
+
+    #[test]
+    fn hash_is_pinned() {
+        // These values are part of the format: if they change, old indexes break.
+        assert_eq!(hash_key(0, 0), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(hash_key(1, 0), 0x910A_2DEC_8902_5CC1);
+        assert_ne!(hash_key(1, 1), hash_key(1, 2));
+    }
+}
