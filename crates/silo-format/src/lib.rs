@@ -11,11 +11,15 @@
 //! | [`record`] | data records |
 //! | [`index_entry`] | hash index slots and the key hash |
 //! | [`manifest`] | the manifest |
+//! | [`bitmap`] | bitmap keys, bit ops and frozen bitmaps |
+//! | [`document`] | documents and their merge rules |
 //! | [`le`] | little-endian integer newtypes for fixed layouts |
 //! | [`error`] | [`FormatError`] |
 
 #![forbid(unsafe_code)]
 
+pub mod bitmap;
+pub mod document;
 pub mod error;
 pub mod frame;
 pub mod header;
@@ -24,6 +28,13 @@ pub mod le;
 pub mod manifest;
 pub mod record;
 
+pub use bitmap::{
+    BIT_OP_LEN, BitOp, apply_bit_ops, bitmap_key, decode_bit_ops, deserialize_bitmap,
+    encode_bit_op, serialize_bitmap, split_bitmap_key,
+};
+pub use document::{
+    DocumentRef, DocumentWriter, I64ListRef, Value, ValueRef, compact, encode_document, merge,
+};
 pub use error::FormatError;
 pub use frame::{
     DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN, FRAME_OVERHEAD, FRAME_TRAILER_LEN, Frame, FrameReader,

@@ -112,7 +112,9 @@ impl Manifest {
             reserved: [0; BODY_RESERVED_LEN],
             crc: Le32::new(0),
         };
-        body.crc = Le32::new(crc32fast::hash(&bytemuck::bytes_of(&body)[..BODY_CRC_OFFSET]));
+        body.crc = Le32::new(crc32fast::hash(
+            &bytemuck::bytes_of(&body)[..BODY_CRC_OFFSET],
+        ));
         let mut out = [0u8; MANIFEST_LEN];
         out[..HEADER_LEN].copy_from_slice(&self.to_header().encode());
         out[MANIFEST_BODY_OFFSET..].copy_from_slice(bytemuck::bytes_of(&body));
@@ -123,13 +125,14 @@ impl Manifest {
     /// the body's length and checksum. Unknown flag bits are an error.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, FormatError> {
         let h = FileHeader::decode(bytes, FileKind::Manifest)?;
-        let body_bytes = bytes
-            .get(MANIFEST_BODY_OFFSET..MANIFEST_LEN)
-            .ok_or(FormatError::Truncated {
-                what: "manifest body",
-                needed: MANIFEST_LEN,
-                available: bytes.len(),
-            })?;
+        let body_bytes =
+            bytes
+                .get(MANIFEST_BODY_OFFSET..MANIFEST_LEN)
+                .ok_or(FormatError::Truncated {
+                    what: "manifest body",
+                    needed: MANIFEST_LEN,
+                    available: bytes.len(),
+                })?;
         let body: RawBody = bytemuck::pod_read_unaligned(body_bytes);
         let found = crc32fast::hash(&body_bytes[..BODY_CRC_OFFSET]);
         if found != body.crc.get() {
