@@ -1,0 +1,74 @@
+//! Access-pattern hints: [`MapAdvice`] for `madvise`, [`FileAdvice`] for `posix_fadvise`.
+//!
+//! Hints are best-effort: the kernel may ignore them, and on Unix systems
+//! other than Linux `FileAdvice` calls are no-ops.
+
+/// A hint about how a mapped range will be used (`madvise`).
+///
+/// ```
+/// use silo_io::{MapAdvice, ReadMap, SiloFile};
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = SiloFile::create_new(&dir.path().join("f")).unwrap();
+/// file.write_all_at(&[1u8; 10_000], 0).unwrap();
+/// let map = ReadMap::new(&file).unwrap();
+/// map.advise(0, map.len(), MapAdvice::WillNeed).unwrap();
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapAdvice {
+    /// No special treatment (`MADV_NORMAL`).
+    Normal,
+    /// Read the range ahead, it will be touched soon (`MADV_WILLNEED`).
+    WillNeed,
+    /// The range will not be touched soon: drop its pages (`MADV_DONTNEED`).
+    /// On silo's shared file-backed maps this only drops cached pages; the
+    /// bytes are read back from the file on the next access.
+    DontNeed,
+    /// The range will be read in order: read ahead aggressively (`MADV_SEQUENTIAL`).
+    Sequential,
+    /// The range will be read in random order: no read-ahead (`MADV_RANDOM`).
+    Random,
+}
+
+/// A hint about how a range of a file will be read (`posix_fadvise`).
+///
+/// ```
+/// use silo_io::{FileAdvice, SiloFile};
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = SiloFile::create_new(&dir.path().join("f")).unwrap();
+/// file.write_all_at(b"bytes", 0).unwrap();
+/// file.advise(0, 0, FileAdvice::WillNeed).unwrap(); // len 0: to the end of the file
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileAdvice {
+    /// No special treatment (`POSIX_FADV_NORMAL`).
+    Normal,
+    /// Start reading the range into the page cache (`POSIX_FADV_WILLNEED`).
+    WillNeed,
+    /// Drop the range's clean pages from the page cache (`POSIX_FADV_DONTNEED`).
+    /// Dirty pages stay: sync first to drop everything.
+    DontNeed,
+    /// The range will be read in order (`POSIX_FADV_SEQUENTIAL`).
+    Sequential,
+    /// The range will be read in random order (`POSIX_FADV_RANDOM`).
+    Random,
+}
+
+impl FileAdvice {
+    /// The `posix_fadvise` constant.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn to_libc(self) -> libc::c_int {
+        match self {
+            FileAdvice::Normal => libc::POSIX_FADV_NORMAL,
+            FileAdvice::WillNeed => libc::POSIX_FADV_WILLNEED,
+            FileAdvice::DontNeed => libc::POSIX_FADV_DONTNEED,
+            FileAdvice::Sequential => libc::POSIX_FADV_SEQUENTIAL,
+            FileAdvice::Random => libc::POSIX_FADV_RANDOM,
+        }
+    }
+
+    /// Advice is a no-op on this platform.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn to_libc(self) -> libc::c_int {
+        0
+    }
+}

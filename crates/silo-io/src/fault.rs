@@ -1,0 +1,531 @@
+//! The fault-injection seam: every mutating file operation of silo asks it first.
+//!
+//! Every [`SiloFile`](crate::SiloFile) write, sync, preallocation and
+//! truncation, every durable operation of [`durable`](crate::durable) and
+//! every `msync` of a mapping calls into this module before doing its work.
+//! Without the `fault-injection` feature those calls are `#[inline(always)]`
+//! functions that return "go ahead", so they cost nothing.
+//!
+//! With the feature, a test [`install`]s a [`FaultPlan`] for a directory; the
+//! plan applies only to paths under that directory (so tests running in
+//! parallel in other temporary directories are unaffected) and is removed when
+//! the returned [`FaultGuard`] drops. Calls are counted per install and per
+//! [`FaultOp`]; each positional write system call counts as one `Write`
+//! (a retry after a short write or `EINTR` is another call).
+//!
+//! ```
+//! # #[cfg(feature = "fault-injection")] {
+//! use silo_io::fault::{self, FaultAction, FaultOp, FaultPlan};
+//! use silo_io::SiloFile;
+//! let dir = tempfile::tempdir().unwrap();
+//! let file = SiloFile::create_new(&dir.path().join("f")).unwrap();
+//! let guard = fault::install(dir.path(), FaultPlan::new().on(FaultOp::Sync, 1, FaultAction::Fail));
+//! assert!(file.sync_all().unwrap_err().is_injected());
+//! file.sync_all().unwrap(); // only the first sync fails
+//! assert_eq!(guard.count(FaultOp::Sync), 2);
+//! assert_eq!(guard.fired(), 1);
+//! # }
+//! ```
+
+#[cfg(not(feature = "fault-injection"))]
+use std::path::Path;
+
+#[cfg(not(feature = "fault-injection"))]
+use crate::error::IoError;
+
+/// The kinds of operation the seam counts and can fail.
+///
+/// ```
+/// use silo_io::fault::FaultOp;
+/// assert_eq!(FaultOp::Sync.name(), "sync");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultOp {
+    /// A positional write system call (`pwrite`, `pwritev`), one per call.
+    Write,
+    /// `fsync`, `fdatasync`, a directory fsync, or an `msync` of a mapping.
+    Sync,
+    /// A rename.
+    Rename,
+    /// Preallocation (`fallocate` or its fallback).
+    Allocate,
+    /// Changing a file's length.
+    SetLen,
+    /// Creating a file.
+    Create,
+    /// Removing a file.
+    Remove,
+    /// Creating a hard link.
+    Link,
+}
+
+impl FaultOp {
+    /// Every operation, in declaration order.
+    ///
+    /// ```
+    /// assert_eq!(silo_io::fault::FaultOp::ALL.len(), 8);
+    /// ```
+    pub const ALL: [FaultOp; 8] = [
+        FaultOp::Write,
+        FaultOp::Sync,
+        FaultOp::Rename,
+        FaultOp::Allocate,
+        FaultOp::SetLen,
+        FaultOp::Create,
+        FaultOp::Remove,
+        FaultOp::Link,
+    ];
+
+    /// A short lowercase name, used in [`IoError::InjectedFault`].
+    ///
+    /// ```
+    /// assert_eq!(silo_io::fault::FaultOp::Rename.name(), "rename");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            FaultOp::Write => "write",
+            FaultOp::Sync => "sync",
+            FaultOp::Rename => "rename",
+            FaultOp::Allocate => "allocate",
+            FaultOp::SetLen => "set_len",
+            FaultOp::Create => "create",
+            FaultOp::Remove => "remove",
+            FaultOp::Link => "link",
+        }
+    }
+
+    #[cfg_attr(
+        not(feature = "fault-injection"),
+        expect(dead_code, reason = "only the seam counts ops")
+    )]
+    const fn index(self) -> usize {
+        match self {
+            FaultOp::Write => 0,
+            FaultOp::Sync => 1,
+            FaultOp::Rename => 2,
+            FaultOp::Allocate => 3,
+            FaultOp::SetLen => 4,
+            FaultOp::Create => 5,
+            FaultOp::Remove => 6,
+            FaultOp::Link => 7,
+        }
+    }
+}
+
+/// What a positional write system call may do, as decided by the seam.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(
+    not(feature = "fault-injection"),
+    expect(dead_code, reason = "only the seam decides anything but Full")
+)]
+pub(crate) enum WriteGate {
+    /// Write normally.
+    Full,
+    /// Write at most this many bytes (at least 1) and report success.
+    Short(usize),
+    /// Write at most this many bytes, then fail with an injected fault.
+    Torn(usize),
+    /// Do nothing and fail with an injected fault.
+    Fail,
+    /// Do nothing and report `EINTR`: the caller retries.
+    Interrupt,
+}
+
+/// The seam's decision for a non-write operation: `Ok` to go ahead.
+///
+/// `Interrupt` actions are handled here as the system call would be: the
+/// interrupted call is retried (and counted again).
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn check(_op: FaultOp, _path: &Path) -> Result<(), IoError> {
+    Ok(())
+}
+
+/// The seam's decision for one positional write system call on `path`.
+/// `retry` is true when the previous call of this write was interrupted by
+/// the seam (an `every` Interrupt rule lets a retry through).
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn write_limit(_path: &Path, _retry: bool) -> WriteGate {
+    WriteGate::Full
+}
+
+#[cfg(feature = "fault-injection")]
+pub use enabled::*;
+
+#[cfg(feature = "fault-injection")]
+mod enabled {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+    use super::{FaultOp, WriteGate};
+    use crate::error::IoError;
+
+    /// What happens to the call a rule fires on.
+    ///
+    /// ```
+    /// use silo_io::fault::FaultAction;
+    /// let a = FaultAction::Short { max: 7 };
+    /// assert_ne!(a, FaultAction::Fail);
+    /// ```
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum FaultAction {
+        /// Fail with [`IoError::InjectedFault`]; nothing is done.
+        Fail,
+        /// For writes: write only the first `keep` bytes of this system call,
+        /// then fail (a crash mid-write). For other operations: like `Fail`.
+        Torn {
+            /// Bytes of the call that reach the file.
+            keep: usize,
+        },
+        /// For writes: the system call writes at most `max` bytes (at least
+        /// one) and reports success, exercising retry loops. For other
+        /// operations: no effect.
+        Short {
+            /// Most bytes one call writes.
+            max: usize,
+        },
+        /// The call reports `EINTR` once and does nothing; the caller retries.
+        /// An `every` rule with `Interrupt` lets each retry through, so it
+        /// interrupts every call exactly once.
+        Interrupt,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum When {
+        Nth(u64),
+        Every,
+    }
+
+    /// A list of rules: which call of which operation does what.
+    ///
+    /// ```
+    /// use silo_io::fault::{FaultAction, FaultOp, FaultPlan};
+    /// let plan = FaultPlan::new()
+    ///     .on(FaultOp::Sync, 3, FaultAction::Fail)
+    ///     .every(FaultOp::Write, FaultAction::Short { max: 7 });
+    /// assert_eq!(plan.len(), 2);
+    /// ```
+    #[derive(Clone, Debug, Default)]
+    pub struct FaultPlan {
+        rules: Vec<(FaultOp, When, FaultAction)>,
+    }
+
+    impl FaultPlan {
+        /// An empty plan: it only counts calls.
+        ///
+        /// ```
+        /// assert!(silo_io::fault::FaultPlan::new().is_empty());
+        /// ```
+        pub fn new() -> FaultPlan {
+            FaultPlan::default()
+        }
+
+        /// Does `action` on the `nth` call (1-based) of `op` under the directory.
+        ///
+        /// ```
+        /// use silo_io::fault::{FaultAction, FaultOp, FaultPlan};
+        /// let plan = FaultPlan::new().on(FaultOp::Rename, 1, FaultAction::Fail);
+        /// assert_eq!(plan.len(), 1);
+        /// ```
+        #[must_use]
+        pub fn on(mut self, op: FaultOp, nth: u64, action: FaultAction) -> FaultPlan {
+            self.rules.push((op, When::Nth(nth), action));
+            self
+        }
+
+        /// Does `action` on every call of `op` under the directory. A
+        /// rule added with [`on`](Self::on) that matches the same call wins.
+        ///
+        /// ```
+        /// use silo_io::fault::{FaultAction, FaultOp, FaultPlan};
+        /// let plan = FaultPlan::new().every(FaultOp::Write, FaultAction::Short { max: 3 });
+        /// assert_eq!(plan.len(), 1);
+        /// ```
+        #[must_use]
+        pub fn every(mut self, op: FaultOp, action: FaultAction) -> FaultPlan {
+            self.rules.push((op, When::Every, action));
+            self
+        }
+
+        /// Number of rules.
+        ///
+        /// ```
+        /// assert_eq!(silo_io::fault::FaultPlan::new().len(), 0);
+        /// ```
+        pub fn len(&self) -> usize {
+            self.rules.len()
+        }
+
+        /// True when the plan has no rules.
+        ///
+        /// ```
+        /// assert!(silo_io::fault::FaultPlan::new().is_empty());
+        /// ```
+        pub fn is_empty(&self) -> bool {
+            self.rules.is_empty()
+        }
+
+        /// The action for call number `n` of `op`, `Nth` rules first.
+        fn action(&self, op: FaultOp, n: u64, retry: bool) -> Option<FaultAction> {
+            let nth = self
+                .rules
+                .iter()
+                .find(|(o, w, _)| *o == op && *w == When::Nth(n))
+                .map(|(_, _, a)| *a);
+            nth.or_else(|| {
+                self.rules
+                    .iter()
+                    .find(|(o, w, a)| {
+                        *o == op && *w == When::Every && !(retry && *a == FaultAction::Interrupt)
+                    })
+                    .map(|(_, _, a)| *a)
+            })
+        }
+    }
+
+    #[derive(Debug)]
+    struct State {
+        plan: FaultPlan,
+        counts: [u64; FaultOp::ALL.len()],
+        fired: u64,
+    }
+
+    #[derive(Debug)]
+    struct Installed {
+        dirs: Vec<PathBuf>,
+        state: Arc<Mutex<State>>,
+    }
+
+    /// Number of installed plans: lets calls skip the lock when there are none.
+    static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+    static INSTALLED: Mutex<Vec<Installed>> = Mutex::new(Vec::new());
+
+    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Installs `plan` for every path under `dir` until the guard drops.
+    ///
+    /// When plans for nested directories are installed, the most recently
+    /// installed one that matches a path decides for it.
+    ///
+    /// ```
+    /// use silo_io::fault::{self, FaultOp, FaultPlan};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let guard = fault::install(dir.path(), FaultPlan::new());
+    /// silo_io::SiloFile::create_new(&dir.path().join("f")).unwrap();
+    /// assert_eq!(guard.count(FaultOp::Create), 1);
+    /// ```
+    pub fn install(dir: &Path, plan: FaultPlan) -> FaultGuard {
+        let mut dirs = vec![dir.to_path_buf()];
+        if let Ok(canonical) = dir.canonicalize()
+            && canonical != dir
+        {
+            dirs.push(canonical);
+        }
+        let state = Arc::new(Mutex::new(State {
+            plan,
+            counts: [0; FaultOp::ALL.len()],
+            fired: 0,
+        }));
+        lock(&INSTALLED).push(Installed {
+            dirs,
+            state: Arc::clone(&state),
+        });
+        ACTIVE.fetch_add(1, Ordering::SeqCst);
+        FaultGuard { state }
+    }
+
+    /// Keeps a plan installed; dropping it removes the plan.
+    ///
+    /// ```
+    /// use silo_io::fault::{self, FaultOp, FaultPlan};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let guard = fault::install(dir.path(), FaultPlan::new());
+    /// assert_eq!(guard.count(FaultOp::Write), 0);
+    /// drop(guard);
+    /// ```
+    #[derive(Debug)]
+    #[must_use = "the plan is removed when the guard drops"]
+    pub struct FaultGuard {
+        state: Arc<Mutex<State>>,
+    }
+
+    impl FaultGuard {
+        /// How many calls of `op` were made under the directory so far.
+        ///
+        /// ```
+        /// use silo_io::fault::{self, FaultOp, FaultPlan};
+        /// let dir = tempfile::tempdir().unwrap();
+        /// let guard = fault::install(dir.path(), FaultPlan::new());
+        /// let f = silo_io::SiloFile::create_new(&dir.path().join("f")).unwrap();
+        /// f.write_all_at(b"abc", 0).unwrap();
+        /// assert_eq!(guard.count(FaultOp::Write), 1);
+        /// ```
+        pub fn count(&self, op: FaultOp) -> u64 {
+            lock(&self.state).counts[op.index()]
+        }
+
+        /// How many rules fired (a call that was failed, torn, shortened or
+        /// interrupted) so far.
+        ///
+        /// ```
+        /// use silo_io::fault::{self, FaultPlan};
+        /// let dir = tempfile::tempdir().unwrap();
+        /// assert_eq!(fault::install(dir.path(), FaultPlan::new()).fired(), 0);
+        /// ```
+        pub fn fired(&self) -> u64 {
+            lock(&self.state).fired
+        }
+    }
+
+    impl Drop for FaultGuard {
+        fn drop(&mut self) {
+            let mut all = lock(&INSTALLED);
+            if let Some(i) = all.iter().position(|p| Arc::ptr_eq(&p.state, &self.state)) {
+                all.remove(i);
+                ACTIVE.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Counts one call of `op` on `path` and returns the action to take.
+    fn decide(op: FaultOp, path: &Path, retry: bool) -> Option<FaultAction> {
+        if ACTIVE.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let state = {
+            let all = lock(&INSTALLED);
+            let found = all
+                .iter()
+                .rev()
+                .find(|p| p.dirs.iter().any(|d| path.starts_with(d)))?;
+            Arc::clone(&found.state)
+        };
+        let mut state = lock(&state);
+        state.counts[op.index()] += 1;
+        let n = state.counts[op.index()];
+        let action = state.plan.action(op, n, retry);
+        if action.is_some() {
+            state.fired += 1;
+        }
+        action
+    }
+
+    fn injected(op: FaultOp, path: &Path) -> IoError {
+        IoError::InjectedFault {
+            op: op.name(),
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// The seam's decision for a non-write operation: `Ok` to go ahead.
+    ///
+    /// `Interrupt` actions are handled here as the system call would be: the
+    /// interrupted call is retried (and counted again).
+    pub(crate) fn check(op: FaultOp, path: &Path) -> Result<(), IoError> {
+        let mut retry = false;
+        loop {
+            match decide(op, path, retry) {
+                None | Some(FaultAction::Short { .. }) => return Ok(()),
+                Some(FaultAction::Interrupt) => retry = true,
+                Some(FaultAction::Fail | FaultAction::Torn { .. }) => {
+                    return Err(injected(op, path));
+                }
+            }
+        }
+    }
+
+    /// The seam's decision for one positional write system call on `path`.
+    /// `retry` is true when the previous call of this write was interrupted by
+    /// the seam (an `every` Interrupt rule lets a retry through).
+    pub(crate) fn write_limit(path: &Path, retry: bool) -> WriteGate {
+        match decide(FaultOp::Write, path, retry) {
+            None => WriteGate::Full,
+            Some(FaultAction::Fail) => WriteGate::Fail,
+            Some(FaultAction::Torn { keep }) => WriteGate::Torn(keep),
+            Some(FaultAction::Short { max }) => WriteGate::Short(max.max(1)),
+            Some(FaultAction::Interrupt) => WriteGate::Interrupt,
+        }
+    }
+
+    /// The error for a write failed by the seam.
+    pub(crate) fn write_fault(path: &Path) -> IoError {
+        injected(FaultOp::Write, path)
+    }
+}
+
+/// The error for a write failed by the seam (never reached without the feature).
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) fn write_fault(path: &Path) -> IoError {
+    IoError::InjectedFault {
+        op: FaultOp::Write.name(),
+        path: path.to_path_buf(),
+    }
+}
+
+#[cfg(all(test, feature = "fault-injection"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nth_rule_fires_once_and_counts_per_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let guard = install(
+            dir.path(),
+            FaultPlan::new().on(FaultOp::Rename, 2, FaultAction::Fail),
+        );
+        let p = dir.path().join("x");
+        assert!(check(FaultOp::Rename, &p).is_ok());
+        assert!(check(FaultOp::Rename, &p).unwrap_err().is_injected());
+        assert!(check(FaultOp::Rename, &p).is_ok());
+        assert!(check(FaultOp::Rename, &other.path().join("x")).is_ok());
+        assert_eq!(guard.count(FaultOp::Rename), 3);
+        assert_eq!(guard.fired(), 1);
+    }
+
+    #[test]
+    fn every_interrupt_lets_the_retry_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = install(
+            dir.path(),
+            FaultPlan::new().every(FaultOp::Sync, FaultAction::Interrupt),
+        );
+        assert!(check(FaultOp::Sync, &dir.path().join("f")).is_ok());
+        assert_eq!(guard.count(FaultOp::Sync), 2);
+        assert_eq!(guard.fired(), 1);
+    }
+
+    #[test]
+    fn dropping_the_guard_removes_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = install(
+            dir.path(),
+            FaultPlan::new().every(FaultOp::Remove, FaultAction::Fail),
+        );
+        assert!(check(FaultOp::Remove, &dir.path().join("f")).is_err());
+        drop(guard);
+        assert!(check(FaultOp::Remove, &dir.path().join("f")).is_ok());
+    }
+
+    #[test]
+    fn write_limit_maps_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let _g = install(
+            dir.path(),
+            FaultPlan::new()
+                .on(FaultOp::Write, 1, FaultAction::Torn { keep: 3 })
+                .on(FaultOp::Write, 2, FaultAction::Short { max: 0 })
+                .on(FaultOp::Write, 3, FaultAction::Interrupt),
+        );
+        assert_eq!(write_limit(&p, false), WriteGate::Torn(3));
+        assert_eq!(write_limit(&p, false), WriteGate::Short(1));
+        assert_eq!(write_limit(&p, false), WriteGate::Interrupt);
+        assert_eq!(write_limit(&p, true), WriteGate::Full);
+    }
+}

@@ -1,0 +1,220 @@
+//! [`AppendMap`]: a preallocated file mapped read-write for append-only
+//! writers (the ops log).
+
+use std::path::PathBuf;
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::error::IoError;
+use crate::fault::{self, FaultOp};
+use crate::file::SiloFile;
+use crate::map::page_align;
+
+/// A preallocated file mapped read-write (`MAP_SHARED`) over `[0, len)`.
+///
+/// Writes take `&mut self`, so Rust's borrow rules keep readers out while a
+/// write copies bytes in; the owner shares it behind a `Mutex`. Allocate
+/// the file first ([`SiloFile::allocate`]) so a full disk is an error there,
+/// never a `SIGBUS` when a page of the map is first written.
+///
+/// ```
+/// use silo_io::{AppendMap, SiloFile};
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = SiloFile::create_new(&dir.path().join("log-0"))?;
+/// file.allocate(0, 1 << 16)?;
+/// let mut log = AppendMap::new(&file, 1 << 16)?;
+/// log.write_at(0, b"frame")?;
+/// log.flush_range(0, 5)?;
+/// assert_eq!(&log.as_slice()[..5], b"frame");
+/// # Ok::<(), silo_io::IoError>(())
+/// ```
+#[derive(Debug)]
+pub struct AppendMap {
+    map: Option<MmapMut>,
+    path: PathBuf,
+}
+
+impl AppendMap {
+    /// Maps `[0, len)` of `file` read-write. [`IoError::OutOfBounds`] if the
+    /// file is shorter than `len`.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, IoError, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// assert!(matches!(AppendMap::new(&file, 4096), Err(IoError::OutOfBounds { .. })));
+    /// file.allocate(0, 4096)?;
+    /// assert_eq!(AppendMap::new(&file, 4096)?.len(), 4096);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn new(file: &SiloFile, len: usize) -> Result<AppendMap, IoError> {
+        let size = file.len()?;
+        let path = file.path().to_path_buf();
+        if (len as u64) > size {
+            return Err(IoError::OutOfBounds {
+                offset: 0,
+                len: len as u64,
+                size,
+            });
+        }
+        if len == 0 {
+            return Ok(AppendMap { map: None, path });
+        }
+        // SAFETY: the mapping is shared and read-write over bytes the file
+        // already has (checked above). Rust requires that nothing else
+        // changes these bytes while they are borrowed: silo writes the ops
+        // log only through this map (the owner serialises writers with a
+        // mutex and `write_at` takes `&mut self`), and never shrinks the file
+        // while it is mapped.
+        let map = unsafe { MmapOptions::new().len(len).map_mut(file.as_std()) }
+            .map_err(|e| IoError::io("mmap", &path, e))?;
+        Ok(AppendMap {
+            map: Some(map),
+            path,
+        })
+    }
+
+    /// The mapped length in bytes.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// assert_eq!(AppendMap::new(&file, 0)?.len(), 0);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn len(&self) -> usize {
+        self.map.as_ref().map_or(0, |m| m.len())
+    }
+
+    /// True when nothing is mapped.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// assert!(AppendMap::new(&file, 0)?.is_empty());
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn check(&self, offset: usize, len: usize) -> Result<(), IoError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(IoError::OutOfBounds {
+                offset: offset as u64,
+                len: len as u64,
+                size: self.len() as u64,
+            }),
+        }
+    }
+
+    /// Copies `bytes` into the map at `offset`; [`IoError::OutOfBounds`] if
+    /// they do not fit. Not durable until [`flush_range`](Self::flush_range).
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, IoError, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// file.allocate(0, 16)?;
+    /// let mut log = AppendMap::new(&file, 16)?;
+    /// log.write_at(10, b"abcdef")?;
+    /// assert!(matches!(log.write_at(11, b"abcdef"), Err(IoError::OutOfBounds { .. })));
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), IoError> {
+        self.check(offset, bytes.len())?;
+        if let Some(map) = &mut self.map {
+            map[offset..offset + bytes.len()].copy_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// The mapped bytes.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// file.allocate(0, 8)?;
+    /// assert_eq!(AppendMap::new(&file, 8)?.as_slice(), &[0u8; 8]);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn as_slice(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// Makes `[offset, offset + len)` durable: `msync(MS_SYNC)` on the
+    /// page-aligned range around it. Counted as a `Sync` by the fault seam.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// file.allocate(0, 8192)?;
+    /// let mut log = AppendMap::new(&file, 8192)?;
+    /// log.write_at(4000, &[1u8; 200])?; // straddles a page boundary
+    /// log.flush_range(4000, 200)?;
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn flush_range(&self, offset: usize, len: usize) -> Result<(), IoError> {
+        self.check(offset, len)?;
+        fault::check(FaultOp::Sync, &self.path)?;
+        let Some(map) = &self.map else { return Ok(()) };
+        if len == 0 {
+            return Ok(());
+        }
+        let (start, aligned) = page_align(offset, len);
+        let len = aligned.min(map.len() - start);
+        map.flush_range(start, len)
+            .map_err(|e| IoError::io("msync", &self.path, e))
+    }
+
+    /// Starts writing every dirty page back without waiting
+    /// (`msync(MS_ASYNC)`). Not a durability point, so not counted by the seam.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// file.allocate(0, 4096)?;
+    /// let mut log = AppendMap::new(&file, 4096)?;
+    /// log.write_at(0, b"x")?;
+    /// log.flush_async()?;
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn flush_async(&self) -> Result<(), IoError> {
+        let Some(map) = &self.map else { return Ok(()) };
+        map.flush_async()
+            .map_err(|e| IoError::io("msync", &self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let f = SiloFile::create_new(&p).unwrap();
+        f.allocate(0, 10_000).unwrap();
+        let mut m = AppendMap::new(&f, 9_000).unwrap();
+        m.write_at(8_990, b"0123456789").unwrap();
+        m.flush_range(8_990, 10).unwrap();
+        m.flush_range(9_000, 0).unwrap();
+        assert!(m.flush_range(8_999, 2).is_err());
+        let on_disk = std::fs::read(&p).unwrap();
+        assert_eq!(&on_disk[8_990..9_000], b"0123456789");
+        assert_eq!(on_disk.len(), 10_000);
+    }
+
+    #[test]
+    fn append_map_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<AppendMap>();
+    }
+}

@@ -1,0 +1,206 @@
+//! Thin, checked wrappers over the `libc` calls std does not offer.
+//!
+//! Each function takes safe Rust arguments (a borrowed file, slices) and
+//! returns `std::io::Result`; the one `unsafe` block per function states why
+//! the raw call cannot break memory safety. Callers add paths and the seam.
+
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+
+/// Converts a file offset to `off_t`, rejecting offsets the kernel cannot take.
+fn off(offset: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(offset)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file offset exceeds off_t"))
+}
+
+/// Converts a `-1`-on-error return value into a result.
+fn cvt(ret: libc::c_int) -> io::Result<()> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// One `pwritev` call; returns the bytes written (may be short).
+pub(crate) fn pwritev(file: &File, bufs: &[IoSlice<'_>], offset: u64) -> io::Result<usize> {
+    let count = libc::c_int::try_from(bufs.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
+    let offset = off(offset)?;
+    // SAFETY: `IoSlice` is documented to be ABI-compatible with `struct iovec`
+    // on Unix; `bufs` is a live slice of `count` of them, each pointing at a
+    // borrowed, initialised byte slice that outlives the call. The kernel only
+    // reads from those buffers, and `file` keeps the descriptor open.
+    let ret = unsafe {
+        libc::pwritev(
+            file.as_raw_fd(),
+            bufs.as_ptr().cast::<libc::iovec>(),
+            count,
+            offset,
+        )
+    };
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+/// `fallocate(mode 0)` on Linux. `Ok(false)` when the file system does not
+/// support it (the caller falls back); other errors (`ENOSPC`) are returned.
+#[cfg(target_os = "linux")]
+pub(crate) fn fallocate(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    let (offset, len) = (off(offset)?, off(len)?);
+    loop {
+        // SAFETY: `fallocate` only reads its integer arguments and operates on
+        // the open descriptor borrowed from `file`; no memory is passed.
+        let ret = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
+        match cvt(ret) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::ENOSYS)) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Preallocation is not offered by this platform: the caller falls back.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn fallocate(_file: &File, _offset: u64, _len: u64) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// `posix_fadvise` on Linux; a no-op elsewhere.
+#[cfg(target_os = "linux")]
+pub(crate) fn fadvise(file: &File, offset: u64, len: u64, advice: libc::c_int) -> io::Result<()> {
+    let (offset, len) = (off(offset)?, off(len)?);
+    // SAFETY: `posix_fadvise` only reads its integer arguments and the open
+    // descriptor borrowed from `file`; it is purely advisory.
+    let ret = unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, advice) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(ret))
+    }
+}
+
+/// `posix_fadvise` on Linux; a no-op elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn fadvise(
+    _file: &File,
+    _offset: u64,
+    _len: u64,
+    _advice: libc::c_int,
+) -> io::Result<()> {
+    Ok(())
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`, retrying `EINTR`.
+pub(crate) fn flock_exclusive_nonblocking(file: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: `flock` only takes the open descriptor borrowed from `file`
+        // and an integer operation; no memory is passed.
+        let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        match cvt(ret) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
+/// Bytes allocated on disk for `file` (`st_blocks * 512`).
+pub(crate) fn allocated_bytes(file: &File) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.blocks().saturating_mul(512))
+}
+
+/// `getrusage(who)`: `(major faults, minor faults)`.
+pub(crate) fn rusage_faults(who: libc::c_int) -> io::Result<(u64, u64)> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: `usage` points at writable memory the size of a `rusage`, which
+    // `getrusage` fills completely on success.
+    let ret = unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
+    cvt(ret)?;
+    // SAFETY: `getrusage` returned 0, so it initialised the whole struct.
+    let usage = unsafe { usage.assume_init() };
+    let major = u64::try_from(usage.ru_majflt).unwrap_or(0);
+    let minor = u64::try_from(usage.ru_minflt).unwrap_or(0);
+    Ok((major, minor))
+}
+
+/// `sysconf(name)`, or `None` when the value is unknown.
+fn sysconf(name: libc::c_int) -> Option<usize> {
+    // SAFETY: `sysconf` only reads its integer argument.
+    let v = unsafe { libc::sysconf(name) };
+    usize::try_from(v).ok().filter(|&v| v > 0)
+}
+
+/// The page size, read once.
+pub(crate) fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| sysconf(libc::_SC_PAGESIZE).unwrap_or(4096))
+}
+
+/// The most buffers one `pwritev` takes, read once (1024 when unknown).
+pub(crate) fn iov_max() -> usize {
+    static IOV: OnceLock<usize> = OnceLock::new();
+    *IOV.get_or_init(|| sysconf(libc::_SC_IOV_MAX).unwrap_or(1024))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn pwritev_writes_all_buffers_in_order() {
+        let f = tempfile::tempfile().unwrap();
+        let n = pwritev(
+            &f,
+            &[IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")],
+            3,
+        )
+        .unwrap();
+        assert_eq!(n, 5);
+        let mut buf = [0u8; 8];
+        f.read_exact_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"\0\0\0abcde");
+    }
+
+    #[test]
+    fn offsets_past_off_t_are_rejected() {
+        let f = tempfile::tempfile().unwrap();
+        let e = pwritev(&f, &[IoSlice::new(b"a")], u64::MAX).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn fallocate_and_blocks() {
+        let f = tempfile::tempfile().unwrap();
+        let supported = fallocate(&f, 0, 1 << 20).unwrap();
+        if supported {
+            assert_eq!(f.metadata().unwrap().len(), 1 << 20);
+            assert!(allocated_bytes(&f).unwrap() >= 1 << 20);
+        }
+        fadvise(&f, 0, 0, libc::POSIX_FADV_DONTNEED).unwrap();
+    }
+
+    #[test]
+    fn sysconf_values_are_sane() {
+        assert!(page_size().is_power_of_two());
+        assert!(iov_max() >= 16);
+        let (_major, minor) = rusage_faults(libc::RUSAGE_SELF).unwrap();
+        assert!(minor > 0);
+    }
+
+    #[test]
+    fn flock_refuses_a_second_description() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("LOCK");
+        let a = File::create(&p).unwrap();
+        let b = File::open(&p).unwrap();
+        flock_exclusive_nonblocking(&a).unwrap();
+        let e = flock_exclusive_nonblocking(&b).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EWOULDBLOCK));
+    }
+}
