@@ -1,1 +1,67 @@
-//! placeholder
+//! Silo's single-shard store: one store in one directory.
+//!
+//! A [`Silo`] keeps u64-keyed values in a data file of checksummed records,
+//! found through a persistent open-addressed hash index. Writes go to a
+//! two-slot operations log and an in-memory pending view; compaction folds
+//! the log into the data file (in place where a value fits its slot) in
+//! strict phases, while readers go on. See `docs/ARCHITECTURE.md` for the
+//! code map and `docs/FORMAT.md` for the files.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `store` | [`Silo`]: open, reads, writes, flush, stats, close |
+//! | `recovery` | creating a store, or replaying its logs on open |
+//! | `log` | the two log slots, replay, group commit |
+//! | `pending` | the pending view of operations not yet compacted |
+//! | `index` | the persistent hash index |
+//! | `data` | the data file |
+//! | [`compaction`] | hot and cold compaction, the journal, the policy |
+//! | `grace` | grace periods between in-place writes and readers |
+//! | `iter`, `checkpoint`, `bulk` | iteration, online copies, bulk writers |
+//!
+//! ```
+//! use silo_core::{Options, Silo, WriteBatch};
+//! let dir = tempfile::tempdir().unwrap();
+//! let silo = Silo::open(dir.path(), Options::default()).unwrap();
+//! let mut batch = WriteBatch::new();
+//! batch.put(1, b"a").put(2, b"b");
+//! silo.write(&batch).unwrap();
+//! silo.flush().unwrap();
+//! let mut all: Vec<_> = silo.iter().collect::<Result<_, _>>().unwrap();
+//! all.sort();
+//! assert_eq!(all, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
+//! ```
+#![forbid(unsafe_code)]
+
+mod batch;
+mod bulk;
+mod checkpoint;
+pub mod compaction;
+mod data;
+mod error;
+mod grace;
+mod index;
+mod iter;
+mod log;
+mod manifest;
+mod merge;
+mod options;
+mod pending;
+mod recovery;
+mod stats;
+mod store;
+
+pub use batch::WriteBatch;
+// bulk writers: next
+pub use compaction::CompactionReport;
+pub use compaction::policy::{CompactionKind, PolicyInput};
+pub use error::{Error, Result};
+pub use iter::Iter;
+pub use merge::MergeOperator;
+pub use options::{CompactionThresholds, Durability, Options};
+pub use stats::Stats;
+pub use store::Silo;
+
+/// The largest value or operand a reader accepts from disk, whatever the
+/// options of the writer were.
+pub(crate) const READ_LIMIT: u32 = silo_format::DEFAULT_MAX_PAYLOAD;

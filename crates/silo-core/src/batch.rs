@@ -1,0 +1,78 @@
+//! `WriteBatch`: operations applied atomically (all or nothing after a crash).
+
+use std::ops::Range;
+
+use silo_format::Tag;
+
+/// A group of puts, deletes and merges that [`crate::Silo::write`] logs as
+/// one atomic batch: after a crash either all of them are there or none.
+///
+/// ```
+/// let mut batch = silo_core::WriteBatch::new();
+/// batch.put(1, b"one");
+/// batch.delete(2);
+/// assert_eq!(batch.len(), 2);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub(crate) ops: Vec<(Tag, u64, Range<usize>)>,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+
+    fn push(&mut self, tag: Tag, key: u64, payload: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
+        self.ops.push((tag, key, start..self.bytes.len()));
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: u64, value: &[u8]) -> &mut Self {
+        self.push(Tag::Put, key, value);
+        self
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: u64) -> &mut Self {
+        self.push(Tag::Delete, key, &[]);
+        self
+    }
+
+    /// Adds a merge operand for `key`.
+    pub fn merge(&mut self, key: u64, operand: &[u8]) -> &mut Self {
+        self.push(Tag::Merge, key, operand);
+        self
+    }
+
+    /// Operations in the batch.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.ops.clear();
+        self.bytes.clear();
+    }
+
+    /// The operations with their payloads.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Tag, u64, &[u8])> {
+        self.ops.iter().map(|(tag, key, range)| {
+            (
+                *tag,
+                *key,
+                self.bytes.get(range.clone()).unwrap_or_default(),
+            )
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! Bulk writers (next).

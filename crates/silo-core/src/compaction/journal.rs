@@ -1,0 +1,106 @@
+//! The compaction journal (`journal`): the new bytes of every record about
+//! to be rewritten in place, made durable before the first in-place write,
+//! so a crash in the middle of one never loses the value it replaces.
+//!
+//! Body: one `Put` frame per record (key = data file offset, payload = the
+//! whole encoded record), then a `BatchCommit` frame whose key is the count.
+//! A journal without its commit frame was never acted on and is discarded.
+
+use std::path::{Path, PathBuf};
+
+use silo_format::{
+    FileHeader, FileKind, FrameReader, HEADER_LEN, Tag, decode_record, encode_frame, frame_len,
+};
+use silo_io::durable::{create_with_header, read_header, remove_file, sync_dir};
+use silo_io::file::SiloFile;
+
+use crate::READ_LIMIT;
+use crate::data::DataFile;
+use crate::error::{Error, Result};
+use crate::log::slot::to_usize;
+
+/// The journal's file name.
+pub(crate) const JOURNAL_NAME: &str = "journal";
+
+fn path(dir: &Path) -> PathBuf {
+    dir.join(JOURNAL_NAME)
+}
+
+/// Writes and syncs a journal of `(offset, record bytes)` writes.
+pub(crate) fn write(dir: &Path, generation: u64, writes: &[(u64, &[u8])]) -> Result<()> {
+    let path = path(dir);
+    remove_file(&path)?;
+    let header = FileHeader {
+        generation,
+        ..FileHeader::new(FileKind::Journal)
+    };
+    let file = create_with_header(&path, &header)?;
+    let size: usize = writes
+        .iter()
+        .map(|(_, r)| frame_len(r.len()))
+        .sum::<usize>()
+        + frame_len(0);
+    let mut body = vec![0u8; size];
+    let mut at = 0;
+    for (offset, record) in writes {
+        at += encode_frame(&mut body[at..], Tag::Put, *offset, record)
+            .map_err(|e| Error::format(&path, e))?;
+    }
+    encode_frame(&mut body[at..], Tag::BatchCommit, writes.len() as u64, &[])
+        .map_err(|e| Error::format(&path, e))?;
+    file.write_all_at(&body, HEADER_LEN as u64)?;
+    file.sync_data()?;
+    Ok(())
+}
+
+/// Removes the journal once the in-place writes it covers are durable.
+pub(crate) fn remove(dir: &Path) -> Result<()> {
+    remove_file(&path(dir))?;
+    sync_dir(dir)?;
+    Ok(())
+}
+
+/// On open: redoes the writes of a complete journal, discards an incomplete one.
+pub(crate) fn recover(dir: &Path, data: &DataFile) -> Result<()> {
+    let path = path(dir);
+    if !path.exists() {
+        return Ok(());
+    }
+    let file = SiloFile::open_read(&path)?;
+    read_header(&file, FileKind::Journal)?;
+    let len = to_usize(file.len()?)?;
+    // The allocation is the journal's real length on disk, not a length field.
+    let mut body = vec![0u8; len.saturating_sub(HEADER_LEN)];
+    file.read_exact_at(&mut body, HEADER_LEN as u64)?;
+    let mut writes = Vec::new();
+    let mut committed = false;
+    for (at, frame) in FrameReader::new(&body) {
+        match frame.tag {
+            Tag::Put => {
+                let record = decode_record(frame.payload, READ_LIMIT)
+                    .map_err(|e| Error::format(&path, e))?;
+                let end = frame.key.checked_add(frame.payload.len() as u64);
+                if end.is_none_or(|end| end > data.end()) || record.size() != frame.payload.len() {
+                    return Err(Error::corrupt(
+                        &path,
+                        (HEADER_LEN + at) as u64,
+                        "journal entry lies outside the data file",
+                    ));
+                }
+                writes.push((frame.key, frame.payload));
+            }
+            Tag::BatchCommit if frame.key == writes.len() as u64 => {
+                committed = true;
+                break;
+            }
+            _ => break,
+        }
+    }
+    if committed {
+        for (offset, record) in &writes {
+            data.file().write_all_at(record, *offset)?;
+        }
+        data.file().sync_data()?;
+    }
+    remove(dir)
+}

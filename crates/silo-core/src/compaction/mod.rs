@@ -1,0 +1,163 @@
+//! Compaction: folding the log into the data file and index (hot), and
+//! rewriting the data file without its dead space (cold).
+//!
+//! Hot compaction freezes the active log slot (writers move to the other
+//! slot without waiting), computes a [`plan::Plan`] read-only, applies it
+//! in strict phases ([`apply`]), then retires the frozen slot. Compactions
+//! are serialized by the store's gate; readers never wait for them.
+
+pub(crate) mod apply;
+pub(crate) mod cold;
+pub(crate) mod journal;
+pub(crate) mod plan;
+pub mod policy;
+
+use std::sync::Arc;
+use std::sync::RwLockWriteGuard;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use silo_format::HEADER_LEN;
+use silo_io::map::ReadMap;
+
+use crate::error::Result;
+use crate::options::Durability;
+use crate::store::Silo;
+
+/// What a call to [`Silo::compact`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompactionReport {
+    /// Log operations folded into the data file.
+    pub ops_folded: u64,
+    /// Records rewritten in place.
+    pub in_place: u64,
+    /// Records appended to the data file.
+    pub appended: u64,
+    /// Keys removed from the index.
+    pub deleted: u64,
+    /// Bytes written to the data file.
+    pub bytes_written: u64,
+    /// Write system calls those bytes took.
+    pub write_syscalls: u64,
+    /// Log bytes retired.
+    pub log_bytes_retired: u64,
+    /// Whether a cold compaction (full rewrite) ran.
+    pub cold: bool,
+    /// Dead bytes reclaimed by the cold compaction.
+    pub reclaimed_bytes: u64,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl Silo {
+    /// Compacts now, whatever the policy says: folds the log into the data
+    /// file and index, then rewrites the data file if its dead space is
+    /// over the threshold.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        self.check_poisoned()?;
+        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.compact_locked(&gate)
+    }
+
+    /// Rewrites the data file and index with only live records, whatever the dead space.
+    pub fn compact_cold(&self) -> Result<CompactionReport> {
+        self.check_poisoned()?;
+        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let start = Instant::now();
+        let mut report = self.hot_locked(&gate)?;
+        report.reclaimed_bytes = cold::run(self, &gate).map_err(|e| self.poison(e))?;
+        report.cold = true;
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+
+    /// Hot compaction only (used on open and close).
+    pub(crate) fn compact_hot(&self) -> Result<CompactionReport> {
+        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        self.hot_locked(&gate)
+    }
+
+    /// Hot, then cold if the dead space calls for it.
+    pub(crate) fn compact_locked(
+        &self,
+        gate: &RwLockWriteGuard<'_, ()>,
+    ) -> Result<CompactionReport> {
+        let start = Instant::now();
+        let mut report = self.hot_locked(gate)?;
+        if policy::wants_cold(&self.policy_input(), &self.opts.thresholds) {
+            report.reclaimed_bytes = cold::run(self, gate).map_err(|e| self.poison(e))?;
+            report.cold = true;
+        }
+        report.duration = start.elapsed();
+        Ok(report)
+    }
+
+    /// Freezes the active slot (unless a frozen one is waiting), folds it,
+    /// and retires it. The caller holds the gate.
+    fn hot_locked(&self, _gate: &RwLockWriteGuard<'_, ()>) -> Result<CompactionReport> {
+        let start = Instant::now();
+        // Freeze.
+        let (file, end, base_seq, through_seq, generation) = {
+            let mut st = self.log.lock();
+            if !st.frozen {
+                if st.active().is_empty() {
+                    return Ok(CompactionReport::default());
+                }
+                let (frozen_file, last) = st.rotate().map_err(|e| self.poison(e))?;
+                if self.opts.durability == Durability::Sync {
+                    // Everything appended before the switch must be durable
+                    // before group commit looks only at the new slot.
+                    frozen_file.sync_data().map_err(|e| self.poison(e.into()))?;
+                    self.log.commit.mark_durable(last);
+                }
+            }
+            let frozen = st.other();
+            (
+                Arc::clone(&frozen.file),
+                frozen.end,
+                frozen.header.base_seq,
+                frozen.next_seq().saturating_sub(1),
+                frozen.header.generation,
+            )
+        };
+        // Compute, read-only. A merge error leaves the slot frozen and the store as it was.
+        let map = ReadMap::new(&file)?;
+        let body = map.as_slice().get(HEADER_LEN..end).unwrap_or_default();
+        let tables = self.tables();
+        let plan = plan::compute(self, &tables, body, base_seq, through_seq, &self.pending)?;
+        drop(tables);
+        // Apply, then retire the slot.
+        let applied = apply::apply(self, &plan, generation).map_err(|e| self.poison(e))?;
+        drop(map);
+        {
+            let mut st = self.log.lock();
+            let other = 1 - st.active;
+            let (generation, base) = (
+                st.slots[other].header.generation,
+                st.slots[other].header.base_seq,
+            );
+            st.slots[other]
+                .reset(generation, base)
+                .map_err(|e| self.poison(e))?;
+            st.frozen = false;
+        }
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        *self
+            .last_compaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(CompactionReport {
+            ops_folded: plan.ops,
+            in_place: applied.in_place,
+            appended: applied.appended,
+            deleted: applied.deleted,
+            bytes_written: applied.bytes_written,
+            write_syscalls: applied.write_syscalls,
+            log_bytes_retired: (end - HEADER_LEN) as u64,
+            cold: false,
+            reclaimed_bytes: 0,
+            duration: start.elapsed(),
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The read-only step of hot compaction: from the frozen log slot and the
+//! current tables, compute an owned [`Plan`] of what to write. Nothing here
+//! changes a file or the pending view, so the sharded engine can run this
+//! step for many stores in parallel.
+
+use silo_format::{Tag, alloc_for, record_size};
+
+use crate::READ_LIMIT;
+use crate::error::{Error, Result};
+use crate::log::replay::{LoggedOp, replay};
+use crate::pending::PendingView;
+use crate::store::{Silo, Tables};
+
+/// Where a result goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Over the key's current record, which has room.
+    InPlace { offset: u64, alloc: u32 },
+    /// At the end of the data file.
+    Append { alloc: u32 },
+}
+
+/// The key's current record, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OldRecord {
+    pub(crate) offset: u64,
+    pub(crate) size: u64,
+}
+
+/// A value to store.
+#[derive(Debug)]
+pub(crate) struct KeyWrite {
+    pub(crate) key: u64,
+    pub(crate) seq: u64,
+    pub(crate) value: Vec<u8>,
+    pub(crate) place: Place,
+    pub(crate) old: Option<OldRecord>,
+}
+
+/// A key to delete.
+#[derive(Debug)]
+pub(crate) struct KeyDelete {
+    pub(crate) key: u64,
+    pub(crate) old: OldRecord,
+}
+
+/// What a hot compaction will do: owned, computed from immutable inputs.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// The last sequence number of the frozen slot.
+    pub(crate) through_seq: u64,
+    pub(crate) writes: Vec<KeyWrite>,
+    pub(crate) deletes: Vec<KeyDelete>,
+    /// Every key the frozen slot touched (their pending operations are forgotten after apply).
+    pub(crate) touched: Vec<u64>,
+    /// Operations read from the slot.
+    pub(crate) ops: u64,
+}
+
+/// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
+pub(crate) fn compute(
+    silo: &Silo,
+    tables: &Tables,
+    body: &[u8],
+    base_seq: u64,
+    through_seq: u64,
+    pending: &PendingView,
+) -> Result<Plan> {
+    let mut ops: Vec<LoggedOp<'_>> = Vec::new();
+    replay(body, base_seq, READ_LIMIT, false, |op| ops.push(op))
+        .map_err(|c| Error::corrupt(silo.dir.join("log (frozen slot)"), c.at as u64, c.reason))?;
+    ops.sort_unstable_by_key(|op| (op.key, op.seq));
+    let mut plan = Plan {
+        through_seq,
+        ops: ops.len() as u64,
+        ..Plan::default()
+    };
+    let view = tables.data.view();
+    for group in ops.chunk_by(|a, b| a.key == b.key) {
+        let key = group[0].key;
+        plan.touched.push(key);
+        // A newer put or delete in the active slot makes this key's result moot.
+        if pending
+            .get(key)
+            .and_then(|p| p.base)
+            .is_some_and(|b| b.seq() > through_seq)
+        {
+            continue;
+        }
+        let stored = match tables.index.get(key)? {
+            Some(offset) => Some((offset, tables.data.record(&view, offset, key, READ_LIMIT)?)),
+            None => None,
+        };
+        // Operations at or below the record's sequence number are already in it.
+        let floor = stored.map_or(0, |(_, r)| r.seq);
+        let live: Vec<&LoggedOp<'_>> = group.iter().filter(|op| op.seq > floor).collect();
+        let Some(last) = live.last() else { continue };
+        let seq = last.seq;
+        let (base, merges) = match live.iter().rposition(|op| op.tag != Tag::Merge) {
+            Some(i) => (
+                (live[i].tag == Tag::Put).then_some(live[i].payload),
+                &live[i + 1..],
+            ),
+            None => (stored.map(|(_, r)| r.value), &live[..]),
+        };
+        let value = if merges.is_empty() {
+            base.map(<[u8]>::to_vec)
+        } else {
+            let operands: Vec<&[u8]> = merges.iter().map(|op| op.payload).collect();
+            Some(silo.fold(key, base, &operands)?)
+        };
+        let old = stored.map(|(offset, r)| OldRecord {
+            offset,
+            size: record_size(r.alloc) as u64,
+        });
+        match value {
+            None => {
+                if let Some(old) = old {
+                    plan.deletes.push(KeyDelete { key, old });
+                }
+            }
+            Some(value) => {
+                let place = match stored {
+                    Some((offset, r)) if r.alloc as usize >= value.len() => Place::InPlace {
+                        offset,
+                        alloc: r.alloc,
+                    },
+                    _ => Place::Append {
+                        alloc: alloc_for(value.len(), silo.opts.value_slack_percent)
+                            .map_err(|e| Error::format(silo.dir.join("data"), e))?,
+                    },
+                };
+                plan.writes.push(KeyWrite {
+                    key,
+                    seq,
+                    value,
+                    place,
+                    old,
+                });
+            }
+        }
+    }
+    Ok(plan)
+}

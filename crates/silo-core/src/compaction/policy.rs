@@ -1,0 +1,190 @@
+//! The compaction policy: a pure function from store figures to
+//! `None | Normal | Emergency`.
+
+use std::time::Duration;
+
+use crate::options::CompactionThresholds;
+
+/// How urgent compaction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompactionKind {
+    /// Due: run when the I/O budget allows.
+    Normal,
+    /// Dead space or pending memory is past the emergency line: run now,
+    /// whatever the minimum interval says.
+    Emergency,
+}
+
+/// The figures the policy looks at.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PolicyInput {
+    /// Bytes of live records.
+    pub live_bytes: u64,
+    /// Bytes of dead records.
+    pub dead_bytes: u64,
+    /// Bytes in the active log slot.
+    pub log_bytes: u64,
+    /// Operations in the pending view.
+    pub pending_ops: u64,
+    /// Bytes held by the pending view.
+    pub pending_bytes: u64,
+    /// The pending view's memory limit.
+    pub pending_limit: u64,
+    /// Time since the last compaction, `None` if none ran since open.
+    pub since_last: Option<Duration>,
+}
+
+impl PolicyInput {
+    /// Dead bytes as a fraction of all record bytes.
+    pub fn dead_ratio(&self) -> f64 {
+        let total = self.live_bytes + self.dead_bytes;
+        if total == 0 {
+            0.0
+        } else {
+            self.dead_bytes as f64 / total as f64
+        }
+    }
+}
+
+/// Dead space below this many bytes never triggers compaction by itself.
+pub const MIN_DEAD_BYTES: u64 = 1 << 20;
+
+/// What the policy says for `input` under `t`.
+pub fn decide(input: &PolicyInput, t: &CompactionThresholds) -> Option<CompactionKind> {
+    let dead_ratio = input.dead_ratio();
+    let enough_dead = input.dead_bytes >= MIN_DEAD_BYTES;
+    if (enough_dead && dead_ratio > t.emergency_dead_ratio)
+        || input.pending_bytes >= input.pending_limit
+    {
+        return Some(CompactionKind::Emergency);
+    }
+    let due = (enough_dead && dead_ratio > t.dead_ratio)
+        || input.log_bytes > t.log_bytes
+        || input.pending_ops > t.pending_ops;
+    let rested = input.since_last.is_none_or(|d| d >= t.min_interval);
+    (due && rested).then_some(CompactionKind::Normal)
+}
+
+/// Whether the dead space alone calls for a cold compaction (a full rewrite).
+pub fn wants_cold(input: &PolicyInput, t: &CompactionThresholds) -> bool {
+    input.dead_bytes >= MIN_DEAD_BYTES && input.dead_ratio() > t.dead_ratio
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn table() {
+        let t = CompactionThresholds::default();
+        let base = PolicyInput {
+            live_bytes: 100 * MIB,
+            pending_limit: 256 * MIB,
+            since_last: Some(Duration::from_secs(120)),
+            ..PolicyInput::default()
+        };
+        let rows: Vec<(&str, PolicyInput, Option<CompactionKind>)> = vec![
+            ("idle store", base, None),
+            (
+                "19% dead",
+                PolicyInput {
+                    dead_bytes: 23 * MIB,
+                    ..base
+                },
+                None,
+            ),
+            (
+                "21% dead",
+                PolicyInput {
+                    dead_bytes: 27 * MIB,
+                    ..base
+                },
+                Some(CompactionKind::Normal),
+            ),
+            (
+                "21% dead, ran 10 s ago",
+                PolicyInput {
+                    dead_bytes: 27 * MIB,
+                    since_last: Some(Duration::from_secs(10)),
+                    ..base
+                },
+                None,
+            ),
+            (
+                "21% dead, never ran",
+                PolicyInput {
+                    dead_bytes: 27 * MIB,
+                    since_last: None,
+                    ..base
+                },
+                Some(CompactionKind::Normal),
+            ),
+            (
+                "71% dead, ran 1 s ago",
+                PolicyInput {
+                    dead_bytes: 250 * MIB,
+                    since_last: Some(Duration::from_secs(1)),
+                    ..base
+                },
+                Some(CompactionKind::Emergency),
+            ),
+            (
+                "tiny store, all dead",
+                PolicyInput {
+                    live_bytes: 0,
+                    dead_bytes: 1000,
+                    ..base
+                },
+                None,
+            ),
+            (
+                "log over limit",
+                PolicyInput {
+                    log_bytes: 300 * MIB,
+                    ..base
+                },
+                Some(CompactionKind::Normal),
+            ),
+            (
+                "too many pending ops",
+                PolicyInput {
+                    pending_ops: 5_000_000,
+                    ..base
+                },
+                Some(CompactionKind::Normal),
+            ),
+            (
+                "pending memory full",
+                PolicyInput {
+                    pending_bytes: 256 * MIB,
+                    since_last: Some(Duration::ZERO),
+                    ..base
+                },
+                Some(CompactionKind::Emergency),
+            ),
+        ];
+        for (name, input, want) in rows {
+            assert_eq!(decide(&input, &t), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn cold_compaction_follows_the_dead_ratio() {
+        let t = CompactionThresholds::default();
+        let input = PolicyInput {
+            live_bytes: 70 * MIB,
+            dead_bytes: 30 * MIB,
+            ..PolicyInput::default()
+        };
+        assert!(wants_cold(&input, &t));
+        assert!(!wants_cold(
+            &PolicyInput {
+                dead_bytes: 10 * MIB,
+                ..input
+            },
+            &t
+        ));
+    }
+}

@@ -1,0 +1,372 @@
+//! The persistent hash index: an open-addressed table of `(key, loc)` slots
+//! in a mapped file (`index-<id>`), probed linearly from the key's hash.
+//!
+//! Only compaction (one thread at a time) changes it, with the publication
+//! protocol of `silo_format::index_entry`: a new slot's key is stored before
+//! its location, a location is one aligned 8-byte atomic store, and a slot's
+//! key never changes once set (deleted slots keep their key until a rehash).
+//! Readers load the location (Acquire) before the key, so they never see a
+//! torn entry. The table is grown by rehashing into a new file.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use silo_format::{
+    FileHeader, FileKind, HEADER_LEN, INDEX_ENTRY_LEN, LOC_DELETED, LOC_EMPTY, Loc, hash_key,
+    slot_offset,
+};
+use silo_io::durable::{create_with_header, read_header};
+use silo_io::file::SiloFile;
+use silo_io::map::AtomicMap;
+
+use crate::error::{Error, Result};
+use crate::log::slot::to_usize;
+
+/// Smallest table, in slots.
+pub(crate) const MIN_CAPACITY: u64 = 1024;
+/// Used slots (live and deleted) may fill at most this many parts in 8 of the table.
+const MAX_LOAD_EIGHTHS: u64 = 6;
+
+/// The path of index file `id` in `dir`.
+pub(crate) fn index_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("index-{id}"))
+}
+
+/// The capacity that holds `keys` at about half load.
+pub(crate) fn capacity_for(keys: u64) -> u64 {
+    keys.saturating_mul(2).max(MIN_CAPACITY).next_power_of_two()
+}
+
+/// An open index file.
+pub(crate) struct Index {
+    /// The file id (`index-<id>`).
+    pub(crate) id: u64,
+    path: PathBuf,
+    file: SiloFile,
+    map: AtomicMap,
+    capacity: u64,
+    seed: u64,
+    /// Slots holding a live key.
+    live: AtomicU64,
+    /// Slots holding a key, live or deleted.
+    used: AtomicU64,
+}
+
+impl Index {
+    /// Writes a new index file holding `entries` (key, record offset), syncs it and maps it.
+    pub(crate) fn create(
+        dir: &Path,
+        id: u64,
+        capacity: u64,
+        seed: u64,
+        entries: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Result<Index> {
+        debug_assert!(capacity.is_power_of_two());
+        let len = silo_format::index_entry::index_file_len(capacity).ok_or_else(|| {
+            Error::InvalidOptions {
+                name: "index capacity",
+                reason: format!("{capacity} slots overflow a file length"),
+            }
+        })?;
+        let mut body = vec![0u8; to_usize(len)? - HEADER_LEN];
+        let mask = capacity - 1;
+        let mut live = 0;
+        for (key, loc) in entries {
+            let mut slot = hash_key(key, seed) & mask;
+            loop {
+                let at = to_usize(slot_offset(slot))? - HEADER_LEN;
+                let entry = &mut body[at..at + INDEX_ENTRY_LEN];
+                if entry.iter().all(|b| *b == 0) {
+                    entry.copy_from_slice(&silo_format::encode_entry(
+                        key,
+                        Loc::decode(loc).map_err(|e| Error::format(index_path(dir, id), e))?,
+                    ));
+                    live += 1;
+                    break;
+                }
+                slot = (slot + 1) & mask;
+            }
+            if live > capacity * MAX_LOAD_EIGHTHS / 8 {
+                return Err(Error::InvalidOptions {
+                    name: "index capacity",
+                    reason: format!("{capacity} slots cannot hold {live} keys"),
+                });
+            }
+        }
+        let header = FileHeader {
+            generation: id,
+            param_a: capacity,
+            param_b: seed,
+            ..FileHeader::new(FileKind::Index)
+        };
+        let path = index_path(dir, id);
+        let file = create_with_header(&path, &header)?;
+        file.write_all_at(&body, HEADER_LEN as u64)?;
+        file.sync_all()?;
+        Ok(Index {
+            id,
+            map: AtomicMap::new(&file)?,
+            file,
+            path,
+            capacity,
+            seed,
+            live: AtomicU64::new(live),
+            used: AtomicU64::new(live),
+        })
+    }
+
+    /// Opens index file `id`. `counts` are (live, used) from a clean
+    /// manifest; without them the table is scanned to count.
+    pub(crate) fn open(dir: &Path, id: u64, counts: Option<(u64, u64)>) -> Result<Index> {
+        let path = index_path(dir, id);
+        let file = SiloFile::open(&path)?;
+        let header = read_header(&file, FileKind::Index)?;
+        let capacity = header.param_a;
+        let expected_len = silo_format::index_entry::index_file_len(capacity);
+        if header.generation != id
+            || !capacity.is_power_of_two()
+            || expected_len != Some(file.len()?)
+        {
+            return Err(Error::corrupt(
+                &path,
+                0,
+                format!(
+                    "index header says id {} and {capacity} slots, but the file is index-{id} of {} bytes",
+                    header.generation,
+                    file.len()?
+                ),
+            ));
+        }
+        let index = Index {
+            id,
+            map: AtomicMap::new(&file)?,
+            file,
+            path,
+            capacity,
+            seed: header.param_b,
+            live: AtomicU64::new(0),
+            used: AtomicU64::new(0),
+        };
+        let (live, used) = match counts {
+            Some(c) => c,
+            None => index.count()?,
+        };
+        index.live.store(live, Ordering::Relaxed);
+        index.used.store(used, Ordering::Relaxed);
+        Ok(index)
+    }
+
+    fn count(&self) -> Result<(u64, u64)> {
+        let (mut live, mut used) = (0, 0);
+        for slot in 0..self.capacity {
+            match self.loc(slot)? {
+                Loc::Empty => {}
+                Loc::Deleted => used += 1,
+                Loc::Record(_) => {
+                    used += 1;
+                    live += 1;
+                }
+            }
+        }
+        Ok((live, used))
+    }
+
+    fn word(&self, slot: u64, field: usize) -> Result<&AtomicU64> {
+        let offset = to_usize(slot_offset(slot))? + field;
+        Ok(self.map.atomic_u64(offset)?)
+    }
+
+    fn loc(&self, slot: u64) -> Result<Loc> {
+        let raw = self
+            .word(slot, silo_format::ENTRY_LOC_OFFSET)?
+            .load(Ordering::Acquire);
+        Loc::decode(raw).map_err(|e| Error::format(&self.path, e))
+    }
+
+    /// The path of the file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Slots in the table.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The hash seed.
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// (live, used) slot counts.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.live.load(Ordering::Relaxed),
+            self.used.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether `new_keys` more keys fit under the load limit.
+    pub(crate) fn has_room_for(&self, new_keys: u64) -> bool {
+        self.used.load(Ordering::Relaxed) + new_keys <= self.capacity * MAX_LOAD_EIGHTHS / 8
+    }
+
+    /// Finds the slot of `key`: `Ok(Some(slot))`, or `Ok(None)` at the first empty slot.
+    fn find(&self, key: u64) -> Result<std::result::Result<u64, Option<u64>>> {
+        let mask = self.capacity - 1;
+        let mut slot = hash_key(key, self.seed) & mask;
+        for _ in 0..self.capacity {
+            match self.loc(slot)? {
+                Loc::Empty => return Ok(Err(Some(slot))),
+                _ => {
+                    let k = self
+                        .word(slot, silo_format::ENTRY_KEY_OFFSET)?
+                        .load(Ordering::Relaxed);
+                    if k == key {
+                        return Ok(Ok(slot));
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+        Ok(Err(None))
+    }
+
+    /// The record offset of `key`, if it is live.
+    pub(crate) fn get(&self, key: u64) -> Result<Option<u64>> {
+        match self.find(key)? {
+            Ok(slot) => match self.loc(slot)? {
+                Loc::Record(offset) => Ok(Some(offset)),
+                Loc::Deleted | Loc::Empty => Ok(None),
+            },
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Points `key` at the record at `offset`. Single writer only.
+    pub(crate) fn set(&self, key: u64, offset: u64) -> Result<()> {
+        let loc = Loc::record(offset).map_err(|e| Error::format(&self.path, e))?;
+        match self.find(key)? {
+            Ok(slot) => {
+                let word = self.word(slot, silo_format::ENTRY_LOC_OFFSET)?;
+                if word.swap(loc.encode(), Ordering::AcqRel) == LOC_DELETED {
+                    self.live.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(Some(slot)) => {
+                self.word(slot, silo_format::ENTRY_KEY_OFFSET)?
+                    .store(key, Ordering::Relaxed);
+                self.word(slot, silo_format::ENTRY_LOC_OFFSET)?
+                    .store(loc.encode(), Ordering::Release);
+                self.live.fetch_add(1, Ordering::Relaxed);
+                self.used.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(None) => {
+                return Err(Error::corrupt(
+                    &self.path,
+                    0,
+                    "index is full: no empty slot left",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `key` deleted, if present. Single writer only.
+    pub(crate) fn remove(&self, key: u64) -> Result<()> {
+        if let Ok(slot) = self.find(key)? {
+            let word = self.word(slot, silo_format::ENTRY_LOC_OFFSET)?;
+            let old = word.swap(LOC_DELETED, Ordering::AcqRel);
+            if old != LOC_DELETED && old != LOC_EMPTY {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The live (key, record offset) in `slot`, if it holds one.
+    pub(crate) fn entry(&self, slot: u64) -> Result<Option<(u64, u64)>> {
+        match self.loc(slot)? {
+            Loc::Record(offset) => {
+                let key = self
+                    .word(slot, silo_format::ENTRY_KEY_OFFSET)?
+                    .load(Ordering::Relaxed);
+                Ok(Some((key, offset)))
+            }
+            Loc::Empty | Loc::Deleted => Ok(None),
+        }
+    }
+
+    /// Every live (key, record offset), in slot order.
+    pub(crate) fn live_entries(&self) -> impl Iterator<Item = Result<(u64, u64)>> + '_ {
+        (0..self.capacity).filter_map(move |slot| self.entry(slot).transpose())
+    }
+
+    /// Bytes the file takes on disk.
+    pub(crate) fn disk_bytes(&self) -> Result<u64> {
+        Ok(self.file.block_bytes()?)
+    }
+
+    /// Makes every change durable (msync).
+    pub(crate) fn flush(&self) -> Result<()> {
+        Ok(self.map.flush()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_works_including_zero_and_max() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Index::create(dir.path(), 1, MIN_CAPACITY, 42, []).expect("create");
+        for (i, key) in [0, u64::MAX, 1, 7].into_iter().enumerate() {
+            assert_eq!(index.get(key).expect("get"), None);
+            index.set(key, 64 + 8 * i as u64).expect("set");
+        }
+        assert_eq!(index.get(0).expect("get"), Some(64));
+        assert_eq!(index.get(u64::MAX).expect("get"), Some(72));
+        index.remove(0).expect("remove");
+        assert_eq!(index.get(0).expect("get"), None);
+        assert_eq!(index.counts(), (3, 4));
+        index.set(0, 128).expect("set again");
+        assert_eq!(index.counts(), (4, 4));
+        index.flush().expect("flush");
+        drop(index);
+        let reopened = Index::open(dir.path(), 1, None).expect("open");
+        assert_eq!(reopened.get(0).expect("get"), Some(128));
+        assert_eq!(reopened.counts(), (4, 4));
+        let mut all: Vec<_> = reopened
+            .live_entries()
+            .collect::<Result<_>>()
+            .expect("entries");
+        all.sort_unstable();
+        assert_eq!(all, vec![(0, 128), (1, 80), (7, 88), (u64::MAX, 72)]);
+    }
+
+    #[test]
+    fn colliding_keys_probe_past_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Index::create(dir.path(), 3, MIN_CAPACITY, 0, []).expect("create");
+        // 600 keys in 1024 slots forces long probe runs.
+        for key in 0..600u64 {
+            index.set(key * 1024, 64 + key * 8).expect("set");
+        }
+        for key in 0..600u64 {
+            assert_eq!(index.get(key * 1024).expect("get"), Some(64 + key * 8));
+        }
+        assert!(!index.has_room_for(300));
+    }
+
+    #[test]
+    fn a_header_that_disagrees_with_the_file_is_corruption() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Index::create(dir.path(), 5, MIN_CAPACITY, 0, [(1, 64)]).expect("create"));
+        std::fs::rename(index_path(dir.path(), 5), index_path(dir.path(), 6)).expect("rename");
+        assert!(matches!(
+            Index::open(dir.path(), 6, None),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}

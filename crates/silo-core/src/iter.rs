@@ -1,0 +1,106 @@
+//! `Iter`: every live (key, value) of a store, as one consistent view.
+//!
+//! The iterator takes a copy of the pending view under the log mutex (so it
+//! matches a prefix of the log) and holds the compaction gate shared, so the
+//! data file and index do not change under it. Writers go on; compaction
+//! waits until the iterator is dropped.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLockReadGuard};
+
+use silo_io::map::ReadMap;
+
+use crate::READ_LIMIT;
+use crate::error::Result;
+use crate::pending::KeyOps;
+use crate::store::{Silo, Stored, Tables};
+
+/// Iterator over every live `(key, value)`; see [`Silo::iter`].
+pub struct Iter<'a> {
+    silo: &'a Silo,
+    _gate: RwLockReadGuard<'a, ()>,
+    tables: Arc<Tables>,
+    view: Arc<ReadMap>,
+    pending: HashMap<u64, KeyOps>,
+    slot: u64,
+    pending_only: Option<std::vec::IntoIter<(u64, KeyOps)>>,
+}
+
+impl std::fmt::Debug for Iter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iter")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Silo {
+    /// Every live `(key, value)`, in no particular order, as of this call.
+    /// Compaction waits while the iterator lives; reads and writes do not.
+    pub fn iter(&self) -> Iter<'_> {
+        let gate = self.gate_shared();
+        let pending = {
+            let _log = self.log.lock();
+            self.pending.snapshot()
+        };
+        let tables = self.tables();
+        let view = tables.data.view();
+        Iter {
+            silo: self,
+            _gate: gate,
+            tables,
+            view,
+            pending,
+            slot: 0,
+            pending_only: None,
+        }
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = Result<(u64, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.slot < self.tables.index.capacity() {
+            let slot = self.slot;
+            self.slot += 1;
+            let (key, offset) = match self.tables.index.entry(slot) {
+                Err(e) => return Some(Err(e)),
+                Ok(None) => continue,
+                Ok(Some(entry)) => entry,
+            };
+            let record = match self.tables.data.record(&self.view, offset, key, READ_LIMIT) {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e)),
+            };
+            match self.pending.remove(&key) {
+                None => return Some(Ok((key, record.value.to_vec()))),
+                Some(ops) => {
+                    match self
+                        .silo
+                        .resolve(key, ops, Stored::Present(record.seq, record.value))
+                    {
+                        Ok(Some(value)) => return Some(Ok((key, value))),
+                        Ok(None) => continue,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+            }
+        }
+        let rest = self.pending_only.get_or_insert_with(|| {
+            let mut keys: Vec<(u64, KeyOps)> =
+                std::mem::take(&mut self.pending).into_iter().collect();
+            keys.sort_unstable_by_key(|(k, _)| *k);
+            keys.into_iter()
+        });
+        for (key, ops) in rest.by_ref() {
+            // Keys not in the index: only their pending operations count.
+            match self.silo.resolve(key, ops, Stored::Absent) {
+                Ok(Some(value)) => return Some(Ok((key, value))),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,79 @@
+//! Group commit: concurrent `Sync` writers share one fdatasync.
+//!
+//! A writer that needs its sequence number durable either finds it already
+//! durable, waits for the sync in flight, or becomes the leader: it syncs
+//! the active slot for everyone who appended before it started.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use silo_io::file::SiloFile;
+
+use crate::error::{Error, Result};
+
+struct State {
+    durable: u64,
+    syncing: bool,
+    failure: Option<String>,
+}
+
+/// The group-commit coordinator.
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+impl GroupCommit {
+    /// Everything through `durable` is already durable.
+    pub(crate) fn new(durable: u64) -> GroupCommit {
+        GroupCommit {
+            state: Mutex::new(State {
+                durable,
+                syncing: false,
+                failure: None,
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    /// Records that everything through `seq` is durable.
+    pub(crate) fn mark_durable(&self, seq: u64) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.durable = st.durable.max(seq);
+        self.done.notify_all();
+    }
+
+    /// Returns once `seq` is durable. `target` gives the leader what to
+    /// sync: the active slot's file and the last sequence number in it.
+    pub(crate) fn wait_durable(
+        &self,
+        seq: u64,
+        target: impl Fn() -> (Arc<SiloFile>, u64),
+    ) -> Result<()> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(cause) = &st.failure {
+                return Err(Error::Poisoned {
+                    cause: cause.clone(),
+                });
+            }
+            if st.durable >= seq {
+                return Ok(());
+            }
+            if st.syncing {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.syncing = true;
+            drop(st);
+            let (file, last) = target();
+            let outcome = file.sync_data();
+            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.syncing = false;
+            match outcome {
+                Ok(()) => st.durable = st.durable.max(last),
+                Err(e) => st.failure = Some(e.to_string()),
+            }
+            self.done.notify_all();
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Reading a log slot back: committed operations in order, with their
+//! sequence numbers, and where the valid part of the slot ends.
+//!
+//! Frames inside a batch (between `BatchBegin` and a matching
+//! `BatchCommit`) are delivered only once the commit frame is read, so a
+//! batch cut off by a crash is dropped whole.
+
+use silo_format::{Frame, FrameReader, LogEnd, Tag};
+
+/// One committed operation read from a log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoggedOp<'a> {
+    /// Its sequence number: the slot's base plus the frame's ordinal.
+    pub(crate) seq: u64,
+    /// Put, Delete or Merge.
+    pub(crate) tag: Tag,
+    /// The key.
+    pub(crate) key: u64,
+    /// The value or operand (empty for Delete).
+    pub(crate) payload: &'a [u8],
+}
+
+/// How reading a slot ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReplayEnd {
+    /// Offset in the body just past the last committed frame: writing resumes here.
+    pub(crate) valid_len: usize,
+    /// Frames (batch markers included) before `valid_len`.
+    pub(crate) frames: u64,
+    /// Non-zero bytes after `valid_len` that were dropped (a torn tail, a cut-off batch,
+    /// or, with `recover_corrupt`, everything after the damage).
+    pub(crate) dropped_bytes: u64,
+    /// Where the reader stopped and why.
+    pub(crate) end: LogEnd,
+}
+
+/// Corruption in the middle of a log: where, and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ReplayCorrupt {
+    /// Offset in the body of the first bad byte.
+    pub(crate) at: usize,
+    /// What is wrong.
+    pub(crate) reason: String,
+}
+
+/// An open batch: where it started and what it holds so far.
+struct OpenBatch<'a> {
+    start: usize,
+    start_frames: u64,
+    expected: u64,
+    ops: Vec<LoggedOp<'a>>,
+}
+
+/// Reads `body` (a slot's bytes after its header) and calls `each` for
+/// every committed operation in order. `base_seq` is the sequence number of
+/// the slot's first frame. With `recover_corrupt`, damage in the middle ends
+/// the slot at the damage instead of failing.
+pub(crate) fn replay<'a>(
+    body: &'a [u8],
+    base_seq: u64,
+    max_payload: u32,
+    recover_corrupt: bool,
+    mut each: impl FnMut(LoggedOp<'a>),
+) -> Result<ReplayEnd, ReplayCorrupt> {
+    let mut reader = FrameReader::new(body).with_max_payload(max_payload);
+    let mut frames: u64 = 0;
+    let mut batch: Option<OpenBatch<'a>> = None;
+    let mut committed_len = 0usize;
+    let mut committed_frames = 0u64;
+    let mut mid_log_error: Option<ReplayCorrupt> = None;
+    for (offset, Frame { tag, key, payload }) in reader.by_ref() {
+        let seq = base_seq + frames;
+        frames += 1;
+        let end_of_frame = offset + silo_format::frame_len(payload.len());
+        let op = LoggedOp {
+            seq,
+            tag,
+            key,
+            payload,
+        };
+        match (tag, batch.as_mut()) {
+            (Tag::BatchBegin, None) => {
+                batch = Some(OpenBatch {
+                    start: offset,
+                    start_frames: frames - 1,
+                    expected: key,
+                    ops: Vec::new(),
+                });
+            }
+            (Tag::BatchCommit, Some(open))
+                if open.ops.len() as u64 == key && key == open.expected =>
+            {
+                for op in open.ops.drain(..) {
+                    each(op);
+                }
+                batch = None;
+                committed_len = end_of_frame;
+                committed_frames = frames;
+            }
+            (Tag::Put | Tag::Delete | Tag::Merge, Some(open))
+                if (open.ops.len() as u64) < open.expected =>
+            {
+                open.ops.push(op);
+            }
+            (Tag::Put | Tag::Delete | Tag::Merge, None) => {
+                each(op);
+                committed_len = end_of_frame;
+                committed_frames = frames;
+            }
+            _ => {
+                mid_log_error = Some(ReplayCorrupt {
+                    at: offset,
+                    reason: format!("unexpected {tag:?} frame (key {key}) for the open batch"),
+                });
+                break;
+            }
+        }
+    }
+    let end = reader.end().unwrap_or(LogEnd::Clean {
+        at: reader.position(),
+    });
+    let damage = match (&mid_log_error, &end) {
+        (Some(e), _) => Some(e.clone()),
+        (None, LogEnd::Corrupt { at, reason }) => Some(ReplayCorrupt {
+            at: *at,
+            reason: format!("{reason:?} with valid-looking data after it"),
+        }),
+        _ => None,
+    };
+    if let Some(damage) = damage
+        && !recover_corrupt
+    {
+        return Err(damage);
+    }
+    let valid_len = batch.as_ref().map_or(committed_len, |b| b.start);
+    let frames = batch.as_ref().map_or(committed_frames, |b| b.start_frames);
+    let tail = body.get(valid_len..).unwrap_or_default();
+    let dropped_bytes = tail
+        .iter()
+        .rposition(|b| *b != 0)
+        .map_or(0, |p| p as u64 + 1);
+    Ok(ReplayEnd {
+        valid_len,
+        frames,
+        dropped_bytes,
+        end,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use silo_format::encode_frame;
+
+    fn push(buf: &mut Vec<u8>, tag: Tag, key: u64, payload: &[u8]) {
+        let start = buf.len();
+        buf.resize(start + silo_format::frame_len(payload.len()), 0);
+        encode_frame(&mut buf[start..], tag, key, payload).expect("fits");
+    }
+
+    fn collect(body: &[u8], recover: bool) -> Result<(Vec<(u64, u64)>, ReplayEnd), ReplayCorrupt> {
+        let mut ops = Vec::new();
+        let end = replay(body, 100, 1 << 20, recover, |op| ops.push((op.seq, op.key)))?;
+        Ok((ops, end))
+    }
+
+    #[test]
+    fn sequence_numbers_count_every_frame_including_batch_markers() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::Put, 1, b"a");
+        push(&mut b, Tag::BatchBegin, 2, b"");
+        push(&mut b, Tag::Put, 2, b"b");
+        push(&mut b, Tag::Delete, 3, b"");
+        push(&mut b, Tag::BatchCommit, 2, b"");
+        push(&mut b, Tag::Merge, 4, b"c");
+        let len = b.len();
+        b.resize(len + 64, 0);
+        let (ops, end) = collect(&b, false).expect("clean");
+        assert_eq!(ops, vec![(100, 1), (102, 2), (103, 3), (105, 4)]);
+        assert_eq!((end.valid_len, end.frames, end.dropped_bytes), (len, 6, 0));
+    }
+
+    #[test]
+    fn a_batch_cut_off_is_dropped_whole() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::Put, 1, b"a");
+        let batch_start = b.len();
+        push(&mut b, Tag::BatchBegin, 2, b"");
+        push(&mut b, Tag::Put, 2, b"b");
+        push(&mut b, Tag::Put, 3, b"c");
+        let (ops, end) = collect(&b, false).expect("torn, not corrupt");
+        assert_eq!(ops, vec![(100, 1)]);
+        assert_eq!((end.valid_len, end.frames), (batch_start, 1));
+        assert!(end.dropped_bytes > 0);
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_an_error_unless_recovering() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::Put, 1, b"a");
+        let second = b.len();
+        push(&mut b, Tag::Put, 2, b"b");
+        push(&mut b, Tag::Put, 3, b"c");
+        b[second + 14] ^= 0x40;
+        let err = collect(&b, false).expect_err("corrupt");
+        assert_eq!(err.at, second);
+        let (ops, end) = collect(&b, true).expect("recovered");
+        assert_eq!(ops, vec![(100, 1)]);
+        assert_eq!(end.valid_len, second);
+    }
+
+    #[test]
+    fn a_commit_with_the_wrong_count_is_corruption() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::BatchBegin, 1, b"");
+        push(&mut b, Tag::Put, 2, b"b");
+        push(&mut b, Tag::BatchCommit, 2, b"");
+        push(&mut b, Tag::Put, 3, b"c");
+        assert!(collect(&b, false).is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! One log slot file (`log-0` or `log-1`): a header, then frames, then a
+//! zero-filled preallocated tail. Writers append under the log mutex by
+//! copying frames into a read-write map of the file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use silo_format::{FileHeader, FileKind, HEADER_LEN};
+use silo_io::durable::{create_with_header, read_header};
+use silo_io::file::SiloFile;
+use silo_io::mlog::AppendMap;
+
+use crate::error::{Error, Result};
+
+/// Bytes a slot file is allocated with, and shrinks back to when retired.
+pub(crate) const INITIAL_SLOT_BYTES: u64 = 1 << 20;
+/// The most a slot grows by at once.
+const MAX_GROWTH: u64 = 64 << 20;
+
+/// The path of slot `number` in `dir`.
+pub(crate) fn slot_path(dir: &Path, number: usize) -> PathBuf {
+    dir.join(format!("log-{number}"))
+}
+
+/// An open log slot.
+pub(crate) struct LogSlot {
+    /// 0 or 1.
+    pub(crate) number: usize,
+    /// The file, shared with group commit (which syncs it outside the log mutex).
+    pub(crate) file: Arc<SiloFile>,
+    map: AppendMap,
+    /// The slot's header: generation (replay order) and base sequence number.
+    pub(crate) header: FileHeader,
+    /// Offset in the file of the next frame.
+    pub(crate) end: usize,
+    /// Frames in the slot (the ordinal of the next frame).
+    pub(crate) frames: u64,
+}
+
+impl LogSlot {
+    /// Creates slot `number` with the given generation and base sequence number.
+    pub(crate) fn create(
+        dir: &Path,
+        number: usize,
+        generation: u64,
+        base_seq: u64,
+    ) -> Result<LogSlot> {
+        let header = FileHeader {
+            generation,
+            base_seq,
+            ..FileHeader::new(FileKind::OpsLog)
+        };
+        let file = create_with_header(&slot_path(dir, number), &header)?;
+        file.allocate(0, INITIAL_SLOT_BYTES)?;
+        file.sync_all()?;
+        let map = AppendMap::new(&file, to_usize(INITIAL_SLOT_BYTES)?)?;
+        Ok(LogSlot {
+            number,
+            file: Arc::new(file),
+            map,
+            header,
+            end: HEADER_LEN,
+            frames: 0,
+        })
+    }
+
+    /// Opens slot `number`; the caller replays [`LogSlot::body`] and then
+    /// calls [`LogSlot::resume_at`].
+    pub(crate) fn open(dir: &Path, number: usize) -> Result<LogSlot> {
+        let path = slot_path(dir, number);
+        let file = SiloFile::open(&path)?;
+        let header = read_header(&file, FileKind::OpsLog)?;
+        let len = file.len()?.max(HEADER_LEN as u64);
+        let map = AppendMap::new(&file, to_usize(len)?)?;
+        Ok(LogSlot {
+            number,
+            file: Arc::new(file),
+            map,
+            header,
+            end: HEADER_LEN,
+            frames: 0,
+        })
+    }
+
+    /// Everything after the header, up to the end of the file.
+    pub(crate) fn body(&self) -> &[u8] {
+        self.map.as_slice().get(HEADER_LEN..).unwrap_or_default()
+    }
+
+    /// The written frames: from the header to the append position.
+    pub(crate) fn written(&self) -> &[u8] {
+        self.map
+            .as_slice()
+            .get(HEADER_LEN..self.end)
+            .unwrap_or_default()
+    }
+
+    /// Sets the append position after replay, zeroing the `dropped` bytes
+    /// of a torn tail so they can never be read as frames again.
+    pub(crate) fn resume_at(&mut self, body_len: usize, frames: u64, dropped: u64) -> Result<()> {
+        self.end = HEADER_LEN + body_len;
+        self.frames = frames;
+        if dropped > 0 {
+            let zeros = vec![0u8; to_usize(dropped)?];
+            self.map.write_at(self.end, &zeros)?;
+            self.map.flush_range(self.end, zeros.len())?;
+        }
+        Ok(())
+    }
+
+    /// The sequence number the next frame gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.header.base_seq + self.frames
+    }
+
+    /// Whether the slot holds no frames.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    /// Bytes of frames written.
+    pub(crate) fn log_bytes(&self) -> u64 {
+        (self.end - HEADER_LEN) as u64
+    }
+
+    /// Appends `count` already-encoded frames, growing the file as needed.
+    pub(crate) fn append(&mut self, frames: &[u8], count: u64) -> Result<()> {
+        let needed = self.end + frames.len();
+        if needed > self.map.len() {
+            self.grow(needed)?;
+        }
+        self.map.write_at(self.end, frames)?;
+        self.end = needed;
+        self.frames += count;
+        Ok(())
+    }
+
+    fn grow(&mut self, needed: usize) -> Result<()> {
+        let current = self.map.len() as u64;
+        let step = current.clamp(INITIAL_SLOT_BYTES, MAX_GROWTH);
+        let mut new_len = current + step;
+        while new_len < needed as u64 {
+            new_len += step;
+        }
+        self.file.allocate(0, new_len)?;
+        self.map = AppendMap::new(&self.file, to_usize(new_len)?)?;
+        Ok(())
+    }
+
+    /// Empties the slot and gives it a new generation and base sequence
+    /// number. Crash-safe: at every step the slot replays as empty.
+    pub(crate) fn reset(&mut self, generation: u64, base_seq: u64) -> Result<()> {
+        // Cut the frames first: a crash from here on finds an empty slot.
+        self.file.set_len(HEADER_LEN as u64)?;
+        self.file.allocate(0, INITIAL_SLOT_BYTES)?;
+        let header = FileHeader {
+            generation,
+            base_seq,
+            ..FileHeader::new(FileKind::OpsLog)
+        };
+        self.file.write_all_at(&header.encode(), 0)?;
+        self.file.sync_all()?;
+        self.map = AppendMap::new(&self.file, to_usize(INITIAL_SLOT_BYTES)?)?;
+        self.header = header;
+        self.end = HEADER_LEN;
+        self.frames = 0;
+        Ok(())
+    }
+}
+
+/// A file length as `usize`, refusing what does not fit the address space.
+pub(crate) fn to_usize(n: u64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| Error::InvalidOptions {
+        name: "file length",
+        reason: format!("{n} bytes do not fit in this platform's address space"),
+    })
+}

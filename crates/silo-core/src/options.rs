@@ -1,0 +1,184 @@
+//! Store options: durability, merge operator, value limits and compaction thresholds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::merge::MergeOperator;
+
+/// When a write is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// A write returns once its log bytes are in the page cache (it survives
+    /// a crash of the process, not of the machine); the OS writes back, and
+    /// [`crate::Silo::flush`] makes everything durable.
+    #[default]
+    Buffered,
+    /// A write returns after its log bytes are fdatasync'ed. Concurrent
+    /// writers share one fdatasync (group commit).
+    Sync,
+}
+
+/// When compaction is due; see [`crate::policy`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompactionThresholds {
+    /// Dead fraction of the data file above which a cold compaction (full
+    /// rewrite) is due. Default 0.20.
+    pub dead_ratio: f64,
+    /// Dead fraction above which compaction is an emergency. Default 0.70.
+    pub emergency_dead_ratio: f64,
+    /// Log bytes in the active slot above which a hot compaction is due. Default 256 MiB.
+    pub log_bytes: u64,
+    /// Pending operations above which a hot compaction is due. Default 4 million.
+    pub pending_ops: u64,
+    /// Minimum time between two compactions the policy asks for (not
+    /// emergencies, not [`crate::Silo::compact`]). Default 60 s.
+    pub min_interval: Duration,
+}
+
+impl Default for CompactionThresholds {
+    fn default() -> Self {
+        CompactionThresholds {
+            dead_ratio: 0.20,
+            emergency_dead_ratio: 0.70,
+            log_bytes: 256 << 20,
+            pending_ops: 4_000_000,
+            min_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// How a store is opened. `Options::default()` suits most uses.
+#[derive(Clone)]
+pub struct Options {
+    /// When writes are durable. Default [`Durability::Buffered`].
+    pub durability: Durability,
+    /// The merge operator; `merge` fails without one.
+    pub merge_operator: Option<Arc<dyn MergeOperator>>,
+    /// Extra room allocated for a value, in percent of its length, so it can
+    /// grow in place. Default 0.
+    pub value_slack_percent: u32,
+    /// Longest value or operand accepted, in bytes. Default 64 MiB; at most 1 GiB.
+    pub max_value_len: u32,
+    /// Memory the pending view may hold (values and operands not yet
+    /// compacted). Reaching it makes compaction an emergency; at twice this,
+    /// writers wait for compaction. Default 256 MiB.
+    pub pending_limit_bytes: u64,
+    /// Run compaction from the writing thread when the policy says it is due.
+    /// Turn off when something else (silo-engine's scheduler) runs it. Default on.
+    pub auto_compact: bool,
+    /// Fold the log into the data file on close, so the next open is instant. Default on.
+    pub compact_on_close: bool,
+    /// On a corrupt frame in the middle of a log, keep what precedes it and
+    /// drop the rest instead of refusing to open. Default off.
+    pub recover_corrupt_log: bool,
+    /// Compaction thresholds.
+    pub thresholds: CompactionThresholds,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Buffered,
+            merge_operator: None,
+            value_slack_percent: 0,
+            max_value_len: 64 << 20,
+            pending_limit_bytes: 256 << 20,
+            auto_compact: true,
+            compact_on_close: true,
+            recover_corrupt_log: false,
+            thresholds: CompactionThresholds::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("durability", &self.durability)
+            .field("merge_operator", &self.merge_operator.is_some())
+            .field("value_slack_percent", &self.value_slack_percent)
+            .field("max_value_len", &self.max_value_len)
+            .field("pending_limit_bytes", &self.pending_limit_bytes)
+            .field("auto_compact", &self.auto_compact)
+            .field("compact_on_close", &self.compact_on_close)
+            .field("recover_corrupt_log", &self.recover_corrupt_log)
+            .field("thresholds", &self.thresholds)
+            .finish()
+    }
+}
+
+impl Options {
+    /// Sets the merge operator.
+    #[must_use]
+    pub fn with_merge_operator(mut self, op: impl MergeOperator) -> Self {
+        self.merge_operator = Some(Arc::new(op));
+        self
+    }
+
+    /// Sets the durability.
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Refuses options that cannot work.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |name, reason: &str| {
+            Err(Error::InvalidOptions {
+                name,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.max_value_len == 0 || self.max_value_len > silo_format::frame::DEFAULT_MAX_PAYLOAD {
+            return bad("max_value_len", "must be between 1 and 1 GiB");
+        }
+        if self.value_slack_percent > 1000 {
+            return bad("value_slack_percent", "must be at most 1000");
+        }
+        if self.pending_limit_bytes < 1 << 16 {
+            return bad("pending_limit_bytes", "must be at least 64 KiB");
+        }
+        let t = &self.thresholds;
+        if !(0.0..=1.0).contains(&t.dead_ratio) || !(0.0..=1.0).contains(&t.emergency_dead_ratio) {
+            return bad("thresholds", "dead ratios must be between 0 and 1");
+        }
+        if t.log_bytes < 1 << 16 {
+            return bad("thresholds.log_bytes", "must be at least 64 KiB");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Options::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn out_of_range_options_are_refused_by_name() {
+        let mut o = Options::default();
+        o.max_value_len = 0;
+        assert!(matches!(
+            o.validate(),
+            Err(Error::InvalidOptions {
+                name: "max_value_len",
+                ..
+            })
+        ));
+        let mut o = Options::default();
+        o.thresholds.dead_ratio = 1.5;
+        assert!(matches!(
+            o.validate(),
+            Err(Error::InvalidOptions {
+                name: "thresholds",
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,316 @@
+//! The pending view: operations logged but not yet compacted, per key, in
+//! memory, so a read costs one hash lookup and never scans a log.
+//!
+//! Each key keeps at most one base (the newest put or delete) and the merge
+//! operands logged after it, each with its sequence number. A read folds the
+//! operands newer than whatever base it ends up with (the pending base, or
+//! the stored record, whose sequence number says which operands it already
+//! holds).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Shards of the view; a key's shard comes from the top bits of its hash.
+const SHARDS: usize = 64;
+/// Bookkeeping bytes counted per operation on top of its payload.
+const OP_OVERHEAD: u64 = 48;
+
+/// The newest put or delete of a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Base {
+    /// The key was set to this value at `seq`.
+    Put { seq: u64, value: Arc<[u8]> },
+    /// The key was deleted at `seq`.
+    Delete { seq: u64 },
+}
+
+impl Base {
+    pub(crate) fn seq(&self) -> u64 {
+        match self {
+            Base::Put { seq, .. } | Base::Delete { seq } => *seq,
+        }
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            Base::Put { value, .. } => value.len() as u64 + OP_OVERHEAD,
+            Base::Delete { .. } => OP_OVERHEAD,
+        }
+    }
+}
+
+/// What is pending for one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KeyOps {
+    /// The newest put or delete, if one is pending.
+    pub(crate) base: Option<Base>,
+    /// Merge operands logged after `base` (or after the stored value), oldest first.
+    pub(crate) merges: Vec<(u64, Arc<[u8]>)>,
+}
+
+impl KeyOps {
+    fn bytes(&self) -> u64 {
+        self.base.as_ref().map_or(0, Base::bytes)
+            + self
+                .merges
+                .iter()
+                .map(|(_, m)| m.len() as u64 + OP_OVERHEAD)
+                .sum::<u64>()
+    }
+
+    fn ops(&self) -> u64 {
+        u64::from(self.base.is_some()) + self.merges.len() as u64
+    }
+
+    /// The highest sequence number pending for the key.
+    pub(crate) fn max_seq(&self) -> u64 {
+        let merge = self.merges.last().map_or(0, |(s, _)| *s);
+        merge.max(self.base.as_ref().map_or(0, Base::seq))
+    }
+
+    /// Drops everything at or below `seq` (now folded into the stored record).
+    fn forget_through(&mut self, seq: u64) {
+        if self.base.as_ref().is_some_and(|b| b.seq() <= seq) {
+            self.base = None;
+        }
+        self.merges.retain(|(s, _)| *s > seq);
+    }
+}
+
+/// One operation to record in the view.
+#[derive(Clone, Debug)]
+pub(crate) enum PendingOp {
+    Put(Arc<[u8]>),
+    Delete,
+    Merge(Arc<[u8]>),
+}
+
+/// A fast, fixed mixer for u64 keys (murmur3's finalizer).
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Shard = HashMap<u64, KeyOps, BuildHasherDefault<KeyHasher>>;
+
+/// The in-memory map of pending operations, sharded for concurrent readers.
+pub(crate) struct PendingView {
+    shards: Box<[RwLock<Shard>]>,
+    bytes: AtomicU64,
+    ops: AtomicU64,
+}
+
+impl Default for PendingView {
+    fn default() -> Self {
+        PendingView {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            bytes: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+        }
+    }
+}
+
+fn shard_of(key: u64) -> usize {
+    let mut h = KeyHasher::default();
+    h.write_u64(key);
+    // The top six bits pick one of the 64 shards.
+    usize::try_from(h.finish() >> 58).unwrap_or(0)
+}
+
+impl PendingView {
+    fn read(&self, key: u64) -> RwLockReadGuard<'_, Shard> {
+        self.shards[shard_of(key)]
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, key: u64) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[shard_of(key)]
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Bytes held (payloads plus bookkeeping).
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Operations held.
+    pub(crate) fn ops(&self) -> u64 {
+        self.ops.load(Ordering::Relaxed)
+    }
+
+    /// Keys with pending operations.
+    pub(crate) fn keys(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|p| p.into_inner()).len() as u64)
+            .sum()
+    }
+
+    fn account(&self, before: (u64, u64), after: (u64, u64)) {
+        self.bytes
+            .fetch_add(after.0.wrapping_sub(before.0), Ordering::Relaxed);
+        self.ops
+            .fetch_add(after.1.wrapping_sub(before.1), Ordering::Relaxed);
+    }
+
+    /// What is pending for `key`, if anything (a cheap clone of `Arc`s).
+    pub(crate) fn get(&self, key: u64) -> Option<KeyOps> {
+        self.read(key).get(&key).cloned()
+    }
+
+    /// Records `op` for `key` at `seq`. Sequence numbers must grow per key.
+    pub(crate) fn record(&self, key: u64, seq: u64, op: PendingOp) {
+        let mut shard = self.write(key);
+        let entry = shard.entry(key).or_default();
+        let before = (entry.bytes(), entry.ops());
+        match op {
+            PendingOp::Put(value) => {
+                entry.base = Some(Base::Put { seq, value });
+                entry.merges.clear();
+            }
+            PendingOp::Delete => {
+                entry.base = Some(Base::Delete { seq });
+                entry.merges.clear();
+            }
+            PendingOp::Merge(operand) => entry.merges.push((seq, operand)),
+        }
+        let after = (entry.bytes(), entry.ops());
+        self.account(before, after);
+    }
+
+    /// Makes `value` (the fold of everything through `seq`) the key's base,
+    /// unless a newer put or delete is already pending. Compaction calls this
+    /// before it rewrites the key's record in place, so readers stop reading
+    /// that record.
+    pub(crate) fn overlay(&self, key: u64, seq: u64, value: Arc<[u8]>) {
+        let mut shard = self.write(key);
+        let entry = shard.entry(key).or_default();
+        if entry.base.as_ref().is_some_and(|b| b.seq() > seq) {
+            return;
+        }
+        let before = (entry.bytes(), entry.ops());
+        entry.base = Some(Base::Put { seq, value });
+        entry.merges.retain(|(s, _)| *s > seq);
+        let after = (entry.bytes(), entry.ops());
+        self.account(before, after);
+    }
+
+    /// Forgets what is folded into the stored record: every operation of
+    /// `key` at or below `seq`.
+    pub(crate) fn forget_through(&self, key: u64, seq: u64) {
+        let mut shard = self.write(key);
+        let Some(entry) = shard.get_mut(&key) else {
+            return;
+        };
+        let before = (entry.bytes(), entry.ops());
+        entry.forget_through(seq);
+        let after = (entry.bytes(), entry.ops());
+        if entry.base.is_none() && entry.merges.is_empty() {
+            shard.remove(&key);
+        }
+        self.account(before, after);
+    }
+
+    /// A copy of every pending key and its operations.
+    pub(crate) fn snapshot(&self) -> HashMap<u64, KeyOps> {
+        let mut all = HashMap::new();
+        for shard in &*self.shards {
+            let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+            all.extend(shard.iter().map(|(k, v)| (*k, v.clone())));
+        }
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn val(b: &[u8]) -> Arc<[u8]> {
+        Arc::from(b)
+    }
+
+    #[test]
+    fn a_put_supersedes_earlier_operands() {
+        let v = PendingView::default();
+        v.record(1, 1, PendingOp::Merge(val(b"a")));
+        v.record(1, 2, PendingOp::Put(val(b"b")));
+        v.record(1, 3, PendingOp::Merge(val(b"c")));
+        let ops = v.get(1).expect("pending");
+        assert_eq!(
+            ops.base,
+            Some(Base::Put {
+                seq: 2,
+                value: val(b"b")
+            })
+        );
+        assert_eq!(ops.merges, vec![(3, val(b"c"))]);
+        assert_eq!(v.ops(), 2);
+        assert_eq!(ops.max_seq(), 3);
+    }
+
+    #[test]
+    fn forgetting_folded_ops_keeps_newer_ones_and_counts_down() {
+        let v = PendingView::default();
+        v.record(0, 5, PendingOp::Delete);
+        v.record(0, 6, PendingOp::Merge(val(b"x")));
+        v.record(u64::MAX, 7, PendingOp::Put(val(b"y")));
+        v.forget_through(0, 5);
+        assert_eq!(v.get(0).expect("merge left").merges.len(), 1);
+        assert!(v.get(0).expect("merge left").base.is_none());
+        v.forget_through(0, 6);
+        v.forget_through(u64::MAX, 7);
+        assert_eq!(v.get(0), None);
+        assert_eq!(v.get(u64::MAX), None);
+        assert_eq!((v.ops(), v.bytes(), v.keys()), (0, 0, 0));
+    }
+
+    #[test]
+    fn overlay_never_hides_a_newer_base() {
+        let v = PendingView::default();
+        v.record(9, 10, PendingOp::Put(val(b"new")));
+        v.overlay(9, 4, val(b"folded"));
+        assert_eq!(
+            v.get(9).expect("kept").base,
+            Some(Base::Put {
+                seq: 10,
+                value: val(b"new")
+            })
+        );
+        v.record(8, 3, PendingOp::Merge(val(b"m3")));
+        v.record(8, 12, PendingOp::Merge(val(b"m12")));
+        v.overlay(8, 3, val(b"folded"));
+        let ops = v.get(8).expect("overlaid");
+        assert_eq!(
+            ops.base,
+            Some(Base::Put {
+                seq: 3,
+                value: val(b"folded")
+            })
+        );
+        assert_eq!(ops.merges, vec![(12, val(b"m12"))]);
+    }
+}

@@ -1,0 +1,220 @@
+//! Opening a store: create it, or read the manifest, finish an interrupted
+//! in-place write from the journal, and replay both log slots (older
+//! generation first) into the pending view.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::path::Path;
+use std::sync::Arc;
+
+use silo_format::{HEADER_LEN, Manifest, Tag, record_size};
+use silo_io::durable::{remove_file, sync_dir};
+
+use crate::compaction::journal;
+use crate::data::DataFile;
+use crate::error::{Error, Result};
+use crate::index::{Index, MIN_CAPACITY};
+use crate::log::replay::replay;
+use crate::log::slot::{LogSlot, slot_path};
+use crate::log::{self, LogState};
+use crate::options::Options;
+use crate::pending::{PendingOp, PendingView};
+use crate::store::Tables;
+use crate::{READ_LIMIT, manifest};
+
+/// What opening found.
+pub(crate) struct Recovered {
+    pub(crate) log: LogState,
+    pub(crate) pending: PendingView,
+    pub(crate) tables: Tables,
+    pub(crate) manifest: Manifest,
+    pub(crate) torn_tail_bytes: u64,
+}
+
+/// Opens the store files in `dir`, creating them if the directory holds no store.
+pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+    let Some(mut m) = manifest::read(dir)? else {
+        return create(dir);
+    };
+    remove_strays(dir, &m)?;
+    let data = DataFile::open(dir, m.data_id, m.data_end)?;
+    journal::recover(dir, &data)?;
+    let counts = m.clean.then_some((m.index_live, m.index_used));
+    let index = Index::open(dir, m.index_id, counts)?;
+    if !m.clean {
+        let live = live_bytes(&data, &index)?;
+        m.live_bytes = live;
+        m.dead_bytes = data.end().saturating_sub(HEADER_LEN as u64 + live);
+        (m.index_live, m.index_used) = index.counts();
+    }
+    let (log, pending, torn_tail_bytes) = replay_logs(dir, opts)?;
+    Ok(Recovered {
+        log,
+        pending,
+        tables: Tables {
+            data: Arc::new(data),
+            index: Arc::new(index),
+        },
+        manifest: m,
+        torn_tail_bytes,
+    })
+}
+
+/// Sums the sizes of the live records (after an unclean shutdown).
+fn live_bytes(data: &DataFile, index: &Index) -> Result<u64> {
+    let view = data.view();
+    let mut total = 0;
+    for entry in index.live_entries() {
+        let (key, offset) = entry?;
+        let record = data.record(&view, offset, key, READ_LIMIT)?;
+        total += record_size(record.alloc) as u64;
+    }
+    Ok(total)
+}
+
+/// Replays both slots into a new pending view.
+fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64)> {
+    let mut slots = [LogSlot::open(dir, 0)?, LogSlot::open(dir, 1)?];
+    let (g0, g1) = (slots[0].header.generation, slots[1].header.generation);
+    if g0 == g1 {
+        return Err(Error::corrupt(
+            slot_path(dir, 1),
+            0,
+            format!("both log slots have generation {g0}; replay order is ambiguous"),
+        ));
+    }
+    let newer = usize::from(g1 > g0);
+    let older = 1 - newer;
+    let pending = PendingView::default();
+    let mut torn = 0;
+    let mut next_seq = 0;
+    for number in [older, newer] {
+        let slot = &mut slots[number];
+        let base = slot.header.base_seq;
+        let end = replay(
+            slot.body(),
+            base,
+            READ_LIMIT,
+            opts.recover_corrupt_log,
+            |op| {
+                let value = || Arc::<[u8]>::from(op.payload);
+                let pending_op = match op.tag {
+                    Tag::Put => PendingOp::Put(value()),
+                    Tag::Merge => PendingOp::Merge(value()),
+                    _ => PendingOp::Delete,
+                };
+                pending.record(op.key, op.seq, pending_op);
+            },
+        )
+        .map_err(|c| {
+            Error::corrupt(slot_path(dir, number), (HEADER_LEN + c.at) as u64, c.reason)
+        })?;
+        slot.resume_at(end.valid_len, end.frames, end.dropped_bytes)?;
+        torn += end.dropped_bytes;
+        if !slot.is_empty() && base < next_seq {
+            return Err(Error::corrupt(
+                slot_path(dir, number),
+                0,
+                format!(
+                    "log slot starts at sequence {base}, before the end of the older slot ({next_seq})"
+                ),
+            ));
+        }
+        next_seq = next_seq.max(slot.next_seq());
+    }
+    let frozen = !slots[older].is_empty();
+    let state = LogState {
+        slots,
+        active: newer,
+        frozen,
+        scratch: Vec::new(),
+    };
+    Ok((state, pending, torn))
+}
+
+/// Whether `name` is one of the files a store keeps.
+fn is_store_file(name: &str) -> bool {
+    name == manifest::MANIFEST_NAME
+        || name == journal::JOURNAL_NAME
+        || ["data-", "index-", "log-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+}
+
+/// Creates an empty store. Refuses a directory that holds a log with
+/// operations but no manifest: that is damage, not a new store.
+fn create(dir: &Path) -> Result<Recovered> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| silo_io::error::IoError::io("read directory", dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("log-")
+            && entry.metadata().map(|m| m.len()).unwrap_or(0) > HEADER_LEN as u64
+        {
+            let slot = LogSlot::open(dir, usize::from(name.ends_with('1')));
+            if slot.is_ok_and(|s| s.body().iter().any(|b| *b != 0)) {
+                return Err(Error::corrupt(
+                    dir.join(manifest::MANIFEST_NAME),
+                    0,
+                    format!("MANIFEST is missing but {name} holds operations"),
+                ));
+            }
+        }
+        if is_store_file(&name) {
+            // Left by a creation that did not finish.
+            remove_file(&entry.path())?;
+        }
+    }
+    let seed = RandomState::new().hash_one(dir);
+    let data = DataFile::create(dir, 1, 0)?;
+    let index = Index::create(dir, 1, MIN_CAPACITY, seed, [])?;
+    let log = log::create(dir)?;
+    let m = Manifest {
+        generation: 1,
+        data_id: 1,
+        index_id: 1,
+        folded_seq: 0,
+        data_end: HEADER_LEN as u64,
+        index_live: 0,
+        index_used: 0,
+        live_bytes: 0,
+        dead_bytes: 0,
+        clean: true,
+    };
+    // The manifest is written last: it is what makes the directory a store.
+    manifest::write(dir, &m)?;
+    Ok(Recovered {
+        log,
+        pending: PendingView::default(),
+        tables: Tables {
+            data: Arc::new(data),
+            index: Arc::new(index),
+        },
+        manifest: m,
+        torn_tail_bytes: 0,
+    })
+}
+
+/// Removes data and index files the manifest does not name (left by a cold
+/// compaction or rehash that was cut off) and temporary files.
+fn remove_strays(dir: &Path, m: &Manifest) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| silo_io::error::IoError::io("read directory", dir, e))?;
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stray = match name.split_once('-') {
+            Some(("data", id)) => id.parse::<u64>().is_ok_and(|id| id != m.data_id),
+            Some(("index", id)) => id.parse::<u64>().is_ok_and(|id| id != m.index_id),
+            _ => name.ends_with(".tmp"),
+        };
+        if stray {
+            remove_file(&entry.path())?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}

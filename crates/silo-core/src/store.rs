@@ -1,0 +1,549 @@
+//! `Silo`: one store in one directory. Opening and recovery, reads, writes,
+//! flush, stats and close; compaction lives in [`crate::compaction`].
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Instant;
+
+use silo_format::{Manifest, Tag, encode_frame, frame_len};
+use silo_io::lock::DirLock;
+
+use crate::compaction::policy::{self, CompactionKind, PolicyInput};
+use crate::data::DataFile;
+use crate::error::{Error, Result};
+use crate::grace::Grace;
+use crate::index::Index;
+use crate::log::{Log, LogState};
+use crate::options::{Durability, Options};
+use crate::pending::{Base, KeyOps, PendingOp, PendingView};
+use crate::stats::Stats;
+use crate::{READ_LIMIT, WriteBatch, manifest, recovery};
+
+/// The data file and index a reader uses; swapped whole by cold compaction
+/// and index growth, so a reader keeps a consistent pair.
+pub(crate) struct Tables {
+    pub(crate) data: Arc<DataFile>,
+    pub(crate) index: Arc<Index>,
+}
+
+/// A key's stored value, as [`Silo::resolve`] should find it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Stored<'a> {
+    /// Look it up in the current tables.
+    Lookup,
+    /// The key has no stored value.
+    Absent,
+    /// The stored record's sequence number and value.
+    Present(u64, &'a [u8]),
+}
+
+/// Space accounting of the data file, kept exact while open.
+#[derive(Default)]
+pub(crate) struct Space {
+    pub(crate) live_bytes: AtomicU64,
+    pub(crate) dead_bytes: AtomicU64,
+}
+
+/// Counters reported in [`Stats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) torn_tail_bytes: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) cold_compactions: AtomicU64,
+    pub(crate) merge_fallbacks: AtomicU64,
+}
+
+/// One store in one directory. `Send + Sync`: share it with `&Silo` or an `Arc`.
+///
+/// ```
+/// use silo_core::{Options, Silo};
+/// let dir = tempfile::tempdir().unwrap();
+/// let silo = Silo::open(dir.path(), Options::default()).unwrap();
+/// silo.put(0, b"zero").unwrap();
+/// silo.put(u64::MAX, b"max").unwrap();
+/// assert_eq!(silo.get(0).unwrap().as_deref(), Some(&b"zero"[..]));
+/// silo.delete(0).unwrap();
+/// assert_eq!(silo.get(0).unwrap(), None);
+/// silo.compact().unwrap();
+/// assert_eq!(silo.get(u64::MAX).unwrap().as_deref(), Some(&b"max"[..]));
+/// silo.close().unwrap();
+/// ```
+pub struct Silo {
+    pub(crate) dir: PathBuf,
+    pub(crate) opts: Options,
+    pub(crate) log: Log,
+    pub(crate) pending: PendingView,
+    pub(crate) tables: RwLock<Arc<Tables>>,
+    pub(crate) grace: Grace,
+    /// Held (write) by compaction and the bulk writers; held (read) by iterators.
+    pub(crate) gate: RwLock<()>,
+    /// The last manifest written.
+    pub(crate) manifest: Mutex<Manifest>,
+    pub(crate) space: Space,
+    pub(crate) counters: Counters,
+    pub(crate) last_compaction: Mutex<Option<Instant>>,
+    /// The first write or sync failure; writes are refused after it.
+    poisoned: Mutex<Option<String>>,
+    is_poisoned: AtomicBool,
+    closed: AtomicBool,
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for Silo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Silo")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Silo {
+    /// Opens the store in `dir`, creating the directory and an empty store
+    /// if missing, and recovering from the logs otherwise. A second open of
+    /// the same directory, from this process or another, gets
+    /// `Error::Io(IoError::Locked)`.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Silo> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| silo_io::error::IoError::io("create directory", &dir, e))?;
+        let lock = DirLock::acquire(&dir)?;
+        let recovered = recovery::recover(&dir, &opts)?;
+        let silo = Silo {
+            log: Log::new(recovered.log),
+            pending: recovered.pending,
+            tables: RwLock::new(Arc::new(recovered.tables)),
+            grace: Grace::default(),
+            gate: RwLock::new(()),
+            manifest: Mutex::new(recovered.manifest),
+            space: Space {
+                live_bytes: AtomicU64::new(recovered.manifest.live_bytes),
+                dead_bytes: AtomicU64::new(recovered.manifest.dead_bytes),
+            },
+            counters: Counters {
+                torn_tail_bytes: AtomicU64::new(recovered.torn_tail_bytes),
+                ..Counters::default()
+            },
+            last_compaction: Mutex::new(None),
+            poisoned: Mutex::new(None),
+            is_poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            dir,
+            opts,
+            _lock: lock,
+        };
+        // A compaction that was cut off left a frozen slot: finish it now,
+        // so at most one slot is ever waiting to be folded.
+        if silo.log.lock().frozen {
+            silo.compact_hot()?;
+        }
+        Ok(silo)
+    }
+
+    /// The directory of the store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The current data file and index.
+    pub(crate) fn tables(&self) -> Arc<Tables> {
+        Arc::clone(&self.tables.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Takes the compaction gate shared (iterators).
+    pub(crate) fn gate_shared(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ----- reads -------------------------------------------------------
+
+    /// The value of `key`, copied out; `None` if absent.
+    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>> {
+        self.get_with(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    /// Calls `f` with the value of `key` (`None` if absent) without copying
+    /// it when it is stored whole. Do not write to the store from inside `f`.
+    pub fn get_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        let _reader = self.grace.enter();
+        let pending = self.pending.get(key);
+        match pending {
+            None => {
+                let tables = self.tables();
+                let Some(offset) = tables.index.get(key)? else {
+                    return Ok(f(None));
+                };
+                let view = tables.data.view();
+                let record = tables.data.record(&view, offset, key, READ_LIMIT)?;
+                Ok(f(Some(record.value)))
+            }
+            Some(ops) => self
+                .resolve(key, ops, Stored::Lookup)
+                .map(|v| f(v.as_deref())),
+        }
+    }
+
+    /// Folds a key's pending operations over its stored value.
+    pub(crate) fn resolve(
+        &self,
+        key: u64,
+        ops: KeyOps,
+        stored: Stored<'_>,
+    ) -> Result<Option<Vec<u8>>> {
+        match (&ops.base, ops.merges.is_empty()) {
+            (Some(Base::Put { value, .. }), true) => return Ok(Some(value.to_vec())),
+            (Some(Base::Delete { .. }), true) => return Ok(None),
+            _ => {}
+        }
+        let operands = |floor: u64| -> Vec<&[u8]> {
+            ops.merges
+                .iter()
+                .filter(|(s, _)| *s > floor)
+                .map(|(_, m)| &m[..])
+                .collect()
+        };
+        match &ops.base {
+            Some(Base::Put { value, .. }) => {
+                return self.fold(key, Some(value), &operands(0)).map(Some);
+            }
+            Some(Base::Delete { .. }) => return self.fold(key, None, &operands(0)).map(Some),
+            None => {}
+        }
+        let fold_over = |record: Option<(u64, &[u8])>| {
+            let ops = operands(record.map_or(0, |(seq, _)| seq));
+            match (record, ops.is_empty()) {
+                (Some((_, value)), true) => Ok(Some(value.to_vec())),
+                (None, true) => Ok(None),
+                (r, false) => self.fold(key, r.map(|(_, v)| v), &ops).map(Some),
+            }
+        };
+        match stored {
+            Stored::Absent => fold_over(None),
+            Stored::Present(seq, value) => fold_over(Some((seq, value))),
+            Stored::Lookup => {
+                let tables = self.tables();
+                let view = tables.data.view();
+                match tables.index.get(key)? {
+                    Some(offset) => {
+                        let r = tables.data.record(&view, offset, key, READ_LIMIT)?;
+                        fold_over(Some((r.seq, r.value)))
+                    }
+                    None => fold_over(None),
+                }
+            }
+        }
+    }
+
+    /// Applies the merge operator.
+    pub(crate) fn fold(
+        &self,
+        key: u64,
+        base: Option<&[u8]>,
+        operands: &[&[u8]],
+    ) -> Result<Vec<u8>> {
+        let op = self
+            .opts
+            .merge_operator
+            .as_ref()
+            .ok_or(Error::NoMergeOperator { key })?;
+        let mut out = Vec::new();
+        op.merge(key, base, operands, &mut out)
+            .map_err(|message| Error::Merge { key, message })?;
+        Ok(out)
+    }
+
+    // ----- writes ------------------------------------------------------
+
+    /// Sets `key` to `value`.
+    pub fn put(&self, key: u64, value: &[u8]) -> Result<()> {
+        self.append(&[(Tag::Put, key, value)], false)
+    }
+
+    /// Removes `key` (a no-op if absent).
+    pub fn delete(&self, key: u64) -> Result<()> {
+        self.append(&[(Tag::Delete, key, &[])], false)
+    }
+
+    /// Adds a merge operand for `key`; needs `Options::merge_operator`.
+    pub fn merge(&self, key: u64, operand: &[u8]) -> Result<()> {
+        if self.opts.merge_operator.is_none() {
+            return Err(Error::NoMergeOperator { key });
+        }
+        self.append(&[(Tag::Merge, key, operand)], false)
+    }
+
+    /// Applies `batch` atomically: after a crash, all of it or none.
+    pub fn write(&self, batch: &WriteBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if self.opts.merge_operator.is_none()
+            && let Some((_, key, _)) = batch.iter().find(|(t, _, _)| *t == Tag::Merge)
+        {
+            return Err(Error::NoMergeOperator { key });
+        }
+        let ops: Vec<(Tag, u64, &[u8])> = batch.iter().collect();
+        self.append(&ops, ops.len() > 1)
+    }
+
+    /// Fails if an earlier write or sync failed.
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
+        if self.is_poisoned.load(Ordering::Acquire) {
+            let cause = self
+                .poisoned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            return Err(Error::Poisoned {
+                cause: cause.unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records the first write or sync failure and passes the error on.
+    pub(crate) fn poison(&self, e: Error) -> Error {
+        let mut p = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            *p = Some(e.to_string());
+        }
+        self.is_poisoned.store(true, Ordering::Release);
+        e
+    }
+
+    fn append(&self, ops: &[(Tag, u64, &[u8])], batch: bool) -> Result<()> {
+        self.check_poisoned()?;
+        let max = self.opts.max_value_len;
+        let mut size = 0;
+        for (_, _, payload) in ops {
+            if payload.len() > max as usize {
+                return Err(Error::ValueTooLarge {
+                    len: payload.len(),
+                    max,
+                });
+            }
+            size += frame_len(payload.len());
+        }
+        let markers = if batch { 2 } else { 0 };
+        size += markers * frame_len(0);
+        let count = ops.len() as u64 + markers as u64;
+        let values: Vec<PendingOp> = ops
+            .iter()
+            .map(|(tag, _, payload)| match tag {
+                Tag::Put => PendingOp::Put(Arc::from(*payload)),
+                Tag::Merge => PendingOp::Merge(Arc::from(*payload)),
+                _ => PendingOp::Delete,
+            })
+            .collect();
+        let last_seq = {
+            let mut st = self.log.lock();
+            let mut scratch = std::mem::take(&mut st.scratch);
+            scratch.clear();
+            scratch.resize(size, 0);
+            let mut at = 0;
+            let mut put = |tag: Tag, key: u64, payload: &[u8]| -> Result<()> {
+                at += encode_frame(&mut scratch[at..], tag, key, payload)
+                    .map_err(|e| Error::format(self.dir.join("log"), e))?;
+                Ok(())
+            };
+            if batch {
+                put(Tag::BatchBegin, ops.len() as u64, &[])?;
+            }
+            for (tag, key, payload) in ops {
+                put(*tag, *key, payload)?;
+            }
+            if batch {
+                put(Tag::BatchCommit, ops.len() as u64, &[])?;
+            }
+            let first = st.next_seq();
+            let appended = st.active_mut().append(&scratch, count);
+            st.scratch = scratch;
+            appended.map_err(|e| self.poison(e))?;
+            let mut seq = first + u64::from(batch);
+            for ((_, key, _), op) in ops.iter().zip(values) {
+                self.pending.record(*key, seq, op);
+                seq += 1;
+            }
+            first + count - 1
+        };
+        if self.opts.durability == Durability::Sync {
+            self.log
+                .commit
+                .wait_durable(last_seq, || {
+                    let st = self.log.lock();
+                    (
+                        Arc::clone(&st.active().file),
+                        st.next_seq().saturating_sub(1),
+                    )
+                })
+                .map_err(|e| self.poison(e))?;
+        }
+        self.after_write()
+    }
+
+    /// Runs compaction from the writing thread when it is due, and holds
+    /// writers back when the pending view is far over its limit.
+    fn after_write(&self) -> Result<()> {
+        if !self.opts.auto_compact {
+            return Ok(());
+        }
+        let input = self.policy_input();
+        if policy::decide(&input, &self.opts.thresholds).is_none() {
+            return Ok(());
+        }
+        let over = input.pending_bytes >= self.opts.pending_limit_bytes.saturating_mul(2);
+        match self.gate.try_write() {
+            Ok(gate) => {
+                self.compact_locked(&gate)?;
+            }
+            Err(_) if over && !self.is_iterating() => {
+                // Someone else is compacting: wait for it, then look again.
+                let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+                if self.pending.bytes() >= self.opts.pending_limit_bytes {
+                    self.compact_locked(&gate)?;
+                }
+            }
+            Err(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Whether an iterator holds the gate (so waiting for it could deadlock).
+    fn is_iterating(&self) -> bool {
+        // A shared holder blocks try_write but lets try_read through.
+        self.gate.try_read().is_ok()
+    }
+
+    /// Makes every write so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.check_poisoned()?;
+        self.log.sync_all().map_err(|e| self.poison(e))?;
+        Ok(())
+    }
+
+    // ----- figures -----------------------------------------------------
+
+    /// What the policy looks at, now.
+    pub(crate) fn policy_input(&self) -> PolicyInput {
+        let log_bytes = self.log.lock().active().log_bytes();
+        let since_last = self
+            .last_compaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed());
+        PolicyInput {
+            live_bytes: self.space.live_bytes.load(Ordering::Relaxed),
+            dead_bytes: self.space.dead_bytes.load(Ordering::Relaxed),
+            log_bytes,
+            pending_ops: self.pending.ops(),
+            pending_bytes: self.pending.bytes(),
+            pending_limit: self.opts.pending_limit_bytes,
+            since_last,
+        }
+    }
+
+    /// What the compaction policy says now.
+    pub fn needs_compaction(&self) -> Option<CompactionKind> {
+        policy::decide(&self.policy_input(), &self.opts.thresholds)
+    }
+
+    /// The store's figures.
+    pub fn stats(&self) -> Stats {
+        let tables = self.tables();
+        let (log_bytes, last_seq) = {
+            let st = self.log.lock();
+            (st.log_bytes(), st.next_seq().saturating_sub(1))
+        };
+        let disk_bytes = self.disk_bytes().unwrap_or(0);
+        Stats {
+            index_keys: tables.index.counts().0,
+            pending_keys: self.pending.keys(),
+            pending_ops: self.pending.ops(),
+            pending_bytes: self.pending.bytes(),
+            log_bytes,
+            live_bytes: self.space.live_bytes.load(Ordering::Relaxed),
+            dead_bytes: self.space.dead_bytes.load(Ordering::Relaxed),
+            data_end: tables.data.end(),
+            disk_bytes,
+            torn_tail_bytes: self.counters.torn_tail_bytes.load(Ordering::Relaxed),
+            compactions: self.counters.compactions.load(Ordering::Relaxed),
+            cold_compactions: self.counters.cold_compactions.load(Ordering::Relaxed),
+            merge_fallbacks: self.counters.merge_fallbacks.load(Ordering::Relaxed),
+            last_seq,
+        }
+    }
+
+    /// Bytes every file of the store takes on disk.
+    fn disk_bytes(&self) -> Result<u64> {
+        let tables = self.tables();
+        let mut total = tables.data.disk_bytes()? + tables.index.disk_bytes()?;
+        let st = self.log.lock();
+        for slot in &st.slots {
+            total += slot.file.block_bytes()?;
+        }
+        Ok(total + manifest::MANIFEST_DISK_BYTES)
+    }
+
+    /// The manifest describing the current files, with exact counts.
+    pub(crate) fn current_manifest(&self, folded_seq: u64, clean: bool) -> Manifest {
+        let tables = self.tables();
+        let (index_live, index_used) = tables.index.counts();
+        let previous = *self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        Manifest {
+            generation: previous.generation + 1,
+            data_id: tables.data.id,
+            index_id: tables.index.id,
+            folded_seq: folded_seq.max(previous.folded_seq),
+            data_end: tables.data.end(),
+            index_live,
+            index_used,
+            live_bytes: self.space.live_bytes.load(Ordering::Relaxed),
+            dead_bytes: self.space.dead_bytes.load(Ordering::Relaxed),
+            clean,
+        }
+    }
+
+    /// Writes `m` as the manifest.
+    pub(crate) fn store_manifest(&self, m: Manifest) -> Result<()> {
+        manifest::write(&self.dir, &m)?;
+        *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = m;
+        Ok(())
+    }
+
+    // ----- close -------------------------------------------------------
+
+    /// Flushes, folds the log into the data file (with
+    /// `Options::compact_on_close`), records exact counts, and closes.
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.check_poisoned()?;
+        if self.opts.compact_on_close {
+            self.compact_hot()?;
+        }
+        self.flush()?;
+        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let m = self.current_manifest(0, true);
+        self.store_manifest(m).map_err(|e| self.poison(e))?;
+        drop(gate);
+        Ok(())
+    }
+}
+
+impl Drop for Silo {
+    fn drop(&mut self) {
+        // Best effort: close() reports errors, Drop cannot.
+        let _ = self.shutdown();
+    }
+}
