@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests.
+
+use silo_core::{MergeOperator, Options, Silo};
+
+/// Merge operator used by the tests: concatenates operands onto the value.
+pub struct Concat;
+
+impl MergeOperator for Concat {
+    fn merge(
+        &self,
+        _key: u64,
+        existing: Option<&[u8]>,
+        operands: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        out.extend_from_slice(existing.unwrap_or_default());
+        for op in operands {
+            if op.first() == Some(&b'!') {
+                return Err("operand starts with '!'".to_owned());
+            }
+            out.extend_from_slice(op);
+        }
+        Ok(())
+    }
+}
+
+/// Options the tests use: the concat operator, no automatic compaction.
+pub fn opts() -> Options {
+    let mut o = Options::default().with_merge_operator(Concat);
+    o.auto_compact = false;
+    o
+}
+
+/// Opens a store in `dir` with [`opts`].
+pub fn open(dir: &std::path::Path) -> Silo {
+    Silo::open(dir, opts()).expect("open store")
+}
+
+/// A self-checking value: `key`, `version` and a filler derived from both.
+pub fn value(key: u64, version: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len.max(16));
+    v.extend_from_slice(&key.to_le_bytes());
+    v.extend_from_slice(&version.to_le_bytes());
+    let mut x = key ^ version.rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15;
+    while v.len() < len.max(16) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    v
+}
+
+/// Checks a value made by [`value`]: returns its version, or `None` if torn or foreign.
+pub fn check(key: u64, bytes: &[u8]) -> Option<u64> {
+    let k = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let version = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
+    (k == key && value(key, version, bytes.len()) == bytes).then_some(version)
+}

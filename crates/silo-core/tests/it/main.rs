@@ -1,0 +1,9 @@
+//! silo-core's integration tests, one binary with a module per concern.
+
+mod common;
+mod concurrency;
+mod corruption;
+mod crash;
+mod faults;
+mod model;
+mod store;

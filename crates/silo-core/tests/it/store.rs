@@ -1,0 +1,185 @@
+//! Behaviour of one store through its public API.
+
+use silo_core::{Durability, Error, Options, Silo, WriteBatch};
+
+use crate::common::{open, opts};
+
+#[test]
+fn every_key_including_zero_and_max_survives_compaction_and_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = open(dir.path());
+        for k in [0, 1, u64::MAX] {
+            s.put(k, &k.to_le_bytes()).expect("put");
+        }
+        s.compact().expect("compact");
+        s.close().expect("close");
+    }
+    let s = open(dir.path());
+    for k in [0, 1, u64::MAX] {
+        assert_eq!(s.get(k).expect("get"), Some(k.to_le_bytes().to_vec()));
+    }
+    assert_eq!(s.stats().index_keys, 3);
+}
+
+#[test]
+fn a_second_open_is_refused_with_locked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = open(dir.path());
+    match Silo::open(dir.path(), opts()) {
+        Err(Error::Io(silo_io::error::IoError::Locked { .. })) => {}
+        other => panic!("expected a lock error, got {other:?}"),
+    }
+}
+
+#[test]
+fn merge_without_an_operator_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Silo::open(dir.path(), Options::default()).expect("open");
+    assert!(matches!(
+        s.merge(3, b"x"),
+        Err(Error::NoMergeOperator { key: 3 })
+    ));
+    let mut b = WriteBatch::new();
+    b.put(1, b"a").merge(2, b"b");
+    assert!(matches!(
+        s.write(&b),
+        Err(Error::NoMergeOperator { key: 2 })
+    ));
+    assert_eq!(
+        s.get(1).expect("get"),
+        None,
+        "a refused batch writes nothing"
+    );
+}
+
+#[test]
+fn a_failing_merge_operator_keeps_the_operands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    s.put(5, b"base").expect("put");
+    s.merge(5, b"!bad").expect("merge is logged");
+    assert!(matches!(s.get(5), Err(Error::Merge { key: 5, .. })));
+    assert!(matches!(s.compact(), Err(Error::Merge { key: 5, .. })));
+    // Nothing was replaced: a put supersedes the bad operand and compaction goes through.
+    s.put(5, b"fixed").expect("put");
+    s.compact().expect("compact");
+    assert_eq!(s.get(5).expect("get").as_deref(), Some(&b"fixed"[..]));
+}
+
+#[test]
+fn values_over_the_limit_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.max_value_len = 10;
+    let s = Silo::open(dir.path(), o).expect("open");
+    assert!(matches!(
+        s.put(1, &[0; 11]),
+        Err(Error::ValueTooLarge { len: 11, max: 10 })
+    ));
+    s.put(1, &[0; 10]).expect("at the limit");
+}
+
+#[test]
+fn updates_that_fit_are_rewritten_in_place_and_others_appended() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    s.put(1, &[1; 100]).expect("put");
+    s.compact().expect("compact");
+    let end = s.stats().data_end;
+    s.put(1, &[2; 96]).expect("smaller");
+    let report = s.compact().expect("compact");
+    assert_eq!((report.in_place, report.appended), (1, 0));
+    assert_eq!(s.stats().data_end, end, "no growth for an in-place write");
+    s.put(1, &[3; 200]).expect("bigger");
+    let report = s.compact().expect("compact");
+    assert_eq!((report.in_place, report.appended), (0, 1));
+    assert!(s.stats().dead_bytes > 0, "the old slot is dead space");
+    assert_eq!(s.get(1).expect("get"), Some(vec![3; 200]));
+}
+
+#[test]
+fn cold_compaction_reclaims_dead_space_and_keeps_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    for k in 0..2000u64 {
+        s.put(k, &[k as u8; 100]).expect("put");
+    }
+    s.compact().expect("compact");
+    for k in (0..2000u64).step_by(2) {
+        s.delete(k).expect("delete");
+    }
+    s.compact().expect("compact");
+    let before = s.stats();
+    assert!(before.dead_bytes > 0);
+    let report = s.compact_cold().expect("cold");
+    assert!(report.reclaimed_bytes > 0);
+    let after = s.stats();
+    assert_eq!(after.dead_bytes, 0);
+    assert_eq!(after.index_keys, 1000);
+    for k in 0..2000u64 {
+        let want = (k % 2 == 1).then(|| vec![k as u8; 100]);
+        assert_eq!(s.get(k).expect("get"), want, "key {k}");
+    }
+}
+
+#[test]
+fn sync_durability_round_trips_and_flush_works() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Silo::open(dir.path(), opts().with_durability(Durability::Sync)).expect("open");
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..50 {
+                    s.put(t * 1000 + i, b"v").expect("put");
+                }
+            });
+        }
+    });
+    s.flush().expect("flush");
+    assert_eq!(s.iter().count(), 200);
+}
+
+#[test]
+fn a_directory_with_logs_but_no_manifest_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut o = opts();
+        o.compact_on_close = false;
+        let s = Silo::open(dir.path(), o).expect("open");
+        s.put(1, b"x").expect("put");
+        s.close().expect("close");
+    }
+    std::fs::remove_file(dir.path().join("MANIFEST")).expect("remove");
+    assert!(matches!(
+        Silo::open(dir.path(), opts()),
+        Err(Error::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_torn_log_tail_is_dropped_and_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut o = opts();
+        o.compact_on_close = false;
+        let s = Silo::open(dir.path(), o).expect("open");
+        s.put(1, b"kept").expect("put");
+        s.close().expect("close");
+    }
+    // Append half a frame after the last one, as a crash mid-write would.
+    let log = dir.path().join("log-0");
+    let bytes = std::fs::read(&log).expect("read");
+    let end = 64 + silo_format::frame_len(4);
+    let mut torn = bytes.clone();
+    torn[end..end + 9].copy_from_slice(&[1, 2, 0, 0, 0, 0, 0, 0, 0]);
+    std::fs::write(&log, &torn).expect("write");
+    let s = open(dir.path());
+    assert_eq!(s.get(1).expect("get").as_deref(), Some(&b"kept"[..]));
+    assert!(s.stats().torn_tail_bytes > 0);
+    s.put(2, b"after").expect("put after the tear");
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.get(2).expect("get").as_deref(), Some(&b"after"[..]));
+}
