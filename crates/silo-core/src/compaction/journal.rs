@@ -67,7 +67,11 @@ pub(crate) fn recover(dir: &Path, data: &DataFile) -> Result<()> {
         return Ok(());
     }
     let file = SiloFile::open_read(&path)?;
-    read_header(&file, FileKind::Journal)?;
+    // A journal is written whole and synced before any in-place write
+    // starts; one whose header is missing or damaged was never completed.
+    if read_header(&file, FileKind::Journal).is_err() {
+        return remove(dir);
+    }
     let len = to_usize(file.len()?)?;
     // The allocation is the journal's real length on disk, not a length field.
     let mut body = vec![0u8; len.saturating_sub(HEADER_LEN)];

@@ -15,8 +15,8 @@ impl MergeOperator for Concat {
     ) -> Result<(), String> {
         out.extend_from_slice(existing.unwrap_or_default());
         for op in operands {
-            if op.first() == Some(&b'!') {
-                return Err("operand starts with '!'".to_owned());
+            if *op == b"!bad" {
+                return Err("operand is !bad".to_owned());
             }
             out.extend_from_slice(op);
         }
