@@ -6,10 +6,10 @@
 //! Without the `fault-injection` feature those calls are `#[inline(always)]`
 //! functions that return "go ahead", so they cost nothing.
 //!
-//! With the feature, a test [`install`]s a [`FaultPlan`] for a directory; the
-//! plan applies only to paths under that directory (so tests running in
-//! parallel in other temporary directories are unaffected) and is removed when
-//! the returned [`FaultGuard`] drops. Calls are counted per install and per
+//! With the feature, a test calls `install` with a `FaultPlan` for a
+//! directory; the plan applies only to paths under that directory (so tests
+//! running in parallel in other temporary directories are unaffected) and is
+//! removed when the returned `FaultGuard` drops. Calls are counted per install and per
 //! [`FaultOp`]; each positional write system call counts as one `Write`
 //! (a retry after a short write or `EINTR` is another call).
 //!
@@ -77,7 +77,7 @@ impl FaultOp {
         FaultOp::Link,
     ];
 
-    /// A short lowercase name, used in [`IoError::InjectedFault`].
+    /// A short lowercase name, used in [`crate::IoError::InjectedFault`].
     ///
     /// ```
     /// assert_eq!(silo_io::fault::FaultOp::Rename.name(), "rename");

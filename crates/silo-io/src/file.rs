@@ -448,8 +448,29 @@ impl SiloFile {
     /// file.advise(0, 0, FileAdvice::DontNeed)?;
     /// # Ok::<(), silo_io::IoError>(())
     /// ```
+    /// `WillNeed` is issued in 2 MiB chunks: Linux reads ahead at most the
+    /// device's read-ahead window per call, so one call over a large range
+    /// would prefetch only its start.
     pub fn advise(&self, offset: u64, len: u64, advice: FileAdvice) -> Result<(), IoError> {
-        sys::fadvise(&self.file, offset, len, advice.to_libc()).map_err(|e| self.err("fadvise", e))
+        const CHUNK: u64 = 2 << 20;
+        let fadvise = |at, n| {
+            sys::fadvise(&self.file, at, n, advice.to_libc()).map_err(|e| self.err("fadvise", e))
+        };
+        if advice != FileAdvice::WillNeed {
+            return fadvise(offset, len);
+        }
+        let end = if len == 0 {
+            self.len()?
+        } else {
+            offset.saturating_add(len)
+        };
+        let mut at = offset;
+        while at < end {
+            let n = (end - at).min(CHUNK);
+            fadvise(at, n)?;
+            at += n;
+        }
+        Ok(())
     }
 
     /// Bytes actually allocated on disk for the file (`st_blocks * 512`);

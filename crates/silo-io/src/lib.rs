@@ -8,7 +8,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`error`] | [`IoError`], the one error type |
-//! | [`file`] | [`SiloFile`]: positional reads and writes, `pwritev`, sync, preallocation, fadvise |
+//! | [`file`](mod@file) | [`SiloFile`]: positional reads and writes, `pwritev`, sync, preallocation, fadvise |
 //! | [`durable`] | create-with-header, directory fsync, rename, atomic replace, copy |
 //! | [`lock`] | [`DirLock`]: one open store per directory |
 //! | [`map`] | [`ReadMap`], [`GrowableMap`], [`AtomicMap`]: memory maps |

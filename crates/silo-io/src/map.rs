@@ -84,6 +84,29 @@ fn map_len(file: &SiloFile) -> Result<usize, IoError> {
     })
 }
 
+/// Largest range one `MADV_WILLNEED` call is given. Linux reads ahead at
+/// most the device's read-ahead window per call (8 MiB on the development
+/// machine: a single call over 256 MiB prefetched only 8 MiB), so longer
+/// ranges are advised chunk by chunk.
+const WILL_NEED_CHUNK: usize = 2 << 20;
+
+/// Calls `advise(start, len)` over `[start, start + len)` in page-aligned
+/// chunks of at most [`WILL_NEED_CHUNK`] bytes.
+fn in_chunks(
+    start: usize,
+    len: usize,
+    mut advise: impl FnMut(usize, usize) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let end = start + len;
+    let mut at = start;
+    while at < end {
+        let n = (end - at).min(WILL_NEED_CHUNK);
+        advise(at, n)?;
+        at += n;
+    }
+    Ok(())
+}
+
 /// Which memmap2 call an advice needs.
 enum Madvise {
     Safe(Advice),
@@ -223,6 +246,9 @@ impl ReadMap {
             return Ok(());
         };
         let result = match madvise_kind(advice) {
+            Madvise::Safe(Advice::WillNeed) => in_chunks(start, len, |at, n| {
+                map.advise_range(Advice::WillNeed, at, n)
+            }),
             Madvise::Safe(a) => map.advise_range(a, start, len),
             // SAFETY: the map is a shared, file-backed mapping, so
             // MADV_DONTNEED only drops its cached pages; the next access
@@ -541,6 +567,9 @@ impl AtomicMap {
             return Ok(());
         };
         let result = match madvise_kind(advice) {
+            Madvise::Safe(Advice::WillNeed) => in_chunks(start, len, |at, n| {
+                map.advise_range(Advice::WillNeed, at, n)
+            }),
             Madvise::Safe(a) => map.advise_range(a, start, len),
             Madvise::DontNeed => {
                 // Dirty shared pages are written back by the kernel, not lost.
@@ -577,6 +606,24 @@ mod tests {
         assert_eq!(clip_to_map(p + 10, p + 3, 100), Some((p, 10)));
         assert_eq!(clip_to_map(p, p, 1), None);
         assert_eq!(clip_to_map(p, 0, 0), None);
+    }
+
+    #[test]
+    fn will_need_is_split_into_chunks() {
+        let mut calls = Vec::new();
+        in_chunks(4096, WILL_NEED_CHUNK * 2 + 4096, |at, n| {
+            calls.push((at, n));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            calls,
+            [
+                (4096, WILL_NEED_CHUNK),
+                (4096 + WILL_NEED_CHUNK, WILL_NEED_CHUNK),
+                (4096 + 2 * WILL_NEED_CHUNK, 4096)
+            ]
+        );
     }
 
     #[test]
