@@ -1,1 +1,383 @@
-//! Bulk writers (next).
+//! Bulk writers.
+//!
+//! [`BulkWriter`] loads a fresh store from many threads at once: each
+//! [`BulkHandle`] takes 1 MiB regions of the data file from a shared bump
+//! pointer, fills them with records in memory and writes each region with
+//! one positional write; `finish` builds the index directly. The log is
+//! bypassed. The result is the state the same puts would leave if made one
+//! by one (per key, the last put through a handle wins; across handles,
+//! the handle finished last wins).
+//!
+//! [`MergeWriter`] does concurrent read-modify-write with 1024 striped
+//! locks. A result that fits its record's allocated space is rewritten in
+//! place (journaled, so a crash cannot tear it); one that does not is
+//! written through the log like a `put` and counted in
+//! [`crate::Stats::merge_fallbacks`]. Nothing is dropped.
+//!
+//! Both hold the compaction gate while they live: compaction and
+//! iterators wait; reads and ordinary writes go on.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLockWriteGuard};
+
+use silo_format::{alloc_for, encode_record, record_size};
+use silo_io::coalesce::CoalescedWrites;
+
+use crate::READ_LIMIT;
+use crate::compaction::apply::publish;
+use crate::compaction::journal;
+use crate::error::{Error, Result};
+use crate::index::{Index, capacity_for};
+use crate::pending::Base;
+use crate::store::{Silo, Tables};
+
+/// Bytes of data file a [`BulkHandle`] takes at a time.
+const REGION: u64 = 1 << 20;
+
+/// Loads a fresh store from many threads; see the module docs.
+pub struct BulkWriter<'a> {
+    silo: &'a Silo,
+    _gate: RwLockWriteGuard<'a, ()>,
+    tables: Arc<Tables>,
+    region_lock: Mutex<()>,
+    /// Per finished handle: its entries (key, offset, size) in put order.
+    done: Mutex<Vec<Vec<(u64, u64, u64)>>>,
+    /// Bytes of regions left unused at their end.
+    wasted: AtomicU64,
+}
+
+impl std::fmt::Debug for BulkWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkWriter").finish_non_exhaustive()
+    }
+}
+
+/// One thread's side of a [`BulkWriter`].
+pub struct BulkHandle<'w, 'a> {
+    writer: &'w BulkWriter<'a>,
+    region_start: u64,
+    buf: Vec<u8>,
+    entries: Vec<(u64, u64, u64)>,
+}
+
+impl std::fmt::Debug for BulkHandle<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BulkHandle")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+impl Silo {
+    /// A bulk writer for this store, which must be empty (no keys, no
+    /// pending operations).
+    pub fn bulk_writer(&self) -> Result<BulkWriter<'_>> {
+        self.check_poisoned()?;
+        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let tables = self.tables();
+        let keys = tables.index.counts().0 + self.pending.ops();
+        if keys > 0 {
+            return Err(Error::NotEmpty { keys });
+        }
+        Ok(BulkWriter {
+            silo: self,
+            _gate: gate,
+            tables,
+            region_lock: Mutex::new(()),
+            done: Mutex::new(Vec::new()),
+            wasted: AtomicU64::new(0),
+        })
+    }
+}
+
+impl<'a> BulkWriter<'a> {
+    /// A handle for one thread.
+    pub fn handle(&self) -> BulkHandle<'_, 'a> {
+        BulkHandle {
+            writer: self,
+            region_start: 0,
+            buf: Vec::new(),
+            entries: Vec::new(),
+        }
+    }
+
+    fn region(&self, len: u64) -> Result<u64> {
+        let _one = self.region_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.tables.data.reserve(len)
+    }
+
+    /// Writes everything, builds the index and publishes the result.
+    /// Handles must be finished first.
+    pub fn finish(self) -> Result<()> {
+        let silo = self.silo;
+        let result = (|| {
+            let data = &self.tables.data;
+            data.sync_and_publish()?;
+            let mut done =
+                std::mem::take(&mut *self.done.lock().unwrap_or_else(|p| p.into_inner()));
+            // Later handles win over earlier ones, later puts over earlier ones.
+            let mut latest: HashMap<u64, (u64, u64)> = HashMap::new();
+            let mut dead = self.wasted.load(Ordering::Relaxed);
+            for entries in done.drain(..) {
+                for (key, offset, size) in entries {
+                    if let Some((_, old)) = latest.insert(key, (offset, size)) {
+                        dead += old;
+                    }
+                }
+            }
+            let live: u64 = latest.values().map(|(_, s)| *s).sum();
+            let old = &self.tables.index;
+            let index = Index::create(
+                &silo.dir,
+                old.id + 1,
+                capacity_for(latest.len() as u64),
+                old.seed(),
+                latest.into_iter().map(|(k, (o, _))| (k, o)),
+            )?;
+            silo.space.live_bytes.store(live, Ordering::Relaxed);
+            silo.space.dead_bytes.store(dead, Ordering::Relaxed);
+            publish(
+                silo,
+                Arc::new(Tables {
+                    data: Arc::clone(data),
+                    index: Arc::new(index),
+                }),
+            )?;
+            silo_io::durable::remove_file(old.path())?;
+            Ok(())
+        })();
+        result.map_err(|e| silo.poison(e))
+    }
+}
+
+impl BulkHandle<'_, '_> {
+    /// Adds `key = value`. Records have sequence number 0, so any later
+    /// operation on the key through the log is newer.
+    pub fn put(&mut self, key: u64, value: &[u8]) -> Result<()> {
+        let max = self.writer.silo.opts.max_value_len;
+        if value.len() > max as usize {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max,
+            });
+        }
+        let alloc = alloc_for(value.len(), self.writer.silo.opts.value_slack_percent)
+            .map_err(|e| Error::format(self.writer.tables.data.path(), e))?;
+        let size = record_size(alloc);
+        if self.buf.len() + size > self.buf.capacity() || self.buf.capacity() == 0 {
+            self.flush_region()?;
+            let len = (size as u64).max(REGION);
+            self.region_start = self.writer.region(len)?;
+            self.buf = Vec::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
+        }
+        let at = self.buf.len();
+        self.buf.resize(at + size, 0);
+        encode_record(&mut self.buf[at..], key, 0, value, alloc)
+            .map_err(|e| Error::format(self.writer.tables.data.path(), e))?;
+        self.entries
+            .push((key, self.region_start + at as u64, size as u64));
+        Ok(())
+    }
+
+    fn flush_region(&mut self) -> Result<()> {
+        if self.buf.capacity() == 0 {
+            return Ok(());
+        }
+        self.writer
+            .tables
+            .data
+            .file()
+            .write_all_at(&self.buf, self.region_start)?;
+        let unused = self.buf.capacity() - self.buf.len();
+        self.writer
+            .wasted
+            .fetch_add(unused as u64, Ordering::Relaxed);
+        self.buf = Vec::new();
+        Ok(())
+    }
+
+    /// Writes this handle's last region and hands its entries to the writer.
+    pub fn finish(mut self) -> Result<()> {
+        self.flush_region()?;
+        let entries = std::mem::take(&mut self.entries);
+        self.writer
+            .done
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(entries);
+        Ok(())
+    }
+}
+
+/// Number of lock stripes of a [`MergeWriter`].
+const STRIPES: usize = 1024;
+/// In-place results buffered before they are written.
+const FLUSH_EVERY: usize = 4096;
+
+/// A result waiting to be written over its record.
+struct InPlace {
+    offset: u64,
+    alloc: u32,
+    seq: u64,
+    value: Vec<u8>,
+}
+
+/// Concurrent read-modify-write; see the module docs.
+pub struct MergeWriter<'a> {
+    silo: &'a Silo,
+    _gate: RwLockWriteGuard<'a, ()>,
+    stripes: Box<[Mutex<()>]>,
+    buffered: Mutex<HashMap<u64, InPlace>>,
+}
+
+impl std::fmt::Debug for MergeWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MergeWriter").finish_non_exhaustive()
+    }
+}
+
+/// What [`MergeWriter::update`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// The result fits the record: it will be rewritten in place.
+    InPlace,
+    /// The result did not fit (or the key had no record): written through the log.
+    Fallback,
+}
+
+impl Silo {
+    /// A read-modify-write writer; compaction waits until it is finished.
+    pub fn merge_writer(&self) -> Result<MergeWriter<'_>> {
+        self.check_poisoned()?;
+        Ok(MergeWriter {
+            silo: self,
+            _gate: self.gate.write().unwrap_or_else(|p| p.into_inner()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            buffered: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+impl MergeWriter<'_> {
+    /// Replaces the value of `key` with `f(current value)`. Visible to
+    /// readers at once; durable after [`MergeWriter::flush`] or `finish`
+    /// (or, for a fallback, as durable as a `put`).
+    pub fn update(
+        &self,
+        key: u64,
+        f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<UpdateOutcome> {
+        let silo = self.silo;
+        let stripe = usize::try_from(key % STRIPES as u64).unwrap_or(0);
+        let _key_lock = self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pending = silo.pending.get(key);
+        let tables = silo.tables();
+        let view = tables.data.view();
+        let record = match tables.index.get(key)? {
+            Some(offset) => Some((offset, tables.data.record(&view, offset, key, READ_LIMIT)?)),
+            None => None,
+        };
+        let current = match &pending {
+            Some(ops) => silo.resolve(
+                key,
+                ops.clone(),
+                match record {
+                    Some((_, r)) => crate::store::Stored::Present(r.seq, r.value),
+                    None => crate::store::Stored::Absent,
+                },
+            )?,
+            None => record.map(|(_, r)| r.value.to_vec()),
+        };
+        let new = f(current.as_deref());
+        // The result takes the place right after everything it read.
+        let seq = pending
+            .as_ref()
+            .map_or(0, |p| p.max_seq())
+            .max(record.map_or(0, |(_, r)| r.seq));
+        let pending_delete = pending
+            .as_ref()
+            .and_then(|p| p.base.as_ref())
+            .is_some_and(|b| matches!(b, Base::Delete { .. }));
+        match record {
+            Some((offset, r)) if r.alloc as usize >= new.len() && !pending_delete => {
+                silo.pending.overlay(key, seq, Arc::from(&new[..]));
+                let full = {
+                    let mut buffered = self.buffered.lock().unwrap_or_else(|p| p.into_inner());
+                    buffered.insert(
+                        key,
+                        InPlace {
+                            offset,
+                            alloc: r.alloc,
+                            seq,
+                            value: new,
+                        },
+                    );
+                    buffered.len() >= FLUSH_EVERY
+                };
+                drop(_key_lock);
+                if full {
+                    self.flush()?;
+                }
+                Ok(UpdateOutcome::InPlace)
+            }
+            _ => {
+                self.buffered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+                silo.put_no_compact(key, &new)?;
+                silo.counters
+                    .merge_fallbacks
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(UpdateOutcome::Fallback)
+            }
+        }
+    }
+
+    /// Writes the buffered in-place results durably: readers that may have
+    /// read the old records finish first, the records are journaled, then
+    /// overwritten and synced.
+    pub fn flush(&self) -> Result<()> {
+        let silo = self.silo;
+        let batch: Vec<(u64, InPlace)> = self
+            .buffered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = (|| {
+            silo.grace.wait();
+            let tables = silo.tables();
+            let mut writes = CoalescedWrites::new();
+            let mut records = Vec::with_capacity(batch.len());
+            for (key, w) in &batch {
+                let mut buf = vec![0u8; record_size(w.alloc)];
+                encode_record(&mut buf, *key, w.seq, &w.value, w.alloc)
+                    .map_err(|e| Error::format(tables.data.path(), e))?;
+                writes.push(w.offset, &buf);
+                records.push((w.offset, buf));
+            }
+            let entries: Vec<(u64, &[u8])> = records.iter().map(|(o, b)| (*o, &b[..])).collect();
+            journal::write(&silo.dir, 0, &entries)?;
+            tables.data.write(&mut writes)?;
+            tables.data.sync_and_publish()?;
+            journal::remove(&silo.dir)?;
+            for (key, w) in &batch {
+                silo.pending.forget_through(*key, w.seq);
+            }
+            Ok(())
+        })();
+        result.map_err(|e| silo.poison(e))
+    }
+
+    /// Flushes and releases the store to compaction.
+    pub fn finish(self) -> Result<()> {
+        self.flush()
+    }
+}

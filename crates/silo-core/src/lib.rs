@@ -52,7 +52,7 @@ mod stats;
 mod store;
 
 pub use batch::WriteBatch;
-// bulk writers: next
+pub use bulk::{BulkHandle, BulkWriter, MergeWriter, UpdateOutcome};
 pub use compaction::CompactionReport;
 pub use compaction::policy::{CompactionKind, PolicyInput};
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::grace::Grace;
 use crate::index::Index;
-use crate::log::{Log, LogState};
+use crate::log::Log;
 use crate::options::{Durability, Options};
 use crate::pending::{Base, KeyOps, PendingOp, PendingView};
 use crate::stats::Stats;
@@ -43,6 +43,39 @@ pub(crate) enum Stored<'a> {
 pub(crate) struct Space {
     pub(crate) live_bytes: AtomicU64,
     pub(crate) dead_bytes: AtomicU64,
+}
+
+/// A flag that threads can wait to see cleared.
+#[derive(Default)]
+pub(crate) struct Busy {
+    busy: Mutex<bool>,
+    idle: std::sync::Condvar,
+}
+
+impl Busy {
+    /// Sets the flag until the returned guard drops.
+    pub(crate) fn enter(&self) -> BusyGuard<'_> {
+        *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        BusyGuard(self)
+    }
+
+    /// Returns once the flag is clear.
+    pub(crate) fn wait_idle(&self) {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        while *busy {
+            busy = self.idle.wait(busy).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Clears a [`Busy`] flag when dropped.
+pub(crate) struct BusyGuard<'a>(&'a Busy);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.0.idle.notify_all();
+    }
 }
 
 /// Counters reported in [`Stats`].
@@ -83,6 +116,8 @@ pub struct Silo {
     pub(crate) space: Space,
     pub(crate) counters: Counters,
     pub(crate) last_compaction: Mutex<Option<Instant>>,
+    /// Whether a compaction is running (writers over the memory limit wait on it).
+    pub(crate) compacting: Busy,
     /// The first write or sync failure; writes are refused after it.
     poisoned: Mutex<Option<String>>,
     is_poisoned: AtomicBool,
@@ -126,6 +161,7 @@ impl Silo {
                 ..Counters::default()
             },
             last_compaction: Mutex::new(None),
+            compacting: Busy::default(),
             poisoned: Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -262,12 +298,20 @@ impl Silo {
 
     /// Sets `key` to `value`.
     pub fn put(&self, key: u64, value: &[u8]) -> Result<()> {
+        self.append(&[(Tag::Put, key, value)], false)?;
+        self.after_write()
+    }
+
+    /// A put that never starts or waits for a compaction (for writers that
+    /// hold the compaction gate themselves).
+    pub(crate) fn put_no_compact(&self, key: u64, value: &[u8]) -> Result<()> {
         self.append(&[(Tag::Put, key, value)], false)
     }
 
     /// Removes `key` (a no-op if absent).
     pub fn delete(&self, key: u64) -> Result<()> {
-        self.append(&[(Tag::Delete, key, &[])], false)
+        self.append(&[(Tag::Delete, key, &[])], false)?;
+        self.after_write()
     }
 
     /// Adds a merge operand for `key`; needs `Options::merge_operator`.
@@ -275,7 +319,8 @@ impl Silo {
         if self.opts.merge_operator.is_none() {
             return Err(Error::NoMergeOperator { key });
         }
-        self.append(&[(Tag::Merge, key, operand)], false)
+        self.append(&[(Tag::Merge, key, operand)], false)?;
+        self.after_write()
     }
 
     /// Applies `batch` atomically: after a crash, all of it or none.
@@ -289,7 +334,8 @@ impl Silo {
             return Err(Error::NoMergeOperator { key });
         }
         let ops: Vec<(Tag, u64, &[u8])> = batch.iter().collect();
-        self.append(&ops, ops.len() > 1)
+        self.append(&ops, ops.len() > 1)?;
+        self.after_write()
     }
 
     /// Fails if an earlier write or sync failed.
@@ -384,11 +430,12 @@ impl Silo {
                 })
                 .map_err(|e| self.poison(e))?;
         }
-        self.after_write()
+        Ok(())
     }
 
     /// Runs compaction from the writing thread when it is due, and holds
-    /// writers back when the pending view is far over its limit.
+    /// writers back while a compaction runs if the pending view is far over
+    /// its limit. Never waits for an iterator or a bulk writer.
     fn after_write(&self) -> Result<()> {
         if !self.opts.auto_compact {
             return Ok(());
@@ -397,27 +444,12 @@ impl Silo {
         if policy::decide(&input, &self.opts.thresholds).is_none() {
             return Ok(());
         }
-        let over = input.pending_bytes >= self.opts.pending_limit_bytes.saturating_mul(2);
-        match self.gate.try_write() {
-            Ok(gate) => {
-                self.compact_locked(&gate)?;
-            }
-            Err(_) if over && !self.is_iterating() => {
-                // Someone else is compacting: wait for it, then look again.
-                let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
-                if self.pending.bytes() >= self.opts.pending_limit_bytes {
-                    self.compact_locked(&gate)?;
-                }
-            }
-            Err(_) => {}
+        if let Ok(gate) = self.gate.try_write() {
+            self.compact_locked(&gate)?;
+        } else if input.pending_bytes >= self.opts.pending_limit_bytes.saturating_mul(2) {
+            self.compacting.wait_idle();
         }
         Ok(())
-    }
-
-    /// Whether an iterator holds the gate (so waiting for it could deadlock).
-    fn is_iterating(&self) -> bool {
-        // A shared holder blocks try_write but lets try_read through.
-        self.gate.try_read().is_ok()
     }
 
     /// Makes every write so far durable.

@@ -97,6 +97,7 @@ impl Silo {
     /// and retires it. The caller holds the gate.
     fn hot_locked(&self, _gate: &RwLockWriteGuard<'_, ()>) -> Result<CompactionReport> {
         let start = Instant::now();
+        let _busy = self.compacting.enter();
         // Freeze.
         let (file, end, base_seq, through_seq, generation) = {
             let mut st = self.log.lock();

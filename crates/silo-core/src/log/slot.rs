@@ -87,14 +87,6 @@ impl LogSlot {
         self.map.as_slice().get(HEADER_LEN..).unwrap_or_default()
     }
 
-    /// The written frames: from the header to the append position.
-    pub(crate) fn written(&self) -> &[u8] {
-        self.map
-            .as_slice()
-            .get(HEADER_LEN..self.end)
-            .unwrap_or_default()
-    }
-
     /// Sets the append position after replay, zeroing the `dropped` bytes
     /// of a torn tail so they can never be read as frames again.
     pub(crate) fn resume_at(&mut self, body_len: usize, frames: u64, dropped: u64) -> Result<()> {

@@ -1,5 +1,6 @@
 //! silo-core's integration tests, one binary with a module per concern.
 
+mod bulk;
 mod common;
 mod concurrency;
 mod corruption;
