@@ -139,12 +139,26 @@ pub enum FormatError {
     },
     /// An index slot location that is neither empty, deleted nor a record offset.
     #[error(
-        "index slot location {raw} is invalid (must be 0, 1, or a multiple of 8 at least 64); \
-         the index is corrupt: rebuild it from the data file"
+        "index slot location {raw:#x} is invalid (the low 48 bits must be 1 or a multiple of 8 \
+         at least 64, and an empty slot is all zero); the index is corrupt: restore from a checkpoint"
     )]
     BadLoc {
         /// The raw location value.
         raw: u64,
+    },
+    /// An index slot whose key does not match the key check in its location:
+    /// the slot's key or location bytes are damaged.
+    #[error(
+        "index slot for key {key} carries key check {found:#06x}, but the key's check is \
+         {expected:#06x}; the index is corrupt: restore from a checkpoint"
+    )]
+    KeyCheckMismatch {
+        /// The key stored in the slot.
+        key: u64,
+        /// The check computed from the key.
+        expected: u16,
+        /// The check stored in the location.
+        found: u16,
     },
     /// An unknown bit-operation byte.
     #[error("unknown bitmap op byte {op} (1 = set, 2 = clear); the payload is corrupt")]

@@ -101,6 +101,11 @@ pub const fn frame_len(payload_len: usize) -> usize {
     FRAME_OVERHEAD + payload_len
 }
 
+/// Payload bytes checksummed then copied per step when encoding (measured best on x86-64).
+const ENCODE_CHUNK: usize = 16 * 1024;
+/// Payloads up to this many bytes are copied, then checksummed in one pass.
+const SMALL_PAYLOAD: usize = 256;
+
 /// Encodes a frame into the front of `out` without allocating; returns the
 /// bytes written, [`frame_len`]`(payload.len())`.
 ///
@@ -130,18 +135,34 @@ pub fn encode_frame(
             available,
         });
     };
-    let (head, rest) = frame.split_at_mut(FRAME_HEADER_LEN);
-    let (body, trailer) = rest.split_at_mut(payload.len());
-    head.copy_from_slice(bytemuck::bytes_of(&RawFrameHeader {
+    let (covered, trailer) = frame.split_at_mut(FRAME_HEADER_LEN + payload.len());
+    let (head, body) = covered.split_at_mut(FRAME_HEADER_LEN);
+    let head_bytes: [u8; FRAME_HEADER_LEN] = bytemuck::cast(RawFrameHeader {
         tag: tag as u8,
         key: Le64::new(key),
         len: Le32::new(len),
-    }));
-    body.copy_from_slice(payload);
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(head);
-    hasher.update(body);
-    trailer.copy_from_slice(&Le32::new(hasher.finalize()).0);
+    });
+    head.copy_from_slice(&head_bytes);
+    let crc = if payload.len() <= SMALL_PAYLOAD {
+        // Small frames: one contiguous pass costs least.
+        body.copy_from_slice(payload);
+        crc32fast::hash(covered)
+    } else {
+        // Large frames: checksum the caller's bytes (not the freshly written
+        // copy, which is slower to read back) chunk by chunk, copying each
+        // chunk right after it is hashed, while it is still in L1 cache.
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&head_bytes);
+        for (dst, src) in body
+            .chunks_mut(ENCODE_CHUNK)
+            .zip(payload.chunks(ENCODE_CHUNK))
+        {
+            hasher.update(src);
+            dst.copy_from_slice(src);
+        }
+        hasher.finalize()
+    };
+    trailer.copy_from_slice(&Le32::new(crc).0);
     Ok(total)
 }
 

@@ -1,9 +1,12 @@
 //! Persistent hash index slots: 16 bytes each, `key u64 | loc u64`.
 //!
-//! `loc` is [`LOC_EMPTY`] (0) for an empty slot, [`LOC_DELETED`] (1) for a
-//! tombstone, otherwise the byte offset of a data record (a multiple of 8,
-//! at least [`HEADER_LEN`]). Emptiness lives in `loc`, never in `key`, so every
-//! `u64` key, 0 and `u64::MAX` included, is a valid key.
+//! `loc` is [`LOC_EMPTY`] (0) for an empty slot. Otherwise its low 48 bits
+//! are [`LOC_DELETED`] (1) for a tombstone or the byte offset of a data record
+//! (a multiple of 8, at least [`HEADER_LEN`], below 2^48), and its top 16
+//! bits are the [`key_check`] of the slot's key, so a damaged key or location
+//! byte is detected by every probe that passes the slot. Emptiness lives in
+//! `loc`, never in `key`, so every `u64` key, 0 and `u64::MAX` included, is a
+//! valid key.
 //!
 //! Slots are grouped [`SLOTS_PER_BUCKET`] per 64-byte bucket; an index file
 //! is a 64-byte [`crate::FileHeader`] followed by `capacity` slots, slot `i`
@@ -42,8 +45,19 @@ pub const SLOTS_PER_BUCKET: usize = 4;
 pub const BUCKET_LEN: usize = SLOTS_PER_BUCKET * INDEX_ENTRY_LEN;
 /// The raw `loc` of an empty slot.
 pub const LOC_EMPTY: u64 = 0;
-/// The raw `loc` of a deleted slot (tombstone).
+/// The low 48 bits of the `loc` of a deleted slot (tombstone).
 pub const LOC_DELETED: u64 = 1;
+/// Where the key check starts in a raw `loc`.
+pub const LOC_CHECK_SHIFT: u32 = 48;
+/// The bits of a raw `loc` that hold the offset (or [`LOC_DELETED`]).
+pub const LOC_OFFSET_MASK: u64 = (1 << LOC_CHECK_SHIFT) - 1;
+
+/// The 16-bit key check stored in the top bits of a slot's `loc`: the XOR
+/// of the key's four 16-bit lanes. Any damage confined to one lane (any
+/// single damaged byte, in particular) changes it.
+pub const fn key_check(key: u64) -> u16 {
+    (key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48)) as u16
+}
 
 const _: () = assert!(ENTRY_LOC_OFFSET + 8 == INDEX_ENTRY_LEN && BUCKET_LEN == 64);
 
@@ -70,31 +84,48 @@ pub enum Loc {
 }
 
 impl Loc {
-    /// The raw `u64` stored in the slot.
-    pub fn encode(self) -> u64 {
+    /// The raw `u64` stored in the slot of `key`.
+    pub fn encode(self, key: u64) -> u64 {
+        let check = u64::from(key_check(key)) << LOC_CHECK_SHIFT;
         match self {
             Loc::Empty => LOC_EMPTY,
-            Loc::Deleted => LOC_DELETED,
-            Loc::Record(offset) => offset,
+            Loc::Deleted => LOC_DELETED | check,
+            Loc::Record(offset) => offset | check,
         }
     }
 
-    /// Decodes a raw `loc`, rejecting values that are not 0, 1, or a multiple
-    /// of 8 at least [`HEADER_LEN`] ([`FormatError::BadLoc`]).
-    pub fn decode(raw: u64) -> Result<Loc, FormatError> {
-        match raw {
-            LOC_EMPTY => Ok(Loc::Empty),
-            LOC_DELETED => Ok(Loc::Deleted),
-            off if off.is_multiple_of(8) && off >= HEADER_LEN as u64 => Ok(Loc::Record(off)),
-            _ => Err(FormatError::BadLoc { raw }),
+    /// Decodes the raw `loc` of the slot holding `key`. Rejects locations
+    /// whose low bits are not 1 or a multiple of 8 at least [`HEADER_LEN`]
+    /// ([`FormatError::BadLoc`]) and key checks that do not match `key`
+    /// ([`FormatError::KeyCheckMismatch`]).
+    pub fn decode(raw: u64, key: u64) -> Result<Loc, FormatError> {
+        if raw == LOC_EMPTY {
+            return Ok(Loc::Empty);
         }
+        let loc = match raw & LOC_OFFSET_MASK {
+            LOC_DELETED => Loc::Deleted,
+            off if off.is_multiple_of(8) && off >= HEADER_LEN as u64 => Loc::Record(off),
+            _ => return Err(FormatError::BadLoc { raw }),
+        };
+        let found = (raw >> LOC_CHECK_SHIFT) as u16;
+        let expected = key_check(key);
+        if found != expected {
+            return Err(FormatError::KeyCheckMismatch {
+                key,
+                expected,
+                found,
+            });
+        }
+        Ok(loc)
     }
 
-    /// A record location, checked like [`Loc::decode`].
+    /// A record location: `offset` must be a multiple of 8, at least
+    /// [`HEADER_LEN`] and below 2^48.
     pub fn record(offset: u64) -> Result<Loc, FormatError> {
-        match Loc::decode(offset)? {
-            loc @ Loc::Record(_) => Ok(loc),
-            _ => Err(FormatError::BadLoc { raw: offset }),
+        if offset.is_multiple_of(8) && offset >= HEADER_LEN as u64 && offset <= LOC_OFFSET_MASK {
+            Ok(Loc::Record(offset))
+        } else {
+            Err(FormatError::BadLoc { raw: offset })
         }
     }
 }
@@ -103,7 +134,7 @@ impl Loc {
 pub fn encode_entry(key: u64, loc: Loc) -> [u8; INDEX_ENTRY_LEN] {
     bytemuck::cast(RawEntry {
         key: Le64::new(key),
-        loc: Le64::new(loc.encode()),
+        loc: Le64::new(loc.encode(key)),
     })
 }
 
@@ -117,7 +148,7 @@ pub fn decode_entry(bytes: &[u8]) -> Result<(u64, Loc), FormatError> {
         });
     };
     let raw: RawEntry = bytemuck::cast(*array);
-    Ok((raw.key.get(), Loc::decode(raw.loc.get())?))
+    Ok((raw.key.get(), Loc::decode(raw.loc.get(), raw.key.get())?))
 }
 
 /// Byte offset of slot `slot` in an index file: `HEADER_LEN + slot * 16`.
@@ -164,10 +195,10 @@ mod tests {
             Loc::Empty,
             Loc::Deleted,
             Loc::Record(64),
-            Loc::Record(u64::MAX - 7),
+            Loc::Record(LOC_OFFSET_MASK - 7),
         ] {
-            assert_eq!(Loc::decode(loc.encode()), Ok(loc));
             for key in [0, 1, u64::MAX] {
+                assert_eq!(Loc::decode(loc.encode(key), key), Ok(loc));
                 let bytes = encode_entry(key, loc);
                 assert_eq!(
                     &bytes[ENTRY_KEY_OFFSET..ENTRY_LOC_OFFSET],
@@ -178,16 +209,42 @@ mod tests {
         }
         assert_eq!(Loc::record(128), Ok(Loc::Record(128)));
         assert_eq!(Loc::record(0), Err(FormatError::BadLoc { raw: 0 }));
+        assert_eq!(
+            Loc::record(1 << 48),
+            Err(FormatError::BadLoc { raw: 1 << 48 })
+        );
     }
 
     #[test]
     fn detects_corruption() {
         for raw in [2, 7, 8, 56, 65, 71, u64::MAX] {
-            assert_eq!(Loc::decode(raw), Err(FormatError::BadLoc { raw }), "{raw}");
+            assert_eq!(
+                Loc::decode(raw, 0),
+                Err(FormatError::BadLoc { raw }),
+                "{raw}"
+            );
         }
-        let mut bytes = encode_entry(5, Loc::Record(4096));
+        let good = encode_entry(5, Loc::Record(4096));
+        let mut bytes = good;
         bytes[ENTRY_LOC_OFFSET] ^= 1;
-        assert_eq!(decode_entry(&bytes), Err(FormatError::BadLoc { raw: 4097 }));
+        assert!(matches!(
+            decode_entry(&bytes),
+            Err(FormatError::BadLoc { .. })
+        ));
+        // Any damaged key byte, and any damaged check byte, is caught.
+        for i in (0..8).chain(ENTRY_LOC_OFFSET + 6..INDEX_ENTRY_LEN) {
+            for flip in [1u8, 0x80, 0xFF] {
+                let mut bytes = good;
+                bytes[i] ^= flip;
+                assert!(
+                    matches!(
+                        decode_entry(&bytes),
+                        Err(FormatError::KeyCheckMismatch { .. })
+                    ),
+                    "byte {i} ^ {flip:#x}"
+                );
+            }
+        }
         assert!(matches!(
             decode_entry(&bytes[..15]),
             Err(FormatError::Truncated { .. })

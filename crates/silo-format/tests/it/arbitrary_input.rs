@@ -53,8 +53,9 @@ fn decode_everything(input: &[u8]) {
     for chunk in input.chunks(8) {
         let mut raw = [0u8; 8];
         raw[..chunk.len()].copy_from_slice(chunk);
-        if let Ok(loc) = Loc::decode(u64::from_le_bytes(raw)) {
-            assert_eq!(loc.encode(), u64::from_le_bytes(raw));
+        let raw = u64::from_le_bytes(raw);
+        if let Ok(loc) = Loc::decode(raw, 7) {
+            assert_eq!(loc.encode(7), raw);
         }
     }
     let _ = decode_entry(input);
