@@ -56,7 +56,8 @@ pub const LOC_OFFSET_MASK: u64 = (1 << LOC_CHECK_SHIFT) - 1;
 /// of the key's four 16-bit lanes. Any damage confined to one lane (any
 /// single damaged byte, in particular) changes it.
 pub const fn key_check(key: u64) -> u16 {
-    (key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48)) as u16
+    let [a, b, ..] = (key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48)).to_le_bytes();
+    u16::from_le_bytes([a, b])
 }
 
 const _: () = assert!(ENTRY_LOC_OFFSET + 8 == INDEX_ENTRY_LEN && BUCKET_LEN == 64);

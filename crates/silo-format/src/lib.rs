@@ -43,7 +43,7 @@ pub use frame::{
 pub use header::{FORMAT_VERSION, FileHeader, FileKind, HEADER_LEN};
 pub use index_entry::{
     ENTRY_KEY_OFFSET, ENTRY_LOC_OFFSET, INDEX_ENTRY_LEN, LOC_DELETED, LOC_EMPTY, Loc,
-    SLOTS_PER_BUCKET, decode_entry, encode_entry, hash_key, slot_offset,
+    SLOTS_PER_BUCKET, decode_entry, encode_entry, hash_key, key_check, slot_offset,
 };
 pub use le::{Le16, Le32, Le64};
 pub use manifest::Manifest;

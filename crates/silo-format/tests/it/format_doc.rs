@@ -42,6 +42,10 @@ fn expected() -> Vec<(&'static str, String)> {
         ("SLOTS_PER_BUCKET", SLOTS_PER_BUCKET.to_string()),
         ("LOC_EMPTY", LOC_EMPTY.to_string()),
         ("LOC_DELETED", LOC_DELETED.to_string()),
+        (
+            "LOC_CHECK_SHIFT",
+            silo_format::index_entry::LOC_CHECK_SHIFT.to_string(),
+        ),
         ("BIT_OP_LEN", BIT_OP_LEN.to_string()),
         ("BIT_OP_SET", silo_format::bitmap::BIT_OP_SET.to_string()),
         (
