@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use silo_format::{
-    FileHeader, FileKind, HEADER_LEN, INDEX_ENTRY_LEN, LOC_DELETED, LOC_EMPTY, Loc, hash_key,
-    slot_offset,
+    FileHeader, FileKind, HEADER_LEN, INDEX_ENTRY_LEN, LOC_EMPTY, Loc, hash_key, slot_offset,
 };
 use silo_io::durable::{create_with_header, read_header};
 use silo_io::file::SiloFile;
@@ -79,7 +78,7 @@ impl Index {
                 if entry.iter().all(|b| *b == 0) {
                     entry.copy_from_slice(&silo_format::encode_entry(
                         key,
-                        Loc::decode(loc).map_err(|e| Error::format(index_path(dir, id), e))?,
+                        Loc::record(loc).map_err(|e| Error::format(index_path(dir, id), e))?,
                     ));
                     live += 1;
                     break;
@@ -159,13 +158,13 @@ impl Index {
     fn count(&self) -> Result<(u64, u64)> {
         let (mut live, mut used) = (0, 0);
         for slot in 0..self.capacity {
-            match self.loc(slot)? {
-                Loc::Empty => {}
-                Loc::Deleted => used += 1,
-                Loc::Record(_) => {
+            match self.slot(slot)? {
+                None => {}
+                Some((_, Loc::Record(_))) => {
                     used += 1;
                     live += 1;
                 }
+                Some(_) => used += 1,
             }
         }
         Ok((live, used))
@@ -176,11 +175,20 @@ impl Index {
         Ok(self.map.atomic_u64(offset)?)
     }
 
-    fn loc(&self, slot: u64) -> Result<Loc> {
+    /// The key and location in `slot`, `None` if it is empty. The location
+    /// is loaded (Acquire) before the key, and the key check is verified.
+    fn slot(&self, slot: u64) -> Result<Option<(u64, Loc)>> {
         let raw = self
             .word(slot, silo_format::ENTRY_LOC_OFFSET)?
             .load(Ordering::Acquire);
-        Loc::decode(raw).map_err(|e| Error::format(&self.path, e))
+        if raw == LOC_EMPTY {
+            return Ok(None);
+        }
+        let key = self
+            .word(slot, silo_format::ENTRY_KEY_OFFSET)?
+            .load(Ordering::Relaxed);
+        let loc = Loc::decode(raw, key).map_err(|e| Error::format(&self.path, e))?;
+        Ok(Some((key, loc)))
     }
 
     /// The path of the file.
@@ -211,21 +219,16 @@ impl Index {
         self.used.load(Ordering::Relaxed) + new_keys <= self.capacity * MAX_LOAD_EIGHTHS / 8
     }
 
-    /// Finds the slot of `key`: `Ok(Some(slot))`, or `Ok(None)` at the first empty slot.
-    fn find(&self, key: u64) -> Result<std::result::Result<u64, Option<u64>>> {
+    /// Finds the slot of `key`: `Ok((slot, loc))`, or `Err(Some(slot))` at the
+    /// first empty slot (`Err(None)` if the table is full).
+    fn find(&self, key: u64) -> Result<std::result::Result<(u64, Loc), Option<u64>>> {
         let mask = self.capacity - 1;
         let mut slot = hash_key(key, self.seed) & mask;
         for _ in 0..self.capacity {
-            match self.loc(slot)? {
-                Loc::Empty => return Ok(Err(Some(slot))),
-                _ => {
-                    let k = self
-                        .word(slot, silo_format::ENTRY_KEY_OFFSET)?
-                        .load(Ordering::Relaxed);
-                    if k == key {
-                        return Ok(Ok(slot));
-                    }
-                }
+            match self.slot(slot)? {
+                None => return Ok(Err(Some(slot))),
+                Some((k, loc)) if k == key => return Ok(Ok((slot, loc))),
+                Some(_) => {}
             }
             slot = (slot + 1) & mask;
         }
@@ -235,11 +238,8 @@ impl Index {
     /// The record offset of `key`, if it is live.
     pub(crate) fn get(&self, key: u64) -> Result<Option<u64>> {
         match self.find(key)? {
-            Ok(slot) => match self.loc(slot)? {
-                Loc::Record(offset) => Ok(Some(offset)),
-                Loc::Deleted | Loc::Empty => Ok(None),
-            },
-            Err(_) => Ok(None),
+            Ok((_, Loc::Record(offset))) => Ok(Some(offset)),
+            _ => Ok(None),
         }
     }
 
@@ -247,9 +247,10 @@ impl Index {
     pub(crate) fn set(&self, key: u64, offset: u64) -> Result<()> {
         let loc = Loc::record(offset).map_err(|e| Error::format(&self.path, e))?;
         match self.find(key)? {
-            Ok(slot) => {
-                let word = self.word(slot, silo_format::ENTRY_LOC_OFFSET)?;
-                if word.swap(loc.encode(), Ordering::AcqRel) == LOC_DELETED {
+            Ok((slot, old)) => {
+                self.word(slot, silo_format::ENTRY_LOC_OFFSET)?
+                    .store(loc.encode(key), Ordering::Release);
+                if old == Loc::Deleted {
                     self.live.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -257,7 +258,7 @@ impl Index {
                 self.word(slot, silo_format::ENTRY_KEY_OFFSET)?
                     .store(key, Ordering::Relaxed);
                 self.word(slot, silo_format::ENTRY_LOC_OFFSET)?
-                    .store(loc.encode(), Ordering::Release);
+                    .store(loc.encode(key), Ordering::Release);
                 self.live.fetch_add(1, Ordering::Relaxed);
                 self.used.fetch_add(1, Ordering::Relaxed);
             }
@@ -274,10 +275,10 @@ impl Index {
 
     /// Marks `key` deleted, if present. Single writer only.
     pub(crate) fn remove(&self, key: u64) -> Result<()> {
-        if let Ok(slot) = self.find(key)? {
+        if let Ok((slot, old)) = self.find(key)? {
             let word = self.word(slot, silo_format::ENTRY_LOC_OFFSET)?;
-            let old = word.swap(LOC_DELETED, Ordering::AcqRel);
-            if old != LOC_DELETED && old != LOC_EMPTY {
+            word.store(Loc::Deleted.encode(key), Ordering::Release);
+            if matches!(old, Loc::Record(_)) {
                 self.live.fetch_sub(1, Ordering::Relaxed);
             }
         }
@@ -286,14 +287,9 @@ impl Index {
 
     /// The live (key, record offset) in `slot`, if it holds one.
     pub(crate) fn entry(&self, slot: u64) -> Result<Option<(u64, u64)>> {
-        match self.loc(slot)? {
-            Loc::Record(offset) => {
-                let key = self
-                    .word(slot, silo_format::ENTRY_KEY_OFFSET)?
-                    .load(Ordering::Relaxed);
-                Ok(Some((key, offset)))
-            }
-            Loc::Empty | Loc::Deleted => Ok(None),
+        match self.slot(slot)? {
+            Some((key, Loc::Record(offset))) => Ok(Some((key, offset))),
+            _ => Ok(None),
         }
     }
 

@@ -69,11 +69,14 @@ impl Iterator for Iter<'_> {
                 Ok(None) => continue,
                 Ok(Some(entry)) => entry,
             };
+            // Take the key's pending operations first, so that a damaged
+            // record cannot leave them to be yielded alone later.
+            let pending = self.pending.remove(&key);
             let record = match self.tables.data.record(&self.view, offset, key, READ_LIMIT) {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),
             };
-            match self.pending.remove(&key) {
+            match pending {
                 None => return Some(Ok((key, record.value.to_vec()))),
                 Some(ops) => {
                     match self
@@ -94,8 +97,9 @@ impl Iterator for Iter<'_> {
             keys.into_iter()
         });
         for (key, ops) in rest.by_ref() {
-            // Keys not in the index: only their pending operations count.
-            match self.silo.resolve(key, ops, Stored::Absent) {
+            // Keys not live in the index. Look them up anyway: a damaged
+            // slot the scan skipped with an error must fail here too.
+            match self.silo.resolve(key, ops, Stored::Lookup) {
                 Ok(Some(value)) => return Some(Ok((key, value))),
                 Ok(None) => continue,
                 Err(e) => return Some(Err(e)),

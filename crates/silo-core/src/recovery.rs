@@ -91,9 +91,11 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
     for number in [older, newer] {
         let slot = &mut slots[number];
         let base = slot.header.base_seq;
+        let durable = slot.durable_body_len();
         let end = replay(
             slot.body(),
             base,
+            durable,
             READ_LIMIT,
             opts.recover_corrupt_log,
             |op| {

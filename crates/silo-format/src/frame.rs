@@ -364,6 +364,10 @@ pub fn decode_frame(bytes: &[u8], max_payload: u32) -> Result<(Frame<'_>, usize)
 ///   of the input is zero, the mark of a torn last write in a
 ///   zero-preallocated log; else [`LogEnd::Corrupt`] (valid-looking bytes
 ///   follow garbage);
+/// - a torn tail (either case above) turns into [`LogEnd::Corrupt`] when a
+///   whole, valid frame starts anywhere after the bad frame's first byte: a
+///   damaged length can claim an extent that swallows the frames after it,
+///   and those must not be dropped as if never written;
 /// - a zero tag byte followed by non-zero bytes is [`LogEnd::Corrupt`] with
 ///   `BadTag { tag: 0 }`, unless all those non-zero bytes lie within the 17
 ///   bytes starting at the zero tag (then [`LogEnd::TornTail`]).
@@ -405,8 +409,31 @@ impl<'a> FrameReader<'a> {
         self.end.clone()
     }
 
+    /// Whether a whole, valid frame starts anywhere after the first byte of
+    /// `rest`: then the bad frame at its start cannot be a torn last write
+    /// (a damaged length may claim an extent that swallows later frames).
+    fn valid_frame_after(&self, rest: &[u8]) -> bool {
+        let Some(last) = rest.iter().rposition(|&b| b != 0) else {
+            return false;
+        };
+        (1..=last).any(|p| {
+            rest.get(p..)
+                .is_some_and(|r| Tag::from_u8(r[0]).is_some() && parse(r, self.max_payload).is_ok())
+        })
+    }
+
     /// Classifies the invalid frame at `self.pos`.
     fn stop(&self, rest: &[u8], bad: Bad) -> LogEnd {
+        match self.classify(rest, bad) {
+            LogEnd::TornTail { at, reason } if self.valid_frame_after(rest) => {
+                LogEnd::Corrupt { at, reason }
+            }
+            other => other,
+        }
+    }
+
+    /// Classifies the invalid frame at `self.pos` from the bytes after it.
+    fn classify(&self, rest: &[u8], bad: Bad) -> LogEnd {
         let at = self.pos;
         match bad.zeros_from {
             None => LogEnd::TornTail {
@@ -692,5 +719,33 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_damaged_length_that_swallows_later_frames_is_corruption_not_a_tear() {
+        let mut stream = vec![0u8; 4096];
+        let mut at = 0;
+        for (key, payload) in [(1u64, &b"first value"[..]), (2, b"xy"), (3, b"")] {
+            at += encode_frame(&mut stream[at..], Tag::Put, key, payload).unwrap();
+        }
+        // The first frame now claims 244 bytes: its extent covers the other
+        // two frames and ends in zeros, which alone would look torn.
+        stream[FRAME_LEN_OFFSET] ^= 0xFF;
+        let mut r = FrameReader::new(&stream);
+        assert_eq!(r.next(), None);
+        assert!(
+            matches!(r.end(), Some(LogEnd::Corrupt { at: 0, .. })),
+            "{:?}",
+            r.end()
+        );
+        // A claimed extent past the end of the input is caught the same way.
+        stream[FRAME_LEN_OFFSET + 3] = 0x7F;
+        let mut r = FrameReader::new(&stream).with_max_payload(u32::MAX);
+        assert_eq!(r.next(), None);
+        assert!(
+            matches!(r.end(), Some(LogEnd::Corrupt { at: 0, .. })),
+            "{:?}",
+            r.end()
+        );
     }
 }

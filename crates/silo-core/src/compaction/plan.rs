@@ -67,7 +67,7 @@ pub(crate) fn compute(
     pending: &PendingView,
 ) -> Result<Plan> {
     let mut ops: Vec<LoggedOp<'_>> = Vec::new();
-    replay(body, base_seq, READ_LIMIT, false, |op| ops.push(op))
+    replay(body, base_seq, 0, READ_LIMIT, false, |op| ops.push(op))
         .map_err(|c| Error::corrupt(silo.dir.join("log (frozen slot)"), c.at as u64, c.reason))?;
     ops.sort_unstable_by_key(|op| (op.key, op.seq));
     let mut plan = Plan {

@@ -95,17 +95,39 @@ impl Log {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Syncs every slot's written bytes; returns the last sequence number made durable.
+    /// Syncs every slot's written bytes, then records in each slot header
+    /// how far it is synced (and syncs that), so recovery can tell damage
+    /// in synced bytes from a torn write. Returns the last sequence number
+    /// made durable.
     pub(crate) fn sync_all(&self) -> Result<u64> {
-        let (files, last) = {
+        let (files, ends, last) = {
             let st = self.lock();
             let files: Vec<Arc<SiloFile>> = st.slots.iter().map(|s| Arc::clone(&s.file)).collect();
-            (files, st.next_seq().saturating_sub(1))
+            let ends: Vec<(u64, usize)> = st
+                .slots
+                .iter()
+                .map(|s| (s.header.generation, s.end))
+                .collect();
+            (files, ends, st.next_seq().saturating_sub(1))
         };
-        for f in files {
+        for f in &files {
             f.sync_data()?;
         }
         self.commit.mark_durable(last);
+        {
+            let mut st = self.lock();
+            for (slot, (generation, end)) in st.slots.iter_mut().zip(ends) {
+                // Only the content that was synced above: a slot emptied or
+                // reused since (by compaction) keeps its own mark.
+                let same = slot.header.generation == generation && !slot.is_empty();
+                if same && slot.header.param_a < end as u64 {
+                    slot.record_durable(end)?;
+                }
+            }
+        }
+        for f in &files {
+            f.sync_data()?;
+        }
         Ok(last)
     }
 }

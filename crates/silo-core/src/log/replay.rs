@@ -53,11 +53,14 @@ struct OpenBatch<'a> {
 
 /// Reads `body` (a slot's bytes after its header) and calls `each` for
 /// every committed operation in order. `base_seq` is the sequence number of
-/// the slot's first frame. With `recover_corrupt`, damage in the middle ends
-/// the slot at the damage instead of failing.
+/// the slot's first frame; the first `durable` bytes of the body are known
+/// to have been synced, so a stop before them is damage, not a torn write.
+/// With `recover_corrupt`, damage ends the slot at the damage instead of
+/// failing.
 pub(crate) fn replay<'a>(
     body: &'a [u8],
     base_seq: u64,
+    durable: usize,
     max_payload: u32,
     recover_corrupt: bool,
     mut each: impl FnMut(LoggedOp<'a>),
@@ -119,11 +122,18 @@ pub(crate) fn replay<'a>(
     let end = reader.end().unwrap_or(LogEnd::Clean {
         at: reader.position(),
     });
+    let valid_len = batch.as_ref().map_or(committed_len, |b| b.start);
     let damage = match (&mid_log_error, &end) {
         (Some(e), _) => Some(e.clone()),
         (None, LogEnd::Corrupt { at, reason }) => Some(ReplayCorrupt {
             at: *at,
             reason: format!("{reason:?} with valid-looking data after it"),
+        }),
+        (None, end) if valid_len < durable => Some(ReplayCorrupt {
+            at: end.at(),
+            reason: format!(
+                "the log ends at byte {valid_len} ({end:?}) but its first {durable} bytes were synced"
+            ),
         }),
         _ => None,
     };
@@ -132,7 +142,6 @@ pub(crate) fn replay<'a>(
     {
         return Err(damage);
     }
-    let valid_len = batch.as_ref().map_or(committed_len, |b| b.start);
     let frames = batch.as_ref().map_or(committed_frames, |b| b.start_frames);
     let tail = body.get(valid_len..).unwrap_or_default();
     let dropped_bytes = tail
@@ -160,7 +169,9 @@ mod tests {
 
     fn collect(body: &[u8], recover: bool) -> Result<(Vec<(u64, u64)>, ReplayEnd), ReplayCorrupt> {
         let mut ops = Vec::new();
-        let end = replay(body, 100, 1 << 20, recover, |op| ops.push((op.seq, op.key)))?;
+        let end = replay(body, 100, 0, 1 << 20, recover, |op| {
+            ops.push((op.seq, op.key))
+        })?;
         Ok((ops, end))
     }
 
@@ -217,5 +228,19 @@ mod tests {
         push(&mut b, Tag::BatchCommit, 2, b"");
         push(&mut b, Tag::Put, 3, b"c");
         assert!(collect(&b, false).is_err());
+    }
+
+    #[test]
+    fn a_stop_inside_the_synced_length_is_damage() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::Put, 1, b"a");
+        push(&mut b, Tag::Delete, 2, b"");
+        let synced = b.len();
+        b[synced - 1] ^= 1;
+        let mut ops = 0;
+        assert!(replay(&b, 1, synced, 1 << 20, false, |_| ops += 1).is_err());
+        // Without the synced length it reads as a torn last write.
+        let end = replay(&b, 1, 0, 1 << 20, false, |_| {}).expect("torn");
+        assert_eq!(end.valid_len, synced - silo_format::frame_len(0));
     }
 }

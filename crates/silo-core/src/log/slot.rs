@@ -105,6 +105,25 @@ impl LogSlot {
         self.header.base_seq + self.frames
     }
 
+    /// Body bytes the header says were synced (`param_a` holds the synced
+    /// file length, written only after the bytes before it were synced).
+    pub(crate) fn durable_body_len(&self) -> usize {
+        usize::try_from(self.header.param_a)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(HEADER_LEN)
+    }
+
+    /// Records in the header that the file is synced up to `end`; the
+    /// caller syncs again afterwards. Only ever called after `end` was synced.
+    pub(crate) fn record_durable(&mut self, end: usize) -> Result<()> {
+        if self.header.param_a == end as u64 {
+            return Ok(());
+        }
+        self.header.param_a = end as u64;
+        self.map.write_at(0, &self.header.encode())?;
+        Ok(())
+    }
+
     /// Whether the slot holds no frames.
     pub(crate) fn is_empty(&self) -> bool {
         self.frames == 0
