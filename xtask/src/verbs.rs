@@ -30,7 +30,14 @@ pub(crate) fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> 
 pub(crate) fn ci() -> Result<(), String> {
     cargo(&["fmt", "--all", "--check"], &[])?;
     cargo(
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &[],
     )?;
     cargo(
@@ -56,7 +63,14 @@ pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
     let max_time = format!("-max_total_time={seconds}");
     cargo(
         &[
-            "+nightly", "fuzz", "run", "--fuzz-dir", "fuzz", target, "--", &max_time,
+            "+nightly",
+            "fuzz",
+            "run",
+            "--fuzz-dir",
+            "fuzz",
+            target,
+            "--",
+            &max_time,
         ],
         &[],
     )
@@ -67,7 +81,15 @@ pub(crate) fn crash(args: &[String]) -> Result<(), String> {
     let iterations = flag_value(args, "--iterations")?.unwrap_or(200).to_string();
     cargo(
         &[
-            "test", "--release", "-p", "silo-core", "--test", "it", "crash", "--", "--nocapture",
+            "test",
+            "--release",
+            "-p",
+            "silo-core",
+            "--test",
+            "it",
+            "crash",
+            "--",
+            "--nocapture",
         ],
         &[("SILO_CRASH_ITERATIONS", &iterations)],
     )

@@ -3,5 +3,8 @@
 #![forbid(unsafe_code)]
 
 fn main() {
-    println!("silo {}: the command-line verbs arrive with silo-engine", env!("CARGO_PKG_VERSION"));
+    println!(
+        "silo {}: the command-line verbs arrive with silo-engine",
+        env!("CARGO_PKG_VERSION")
+    );
 }
