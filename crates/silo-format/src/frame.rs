@@ -416,9 +416,18 @@ impl<'a> FrameReader<'a> {
         let Some(last) = rest.iter().rposition(|&b| b != 0) else {
             return false;
         };
+        // A real frame ends at most 3 bytes past the last non-zero byte (its
+        // CRC's high bytes may be zero). Candidates are parsed within that
+        // window, so no CRC runs over the zero-filled tail: the work stays
+        // bounded by the written bytes, not by the preallocated file.
+        let window = rest
+            .get(..last.saturating_add(FRAME_TRAILER_LEN).min(rest.len()))
+            .unwrap_or_default();
         (1..=last).any(|p| {
-            rest.get(p..)
-                .is_some_and(|r| Tag::from_u8(r[0]).is_some() && parse(r, self.max_payload).is_ok())
+            window.get(p..).is_some_and(|r| {
+                r.first().and_then(|&t| Tag::from_u8(t)).is_some()
+                    && parse(r, self.max_payload).is_ok()
+            })
         })
     }
 
