@@ -32,4 +32,7 @@ pub struct Stats {
     pub merge_fallbacks: u64,
     /// The last sequence number given to an operation.
     pub last_seq: u64,
+    /// Why the last compaction failed (for example a merge operand the
+    /// operator refused), or `None` if it succeeded.
+    pub last_compaction_error: Option<String>,
 }

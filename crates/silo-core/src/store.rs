@@ -116,6 +116,8 @@ pub struct Silo {
     pub(crate) space: Space,
     pub(crate) counters: Counters,
     pub(crate) last_compaction: Mutex<Option<Instant>>,
+    /// Why the last compaction failed, if it did.
+    pub(crate) last_compaction_error: Mutex<Option<String>>,
     /// Whether a compaction is running (writers over the memory limit wait on it).
     pub(crate) compacting: Busy,
     /// The first write or sync failure; writes are refused after it.
@@ -161,6 +163,7 @@ impl Silo {
                 ..Counters::default()
             },
             last_compaction: Mutex::new(None),
+            last_compaction_error: Mutex::new(None),
             compacting: Busy::default(),
             poisoned: Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
@@ -436,6 +439,10 @@ impl Silo {
     /// Runs compaction from the writing thread when it is due, and holds
     /// writers back while a compaction runs if the pending view is far over
     /// its limit. Never waits for an iterator or a bulk writer.
+    ///
+    /// The write itself has already succeeded, so a failed compaction is not
+    /// the writer's error: an I/O failure poisons the store (later calls say
+    /// so), and any failure is kept in [`Stats::last_compaction_error`].
     fn after_write(&self) -> Result<()> {
         if !self.opts.auto_compact {
             return Ok(());
@@ -445,7 +452,7 @@ impl Silo {
             return Ok(());
         }
         if let Ok(gate) = self.gate.try_write() {
-            self.compact_locked(&gate)?;
+            let _ = self.compact_locked(&gate);
         } else if input.pending_bytes >= self.opts.pending_limit_bytes.saturating_mul(2) {
             self.compacting.wait_idle();
         }
@@ -508,6 +515,11 @@ impl Silo {
             cold_compactions: self.counters.cold_compactions.load(Ordering::Relaxed),
             merge_fallbacks: self.counters.merge_fallbacks.load(Ordering::Relaxed),
             last_seq,
+            last_compaction_error: self
+                .last_compaction_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 

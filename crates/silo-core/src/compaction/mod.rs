@@ -83,6 +83,19 @@ impl Silo {
         &self,
         gate: &RwLockWriteGuard<'_, ()>,
     ) -> Result<CompactionReport> {
+        let outcome = self.compact_locked_inner(gate);
+        *self
+            .last_compaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        *self
+            .last_compaction_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = outcome.as_ref().err().map(ToString::to_string);
+        outcome
+    }
+
+    fn compact_locked_inner(&self, gate: &RwLockWriteGuard<'_, ()>) -> Result<CompactionReport> {
         let start = Instant::now();
         let mut report = self.hot_locked(gate)?;
         if policy::wants_cold(&self.policy_input(), &self.opts.thresholds) {

@@ -183,3 +183,30 @@ fn a_torn_log_tail_is_dropped_and_reported() {
     let s = open(dir.path());
     assert_eq!(s.get(2).expect("get").as_deref(), Some(&b"after"[..]));
 }
+
+#[test]
+fn a_failing_automatic_compaction_does_not_fail_the_write_that_started_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.auto_compact = true;
+    o.thresholds.pending_ops = 3;
+    o.thresholds.min_interval = std::time::Duration::ZERO;
+    let s = Silo::open(dir.path(), o).expect("open");
+    s.put(1, b"base").expect("put");
+    s.merge(1, b"!bad").expect("merge is logged");
+    s.put(2, b"x").expect("put");
+    // This write crosses the threshold; the compaction it starts fails on key 1.
+    s.put(3, b"y").expect("the write itself succeeded");
+    let stats = s.stats();
+    assert!(
+        stats
+            .last_compaction_error
+            .as_deref()
+            .is_some_and(|e| e.contains("key 1")),
+        "{stats:?}"
+    );
+    assert_eq!(s.get(3).expect("get").as_deref(), Some(&b"y"[..]));
+    s.delete(1).expect("delete supersedes the bad operand");
+    s.compact().expect("compaction goes through");
+    assert_eq!(s.stats().last_compaction_error, None);
+}
