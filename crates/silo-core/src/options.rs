@@ -162,8 +162,10 @@ mod tests {
 
     #[test]
     fn out_of_range_options_are_refused_by_name() {
-        let mut o = Options::default();
-        o.max_value_len = 0;
+        let o = Options {
+            max_value_len: 0,
+            ..Options::default()
+        };
         assert!(matches!(
             o.validate(),
             Err(Error::InvalidOptions {
@@ -171,8 +173,13 @@ mod tests {
                 ..
             })
         ));
-        let mut o = Options::default();
-        o.thresholds.dead_ratio = 1.5;
+        let o = Options {
+            thresholds: CompactionThresholds {
+                dead_ratio: 1.5,
+                ..CompactionThresholds::default()
+            },
+            ..Options::default()
+        };
         assert!(matches!(
             o.validate(),
             Err(Error::InvalidOptions {

@@ -414,10 +414,9 @@ impl Silo {
             let appended = st.active_mut().append(&scratch, count);
             st.scratch = scratch;
             appended.map_err(|e| self.poison(e))?;
-            let mut seq = first + u64::from(batch);
-            for ((_, key, _), op) in ops.iter().zip(values) {
+            let seqs = first + u64::from(batch)..;
+            for (seq, ((_, key, _), op)) in seqs.zip(ops.iter().zip(values)) {
                 self.pending.record(*key, seq, op);
-                seq += 1;
             }
             first + count - 1
         };

@@ -3,7 +3,7 @@
 use silo_core::{MergeOperator, Options, Silo};
 
 /// Merge operator used by the tests: concatenates operands onto the value.
-pub struct Concat;
+pub(crate) struct Concat;
 
 impl MergeOperator for Concat {
     fn merge(
@@ -25,19 +25,19 @@ impl MergeOperator for Concat {
 }
 
 /// Options the tests use: the concat operator, no automatic compaction.
-pub fn opts() -> Options {
+pub(crate) fn opts() -> Options {
     let mut o = Options::default().with_merge_operator(Concat);
     o.auto_compact = false;
     o
 }
 
 /// Opens a store in `dir` with [`opts`].
-pub fn open(dir: &std::path::Path) -> Silo {
+pub(crate) fn open(dir: &std::path::Path) -> Silo {
     Silo::open(dir, opts()).expect("open store")
 }
 
 /// A self-checking value: `key`, `version` and a filler derived from both.
-pub fn value(key: u64, version: u64, len: usize) -> Vec<u8> {
+pub(crate) fn value(key: u64, version: u64, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len.max(16));
     v.extend_from_slice(&key.to_le_bytes());
     v.extend_from_slice(&version.to_le_bytes());
@@ -52,7 +52,7 @@ pub fn value(key: u64, version: u64, len: usize) -> Vec<u8> {
 }
 
 /// Checks a value made by [`value`]: returns its version, or `None` if torn or foreign.
-pub fn check(key: u64, bytes: &[u8]) -> Option<u64> {
+pub(crate) fn check(key: u64, bytes: &[u8]) -> Option<u64> {
     let k = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
     let version = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
     (k == key && value(key, version, bytes.len()) == bytes).then_some(version)

@@ -44,7 +44,10 @@ fn workload() -> Vec<Op> {
     ops
 }
 
-fn apply(model: &mut BTreeMap<u64, Vec<u8>>, op: &Op) {
+/// Expected store contents.
+type Model = BTreeMap<u64, Vec<u8>>;
+
+fn apply(model: &mut Model, op: &Op) {
     match op {
         Op::Put(k, v) => {
             model.insert(*k, v.clone());
@@ -81,7 +84,7 @@ fn run(silo: &Silo, op: &Op) -> silo_core::Result<()> {
 
 /// Runs the workload with `plan` installed; returns (acknowledged state,
 /// state with the failed op) and how many faults fired.
-fn run_with(dir: &Path, plan: FaultPlan) -> (BTreeMap<u64, Vec<u8>>, BTreeMap<u64, Vec<u8>>, u64) {
+fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64) {
     let silo = open(dir);
     let guard = install(dir, plan);
     let mut acked = BTreeMap::new();

@@ -1,5 +1,10 @@
 //! silo-core's integration tests, one binary with a module per concern.
 
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "test data is built from small counters; truncation is never reached"
+)]
+
 mod bulk;
 mod common;
 mod concurrency;
