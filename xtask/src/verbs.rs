@@ -61,19 +61,27 @@ pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
         .ok_or("fuzz needs a target: frame_reader or document_decoder")?;
     let seconds = flag_value(rest, "--seconds")?.unwrap_or(60);
     let max_time = format!("-max_total_time={seconds}");
-    cargo(
-        &[
-            "+nightly",
+    // `$CARGO` is the toolchain's own cargo, which does not understand
+    // `+nightly`: go through rustup.
+    let status = Command::new("rustup")
+        .args([
+            "run",
+            "nightly",
+            "cargo",
             "fuzz",
             "run",
             "--fuzz-dir",
             "fuzz",
-            target,
-            "--",
-            &max_time,
-        ],
-        &[],
-    )
+        ])
+        .args([target.as_str(), "--", &max_time])
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("could not run rustup (cargo fuzz needs nightly): {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo fuzz run {target} failed ({status})"))
+    }
 }
 
 /// `cargo xtask crash [--iterations N]`: the SIGKILL crash test with N iterations.

@@ -191,11 +191,25 @@ impl CoalescedWrites {
         let mut bufs: Vec<&[u8]> = Vec::new();
         for run in runs(&segments) {
             bufs.clear();
-            bufs.extend(
-                segments[run.clone()]
-                    .iter()
-                    .map(|s| &self.arena[s.start..s.start + s.len]),
-            );
+            // Segments that also follow each other in the arena (pushes made
+            // in file order) become one buffer: a run pushed in order is one
+            // plain write, however many pushes it took.
+            let mut pending: Option<(usize, usize)> = None;
+            for s in &segments[run.clone()] {
+                match pending {
+                    Some((start, len)) if start + len == s.start => {
+                        pending = Some((start, len + s.len))
+                    }
+                    Some((start, len)) => {
+                        bufs.push(&self.arena[start..start + len]);
+                        pending = Some((s.start, s.len));
+                    }
+                    None => pending = Some((s.start, s.len)),
+                }
+            }
+            if let Some((start, len)) = pending {
+                bufs.push(&self.arena[start..start + len]);
+            }
             let written = file.write_vectored_all_at(&bufs, segments[run.start].offset)?;
             stats.syscalls += written.syscalls;
             stats.bytes += written.bytes;
