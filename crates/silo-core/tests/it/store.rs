@@ -210,3 +210,40 @@ fn a_failing_automatic_compaction_does_not_fail_the_write_that_started_it() {
     s.compact().expect("compaction goes through");
     assert_eq!(s.stats().last_compaction_error, None);
 }
+
+#[test]
+fn an_unknown_format_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    open(dir.path()).close().expect("close");
+    let path = dir.path().join("MANIFEST");
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).expect("write");
+    match Silo::open(dir.path(), opts()) {
+        Err(Error::Format { source: silo_format::FormatError::UnsupportedVersion { found: 2, .. }, .. }) => {}
+        other => panic!("expected UnsupportedVersion, got {other:?}"),
+    }
+}
+
+#[test]
+fn truncated_or_foreign_files_are_typed_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = open(dir.path());
+        s.put(1, b"x").expect("put");
+        s.close().expect("close");
+    }
+    let data = dir.path().join("data-1");
+    let original = std::fs::read(&data).expect("read");
+    std::fs::write(&data, &original[..10]).expect("truncate");
+    assert!(Silo::open(dir.path(), opts()).is_err());
+    // A data file where the index file should be.
+    std::fs::write(&data, &original).expect("restore");
+    std::fs::copy(&data, dir.path().join("index-1")).expect("copy");
+    match Silo::open(dir.path(), opts()) {
+        Err(Error::Io(silo_io::error::IoError::Format(silo_format::FormatError::WrongKind { .. }))) => {}
+        other => panic!("expected WrongKind, got {other:?}"),
+    }
+}
