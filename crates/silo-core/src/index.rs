@@ -23,17 +23,34 @@ use crate::log::slot::to_usize;
 
 /// Smallest table, in slots.
 pub(crate) const MIN_CAPACITY: u64 = 1024;
-/// Used slots (live and deleted) may fill at most this many parts in 8 of the table.
-const MAX_LOAD_EIGHTHS: u64 = 6;
+/// Used slots (live and deleted) may fill at most this percentage of the
+/// table before it is rehashed.
+const MAX_LOAD_PERCENT: u64 = 85;
+/// Percentage of the table a rehash fills, leaving room to grow before the next.
+const BUILD_LOAD_PERCENT: u64 = 70;
 
 /// The path of index file `id` in `dir`.
 pub(crate) fn index_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("index-{id}"))
 }
 
-/// The capacity that holds `keys` at about half load.
+/// The capacity that holds `keys` at about 70% load (a whole number of
+/// 64-byte buckets). Any capacity works: home slots use multiply-shift.
 pub(crate) fn capacity_for(keys: u64) -> u64 {
-    keys.saturating_mul(2).max(MIN_CAPACITY).next_power_of_two()
+    let slots = keys.saturating_mul(100) / BUILD_LOAD_PERCENT + 1;
+    slots
+        .max(MIN_CAPACITY)
+        .next_multiple_of(silo_format::SLOTS_PER_BUCKET as u64)
+}
+
+/// The home slot of `key`.
+fn home(key: u64, seed: u64, capacity: u64) -> u64 {
+    silo_format::index_entry::home_bucket(hash_key(key, seed), capacity)
+}
+
+/// The slot after `slot`, wrapping.
+fn next(slot: u64, capacity: u64) -> u64 {
+    if slot + 1 == capacity { 0 } else { slot + 1 }
 }
 
 /// An open index file.
@@ -60,7 +77,7 @@ impl Index {
         seed: u64,
         entries: impl IntoIterator<Item = (u64, u64)>,
     ) -> Result<Index> {
-        debug_assert!(capacity.is_power_of_two());
+        debug_assert!(capacity > 0);
         let len = silo_format::index_entry::index_file_len(capacity).ok_or_else(|| {
             Error::InvalidOptions {
                 name: "index capacity",
@@ -68,10 +85,9 @@ impl Index {
             }
         })?;
         let mut body = vec![0u8; to_usize(len)? - HEADER_LEN];
-        let mask = capacity - 1;
         let mut live = 0;
         for (key, loc) in entries {
-            let mut slot = hash_key(key, seed) & mask;
+            let mut slot = home(key, seed, capacity);
             loop {
                 let at = to_usize(slot_offset(slot))? - HEADER_LEN;
                 let entry = &mut body[at..at + INDEX_ENTRY_LEN];
@@ -83,9 +99,9 @@ impl Index {
                     live += 1;
                     break;
                 }
-                slot = (slot + 1) & mask;
+                slot = next(slot, capacity);
             }
-            if live > capacity * MAX_LOAD_EIGHTHS / 8 {
+            if live > capacity * MAX_LOAD_PERCENT / 100 {
                 return Err(Error::InvalidOptions {
                     name: "index capacity",
                     reason: format!("{capacity} slots cannot hold {live} keys"),
@@ -122,10 +138,7 @@ impl Index {
         let header = read_header(&file, FileKind::Index)?;
         let capacity = header.param_a;
         let expected_len = silo_format::index_entry::index_file_len(capacity);
-        if header.generation != id
-            || !capacity.is_power_of_two()
-            || expected_len != Some(file.len()?)
-        {
+        if header.generation != id || capacity == 0 || expected_len != Some(file.len()?) {
             return Err(Error::corrupt(
                 &path,
                 0,
@@ -216,21 +229,20 @@ impl Index {
 
     /// Whether `new_keys` more keys fit under the load limit.
     pub(crate) fn has_room_for(&self, new_keys: u64) -> bool {
-        self.used.load(Ordering::Relaxed) + new_keys <= self.capacity * MAX_LOAD_EIGHTHS / 8
+        self.used.load(Ordering::Relaxed) + new_keys <= self.capacity * MAX_LOAD_PERCENT / 100
     }
 
     /// Finds the slot of `key`: `Ok((slot, loc))`, or `Err(Some(slot))` at the
     /// first empty slot (`Err(None)` if the table is full).
     fn find(&self, key: u64) -> Result<std::result::Result<(u64, Loc), Option<u64>>> {
-        let mask = self.capacity - 1;
-        let mut slot = hash_key(key, self.seed) & mask;
+        let mut slot = home(key, self.seed, self.capacity);
         for _ in 0..self.capacity {
             match self.slot(slot)? {
                 None => return Ok(Err(Some(slot))),
                 Some((k, loc)) if k == key => return Ok(Ok((slot, loc))),
                 Some(_) => {}
             }
-            slot = (slot + 1) & mask;
+            slot = next(slot, self.capacity);
         }
         Ok(Err(None))
     }
@@ -345,14 +357,15 @@ mod tests {
     fn colliding_keys_probe_past_each_other() {
         let dir = tempfile::tempdir().expect("tempdir");
         let index = Index::create(dir.path(), 3, MIN_CAPACITY, 0, []).expect("create");
-        // 600 keys in 1024 slots forces long probe runs.
-        for key in 0..600u64 {
+        // 850 keys in 1024 slots forces long probe runs, wrapping included.
+        for key in 0..850u64 {
             index.set(key * 1024, 64 + key * 8).expect("set");
         }
-        for key in 0..600u64 {
+        for key in 0..850u64 {
             assert_eq!(index.get(key * 1024).expect("get"), Some(64 + key * 8));
         }
-        assert!(!index.has_room_for(300));
+        assert_eq!(index.get(7).expect("a miss probes to an empty slot"), None);
+        assert!(index.has_room_for(20) && !index.has_room_for(30));
     }
 
     #[test]
@@ -364,5 +377,20 @@ mod tests {
             Index::open(dir.path(), 6, None),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn capacities_are_sized_for_seventy_percent_load() {
+        assert_eq!(capacity_for(0), MIN_CAPACITY);
+        let c = capacity_for(1_000_000);
+        assert!((1_428_000..1_429_000).contains(&c), "{c}");
+        assert_eq!(c % 4, 0);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let entries: Vec<(u64, u64)> = (0..2000u64).map(|k| (k, 64 + 8 * k)).collect();
+        let index = Index::create(dir.path(), 9, capacity_for(2000), 1, entries).expect("create");
+        assert_eq!(index.capacity(), capacity_for(2000));
+        for k in 0..2000u64 {
+            assert_eq!(index.get(k).expect("get"), Some(64 + 8 * k));
+        }
     }
 }

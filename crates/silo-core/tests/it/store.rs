@@ -222,7 +222,10 @@ fn an_unknown_format_version_is_a_clear_error() {
     bytes[60..64].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).expect("write");
     match Silo::open(dir.path(), opts()) {
-        Err(Error::Format { source: silo_format::FormatError::UnsupportedVersion { found: 2, .. }, .. }) => {}
+        Err(Error::Format {
+            source: silo_format::FormatError::UnsupportedVersion { found: 2, .. },
+            ..
+        }) => {}
         other => panic!("expected UnsupportedVersion, got {other:?}"),
     }
 }
@@ -243,7 +246,9 @@ fn truncated_or_foreign_files_are_typed_errors() {
     std::fs::write(&data, &original).expect("restore");
     std::fs::copy(&data, dir.path().join("index-1")).expect("copy");
     match Silo::open(dir.path(), opts()) {
-        Err(Error::Io(silo_io::error::IoError::Format(silo_format::FormatError::WrongKind { .. }))) => {}
+        Err(Error::Io(silo_io::error::IoError::Format(silo_format::FormatError::WrongKind {
+            ..
+        }))) => {}
         other => panic!("expected WrongKind, got {other:?}"),
     }
 }
