@@ -13,7 +13,7 @@ use silo_io::mlog::AppendMap;
 use crate::error::{Error, Result};
 
 /// Bytes a slot file is allocated with, and shrinks back to when retired.
-pub(crate) const INITIAL_SLOT_BYTES: u64 = 1 << 20;
+pub(crate) const INITIAL_SLOT_BYTES: u64 = 256 << 10;
 /// The most a slot grows by at once.
 const MAX_GROWTH: u64 = 64 << 20;
 
