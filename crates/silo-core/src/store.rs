@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use silo_format::{Manifest, Tag, encode_frame, frame_len};
 use silo_io::lock::DirLock;
@@ -115,7 +115,12 @@ pub struct Silo {
     pub(crate) manifest: Mutex<Manifest>,
     pub(crate) space: Space,
     pub(crate) counters: Counters,
-    pub(crate) last_compaction: Mutex<Option<Instant>>,
+    /// When the store was opened: the origin of `last_compaction_ms`.
+    opened: Instant,
+    /// Milliseconds after `opened` at which the last compaction ended, plus one (0: none yet).
+    last_compaction_ms: AtomicU64,
+    /// Bytes in the active log slot, mirrored out of the log mutex for the policy.
+    pub(crate) active_log_bytes: AtomicU64,
     /// Why the last compaction failed, if it did.
     pub(crate) last_compaction_error: Mutex<Option<String>>,
     /// Whether a compaction is running (writers over the memory limit wait on it).
@@ -162,7 +167,9 @@ impl Silo {
                 torn_tail_bytes: AtomicU64::new(recovered.torn_tail_bytes),
                 ..Counters::default()
             },
-            last_compaction: Mutex::new(None),
+            opened: Instant::now(),
+            last_compaction_ms: AtomicU64::new(0),
+            active_log_bytes: AtomicU64::new(0),
             last_compaction_error: Mutex::new(None),
             compacting: Busy::default(),
             poisoned: Mutex::new(None),
@@ -418,6 +425,8 @@ impl Silo {
             for (seq, ((_, key, _), op)) in seqs.zip(ops.iter().zip(values)) {
                 self.pending.record(*key, seq, op);
             }
+            self.active_log_bytes
+                .store(st.active().log_bytes(), Ordering::Relaxed);
             first + count - 1
         };
         if self.opts.durability == Durability::Sync {
@@ -467,14 +476,25 @@ impl Silo {
 
     // ----- figures -----------------------------------------------------
 
+    /// Records that a compaction just ended.
+    pub(crate) fn mark_compacted(&self) {
+        let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_compaction_ms.store(ms + 1, Ordering::Relaxed);
+        let log_bytes = self.log.lock().active().log_bytes();
+        self.active_log_bytes.store(log_bytes, Ordering::Relaxed);
+    }
+
     /// What the policy looks at, now.
     pub(crate) fn policy_input(&self) -> PolicyInput {
-        let log_bytes = self.log.lock().active().log_bytes();
-        let since_last = self
-            .last_compaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .map(|t| t.elapsed());
+        let log_bytes = self.active_log_bytes.load(Ordering::Relaxed);
+        let since_last = match self.last_compaction_ms.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                self.opened
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at - 1)),
+            ),
+        };
         PolicyInput {
             live_bytes: self.space.live_bytes.load(Ordering::Relaxed),
             dead_bytes: self.space.dead_bytes.load(Ordering::Relaxed),

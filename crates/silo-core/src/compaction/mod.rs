@@ -84,10 +84,7 @@ impl Silo {
         gate: &RwLockWriteGuard<'_, ()>,
     ) -> Result<CompactionReport> {
         let outcome = self.compact_locked_inner(gate);
-        *self
-            .last_compaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.mark_compacted();
         *self
             .last_compaction_error
             .lock()
@@ -157,10 +154,7 @@ impl Silo {
             st.frozen = false;
         }
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
-        *self
-            .last_compaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.mark_compacted();
         Ok(CompactionReport {
             ops_folded: plan.ops,
             in_place: applied.in_place,
