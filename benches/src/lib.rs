@@ -1,2 +1,2 @@
-//! Shared helpers for the workspace benchmarks (the peer comparison lands with silo-core's bench).
+//! Workspace benchmarks: `benches/compare.rs` measures silo against redb, fjall, sled and heed; `benches/core.rs` is silo-core's criterion bench.
 #![forbid(unsafe_code)]
