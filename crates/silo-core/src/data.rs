@@ -1,5 +1,5 @@
 //! The data file (`data-<id>`): a header, then checksummed records at
-//! 8-aligned offsets, then preallocated space. Records are written with
+//! 4-aligned offsets, then preallocated space. Records are written with
 //! positional writes and read through a growable read-only map.
 
 use std::path::{Path, PathBuf};

@@ -139,7 +139,7 @@ pub enum FormatError {
     },
     /// An index slot location that is neither empty, deleted nor a record offset.
     #[error(
-        "index slot location {raw:#x} is invalid (the low 48 bits must be 1 or a multiple of 8 \
+        "index slot location {raw:#x} is invalid (the low 48 bits must be 1 or a multiple of 4 \
          at least 64, and an empty slot is all zero); the index is corrupt: restore from a checkpoint"
     )]
     BadLoc {

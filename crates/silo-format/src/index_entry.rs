@@ -2,7 +2,7 @@
 //!
 //! `loc` is [`LOC_EMPTY`] (0) for an empty slot. Otherwise its low 48 bits
 //! are [`LOC_DELETED`] (1) for a tombstone or the byte offset of a data record
-//! (a multiple of 8, at least [`HEADER_LEN`], below 2^48), and its top 16
+//! (a multiple of [`RECORD_ALIGN`], at least [`HEADER_LEN`], below 2^48), and its top 16
 //! bits are the [`key_check`] of the slot's key, so a damaged key or location
 //! byte is detected by every probe that passes the slot. Emptiness lives in
 //! `loc`, never in `key`, so every `u64` key, 0 and `u64::MAX` included, is a
@@ -32,6 +32,7 @@ use bytemuck::{Pod, Zeroable};
 use crate::error::FormatError;
 use crate::header::HEADER_LEN;
 use crate::le::Le64;
+use crate::record::RECORD_ALIGN;
 
 /// Length of one slot in bytes.
 pub const INDEX_ENTRY_LEN: usize = 16;
@@ -96,7 +97,7 @@ impl Loc {
     }
 
     /// Decodes the raw `loc` of the slot holding `key`. Rejects locations
-    /// whose low bits are not 1 or a multiple of 8 at least [`HEADER_LEN`]
+    /// whose low bits are not 1 or a multiple of [`RECORD_ALIGN`] at least [`HEADER_LEN`]
     /// ([`FormatError::BadLoc`]) and key checks that do not match `key`
     /// ([`FormatError::KeyCheckMismatch`]).
     pub fn decode(raw: u64, key: u64) -> Result<Loc, FormatError> {
@@ -105,7 +106,9 @@ impl Loc {
         }
         let loc = match raw & LOC_OFFSET_MASK {
             LOC_DELETED => Loc::Deleted,
-            off if off.is_multiple_of(8) && off >= HEADER_LEN as u64 => Loc::Record(off),
+            off if off.is_multiple_of(RECORD_ALIGN as u64) && off >= HEADER_LEN as u64 => {
+                Loc::Record(off)
+            }
             _ => return Err(FormatError::BadLoc { raw }),
         };
         let found = (raw >> LOC_CHECK_SHIFT) as u16;
@@ -120,10 +123,11 @@ impl Loc {
         Ok(loc)
     }
 
-    /// A record location: `offset` must be a multiple of 8, at least
+    /// A record location: `offset` must be a multiple of [`RECORD_ALIGN`], at least
     /// [`HEADER_LEN`] and below 2^48.
     pub fn record(offset: u64) -> Result<Loc, FormatError> {
-        if offset.is_multiple_of(8) && offset >= HEADER_LEN as u64 && offset <= LOC_OFFSET_MASK {
+        let aligned = offset.is_multiple_of(RECORD_ALIGN as u64);
+        if aligned && offset >= HEADER_LEN as u64 && offset <= LOC_OFFSET_MASK {
             Ok(Loc::Record(offset))
         } else {
             Err(FormatError::BadLoc { raw: offset })

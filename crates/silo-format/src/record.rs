@@ -1,11 +1,11 @@
 //! Data records, the values stored in a data file:
-//! `key u64 | seq u64 | len u32 | alloc u32 | crc32 u32 | flags u32 | value [len] | zero padding up to alloc`.
+//! `key u64 | seq u64 | len u32 | alloc u32 | crc32 u32 | value [len] | zero padding up to alloc`.
 //!
 //! `alloc` is the room reserved for the value (at least `len`, a multiple of
 //! [`RECORD_ALIGN`]), so a value that later shrinks or grows within it can be
 //! rewritten in place. A record occupies [`record_size`]`(alloc)` bytes and
-//! records start at 8-aligned offsets. The CRC32 covers key, seq, len, alloc,
-//! flags and the value bytes, not the padding.
+//! records start at 4-aligned offsets. The CRC32 covers key, seq, len, alloc
+//! and the value bytes, not the padding.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -22,14 +22,12 @@ pub const RECORD_LEN_OFFSET: usize = RECORD_SEQ_OFFSET + 8;
 pub const RECORD_ALLOC_OFFSET: usize = RECORD_LEN_OFFSET + 4;
 /// Offset of the `u32` CRC32 within a record.
 pub const RECORD_CRC_OFFSET: usize = RECORD_ALLOC_OFFSET + 4;
-/// Offset of the `u32` flags (0 in version 1) within a record.
-pub const RECORD_FLAGS_OFFSET: usize = RECORD_CRC_OFFSET + 4;
 /// Offset of the value within a record.
-pub const RECORD_VALUE_OFFSET: usize = RECORD_FLAGS_OFFSET + 4;
+pub const RECORD_VALUE_OFFSET: usize = RECORD_CRC_OFFSET + 4;
 /// Length of a record header.
 pub const RECORD_HEADER_LEN: usize = RECORD_VALUE_OFFSET;
 /// Alignment of record starts and of `alloc`.
-pub const RECORD_ALIGN: usize = 8;
+pub const RECORD_ALIGN: usize = 4;
 
 /// The record header's byte layout.
 #[repr(C)]
@@ -40,20 +38,18 @@ struct RawRecordHeader {
     len: Le32,
     alloc: Le32,
     crc: Le32,
-    flags: Le32,
 }
 
 const _: () = assert!(
     size_of::<RawRecordHeader>() == RECORD_HEADER_LEN
         && align_of::<RawRecordHeader>() == 1
-        && RECORD_HEADER_LEN == 32
+        && RECORD_HEADER_LEN == 28
 );
 const _: () = assert!(
     core::mem::offset_of!(RawRecordHeader, seq) == RECORD_SEQ_OFFSET
         && core::mem::offset_of!(RawRecordHeader, len) == RECORD_LEN_OFFSET
         && core::mem::offset_of!(RawRecordHeader, alloc) == RECORD_ALLOC_OFFSET
         && core::mem::offset_of!(RawRecordHeader, crc) == RECORD_CRC_OFFSET
-        && core::mem::offset_of!(RawRecordHeader, flags) == RECORD_FLAGS_OFFSET
 );
 
 /// Bytes a record with `alloc` bytes of room occupies: header plus `alloc`.
@@ -104,11 +100,10 @@ impl Record<'_> {
     }
 }
 
-/// The CRC32 of a record: header bytes other than the CRC field, then the value.
+/// The CRC32 of a record: the header bytes before the CRC field, then the value.
 fn record_crc(header: &[u8; RECORD_HEADER_LEN], value: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(header.get(..RECORD_CRC_OFFSET).unwrap_or_default());
-    hasher.update(header.get(RECORD_FLAGS_OFFSET..).unwrap_or_default());
     hasher.update(value);
     hasher.finalize()
 }
@@ -128,7 +123,7 @@ fn check_alloc(alloc: u32) -> Result<(), FormatError> {
 /// Encodes a record into the front of `out`: header, value, zero padding up
 /// to `alloc`. Returns [`record_size`]`(alloc)`.
 ///
-/// Errors: [`FormatError::Misaligned`] if `alloc` is not a multiple of 8,
+/// Errors: [`FormatError::Misaligned`] if `alloc` is not a multiple of 4,
 /// [`FormatError::LenExceedsAlloc`] if the value does not fit,
 /// [`FormatError::Truncated`] if `out` is too small.
 pub fn encode_record(
@@ -161,7 +156,6 @@ pub fn encode_record(
         len: Le32::new(len),
         alloc: Le32::new(alloc),
         crc: Le32::new(0),
-        flags: Le32::new(0),
     };
     raw.crc = Le32::new(record_crc(&bytemuck::cast(raw), value));
     let (head, rest) = rec.split_at_mut(RECORD_HEADER_LEN);
@@ -173,8 +167,8 @@ pub fn encode_record(
 }
 
 /// Decodes the record at the start of `bytes` (which may extend past it),
-/// zero-copy, verifying `len <= max_len`, `alloc % 8 == 0`, `len <= alloc`,
-/// that all [`record_size`]`(alloc)` bytes are present, flags are 0, and the CRC.
+/// zero-copy, verifying `len <= max_len`, `alloc % 4 == 0`, `len <= alloc`,
+/// that all [`record_size`]`(alloc)` bytes are present, and the CRC.
 pub fn decode_record(bytes: &[u8], max_len: u32) -> Result<Record<'_>, FormatError> {
     let Some(head) = bytes.first_chunk::<RECORD_HEADER_LEN>() else {
         return Err(FormatError::Truncated {
@@ -205,12 +199,6 @@ pub fn decode_record(bytes: &[u8], max_len: u32) -> Result<Record<'_>, FormatErr
             what: "record",
             needed: size,
             available: bytes.len(),
-        });
-    }
-    if raw.flags.get() != 0 {
-        return Err(FormatError::UnknownFlags {
-            what: "record",
-            flags: raw.flags.get(),
         });
     }
     let value_end = RECORD_HEADER_LEN + len as usize;
@@ -300,7 +288,7 @@ mod tests {
     fn encode_rejects_bad_alloc() {
         let mut buf = [0u8; 64];
         assert!(matches!(
-            encode_record(&mut buf, 1, 1, b"abc", 4),
+            encode_record(&mut buf, 1, 1, b"abc", 6),
             Err(FormatError::Misaligned { .. })
         ));
         assert!(matches!(
@@ -309,16 +297,17 @@ mod tests {
         ));
         assert!(matches!(
             encode_record(&mut buf, 1, 1, b"", 40),
-            Err(FormatError::Truncated { needed: 72, .. })
+            Err(FormatError::Truncated { needed: 68, .. })
         ));
     }
 
     #[test]
     fn alloc_for_rounds_and_checks() {
         assert_eq!(alloc_for(0, 0).unwrap(), 0);
-        assert_eq!(alloc_for(1, 0).unwrap(), 8);
+        assert_eq!(alloc_for(1, 0).unwrap(), 4);
+        assert_eq!(alloc_for(100, 0).unwrap(), 100);
         assert_eq!(alloc_for(100, 20).unwrap(), 120);
-        assert_eq!(alloc_for(100, 25).unwrap(), 128);
+        assert_eq!(alloc_for(101, 25).unwrap(), 128);
         assert!(alloc_for(u32::MAX as usize, 0).is_err());
         assert!(alloc_for(usize::MAX, 100).is_err());
         for len in 0..200 {
