@@ -1031,8 +1031,13 @@ fn main_pipeline(
         out.set(R_OVER, idx, per_sec(done, d));
         if done < n {
             notes.push(format!(
-                "{name}: overwrites stopped after {done} of {n} puts ({:.1} s budget; one txn per put)",
-                OVERWRITE_BUDGET.as_secs_f64()
+                "{name}: overwrites stopped after {done} of {n} puts ({:.1} s budget{})",
+                OVERWRITE_BUDGET.as_secs_f64(),
+                if matches!(kind, Kind::Redb | Kind::Heed) {
+                    "; one write txn per put"
+                } else {
+                    ""
+                }
             ));
         }
         eprintln!("[{name}] overwrites: {done} in {d:.2?}");
