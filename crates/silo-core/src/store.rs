@@ -597,6 +597,8 @@ impl Silo {
         }
         self.flush()?;
         let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        // The next open then reads only written frames, no zero tails.
+        self.log.trim().map_err(|e| self.poison(e))?;
         let m = self.current_manifest(0, true);
         self.store_manifest(m).map_err(|e| self.poison(e))?;
         drop(gate);

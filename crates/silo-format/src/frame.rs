@@ -347,6 +347,27 @@ pub fn decode_frame(bytes: &[u8], max_payload: u32) -> Result<(Frame<'_>, usize)
     parse(bytes, max_payload).map_err(|bad| bad.reason.into())
 }
 
+/// The offset of the last non-zero byte of `bytes`, if any. Checks 4 KiB
+/// blocks a word at a time from the end (logs end in long zero tails).
+pub fn last_nonzero(bytes: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 4096;
+    let mut end = bytes.len();
+    for block in bytes.rchunks(BLOCK) {
+        let start = end - block.len();
+        let (words, rest) = block.as_chunks::<8>();
+        let any = words
+            .iter()
+            .fold(0u64, |acc, w| acc | u64::from_le_bytes(*w))
+            != 0
+            || rest.iter().any(|&b| b != 0);
+        if any {
+            return block.iter().rposition(|&b| b != 0).map(|p| start + p);
+        }
+        end = start;
+    }
+    None
+}
+
 /// Iterates the frames of a log body (a byte slice starting at a frame
 /// boundary), yielding `(offset, frame)` for each valid frame and stopping
 /// at the first frame that is not whole and valid.
@@ -413,7 +434,7 @@ impl<'a> FrameReader<'a> {
     /// `rest`: then the bad frame at its start cannot be a torn last write
     /// (a damaged length may claim an extent that swallows later frames).
     fn valid_frame_after(&self, rest: &[u8]) -> bool {
-        let Some(last) = rest.iter().rposition(|&b| b != 0) else {
+        let Some(last) = last_nonzero(rest) else {
             return false;
         };
         // A real frame ends at most 3 bytes past the last non-zero byte (its
@@ -451,7 +472,7 @@ impl<'a> FrameReader<'a> {
             },
             Some(from) => {
                 let after = rest.get(from..).unwrap_or_default();
-                if after.iter().all(|&b| b == 0) {
+                if last_nonzero(after).is_none() {
                     LogEnd::TornTail {
                         at,
                         reason: bad.reason,
@@ -484,7 +505,7 @@ impl<'a> Iterator for FrameReader<'a> {
             }
             Some(0) => {
                 let reason = StopReason::BadTag { tag: 0 };
-                self.end = Some(match rest.iter().rposition(|&b| b != 0) {
+                self.end = Some(match last_nonzero(rest) {
                     None => LogEnd::Clean { at },
                     Some(last) if last < FRAME_OVERHEAD => LogEnd::TornTail { at, reason },
                     Some(_) => LogEnd::Corrupt { at, reason },
@@ -756,5 +777,17 @@ mod tests {
             "{:?}",
             r.end()
         );
+    }
+
+    #[test]
+    fn last_nonzero_finds_the_last_set_byte() {
+        assert_eq!(last_nonzero(&[]), None);
+        let mut bytes = vec![0u8; 10_000];
+        assert_eq!(last_nonzero(&bytes), None);
+        for at in [0, 7, 8, 4095, 4096, 5000, 9_999] {
+            bytes[at] = 1;
+            assert_eq!(last_nonzero(&bytes), Some(at), "{at}");
+        }
+        assert_eq!(last_nonzero(&bytes[..9_999]), Some(5000));
     }
 }

@@ -132,6 +132,17 @@ impl Log {
     }
 }
 
+impl Log {
+    /// Trims both slots to their written frames (clean close only).
+    pub(crate) fn trim(&self) -> Result<()> {
+        let mut st = self.lock();
+        for slot in &mut st.slots {
+            slot.trim()?;
+        }
+        Ok(())
+    }
+}
+
 /// Creates both slots of a new store: slot 0 active (generation 1), slot 1 empty.
 pub(crate) fn create(dir: &Path) -> Result<LogState> {
     Ok(LogState {

@@ -144,10 +144,7 @@ pub(crate) fn replay<'a>(
     }
     let frames = batch.as_ref().map_or(committed_frames, |b| b.start_frames);
     let tail = body.get(valid_len..).unwrap_or_default();
-    let dropped_bytes = tail
-        .iter()
-        .rposition(|b| *b != 0)
-        .map_or(0, |p| p as u64 + 1);
+    let dropped_bytes = silo_format::last_nonzero(tail).map_or(0, |p| p as u64 + 1);
     Ok(ReplayEnd {
         valid_len,
         frames,

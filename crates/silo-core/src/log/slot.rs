@@ -158,6 +158,15 @@ impl LogSlot {
         Ok(())
     }
 
+    /// Cuts the preallocated zero tail off the file (on a clean close), so
+    /// the next open reads only written frames. The slot must not be
+    /// appended to afterwards without reopening.
+    pub(crate) fn trim(&mut self) -> Result<()> {
+        self.file.set_len(self.end as u64)?;
+        self.file.sync_all()?;
+        Ok(())
+    }
+
     /// Empties the slot and gives it a new generation and base sequence
     /// number. Crash-safe: at every step the slot replays as empty.
     pub(crate) fn reset(&mut self, generation: u64, base_seq: u64) -> Result<()> {
