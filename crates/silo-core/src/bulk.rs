@@ -29,7 +29,7 @@ use crate::compaction::apply::publish;
 use crate::compaction::journal;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
-use crate::pending::Base;
+use crate::pending::{Base, Bytes};
 use crate::store::{Silo, Tables};
 
 /// Bytes of data file a [`BulkHandle`] takes at a time.
@@ -303,7 +303,7 @@ impl MergeWriter<'_> {
             .is_some_and(|b| matches!(b, Base::Delete { .. }));
         match record {
             Some((offset, r)) if r.alloc as usize >= new.len() && !pending_delete => {
-                silo.pending.overlay(key, seq, Arc::from(&new[..]));
+                silo.pending.overlay(key, seq, Bytes::copy_of(&new));
                 let full = {
                     let mut buffered = self.buffered.lock().unwrap_or_else(|p| p.into_inner());
                     buffered.insert(

@@ -17,11 +17,65 @@ const SHARDS: usize = 64;
 /// Bookkeeping bytes counted per operation on top of its payload.
 const OP_OVERHEAD: u64 = 48;
 
+/// An immutable byte string held by the pending view: a slice of a shared
+/// block, so a whole batch (or a stretch of replayed log) costs one
+/// allocation, not one per value.
+#[derive(Clone)]
+pub(crate) struct Bytes {
+    block: Arc<[u8]>,
+    start: usize,
+    len: usize,
+}
+
+impl Bytes {
+    /// A copy of `bytes` in a block of its own.
+    pub(crate) fn copy_of(bytes: &[u8]) -> Bytes {
+        Bytes {
+            block: Arc::from(bytes),
+            start: 0,
+            len: bytes.len(),
+        }
+    }
+
+    /// `block[start..start + len]`; `None` if out of range.
+    pub(crate) fn slice(block: &Arc<[u8]>, start: usize, len: usize) -> Option<Bytes> {
+        let end = start.checked_add(len)?;
+        (end <= block.len()).then(|| Bytes {
+            block: Arc::clone(block),
+            start,
+            len,
+        })
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // In range by construction (see `slice`).
+        &self.block[self.start..self.start + self.len]
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Bytes) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Bytes {}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", &**self)
+    }
+}
+
 /// The newest put or delete of a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Base {
     /// The key was set to this value at `seq`.
-    Put { seq: u64, value: Arc<[u8]> },
+    Put { seq: u64, value: Bytes },
     /// The key was deleted at `seq`.
     Delete { seq: u64 },
 }
@@ -47,7 +101,7 @@ pub(crate) struct KeyOps {
     /// The newest put or delete, if one is pending.
     pub(crate) base: Option<Base>,
     /// Merge operands logged after `base` (or after the stored value), oldest first.
-    pub(crate) merges: Vec<(u64, Arc<[u8]>)>,
+    pub(crate) merges: Vec<(u64, Bytes)>,
 }
 
 impl KeyOps {
@@ -70,6 +124,21 @@ impl KeyOps {
         merge.max(self.base.as_ref().map_or(0, Base::seq))
     }
 
+    /// Adds one operation at `seq`.
+    fn apply(&mut self, seq: u64, op: PendingOp) {
+        match op {
+            PendingOp::Put(value) => {
+                self.base = Some(Base::Put { seq, value });
+                self.merges.clear();
+            }
+            PendingOp::Delete => {
+                self.base = Some(Base::Delete { seq });
+                self.merges.clear();
+            }
+            PendingOp::Merge(operand) => self.merges.push((seq, operand)),
+        }
+    }
+
     /// Drops everything at or below `seq` (now folded into the stored record).
     fn forget_through(&mut self, seq: u64) {
         if self.base.as_ref().is_some_and(|b| b.seq() <= seq) {
@@ -82,9 +151,9 @@ impl KeyOps {
 /// One operation to record in the view.
 #[derive(Clone, Debug)]
 pub(crate) enum PendingOp {
-    Put(Arc<[u8]>),
+    Put(Bytes),
     Delete,
-    Merge(Arc<[u8]>),
+    Merge(Bytes),
 }
 
 /// A fast, fixed mixer for u64 keys (murmur3's finalizer).
@@ -151,6 +220,12 @@ impl PendingView {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Which of `parts` disjoint groups of shards `key` belongs to: threads
+    /// that each record only their part never touch the same shard.
+    pub(crate) fn part_of(key: u64, parts: usize) -> usize {
+        shard_of(key) % parts.max(1)
+    }
+
     /// Bytes held (payloads plus bookkeeping).
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
@@ -186,26 +261,49 @@ impl PendingView {
         let mut shard = self.write(key);
         let entry = shard.entry(key).or_default();
         let before = (entry.bytes(), entry.ops());
-        match op {
-            PendingOp::Put(value) => {
-                entry.base = Some(Base::Put { seq, value });
-                entry.merges.clear();
-            }
-            PendingOp::Delete => {
-                entry.base = Some(Base::Delete { seq });
-                entry.merges.clear();
-            }
-            PendingOp::Merge(operand) => entry.merges.push((seq, operand)),
-        }
+        entry.apply(seq, op);
         let after = (entry.bytes(), entry.ops());
         self.account(before, after);
+    }
+
+    /// Records many operations (each key's in sequence order), taking each
+    /// shard's lock once.
+    pub(crate) fn record_many(&self, ops: Vec<(u64, u64, PendingOp)>) {
+        if ops.len() < 64 {
+            for (key, seq, op) in ops {
+                self.record(key, seq, op);
+            }
+            return;
+        }
+        let mut by_shard: Vec<Vec<(u64, u64, PendingOp)>> =
+            (0..SHARDS).map(|_| Vec::new()).collect();
+        for item in ops {
+            by_shard[shard_of(item.0)].push(item);
+        }
+        for (shard, items) in self.shards.iter().zip(by_shard) {
+            if items.is_empty() {
+                continue;
+            }
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            shard.reserve(items.len());
+            let (mut bytes, mut ops) = (0i64, 0i64);
+            for (key, seq, op) in items {
+                let entry = shard.entry(key).or_default();
+                let before = (entry.bytes(), entry.ops());
+                entry.apply(seq, op);
+                bytes += entry.bytes() as i64 - before.0 as i64;
+                ops += entry.ops() as i64 - before.1 as i64;
+            }
+            self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+            self.ops.fetch_add(ops as u64, Ordering::Relaxed);
+        }
     }
 
     /// Makes `value` (the fold of everything through `seq`) the key's base,
     /// unless a newer put or delete is already pending. Compaction calls this
     /// before it rewrites the key's record in place, so readers stop reading
     /// that record.
-    pub(crate) fn overlay(&self, key: u64, seq: u64, value: Arc<[u8]>) {
+    pub(crate) fn overlay(&self, key: u64, seq: u64, value: Bytes) {
         let mut shard = self.write(key);
         let entry = shard.entry(key).or_default();
         if entry.base.as_ref().is_some_and(|b| b.seq() > seq) {
@@ -249,8 +347,8 @@ impl PendingView {
 mod tests {
     use super::*;
 
-    fn val(b: &[u8]) -> Arc<[u8]> {
-        Arc::from(b)
+    fn val(b: &[u8]) -> Bytes {
+        Bytes::copy_of(b)
     }
 
     #[test]

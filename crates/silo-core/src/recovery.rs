@@ -18,9 +18,49 @@ use crate::log::replay::replay;
 use crate::log::slot::{LogSlot, slot_path};
 use crate::log::{self, LogState};
 use crate::options::Options;
-use crate::pending::{PendingOp, PendingView};
+use crate::pending::{Bytes, PendingOp, PendingView};
 use crate::store::Tables;
 use crate::{READ_LIMIT, manifest};
+
+/// Replayed values are copied into shared blocks of about this size.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Replayed operations waiting to be recorded, their values gathered in one
+/// buffer so that a whole chunk of log costs one allocation.
+#[derive(Default)]
+struct Chunk {
+    values: Vec<u8>,
+    ops: Vec<(u64, u64, Tag, usize, usize)>,
+}
+
+impl Chunk {
+    fn push(&mut self, pending: &PendingView, op: crate::log::replay::LoggedOp<'_>) {
+        self.ops
+            .push((op.key, op.seq, op.tag, self.values.len(), op.payload.len()));
+        self.values.extend_from_slice(op.payload);
+        if self.values.len() >= CHUNK_BYTES {
+            self.flush(pending);
+        }
+    }
+
+    fn flush(&mut self, pending: &PendingView) {
+        let block: Arc<[u8]> = Arc::from(std::mem::take(&mut self.values));
+        let ops = self.ops.drain(..).map(|(key, seq, tag, at, len)| {
+            // Every range was cut from `values` itself, so `slice` succeeds.
+            let value = || Bytes::slice(&block, at, len).unwrap_or_else(|| Bytes::copy_of(&[]));
+            let op = match tag {
+                Tag::Put => PendingOp::Put(value()),
+                Tag::Merge => PendingOp::Merge(value()),
+                _ => PendingOp::Delete,
+            };
+            (key, seq, op)
+        });
+        pending.record_many(ops.collect());
+    }
+}
+
+/// Logs at least this long are replayed by two threads.
+const PARALLEL_REPLAY_BYTES: usize = 8 << 20;
 
 /// What opening found.
 pub(crate) struct Recovered {
@@ -92,22 +132,39 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         let slot = &mut slots[number];
         let base = slot.header.base_seq;
         let durable = slot.durable_body_len();
-        let end = replay(
-            slot.body(),
-            base,
-            durable,
-            READ_LIMIT,
-            opts.recover_corrupt_log,
-            |op| {
-                let value = || Arc::<[u8]>::from(op.payload);
-                let pending_op = match op.tag {
-                    Tag::Put => PendingOp::Put(value()),
-                    Tag::Merge => PendingOp::Merge(value()),
-                    _ => PendingOp::Delete,
-                };
-                pending.record(op.key, op.seq, pending_op);
-            },
-        )
+        let body = slot.body();
+        let replay_part = |part: usize, parts: usize| {
+            let mut chunk = Chunk::default();
+            let end = replay(
+                body,
+                base,
+                durable,
+                READ_LIMIT,
+                opts.recover_corrupt_log,
+                |op| {
+                    if parts == 1 || PendingView::part_of(op.key, parts) == part {
+                        chunk.push(&pending, op);
+                    }
+                },
+            );
+            chunk.flush(&pending);
+            end
+        };
+        // A long log is replayed by two threads, each reading every frame and
+        // recording the keys of its own half of the pending view's shards.
+        // Both reach the same verdict on how the log ends.
+        let end = if body.len() >= PARALLEL_REPLAY_BYTES {
+            std::thread::scope(|s| {
+                let other = s.spawn(|| replay_part(1, 2));
+                let mine = replay_part(0, 2);
+                match other.join() {
+                    Ok(_) => mine,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            })
+        } else {
+            replay_part(0, 1)
+        }
         .map_err(|c| {
             Error::corrupt(slot_path(dir, number), (HEADER_LEN + c.at) as u64, c.reason)
         })?;

@@ -16,7 +16,7 @@ use crate::grace::Grace;
 use crate::index::Index;
 use crate::log::Log;
 use crate::options::{Durability, Options};
-use crate::pending::{Base, KeyOps, PendingOp, PendingView};
+use crate::pending::{Base, Bytes, KeyOps, PendingOp, PendingView};
 use crate::stats::Stats;
 use crate::{READ_LIMIT, WriteBatch, manifest, recovery};
 
@@ -229,6 +229,11 @@ impl Silo {
                 let record = tables.data.record(&view, offset, key, READ_LIMIT)?;
                 Ok(f(Some(record.value)))
             }
+            // A pending put settles the read without copying the value.
+            Some(KeyOps {
+                base: Some(Base::Put { value, .. }),
+                merges,
+            }) if merges.is_empty() => Ok(f(Some(&value))),
             Some(ops) => self
                 .resolve(key, ops, Stored::Lookup)
                 .map(|v| f(v.as_deref())),
@@ -389,14 +394,21 @@ impl Silo {
         let markers = if batch { 2 } else { 0 };
         size += markers * frame_len(0);
         let count = ops.len() as u64 + markers as u64;
-        let values: Vec<PendingOp> = ops
-            .iter()
-            .map(|(tag, _, payload)| match tag {
-                Tag::Put => PendingOp::Put(Arc::from(*payload)),
-                Tag::Merge => PendingOp::Merge(Arc::from(*payload)),
+        // One shared block holds every value of the call (one allocation).
+        let block: Arc<[u8]> = ops.iter().flat_map(|(_, _, p)| p.iter().copied()).collect();
+        let mut at = 0;
+        let mut values: Vec<PendingOp> = Vec::with_capacity(ops.len());
+        for (tag, _, payload) in ops {
+            let bytes = || {
+                Bytes::slice(&block, at, payload.len()).unwrap_or_else(|| Bytes::copy_of(payload))
+            };
+            values.push(match tag {
+                Tag::Put => PendingOp::Put(bytes()),
+                Tag::Merge => PendingOp::Merge(bytes()),
                 _ => PendingOp::Delete,
-            })
-            .collect();
+            });
+            at += payload.len();
+        }
         let last_seq = {
             let mut st = self.log.lock();
             let mut scratch = std::mem::take(&mut st.scratch);
@@ -422,9 +434,10 @@ impl Silo {
             st.scratch = scratch;
             appended.map_err(|e| self.poison(e))?;
             let seqs = first + u64::from(batch)..;
-            for (seq, ((_, key, _), op)) in seqs.zip(ops.iter().zip(values)) {
-                self.pending.record(*key, seq, op);
-            }
+            let recorded = seqs
+                .zip(ops.iter().zip(values))
+                .map(|(seq, ((_, key, _), op))| (*key, seq, op));
+            self.pending.record_many(recorded.collect());
             self.active_log_bytes
                 .store(st.active().log_bytes(), Ordering::Relaxed);
             first + count - 1

@@ -15,6 +15,7 @@ use crate::compaction::journal;
 use crate::compaction::plan::{Place, Plan};
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
+use crate::pending::Bytes;
 use crate::store::{Silo, Tables};
 
 /// What applying a plan did.
@@ -41,7 +42,7 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
         .filter(|w| matches!(w.place, Place::InPlace { .. }))
         .collect();
     for w in &in_place {
-        silo.pending.overlay(w.key, w.seq, Arc::from(&w.value[..]));
+        silo.pending.overlay(w.key, w.seq, Bytes::copy_of(&w.value));
     }
     if !in_place.is_empty() {
         silo.grace.wait();

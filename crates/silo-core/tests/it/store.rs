@@ -254,3 +254,35 @@ fn truncated_or_foreign_files_are_typed_errors() {
         other => panic!("expected WrongKind, got {other:?}"),
     }
 }
+
+#[test]
+fn a_long_log_replays_on_two_threads_without_losing_an_operation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.compact_on_close = false;
+    o.pending_limit_bytes = 1 << 30;
+    let keys = 70_000u64;
+    {
+        let s = Silo::open(dir.path(), o.clone()).expect("open");
+        for k in 0..keys {
+            s.put(k, &crate::common::value(k, 1, 120)).expect("put");
+        }
+        for k in (0..keys).step_by(7) {
+            s.merge(k, b"+").expect("merge");
+        }
+        assert!(
+            s.stats().log_bytes > 8 << 20,
+            "the log must be long enough to replay in parallel"
+        );
+        s.close().expect("close");
+    }
+    let s = Silo::open(dir.path(), o).expect("reopen");
+    assert_eq!(s.stats().pending_keys, keys);
+    for k in 0..keys {
+        let mut want = crate::common::value(k, 1, 120);
+        if k % 7 == 0 {
+            want.push(b'+');
+        }
+        assert_eq!(s.get(k).expect("get"), Some(want), "key {k}");
+    }
+}
