@@ -294,8 +294,8 @@ impl PendingView {
                 bytes += entry.bytes() as i64 - before.0 as i64;
                 ops += entry.ops() as i64 - before.1 as i64;
             }
-            self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-            self.ops.fetch_add(ops as u64, Ordering::Relaxed);
+            self.bytes.fetch_add(bytes.cast_unsigned(), Ordering::Relaxed);
+            self.ops.fetch_add(ops.cast_unsigned(), Ordering::Relaxed);
         }
     }
 
