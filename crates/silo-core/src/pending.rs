@@ -12,39 +12,71 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use silo_io::map::ReadMap;
+
 /// Shards of the view; a key's shard comes from the top bits of its hash.
 const SHARDS: usize = 64;
 /// Bookkeeping bytes counted per operation on top of its payload.
 const OP_OVERHEAD: u64 = 48;
 
 /// An immutable byte string held by the pending view: a slice of a shared
-/// block, so a whole batch (or a stretch of replayed log) costs one
-/// allocation, not one per value.
+/// heap block (a whole write call costs one allocation, not one per value),
+/// or of a read-only map of a replayed log slot (recovery copies nothing).
+///
+/// A mapped slice must not be read after its slot is emptied: compaction
+/// forgets a slot's operations, then waits a grace period (readers hold a
+/// grace guard while they use pending values; iterators and bulk writers
+/// hold the compaction gate), and only then empties the slot.
 #[derive(Clone)]
 pub(crate) struct Bytes {
-    block: Arc<[u8]>,
+    backing: Backing,
     start: usize,
     len: usize,
+}
+
+/// What a [`Bytes`] slices.
+#[derive(Clone)]
+enum Backing {
+    Heap(Arc<[u8]>),
+    Map(Arc<ReadMap>),
+}
+
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Heap(block) => block,
+            Backing::Map(map) => map.as_slice(),
+        }
+    }
 }
 
 impl Bytes {
     /// A copy of `bytes` in a block of its own.
     pub(crate) fn copy_of(bytes: &[u8]) -> Bytes {
         Bytes {
-            block: Arc::from(bytes),
+            backing: Backing::Heap(Arc::from(bytes)),
             start: 0,
             len: bytes.len(),
         }
     }
 
-    /// `block[start..start + len]`; `None` if out of range.
-    pub(crate) fn slice(block: &Arc<[u8]>, start: usize, len: usize) -> Option<Bytes> {
+    fn within(backing: Backing, start: usize, len: usize) -> Option<Bytes> {
         let end = start.checked_add(len)?;
-        (end <= block.len()).then(|| Bytes {
-            block: Arc::clone(block),
+        (end <= backing.bytes().len()).then_some(Bytes {
+            backing,
             start,
             len,
         })
+    }
+
+    /// `block[start..start + len]`; `None` if out of range.
+    pub(crate) fn slice(block: &Arc<[u8]>, start: usize, len: usize) -> Option<Bytes> {
+        Bytes::within(Backing::Heap(Arc::clone(block)), start, len)
+    }
+
+    /// `map[start..start + len]`; `None` if out of range.
+    pub(crate) fn mapped(map: &Arc<ReadMap>, start: usize, len: usize) -> Option<Bytes> {
+        Bytes::within(Backing::Map(Arc::clone(map)), start, len)
     }
 }
 
@@ -52,8 +84,11 @@ impl std::ops::Deref for Bytes {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // In range by construction (see `slice`).
-        &self.block[self.start..self.start + self.len]
+        // In range by construction (`within` checked it).
+        self.backing
+            .bytes()
+            .get(self.start..self.start + self.len)
+            .unwrap_or_default()
     }
 }
 
@@ -294,7 +329,8 @@ impl PendingView {
                 bytes += entry.bytes() as i64 - before.0 as i64;
                 ops += entry.ops() as i64 - before.1 as i64;
             }
-            self.bytes.fetch_add(bytes.cast_unsigned(), Ordering::Relaxed);
+            self.bytes
+                .fetch_add(bytes.cast_unsigned(), Ordering::Relaxed);
             self.ops.fetch_add(ops.cast_unsigned(), Ordering::Relaxed);
         }
     }

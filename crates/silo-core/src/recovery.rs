@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use silo_format::{HEADER_LEN, Manifest, Tag, record_size};
 use silo_io::durable::{remove_file, sync_dir};
+use silo_io::map::ReadMap;
 
 use crate::compaction::journal;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, MIN_CAPACITY};
-use crate::log::replay::replay;
+use crate::log::replay::{ReplayCorrupt, replay};
 use crate::log::slot::{LogSlot, slot_path};
 use crate::log::{self, LogState};
 use crate::options::Options;
@@ -22,42 +23,8 @@ use crate::pending::{Bytes, PendingOp, PendingView};
 use crate::store::Tables;
 use crate::{READ_LIMIT, manifest};
 
-/// Replayed values are copied into shared blocks of about this size.
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// Replayed operations waiting to be recorded, their values gathered in one
-/// buffer so that a whole chunk of log costs one allocation.
-#[derive(Default)]
-struct Chunk {
-    values: Vec<u8>,
-    ops: Vec<(u64, u64, Tag, usize, usize)>,
-}
-
-impl Chunk {
-    fn push(&mut self, pending: &PendingView, op: crate::log::replay::LoggedOp<'_>) {
-        self.ops
-            .push((op.key, op.seq, op.tag, self.values.len(), op.payload.len()));
-        self.values.extend_from_slice(op.payload);
-        if self.values.len() >= CHUNK_BYTES {
-            self.flush(pending);
-        }
-    }
-
-    fn flush(&mut self, pending: &PendingView) {
-        let block: Arc<[u8]> = Arc::from(std::mem::take(&mut self.values));
-        let ops = self.ops.drain(..).map(|(key, seq, tag, at, len)| {
-            // Every range was cut from `values` itself, so `slice` succeeds.
-            let value = || Bytes::slice(&block, at, len).unwrap_or_else(|| Bytes::copy_of(&[]));
-            let op = match tag {
-                Tag::Put => PendingOp::Put(value()),
-                Tag::Merge => PendingOp::Merge(value()),
-                _ => PendingOp::Delete,
-            };
-            (key, seq, op)
-        });
-        pending.record_many(ops.collect());
-    }
-}
+/// Operations recorded into the pending view at a time during replay.
+const RECORD_BATCH: usize = 4096;
 
 /// Logs at least this long are replayed by two threads.
 const PARALLEL_REPLAY_BYTES: usize = 8 << 20;
@@ -132,9 +99,33 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         let slot = &mut slots[number];
         let base = slot.header.base_seq;
         let durable = slot.durable_body_len();
-        let body = slot.body();
+        let corrupt = |c: ReplayCorrupt| {
+            Error::corrupt(slot_path(dir, number), (HEADER_LEN + c.at) as u64, c.reason)
+        };
+        // Unless a clean close left the file ending exactly at its synced
+        // length, find where the valid frames end and cut the rest (a torn
+        // tail, zero preallocation), so the map below covers only frames
+        // that are never written again while appends go on past them.
+        if !slot.ends_at_synced_length()? {
+            let map = ReadMap::new(&slot.file)?;
+            let body = map.as_slice().get(HEADER_LEN..).unwrap_or_default();
+            let end = replay(
+                body,
+                base,
+                durable,
+                READ_LIMIT,
+                opts.recover_corrupt_log,
+                |_| {},
+            )
+            .map_err(corrupt)?;
+            torn += end.dropped_bytes;
+            drop(map);
+            slot.cut_at(end.valid_len)?;
+        }
+        let map = Arc::new(ReadMap::new(&slot.file)?);
+        let body = map.as_slice().get(HEADER_LEN..).unwrap_or_default();
         let replay_part = |part: usize, parts: usize| {
-            let mut chunk = Chunk::default();
+            let mut batch = Vec::with_capacity(RECORD_BATCH);
             let end = replay(
                 body,
                 base,
@@ -142,12 +133,29 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
                 READ_LIMIT,
                 opts.recover_corrupt_log,
                 |op| {
-                    if parts == 1 || PendingView::part_of(op.key, parts) == part {
-                        chunk.push(&pending, op);
+                    if parts > 1 && PendingView::part_of(op.key, parts) != part {
+                        return;
+                    }
+                    // The payload lies inside the map by construction.
+                    let value = || {
+                        Bytes::mapped(&map, HEADER_LEN + op.payload_at, op.payload.len())
+                            .unwrap_or_else(|| Bytes::copy_of(op.payload))
+                    };
+                    let pending_op = match op.tag {
+                        Tag::Put => PendingOp::Put(value()),
+                        Tag::Merge => PendingOp::Merge(value()),
+                        _ => PendingOp::Delete,
+                    };
+                    batch.push((op.key, op.seq, pending_op));
+                    if batch.len() == RECORD_BATCH {
+                        pending.record_many(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(RECORD_BATCH),
+                        ));
                     }
                 },
             );
-            chunk.flush(&pending);
+            pending.record_many(batch);
             end
         };
         // A long log is replayed by two threads, each reading every frame and
@@ -165,11 +173,8 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         } else {
             replay_part(0, 1)
         }
-        .map_err(|c| {
-            Error::corrupt(slot_path(dir, number), (HEADER_LEN + c.at) as u64, c.reason)
-        })?;
-        slot.resume_at(end.valid_len, end.frames, end.dropped_bytes)?;
-        torn += end.dropped_bytes;
+        .map_err(corrupt)?;
+        slot.resume_at(end.valid_len, end.frames);
         if !slot.is_empty() && base < next_seq {
             return Err(Error::corrupt(
                 slot_path(dir, number),

@@ -154,7 +154,24 @@ impl ReadMap {
     /// # Ok::<(), silo_io::IoError>(())
     /// ```
     pub fn new(file: &SiloFile) -> Result<ReadMap, IoError> {
-        let len = map_len(file)?;
+        ReadMap::prefix(file, map_len(file)?)
+    }
+
+    /// Maps only the first `len` bytes of the file (fewer if the file is
+    /// shorter), so bytes past them, which another map may be appending
+    /// to, are never part of this one.
+    ///
+    /// ```
+    /// use silo_io::{ReadMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("f"))?;
+    /// file.write_all_at(b"written|appending", 0)?;
+    /// assert_eq!(ReadMap::prefix(&file, 7)?.as_slice(), b"written");
+    /// assert_eq!(ReadMap::prefix(&file, 100)?.len(), 17);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn prefix(file: &SiloFile, len: usize) -> Result<ReadMap, IoError> {
+        let len = len.min(map_len(file)?);
         let path = file.path().to_path_buf();
         if len == 0 {
             return Ok(ReadMap { map: None, path });

@@ -64,8 +64,11 @@ impl AppendMap {
         // already has (checked above). Rust requires that nothing else
         // changes these bytes while they are borrowed: silo writes the ops
         // log only through this map (the owner serialises writers with a
-        // mutex and `write_at` takes `&mut self`), and never shrinks the file
-        // while it is mapped.
+        // mutex and `write_at` takes `&mut self`), other maps of the file
+        // (`ReadMap::prefix` at recovery) cover only bytes already written,
+        // which are never written again, and when the owner shrinks the file
+        // (emptying or trimming a slot) it no longer touches the cut bytes
+        // through this map: it maps the file anew or stops using it.
         let map = unsafe { MmapOptions::new().len(len).map_mut(file.as_std()) }
             .map_err(|e| IoError::io("mmap", &path, e))?;
         Ok(AppendMap {

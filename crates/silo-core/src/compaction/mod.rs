@@ -141,6 +141,10 @@ impl Silo {
         // Apply, then retire the slot.
         let applied = apply::apply(self, &plan, generation).map_err(|e| self.poison(e))?;
         drop(map);
+        // Pending values replayed at open may still point into the frozen
+        // slot's file: apply forgot them, and after this grace period no
+        // reader holds one any more. Only then is the slot emptied.
+        self.grace.wait();
         {
             let mut st = self.log.lock();
             let other = 1 - st.active;

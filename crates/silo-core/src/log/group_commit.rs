@@ -65,6 +65,10 @@ impl GroupCommit {
             }
             st.syncing = true;
             drop(st);
+            // Give writers that are about to append a moment to join this
+            // sync: one yield, no sleep (with no one else runnable it
+            // returns at once).
+            std::thread::yield_now();
             let (file, last) = target();
             let outcome = file.sync_data();
             st = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -18,6 +18,8 @@ pub(crate) struct LoggedOp<'a> {
     pub(crate) key: u64,
     /// The value or operand (empty for Delete).
     pub(crate) payload: &'a [u8],
+    /// Where the payload starts in the body.
+    pub(crate) payload_at: usize,
 }
 
 /// How reading a slot ended.
@@ -80,6 +82,7 @@ pub(crate) fn replay<'a>(
             tag,
             key,
             payload,
+            payload_at: offset + silo_format::FRAME_HEADER_LEN,
         };
         match (tag, batch.as_mut()) {
             (Tag::BatchBegin, None) => {

@@ -87,17 +87,27 @@ impl LogSlot {
         self.map.as_slice().get(HEADER_LEN..).unwrap_or_default()
     }
 
-    /// Sets the append position after replay, zeroing the `dropped` bytes
-    /// of a torn tail so they can never be read as frames again.
-    pub(crate) fn resume_at(&mut self, body_len: usize, frames: u64, dropped: u64) -> Result<()> {
+    /// Whether the file ends exactly where its header says it is synced:
+    /// a slot trimmed by a clean close, with no tail to examine.
+    pub(crate) fn ends_at_synced_length(&self) -> Result<bool> {
+        Ok(self.header.param_a == self.file.len()?)
+    }
+
+    /// Cuts the file after `body_len` bytes of frames (a torn tail, or what
+    /// follows damage when recovering), so the bytes past it can never be
+    /// read as frames again, and maps what is left.
+    pub(crate) fn cut_at(&mut self, body_len: usize) -> Result<()> {
+        let len = HEADER_LEN + body_len;
+        self.file.set_len(len as u64)?;
+        self.file.sync_all()?;
+        self.map = AppendMap::new(&self.file, len)?;
+        Ok(())
+    }
+
+    /// Sets the append position after replay.
+    pub(crate) fn resume_at(&mut self, body_len: usize, frames: u64) {
         self.end = HEADER_LEN + body_len;
         self.frames = frames;
-        if dropped > 0 {
-            let zeros = vec![0u8; to_usize(dropped)?];
-            self.map.write_at(self.end, &zeros)?;
-            self.map.flush_range(self.end, zeros.len())?;
-        }
-        Ok(())
     }
 
     /// The sequence number the next frame gets.
