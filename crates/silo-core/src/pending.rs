@@ -235,11 +235,15 @@ impl Default for PendingView {
     }
 }
 
+/// The shard of `key`. It must not use the bits of [`KeyHasher`]'s hash
+/// that the shard's own table uses: hashbrown tags entries with the top
+/// seven bits of that hash, and if the shard were chosen by them every key
+/// of a shard would share its tag, turning each probe into key comparisons
+/// (cache misses). So shards come from a different mix of the key.
 fn shard_of(key: u64) -> usize {
-    let mut h = KeyHasher::default();
-    h.write_u64(key);
+    let mixed = (key ^ (key >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     // The top six bits pick one of the 64 shards.
-    usize::try_from(h.finish() >> 58).unwrap_or(0)
+    usize::try_from(mixed >> 58).unwrap_or(0)
 }
 
 impl PendingView {
@@ -446,5 +450,28 @@ mod tests {
             })
         );
         assert_eq!(ops.merges, vec![(12, val(b"m12"))]);
+    }
+
+    #[test]
+    fn keys_of_one_shard_spread_over_table_tags() {
+        // Regression: shards chosen from the table hash's top bits left every
+        // key of a shard with the same hashbrown tag.
+        let mut tags = std::collections::HashSet::new();
+        let mut key = 0u64;
+        while tags.len() < 100 && key < 1_000_000 {
+            if shard_of(key) == 0 {
+                let mut h = KeyHasher::default();
+                h.write_u64(key);
+                tags.insert(h.finish() >> 57);
+            }
+            key += 1;
+        }
+        assert!(
+            tags.len() >= 100,
+            "only {} distinct tags in one shard",
+            tags.len()
+        );
+        let shards: std::collections::HashSet<usize> = (0..10_000u64).map(shard_of).collect();
+        assert_eq!(shards.len(), SHARDS);
     }
 }

@@ -394,19 +394,26 @@ impl Silo {
         let markers = if batch { 2 } else { 0 };
         size += markers * frame_len(0);
         let count = ops.len() as u64 + markers as u64;
-        // One shared block holds every value of the call (one allocation).
-        let block: Arc<[u8]> = ops.iter().flat_map(|(_, _, p)| p.iter().copied()).collect();
+        // One shared block holds every value of the call (one allocation),
+        // and the operations are built outside the log mutex; only their
+        // sequence numbers are filled in under it.
+        let mut joined = Vec::with_capacity(ops.iter().map(|(_, _, p)| p.len()).sum());
+        for (_, _, payload) in ops {
+            joined.extend_from_slice(payload);
+        }
+        let block: Arc<[u8]> = Arc::from(joined);
         let mut at = 0;
-        let mut values: Vec<PendingOp> = Vec::with_capacity(ops.len());
-        for (tag, _, payload) in ops {
+        let mut recorded: Vec<(u64, u64, PendingOp)> = Vec::with_capacity(ops.len());
+        for (tag, key, payload) in ops {
             let bytes = || {
                 Bytes::slice(&block, at, payload.len()).unwrap_or_else(|| Bytes::copy_of(payload))
             };
-            values.push(match tag {
+            let op = match tag {
                 Tag::Put => PendingOp::Put(bytes()),
                 Tag::Merge => PendingOp::Merge(bytes()),
                 _ => PendingOp::Delete,
-            });
+            };
+            recorded.push((*key, 0, op));
             at += payload.len();
         }
         let last_seq = {
@@ -433,11 +440,10 @@ impl Silo {
             let appended = st.active_mut().append(&scratch, count);
             st.scratch = scratch;
             appended.map_err(|e| self.poison(e))?;
-            let seqs = first + u64::from(batch)..;
-            let recorded = seqs
-                .zip(ops.iter().zip(values))
-                .map(|(seq, ((_, key, _), op))| (*key, seq, op));
-            self.pending.record_many(recorded.collect());
+            for (seq, item) in (first + u64::from(batch)..).zip(recorded.iter_mut()) {
+                item.1 = seq;
+            }
+            self.pending.record_many(recorded);
             self.active_log_bytes
                 .store(st.active().log_bytes(), Ordering::Relaxed);
             first + count - 1
