@@ -265,6 +265,18 @@ impl PendingView {
         shard_of(key) % parts.max(1)
     }
 
+    /// Makes room for about `keys` more keys spread over the shards, so a
+    /// long replay does not rehash the tables as they grow.
+    pub(crate) fn reserve(&self, keys: usize) {
+        let per_shard = keys / SHARDS + keys / (SHARDS * 8);
+        for shard in &*self.shards {
+            shard
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .reserve(per_shard);
+        }
+    }
+
     /// Bytes held (payloads plus bookkeeping).
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)

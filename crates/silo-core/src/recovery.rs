@@ -15,7 +15,7 @@ use crate::compaction::journal;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, MIN_CAPACITY};
-use crate::log::replay::{ReplayCorrupt, replay};
+use crate::log::replay::{ReplayCorrupt, count_frames, replay};
 use crate::log::slot::{LogSlot, slot_path};
 use crate::log::{self, LogState};
 use crate::options::Options;
@@ -124,6 +124,9 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         }
         let map = Arc::new(ReadMap::new(&slot.file)?);
         let body = map.as_slice().get(HEADER_LEN..).unwrap_or_default();
+        if body.len() >= PARALLEL_REPLAY_BYTES {
+            pending.reserve(count_frames(body));
+        }
         let replay_part = |part: usize, parts: usize| {
             let mut batch = Vec::with_capacity(RECORD_BATCH);
             let end = replay(

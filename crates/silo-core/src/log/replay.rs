@@ -45,6 +45,22 @@ pub(crate) struct ReplayCorrupt {
     pub(crate) reason: String,
 }
 
+/// Counts the frames at the start of `body` from their headers alone (no
+/// checksums): a cheap estimate of a slot's operations for sizing tables.
+pub(crate) fn count_frames(body: &[u8]) -> usize {
+    let mut at = 0;
+    let mut count = 0;
+    while let Some(head) = body.get(at..at + silo_format::FRAME_HEADER_LEN) {
+        if head[0] == 0 {
+            break;
+        }
+        let len = u32::from_le_bytes([head[9], head[10], head[11], head[12]]);
+        at += silo_format::frame_len(len as usize);
+        count += 1;
+    }
+    count
+}
+
 /// An open batch: where it started and what it holds so far.
 struct OpenBatch<'a> {
     start: usize,
@@ -242,5 +258,17 @@ mod tests {
         // Without the synced length it reads as a torn last write.
         let end = replay(&b, 1, 0, 1 << 20, false, |_| {}).expect("torn");
         assert_eq!(end.valid_len, synced - silo_format::frame_len(0));
+    }
+
+    #[test]
+    fn frames_are_counted_from_their_headers() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::Put, 1, b"abc");
+        push(&mut b, Tag::BatchBegin, 1, b"");
+        push(&mut b, Tag::Merge, 2, &[7; 300]);
+        assert_eq!(count_frames(&b), 3);
+        b.resize(b.len() + 100, 0);
+        assert_eq!(count_frames(&b), 3);
+        assert_eq!(count_frames(&b[..5]), 0);
     }
 }

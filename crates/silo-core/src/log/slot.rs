@@ -98,6 +98,9 @@ impl LogSlot {
     /// read as frames again, and maps what is left.
     pub(crate) fn cut_at(&mut self, body_len: usize) -> Result<()> {
         let len = HEADER_LEN + body_len;
+        if self.file.len()? == len as u64 {
+            return Ok(());
+        }
         self.file.set_len(len as u64)?;
         self.file.sync_all()?;
         self.map = AppendMap::new(&self.file, len)?;
