@@ -416,6 +416,8 @@ impl Silo {
             recorded.push((*key, 0, op));
             at += payload.len();
         }
+        let appending =
+            (self.opts.durability == Durability::Sync).then(|| self.log.commit.appending());
         let last_seq = {
             let mut st = self.log.lock();
             let mut scratch = std::mem::take(&mut st.scratch);
@@ -437,7 +439,8 @@ impl Silo {
                 put(Tag::BatchCommit, ops.len() as u64, &[])?;
             }
             let first = st.next_seq();
-            let appended = st.active_mut().append(&scratch, count);
+            let durable = self.opts.durability == Durability::Sync;
+            let appended = st.active_mut().append(&scratch, count, durable);
             st.scratch = scratch;
             appended.map_err(|e| self.poison(e))?;
             for (seq, item) in (first + u64::from(batch)..).zip(recorded.iter_mut()) {
@@ -448,6 +451,7 @@ impl Silo {
                 .store(st.active().log_bytes(), Ordering::Relaxed);
             first + count - 1
         };
+        drop(appending);
         if self.opts.durability == Durability::Sync {
             self.log
                 .commit

@@ -4,7 +4,9 @@
 //! durable, waits for the sync in flight, or becomes the leader: it syncs
 //! the active slot for everyone who appended before it started.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use silo_io::file::SiloFile;
 
@@ -20,6 +22,21 @@ struct State {
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
     done: Condvar,
+    /// `Sync` writers between entering a write and finishing its append:
+    /// a new leader gives them a moment to join its sync.
+    appending: AtomicUsize,
+}
+
+/// How long a new leader waits at most for writers that are mid-append.
+const GATHER: Duration = Duration::from_micros(50);
+
+/// Marks a writer as appending until dropped.
+pub(crate) struct Appending<'a>(&'a AtomicUsize);
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl GroupCommit {
@@ -32,7 +49,15 @@ impl GroupCommit {
                 failure: None,
             }),
             done: Condvar::new(),
+            appending: AtomicUsize::new(0),
         }
+    }
+
+    /// Marks the calling writer as appending until the guard drops (right
+    /// after its append, before it waits).
+    pub(crate) fn appending(&self) -> Appending<'_> {
+        self.appending.fetch_add(1, Ordering::AcqRel);
+        Appending(&self.appending)
     }
 
     /// Records that everything through `seq` is durable.
@@ -65,10 +90,13 @@ impl GroupCommit {
             }
             st.syncing = true;
             drop(st);
-            // Give writers that are about to append a moment to join this
-            // sync: one yield, no sleep (with no one else runnable it
-            // returns at once).
+            // Give writers that are mid-append a moment (bounded) to join
+            // this sync; a lone writer does not wait at all.
+            let start = Instant::now();
             std::thread::yield_now();
+            while self.appending.load(Ordering::Acquire) > 0 && start.elapsed() < GATHER {
+                std::thread::yield_now();
+            }
             let (file, last) = target();
             let outcome = file.sync_data();
             st = self.state.lock().unwrap_or_else(|p| p.into_inner());

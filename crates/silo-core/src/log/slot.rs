@@ -148,12 +148,19 @@ impl LogSlot {
     }
 
     /// Appends `count` already-encoded frames, growing the file as needed.
-    pub(crate) fn append(&mut self, frames: &[u8], count: u64) -> Result<()> {
+    /// With `syscall`, the bytes go through `pwrite` instead of the map: a
+    /// page that fdatasync just cleaned is write-protected again, so a
+    /// durable writer would take a page fault on every append through it.
+    pub(crate) fn append(&mut self, frames: &[u8], count: u64, syscall: bool) -> Result<()> {
         let needed = self.end + frames.len();
         if needed > self.map.len() {
             self.grow(needed)?;
         }
-        self.map.write_at(self.end, frames)?;
+        if syscall {
+            self.file.write_all_at(frames, self.end as u64)?;
+        } else {
+            self.map.write_at(self.end, frames)?;
+        }
         self.end = needed;
         self.frames += count;
         Ok(())
