@@ -19,7 +19,7 @@ pub enum Durability {
     Sync,
 }
 
-/// When compaction is due; see [`crate::policy`].
+/// When compaction is due; see [`crate::compaction::policy`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompactionThresholds {
     /// Dead fraction of the data file above which a cold compaction (full

@@ -2,8 +2,8 @@
 //! rewriting the data file without its dead space (cold).
 //!
 //! Hot compaction freezes the active log slot (writers move to the other
-//! slot without waiting), computes a [`plan::Plan`] read-only, applies it
-//! in strict phases ([`apply`]), then retires the frozen slot. Compactions
+//! slot without waiting), computes a plan read-only (`plan.rs`), applies it
+//! in strict phases (`apply.rs`), then retires the frozen slot. Compactions
 //! are serialized by the store's gate; readers never wait for them.
 
 pub(crate) mod apply;
