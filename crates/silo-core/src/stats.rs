@@ -30,6 +30,9 @@ pub struct Stats {
     pub cold_compactions: u64,
     /// `MergeWriter` results that did not fit their slot and went through the log.
     pub merge_fallbacks: u64,
+    /// fdatasyncs group commit issued for `Sync` writes (compare with the
+    /// writes made to see how many each sync carried).
+    pub log_syncs: u64,
     /// The last sequence number given to an operation.
     pub last_seq: u64,
     /// Why the last compaction failed (for example a merge operand the

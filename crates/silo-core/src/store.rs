@@ -557,6 +557,7 @@ impl Silo {
             cold_compactions: self.counters.cold_compactions.load(Ordering::Relaxed),
             merge_fallbacks: self.counters.merge_fallbacks.load(Ordering::Relaxed),
             last_seq,
+            log_syncs: self.log.commit.syncs(),
             last_compaction_error: self
                 .last_compaction_error
                 .lock()

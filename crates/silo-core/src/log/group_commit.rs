@@ -4,7 +4,7 @@
 //! durable, waits for the sync in flight, or becomes the leader: it syncs
 //! the active slot for everyone who appended before it started.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub(crate) struct GroupCommit {
     /// `Sync` writers between entering a write and finishing its append:
     /// a new leader gives them a moment to join its sync.
     appending: AtomicUsize,
+    /// fdatasyncs issued by leaders.
+    syncs: AtomicU64,
 }
 
 /// How long a new leader waits at most for writers that are mid-append.
@@ -50,7 +52,13 @@ impl GroupCommit {
             }),
             done: Condvar::new(),
             appending: AtomicUsize::new(0),
+            syncs: AtomicU64::new(0),
         }
+    }
+
+    /// fdatasyncs group commit has issued.
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Marks the calling writer as appending until the guard drops (right
@@ -99,6 +107,7 @@ impl GroupCommit {
             }
             let (file, last) = target();
             let outcome = file.sync_data();
+            self.syncs.fetch_add(1, Ordering::Relaxed);
             st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             st.syncing = false;
             match outcome {
