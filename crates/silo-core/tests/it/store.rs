@@ -286,3 +286,26 @@ fn a_long_log_replays_on_two_threads_without_losing_an_operation() {
         assert_eq!(s.get(k).expect("get"), Some(want), "key {k}");
     }
 }
+
+#[test]
+fn every_sync_write_is_covered_by_an_fdatasync_and_concurrent_ones_share_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Silo::open(dir.path(), opts().with_durability(Durability::Sync)).expect("open");
+    for k in 0..10u64 {
+        s.put(k, b"v").expect("put");
+    }
+    // One writer: nothing to share, so one fdatasync per write.
+    assert_eq!(s.stats().log_syncs, 10);
+    std::thread::scope(|scope| {
+        for t in 1..=4u64 {
+            let s = &s;
+            scope.spawn(move || {
+                for i in 0..100 {
+                    s.put(t * 1000 + i, b"v").expect("put");
+                }
+            });
+        }
+    });
+    let syncs = s.stats().log_syncs - 10;
+    assert!((1..=400).contains(&syncs), "{syncs} syncs for 400 writes");
+}
