@@ -53,24 +53,20 @@ impl LogSlot {
         let file = create_with_header(&slot_path(dir, number), &header)?;
         file.allocate(0, INITIAL_SLOT_BYTES)?;
         file.sync_all()?;
-        let map = AppendMap::new(&file, to_usize(INITIAL_SLOT_BYTES)?)?;
-        Ok(LogSlot {
-            number,
-            file: Arc::new(file),
-            map,
-            header,
-            end: HEADER_LEN,
-            frames: 0,
-        })
+        LogSlot::mapped(number, file, header, INITIAL_SLOT_BYTES)
     }
 
-    /// Opens slot `number`; the caller replays [`LogSlot::body`] and then
-    /// calls [`LogSlot::resume_at`].
+    /// Opens slot `number`; recovery replays its frames and then calls
+    /// [`LogSlot::resume_at`].
     pub(crate) fn open(dir: &Path, number: usize) -> Result<LogSlot> {
-        let path = slot_path(dir, number);
-        let file = SiloFile::open(&path)?;
+        let file = SiloFile::open(&slot_path(dir, number))?;
         let header = read_header(&file, FileKind::OpsLog)?;
         let len = file.len()?.max(HEADER_LEN as u64);
+        LogSlot::mapped(number, file, header, len)
+    }
+
+    /// A slot over `file`, its first `len` bytes mapped, appending after the header.
+    fn mapped(number: usize, file: SiloFile, header: FileHeader, len: u64) -> Result<LogSlot> {
         let map = AppendMap::new(&file, to_usize(len)?)?;
         Ok(LogSlot {
             number,
