@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use silo_format::{alloc_for, encode_record, record_size};
 use silo_io::coalesce::CoalescedWrites;
@@ -29,7 +29,7 @@ use crate::compaction::apply::publish;
 use crate::compaction::journal;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
-use crate::pending::{Base, Bytes};
+use crate::pending::Bytes;
 use crate::store::{Silo, Tables};
 
 /// Bytes of data file a [`BulkHandle`] takes at a time.
@@ -228,13 +228,10 @@ pub struct MergeWriter<'a> {
     silo: &'a Silo,
     _gate: RwLockWriteGuard<'a, ()>,
     stripes: Box<[Mutex<()>]>,
+    /// Updates hold it shared, a flush exclusively: no update reads a record
+    /// while a flush rewrites it, and flushes never overlap.
+    flushing: RwLock<()>,
     buffered: Mutex<HashMap<u64, InPlace>>,
-}
-
-impl std::fmt::Debug for MergeWriter<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MergeWriter").finish_non_exhaustive()
-    }
 }
 
 /// What [`MergeWriter::update`] did.
@@ -254,6 +251,7 @@ impl Silo {
             silo: self,
             _gate: self.gate.write().unwrap_or_else(|p| p.into_inner()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            flushing: RwLock::new(()),
             buffered: Mutex::new(HashMap::new()),
         })
     }
@@ -270,9 +268,11 @@ impl MergeWriter<'_> {
     ) -> Result<UpdateOutcome> {
         let silo = self.silo;
         let stripe = usize::try_from(key % STRIPES as u64).unwrap_or(0);
-        let _key_lock = self.stripes[stripe]
+        let no_flush = self.flushing.read().unwrap_or_else(|p| p.into_inner());
+        let key_lock = self.stripes[stripe]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let _reader = silo.grace.enter();
         let pending = silo.pending.get(key);
         let tables = silo.tables();
         let view = tables.data.view();
@@ -297,12 +297,21 @@ impl MergeWriter<'_> {
             .as_ref()
             .map_or(0, |p| p.max_seq())
             .max(record.map_or(0, |(_, r)| r.seq));
-        let pending_delete = pending
-            .as_ref()
-            .and_then(|p| p.base.as_ref())
-            .is_some_and(|b| matches!(b, Base::Delete { .. }));
+        // In place only over merges: a pending put or delete from the log
+        // would be replayed after a restart and, as a base, hide the record
+        // whatever its sequence number. Our own earlier overlay is fine.
+        let mine = self
+            .buffered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .map(|w| w.seq);
+        let base_ok = match pending.as_ref().and_then(|p| p.base.as_ref()) {
+            None => true,
+            Some(base) => mine == Some(base.seq()),
+        };
         match record {
-            Some((offset, r)) if r.alloc as usize >= new.len() && !pending_delete => {
+            Some((offset, r)) if r.alloc as usize >= new.len() && base_ok => {
                 silo.pending.overlay(key, seq, Bytes::copy_of(&new));
                 let full = {
                     let mut buffered = self.buffered.lock().unwrap_or_else(|p| p.into_inner());
@@ -317,7 +326,7 @@ impl MergeWriter<'_> {
                     );
                     buffered.len() >= FLUSH_EVERY
                 };
-                drop(_key_lock);
+                drop((_reader, key_lock, no_flush));
                 if full {
                     self.flush()?;
                 }
@@ -328,6 +337,7 @@ impl MergeWriter<'_> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&key);
+                drop(_reader);
                 silo.put_no_compact(key, &new)?;
                 silo.counters
                     .merge_fallbacks
@@ -342,6 +352,7 @@ impl MergeWriter<'_> {
     /// overwritten and synced.
     pub fn flush(&self) -> Result<()> {
         let silo = self.silo;
+        let _exclusive = self.flushing.write().unwrap_or_else(|p| p.into_inner());
         let batch: Vec<(u64, InPlace)> = self
             .buffered
             .lock()
@@ -352,6 +363,10 @@ impl MergeWriter<'_> {
             return Ok(());
         }
         let result = (|| {
+            // The records will claim sequence numbers of logged operations:
+            // those must be durable first, or a crash could cut them from
+            // the log and let new writes reuse the numbers.
+            silo.log.sync_all()?;
             silo.grace.wait();
             let tables = silo.tables();
             let mut writes = CoalescedWrites::new();
@@ -379,5 +394,13 @@ impl MergeWriter<'_> {
     /// Flushes and releases the store to compaction.
     pub fn finish(self) -> Result<()> {
         self.flush()
+    }
+}
+
+impl Drop for MergeWriter<'_> {
+    fn drop(&mut self) {
+        // Results readers already see must not stay undurable: flush. A
+        // failure poisons the store (see `flush`), so later calls report it.
+        let _ = self.flush();
     }
 }
