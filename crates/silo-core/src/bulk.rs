@@ -45,6 +45,8 @@ pub struct BulkWriter<'a> {
     done: Mutex<Vec<Vec<(u64, u64, u64)>>>,
     /// Bytes of regions left unused at their end.
     wasted: AtomicU64,
+    /// A handle that could not write its last region when dropped.
+    failed: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for BulkWriter<'_> {
@@ -87,6 +89,7 @@ impl Silo {
             region_lock: Mutex::new(()),
             done: Mutex::new(Vec::new()),
             wasted: AtomicU64::new(0),
+            failed: Mutex::new(None),
         })
     }
 }
@@ -112,6 +115,9 @@ impl<'a> BulkWriter<'a> {
     pub fn finish(self) -> Result<()> {
         let silo = self.silo;
         let result = (|| {
+            if let Some(cause) = self.failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(Error::Poisoned { cause });
+            }
             let data = &self.tables.data;
             data.sync_and_publish()?;
             let mut done =
@@ -198,7 +204,12 @@ impl BulkHandle<'_, '_> {
     }
 
     /// Writes this handle's last region and hands its entries to the writer.
+    /// (Dropping the handle does the same; only `finish` reports errors.)
     pub fn finish(mut self) -> Result<()> {
+        self.finish_inner()
+    }
+
+    fn finish_inner(&mut self) -> Result<()> {
         self.flush_region()?;
         let entries = std::mem::take(&mut self.entries);
         self.writer
@@ -207,6 +218,23 @@ impl BulkHandle<'_, '_> {
             .unwrap_or_else(|p| p.into_inner())
             .push(entries);
         Ok(())
+    }
+}
+
+impl Drop for BulkHandle<'_, '_> {
+    fn drop(&mut self) {
+        if self.entries.is_empty() && self.buf.capacity() == 0 {
+            return;
+        }
+        // Puts that returned Ok are not dropped: write them now, and if that
+        // fails make the writer's `finish` fail rather than index them.
+        if let Err(e) = self.finish_inner() {
+            self.writer
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(e.to_string());
+        }
     }
 }
 

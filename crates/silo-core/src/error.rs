@@ -100,6 +100,16 @@ impl Error {
         }
     }
 
+    /// Whether this is a merge operand that could not be folded (the
+    /// operator refused it, there is no operator, or the result is too
+    /// long): the operands are kept and the store stays usable.
+    pub(crate) fn is_operand_error(&self) -> bool {
+        matches!(
+            self,
+            Error::Merge { .. } | Error::NoMergeOperator { .. } | Error::ValueTooLarge { .. }
+        )
+    }
+
     /// A corruption error at `offset` of `file`.
     pub(crate) fn corrupt(
         file: impl Into<PathBuf>,

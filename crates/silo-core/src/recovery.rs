@@ -211,26 +211,29 @@ fn is_store_file(name: &str) -> bool {
 /// Creates an empty store. Refuses a directory that holds a log with
 /// operations but no manifest: that is damage, not a new store.
 fn create(dir: &Path) -> Result<Recovered> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| silo_io::error::IoError::io("read directory", dir, e))?;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("log-")
-            && entry.metadata().map(|m| m.len()).unwrap_or(0) > HEADER_LEN as u64
-        {
-            let slot = LogSlot::open(dir, usize::from(name.ends_with('1')));
-            if slot.is_ok_and(|s| s.body().iter().any(|b| *b != 0)) {
-                return Err(Error::corrupt(
-                    dir.join(manifest::MANIFEST_NAME),
-                    0,
-                    format!("MANIFEST is missing but {name} holds operations"),
-                ));
-            }
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| silo_io::error::IoError::io("read directory", dir, e))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| is_store_file(name))
+        .collect();
+    // Look at everything before removing anything: a log with operations
+    // or a data file with records means the manifest was lost, not that a
+    // creation was cut off.
+    for name in &names {
+        if holds_data(&dir.join(name))? {
+            return Err(Error::corrupt(
+                dir.join(manifest::MANIFEST_NAME),
+                0,
+                format!(
+                    "MANIFEST is missing but {name} holds data; restore the manifest or a checkpoint"
+                ),
+            ));
         }
-        if is_store_file(&name) {
-            // Left by a creation that did not finish.
-            remove_file(&entry.path())?;
-        }
+    }
+    for name in &names {
+        // Left by a creation that did not finish.
+        remove_file(&dir.join(name))?;
     }
     let seed = RandomState::new().hash_one(dir);
     let data = DataFile::create(dir, 1, 0)?;
@@ -260,6 +263,23 @@ fn create(dir: &Path) -> Result<Recovered> {
         manifest: m,
         torn_tail_bytes: 0,
     })
+}
+
+/// Whether a log slot or data file holds anything after its header (the
+/// first 64 KiB after it are looked at; records and frames start there).
+fn holds_data(path: &Path) -> Result<bool> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !(name.starts_with("log-") || name.starts_with("data-")) {
+        return Ok(false);
+    }
+    let file = silo_io::file::SiloFile::open_read(path)?;
+    let len = file.len()?.saturating_sub(HEADER_LEN as u64).min(64 << 10);
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    file.read_exact_at(&mut bytes, HEADER_LEN as u64)?;
+    Ok(silo_format::last_nonzero(&bytes).is_some())
 }
 
 /// Removes data and index files the manifest does not name (left by a cold

@@ -182,7 +182,15 @@ impl Silo {
         // A compaction that was cut off left a frozen slot: finish it now,
         // so at most one slot is ever waiting to be folded.
         if silo.log.lock().frozen {
-            silo.compact_hot()?;
+            match silo.compact_hot() {
+                Ok(_) => {}
+                // An operand the merge operator refuses must not make the
+                // store unopenable: reads fold the pending operations and
+                // report the error for that key; a put or delete of it
+                // lets compaction through.
+                Err(e) if e.is_operand_error() => silo.note_compaction_error(&e),
+                Err(e) => return Err(e),
+            }
         }
         Ok(silo)
     }
@@ -499,6 +507,14 @@ impl Silo {
 
     // ----- figures -----------------------------------------------------
 
+    /// Keeps a compaction failure for [`Stats::last_compaction_error`].
+    pub(crate) fn note_compaction_error(&self, e: &Error) {
+        *self
+            .last_compaction_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
     /// Records that a compaction just ended.
     pub(crate) fn mark_compacted(&self) {
         let ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
@@ -617,7 +633,14 @@ impl Silo {
         }
         self.check_poisoned()?;
         if self.opts.compact_on_close {
-            self.compact_hot()?;
+            // A refused merge operand leaves its slot to the next open; the
+            // log is still flushed and the manifest written below.
+            match self.compact_hot() {
+                Err(e) if e.is_operand_error() => self.note_compaction_error(&e),
+                other => {
+                    other?;
+                }
+            }
         }
         self.flush()?;
         let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());

@@ -119,7 +119,10 @@ impl Silo {
                 if self.opts.durability == Durability::Sync {
                     // Everything appended before the switch must be durable
                     // before group commit looks only at the new slot.
-                    frozen_file.sync_data().map_err(|e| self.poison(e.into()))?;
+                    if let Err(e) = frozen_file.sync_data() {
+                        self.log.commit.fail(e.to_string());
+                        return Err(self.poison(e.into()));
+                    }
                     self.log.commit.mark_durable(last);
                 }
             }

@@ -107,7 +107,15 @@ pub(crate) fn compute(
             base.map(<[u8]>::to_vec)
         } else {
             let operands: Vec<&[u8]> = merges.iter().map(|op| op.payload).collect();
-            Some(silo.fold(key, base, &operands)?)
+            let folded = silo.fold(key, base, &operands)?;
+            // A record longer than readers accept could never be read back.
+            if folded.len() > READ_LIMIT as usize {
+                return Err(Error::ValueTooLarge {
+                    len: folded.len(),
+                    max: READ_LIMIT,
+                });
+            }
+            Some(folded)
         };
         let old = stored.map(|(offset, r)| OldRecord {
             offset,

@@ -68,6 +68,14 @@ impl GroupCommit {
         Appending(&self.appending)
     }
 
+    /// Records a sync failure outside group commit (a rotation's): no
+    /// waiting writer may then be told its write is durable.
+    pub(crate) fn fail(&self, cause: String) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.failure.get_or_insert(cause);
+        self.done.notify_all();
+    }
+
     /// Records that everything through `seq` is durable.
     pub(crate) fn mark_durable(&self, seq: u64) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());

@@ -78,11 +78,6 @@ impl LogSlot {
         })
     }
 
-    /// Everything after the header, up to the end of the file.
-    pub(crate) fn body(&self) -> &[u8] {
-        self.map.as_slice().get(HEADER_LEN..).unwrap_or_default()
-    }
-
     /// Whether the file ends exactly where its header says it is synced:
     /// a slot trimmed by a clean close, with no tail to examine.
     pub(crate) fn ends_at_synced_length(&self) -> Result<bool> {
@@ -186,7 +181,20 @@ impl LogSlot {
     /// Empties the slot and gives it a new generation and base sequence
     /// number. Crash-safe: at every step the slot replays as empty.
     pub(crate) fn reset(&mut self, generation: u64, base_seq: u64) -> Result<()> {
-        // Cut the frames first: a crash from here on finds an empty slot.
+        // First the header stops claiming synced frames: were the frames cut
+        // on disk before it said so, the next open would take the missing
+        // frames for damage. A crash after this replays old frames (already
+        // folded: their sequence numbers skip them) or finds an empty slot.
+        if self.header.param_a != 0 {
+            let header = FileHeader {
+                param_a: 0,
+                ..self.header
+            };
+            self.file.write_all_at(&header.encode(), 0)?;
+            self.file.sync_data()?;
+            self.header = header;
+        }
+        // Then cut the frames, then give the slot its new identity.
         self.file.set_len(HEADER_LEN as u64)?;
         self.file.allocate(0, INITIAL_SLOT_BYTES)?;
         let header = FileHeader {

@@ -143,3 +143,16 @@ fn merge_writer_increments_exactly_and_counts_fallbacks() {
         );
     }
 }
+
+#[test]
+fn a_bulk_handle_dropped_without_finish_keeps_its_puts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    let writer = silo.bulk_writer().expect("bulk writer");
+    {
+        let mut h = writer.handle();
+        h.put(1, b"kept").expect("put");
+    }
+    writer.finish().expect("finish");
+    assert_eq!(silo.get(1).expect("get").as_deref(), Some(&b"kept"[..]));
+}

@@ -309,3 +309,40 @@ fn every_sync_write_is_covered_by_an_fdatasync_and_concurrent_ones_share_them() 
     let syncs = s.stats().log_syncs - 10;
     assert!((1..=400).contains(&syncs), "{syncs} syncs for 400 writes");
 }
+
+#[test]
+fn a_refused_operand_never_makes_the_store_unopenable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = open(dir.path());
+        s.put(1, b"base").expect("put");
+        s.merge(1, b"!bad").expect("merge is logged");
+        s.put(2, b"other").expect("put");
+        // Close tries to fold the log, fails on key 1, and still closes.
+        s.close().expect("close");
+    }
+    let s = open(dir.path());
+    assert!(s.stats().last_compaction_error.is_some());
+    assert!(matches!(s.get(1), Err(Error::Merge { key: 1, .. })));
+    assert_eq!(s.get(2).expect("get").as_deref(), Some(&b"other"[..]));
+    s.delete(1).expect("delete");
+    s.compact()
+        .expect("compaction goes through once the key is deleted");
+    assert_eq!(s.get(1).expect("get"), None);
+}
+
+#[test]
+fn a_lost_manifest_never_wipes_compacted_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = open(dir.path());
+        s.put(1, b"x").expect("put");
+        s.close().expect("close folds the log into the data file");
+    }
+    std::fs::remove_file(dir.path().join("MANIFEST")).expect("remove");
+    assert!(matches!(
+        Silo::open(dir.path(), opts()),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(dir.path().join("data-1").exists(), "nothing was removed");
+}
