@@ -10,9 +10,12 @@
 //!
 //! [`MergeWriter`] does concurrent read-modify-write with 1024 striped
 //! locks. A result that fits its record's allocated space is rewritten in
-//! place (journaled, so a crash cannot tear it); one that does not is
-//! written through the log like a `put` and counted in
-//! [`crate::Stats::merge_fallbacks`]. Nothing is dropped.
+//! place (journaled, so a crash cannot tear it), unless a put or delete of
+//! the key is pending in the log (a restart would replay it above the
+//! record); otherwise it is written through the log like a `put` and
+//! counted in [`crate::Stats::merge_fallbacks`]. Nothing is dropped. A flush
+//! first makes the log durable (the records claim its sequence numbers),
+//! and excludes updates while it rewrites records.
 //!
 //! Both hold the compaction gate while they live: compaction and
 //! iterators wait; reads and ordinary writes go on.

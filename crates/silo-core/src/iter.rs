@@ -37,6 +37,12 @@ impl std::fmt::Debug for Iter<'_> {
 impl Silo {
     /// Every live `(key, value)`, in no particular order, as of this call.
     /// Compaction waits while the iterator lives; reads and writes do not.
+    ///
+    /// The iterator holds the compaction gate shared. A thread that holds
+    /// one must not open a second while another thread waits to compact
+    /// (the standard library's lock queues new readers behind a waiting
+    /// writer, so both would wait for ever), and must not itself call
+    /// `compact`, `checkpoint`, `bulk_writer` or `merge_writer`.
     pub fn iter(&self) -> Iter<'_> {
         let gate = self.gate_shared();
         let pending = {
