@@ -114,16 +114,10 @@ fn counts(dir: &Path) -> Vec<(FaultOp, u64)> {
         run(&silo, &op).expect("no faults");
     }
     drop(silo);
-    let ops = [
-        FaultOp::Write,
-        FaultOp::Sync,
-        FaultOp::Rename,
-        FaultOp::Allocate,
-        FaultOp::SetLen,
-        FaultOp::Create,
-        FaultOp::Remove,
-    ];
-    ops.iter().map(|op| (*op, guard.count(*op))).collect()
+    FaultOp::ALL
+        .iter()
+        .map(|op| (*op, guard.count(*op)))
+        .collect()
 }
 
 #[test]
