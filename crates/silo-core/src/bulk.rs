@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock};
 
 use silo_format::{alloc_for, encode_record, record_size};
 use silo_io::coalesce::CoalescedWrites;
@@ -33,7 +33,7 @@ use crate::compaction::journal;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::pending::Bytes;
-use crate::store::{Silo, Tables};
+use crate::store::{GateWrite, Silo, Tables};
 
 /// Bytes of data file a [`BulkHandle`] takes at a time.
 const REGION: u64 = 1 << 20;
@@ -41,7 +41,7 @@ const REGION: u64 = 1 << 20;
 /// Loads a fresh store from many threads; see the module docs.
 pub struct BulkWriter<'a> {
     silo: &'a Silo,
-    _gate: RwLockWriteGuard<'a, ()>,
+    _gate: GateWrite<'a>,
     tables: Arc<Tables>,
     region_lock: Mutex<()>,
     /// Per finished handle: its entries (key, offset, size) in put order.
@@ -79,7 +79,7 @@ impl Silo {
     /// pending operations).
     pub fn bulk_writer(&self) -> Result<BulkWriter<'_>> {
         self.check_poisoned()?;
-        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let gate = self.gate.write();
         let tables = self.tables();
         let keys = tables.index.counts().0 + self.pending.ops();
         if keys > 0 {
@@ -257,7 +257,7 @@ struct InPlace {
 /// Concurrent read-modify-write; see the module docs.
 pub struct MergeWriter<'a> {
     silo: &'a Silo,
-    _gate: RwLockWriteGuard<'a, ()>,
+    _gate: GateWrite<'a>,
     stripes: Box<[Mutex<()>]>,
     /// Updates hold it shared, a flush exclusively: no update reads a record
     /// while a flush rewrites it, and flushes never overlap.
@@ -280,7 +280,7 @@ impl Silo {
         self.check_poisoned()?;
         Ok(MergeWriter {
             silo: self,
-            _gate: self.gate.write().unwrap_or_else(|p| p.into_inner()),
+            _gate: self.gate.write(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             flushing: RwLock::new(()),
             buffered: Mutex::new(HashMap::new()),

@@ -35,7 +35,7 @@ impl Silo {
         }
         std::fs::create_dir_all(dest)
             .map_err(|e| silo_io::error::IoError::io("create directory", dest, e))?;
-        let _gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let _gate = self.gate.write();
         // Log positions first: everything acknowledged so far lies before them.
         let slots: Vec<(usize, usize)> = {
             let st = self.log.lock();

@@ -6,19 +6,19 @@
 //! waits until the iterator is dropped.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLockReadGuard};
+use std::sync::Arc;
 
 use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
 use crate::error::Result;
 use crate::pending::KeyOps;
-use crate::store::{Silo, Stored, Tables};
+use crate::store::{GateRead, Silo, Stored, Tables};
 
 /// Iterator over every live `(key, value)`; see [`Silo::iter`].
 pub struct Iter<'a> {
     silo: &'a Silo,
-    _gate: RwLockReadGuard<'a, ()>,
+    _gate: GateRead<'a>,
     tables: Arc<Tables>,
     view: Arc<ReadMap>,
     pending: HashMap<u64, KeyOps>,
@@ -38,11 +38,11 @@ impl Silo {
     /// Every live `(key, value)`, in no particular order, as of this call.
     /// Compaction waits while the iterator lives; reads and writes do not.
     ///
-    /// The iterator holds the compaction gate shared. A thread that holds
-    /// one must not open a second while another thread waits to compact
-    /// (the standard library's lock queues new readers behind a waiting
-    /// writer, so both would wait for ever), and must not itself call
-    /// `compact`, `checkpoint`, `bulk_writer` or `merge_writer`.
+    /// The iterator holds the compaction gate shared (recursively: a thread
+    /// may hold several iterators even while another thread waits to
+    /// compact). A thread holding one must not itself call `compact`,
+    /// `compact_cold`, `checkpoint`, `bulk_writer` or `merge_writer`: those
+    /// wait for every iterator to end.
     pub fn iter(&self) -> Iter<'_> {
         let gate = self.gate_shared();
         let pending = {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use silo_format::{Manifest, Tag, encode_frame, frame_len};
@@ -26,6 +26,11 @@ pub(crate) struct Tables {
     pub(crate) data: Arc<DataFile>,
     pub(crate) index: Arc<Index>,
 }
+
+/// The compaction gate held exclusively (compaction, bulk writers, checkpoint).
+pub(crate) type GateWrite<'a> = parking_lot::RwLockWriteGuard<'a, ()>;
+/// The compaction gate held shared (iterators).
+pub(crate) type GateRead<'a> = parking_lot::RwLockReadGuard<'a, ()>;
 
 /// A key's stored value, as [`Silo::resolve`] should find it.
 #[derive(Clone, Copy, Debug)]
@@ -110,7 +115,7 @@ pub struct Silo {
     pub(crate) tables: RwLock<Arc<Tables>>,
     pub(crate) grace: Grace,
     /// Held (write) by compaction and the bulk writers; held (read) by iterators.
-    pub(crate) gate: RwLock<()>,
+    pub(crate) gate: parking_lot::RwLock<()>,
     /// The last manifest written.
     pub(crate) manifest: Mutex<Manifest>,
     pub(crate) space: Space,
@@ -157,7 +162,7 @@ impl Silo {
             pending: recovered.pending,
             tables: RwLock::new(Arc::new(recovered.tables)),
             grace: Grace::default(),
-            gate: RwLock::new(()),
+            gate: parking_lot::RwLock::new(()),
             manifest: Mutex::new(recovered.manifest),
             space: Space {
                 live_bytes: AtomicU64::new(recovered.manifest.live_bytes),
@@ -211,8 +216,10 @@ impl Silo {
     }
 
     /// Takes the compaction gate shared (iterators).
-    pub(crate) fn gate_shared(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    /// Never waits behind a compaction that is only waiting for the gate,
+    /// so a thread may hold several iterators.
+    pub(crate) fn gate_shared(&self) -> GateRead<'_> {
+        self.gate.read_recursive()
     }
 
     // ----- reads -------------------------------------------------------
@@ -490,7 +497,7 @@ impl Silo {
         if policy::decide(&input, &self.opts.thresholds).is_none() {
             return Ok(());
         }
-        if let Ok(gate) = self.gate.try_write() {
+        if let Some(gate) = self.gate.try_write() {
             let _ = self.compact_locked(&gate);
         } else if input.pending_bytes >= self.opts.pending_limit_bytes.saturating_mul(2) {
             self.compacting.wait_idle();
@@ -643,7 +650,7 @@ impl Silo {
             }
         }
         self.flush()?;
-        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let gate = self.gate.write();
         // The next open then reads only written frames, no zero tails.
         self.log.trim().map_err(|e| self.poison(e))?;
         let m = self.current_manifest(0, true);

@@ -2,8 +2,8 @@
 //! new index, publish them through the manifest, then delete the old files.
 //! Readers holding the old files keep reading them until they let go.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLockWriteGuard};
 
 use silo_format::{alloc_for, encode_record, record_size};
 use silo_io::coalesce::CoalescedWrites;
@@ -14,13 +14,13 @@ use crate::compaction::apply::publish;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
-use crate::store::{Silo, Tables};
+use crate::store::{GateWrite, Silo, Tables};
 
 /// Bytes buffered before they are written out.
 const WRITE_CHUNK: usize = 32 << 20;
 
 /// Runs a cold compaction; returns the bytes of data file it reclaimed.
-pub(crate) fn run(silo: &Silo, _gate: &RwLockWriteGuard<'_, ()>) -> Result<u64> {
+pub(crate) fn run(silo: &Silo, _gate: &GateWrite<'_>) -> Result<u64> {
     let tables = silo.tables();
     let old_end = tables.data.end();
     let live: Vec<(u64, u64)> = tables.index.live_entries().collect::<Result<_>>()?;

@@ -13,7 +13,6 @@ pub(crate) mod plan;
 pub mod policy;
 
 use std::sync::Arc;
-use std::sync::RwLockWriteGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use silo_io::map::ReadMap;
 
 use crate::error::Result;
 use crate::options::Durability;
-use crate::store::Silo;
+use crate::store::{GateWrite, Silo};
 
 /// What a call to [`Silo::compact`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -56,14 +55,14 @@ impl Silo {
     /// over the threshold.
     pub fn compact(&self) -> Result<CompactionReport> {
         self.check_poisoned()?;
-        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let gate = self.gate.write();
         self.compact_locked(&gate)
     }
 
     /// Rewrites the data file and index with only live records, whatever the dead space.
     pub fn compact_cold(&self) -> Result<CompactionReport> {
         self.check_poisoned()?;
-        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let gate = self.gate.write();
         let start = Instant::now();
         let mut report = self.hot_locked(&gate)?;
         report.reclaimed_bytes = cold::run(self, &gate).map_err(|e| self.poison(e))?;
@@ -74,15 +73,12 @@ impl Silo {
 
     /// Hot compaction only (used on open and close).
     pub(crate) fn compact_hot(&self) -> Result<CompactionReport> {
-        let gate = self.gate.write().unwrap_or_else(|p| p.into_inner());
+        let gate = self.gate.write();
         self.hot_locked(&gate)
     }
 
     /// Hot, then cold if the dead space calls for it.
-    pub(crate) fn compact_locked(
-        &self,
-        gate: &RwLockWriteGuard<'_, ()>,
-    ) -> Result<CompactionReport> {
+    pub(crate) fn compact_locked(&self, gate: &GateWrite<'_>) -> Result<CompactionReport> {
         let outcome = self.compact_locked_inner(gate);
         self.mark_compacted();
         *self
@@ -92,7 +88,7 @@ impl Silo {
         outcome
     }
 
-    fn compact_locked_inner(&self, gate: &RwLockWriteGuard<'_, ()>) -> Result<CompactionReport> {
+    fn compact_locked_inner(&self, gate: &GateWrite<'_>) -> Result<CompactionReport> {
         let start = Instant::now();
         let mut report = self.hot_locked(gate)?;
         if policy::wants_cold(&self.policy_input(), &self.opts.thresholds) {
@@ -105,7 +101,7 @@ impl Silo {
 
     /// Freezes the active slot (unless a frozen one is waiting), folds it,
     /// and retires it. The caller holds the gate.
-    fn hot_locked(&self, _gate: &RwLockWriteGuard<'_, ()>) -> Result<CompactionReport> {
+    fn hot_locked(&self, _gate: &GateWrite<'_>) -> Result<CompactionReport> {
         let start = Instant::now();
         let _busy = self.compacting.enter();
         // Freeze.
