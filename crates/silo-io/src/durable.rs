@@ -81,7 +81,11 @@ pub fn sync_dir(dir: &Path) -> Result<(), IoError> {
     loop {
         match handle.sync_all() {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            other => return other.map_err(|e| IoError::io("fsync directory", dir, e)),
+            Err(e) => return Err(IoError::io("fsync directory", dir, e)),
+            Ok(()) => {
+                fault::dir_synced(dir);
+                return Ok(());
+            }
         }
     }
 }
@@ -168,6 +172,40 @@ pub fn copy_file(from: &Path, to: &Path) -> Result<u64, IoError> {
     dst.sync_all()?;
     sync_dir(parent_dir(to))?;
     Ok(len)
+}
+
+/// Creates directory `dir` and any missing parents, and makes each new
+/// name durable by syncing the directory that holds it, so that a store or
+/// a copy created here survives a power cut. An existing directory is left
+/// as it is (and its own entry is synced in its parent, in case an earlier
+/// call created it and failed before that sync).
+///
+/// ```
+/// let root = tempfile::tempdir().unwrap();
+/// let dir = root.path().join("a/b");
+/// silo_io::durable::create_dir_durable(&dir)?;
+/// silo_io::durable::create_dir_durable(&dir)?;
+/// assert!(dir.is_dir());
+/// # Ok::<(), silo_io::IoError>(())
+/// ```
+pub fn create_dir_durable(dir: &Path) -> Result<(), IoError> {
+    if dir.is_dir() {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
+    }
+    fault::check(FaultOp::Create, dir)?;
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        // Another thread or process made it meanwhile: as good.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(IoError::io("create directory", dir, e)),
+    }
+    sync_dir(parent_dir(dir))
 }
 
 /// The temporary file [`atomic_replace`] writes before renaming: `<path>.tmp`.

@@ -151,6 +151,19 @@ pub(crate) fn write_limit(_path: &Path, _retry: bool) -> WriteGate {
     WriteGate::Full
 }
 
+/// Tells the power-cut model that a sync of `path` (the whole file, or
+/// `(offset, len)` of it) succeeded.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn synced(_path: &Path, _range: Option<(u64, u64)>) {}
+
+/// Tells the power-cut model that an fsync of directory `dir` succeeded.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn dir_synced(_dir: &Path) {}
+
+#[cfg(feature = "fault-injection")]
+pub use crate::powercut::Unsynced;
 #[cfg(feature = "fault-injection")]
 pub use enabled::*;
 
@@ -162,6 +175,7 @@ mod enabled {
 
     use super::{FaultOp, WriteGate};
     use crate::error::IoError;
+    use crate::powercut::{Model, Unsynced};
 
     /// What happens to the call a rule fires on.
     ///
@@ -191,6 +205,10 @@ mod enabled {
         /// An `every` rule with `Interrupt` lets each retry through, so it
         /// interrupts every call exactly once.
         Interrupt,
+        /// The power fails just before this call (which then goes ahead, as
+        /// do all later ones, but no later sync counts as durable): see
+        /// [`FaultPlan::track_durability`] and [`FaultGuard::power_cut_image`].
+        PowerCut,
     }
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +229,7 @@ mod enabled {
     #[derive(Clone, Debug, Default)]
     pub struct FaultPlan {
         rules: Vec<(FaultOp, When, FaultAction)>,
+        track: bool,
     }
 
     impl FaultPlan {
@@ -247,6 +266,31 @@ mod enabled {
         #[must_use]
         pub fn every(mut self, op: FaultOp, action: FaultAction) -> FaultPlan {
             self.rules.push((op, When::Every, action));
+            self
+        }
+
+        /// Also tracks what each sync made durable, so that
+        /// [`FaultGuard::power_cut_image`] can build the directory a power
+        /// cut would leave. Everything under the directory at `install`
+        /// counts as durable. Reads each synced file whole: for tests with
+        /// small stores.
+        ///
+        /// ```
+        /// use silo_io::fault::{self, FaultPlan, Unsynced};
+        /// let dir = tempfile::tempdir().unwrap();
+        /// let guard = fault::install(dir.path(), FaultPlan::new().track_durability());
+        /// let f = silo_io::SiloFile::create_new(&dir.path().join("f")).unwrap();
+        /// f.write_all_at(b"synced", 0).unwrap();
+        /// f.sync_data().unwrap();
+        /// silo_io::durable::sync_dir(dir.path()).unwrap();
+        /// f.write_all_at(b"lost", 6).unwrap();
+        /// let out = tempfile::tempdir().unwrap();
+        /// guard.power_cut_image(&out.path().join("img"), Unsynced::Drop).unwrap();
+        /// assert_eq!(std::fs::read(out.path().join("img/f")).unwrap(), b"synced");
+        /// ```
+        #[must_use]
+        pub fn track_durability(mut self) -> FaultPlan {
+            self.track = true;
             self
         }
 
@@ -291,6 +335,7 @@ mod enabled {
         plan: FaultPlan,
         counts: [u64; FaultOp::ALL.len()],
         fired: u64,
+        model: Option<Model>,
     }
 
     #[derive(Debug)]
@@ -312,6 +357,10 @@ mod enabled {
     /// When plans for nested directories are installed, the most recently
     /// installed one that matches a path decides for it.
     ///
+    /// # Panics
+    ///
+    /// With [`FaultPlan::track_durability`], if `dir` cannot be read.
+    ///
     /// ```
     /// use silo_io::fault::{self, FaultOp, FaultPlan};
     /// let dir = tempfile::tempdir().unwrap();
@@ -326,10 +375,15 @@ mod enabled {
         {
             dirs.push(canonical);
         }
+        let model = plan.track.then(|| match Model::new(dir) {
+            Ok(model) => model,
+            Err(e) => panic!("cannot track durability under {}: {e}", dir.display()),
+        });
         let state = Arc::new(Mutex::new(State {
             plan,
             counts: [0; FaultOp::ALL.len()],
             fired: 0,
+            model,
         }));
         lock(&INSTALLED).push(Installed {
             dirs,
@@ -380,6 +434,43 @@ mod enabled {
         pub fn fired(&self) -> u64 {
             lock(&self.state).fired
         }
+
+        /// Cuts the power now (see [`FaultAction::PowerCut`]); a no-op
+        /// without [`FaultPlan::track_durability`] or once cut.
+        ///
+        /// # Errors
+        ///
+        /// When the files under the directory cannot be read.
+        pub fn power_cut(&self) -> Result<(), IoError> {
+            match &mut lock(&self.state).model {
+                Some(model) => model.cut(),
+                None => Ok(()),
+            }
+        }
+
+        /// Whether the power was cut (by a rule or [`Self::power_cut`]).
+        pub fn is_cut(&self) -> bool {
+            lock(&self.state).model.as_ref().is_some_and(Model::is_cut)
+        }
+
+        /// Writes into `dest` (which must not exist) the directory a reboot
+        /// after the power cut would find, cutting the power now if no
+        /// rule did: only what a sync made durable, with `unsynced` saying
+        /// what becomes of the rest. Needs [`FaultPlan::track_durability`].
+        ///
+        /// # Errors
+        ///
+        /// When the plan does not track durability, or `dest` cannot be written.
+        pub fn power_cut_image(&self, dest: &Path, unsynced: Unsynced) -> Result<(), IoError> {
+            match &mut lock(&self.state).model {
+                Some(model) => model.image(dest, unsynced),
+                None => Err(IoError::io(
+                    "power-cut image",
+                    dest,
+                    std::io::Error::other("the fault plan does not track durability"),
+                )),
+            }
+        }
     }
 
     impl Drop for FaultGuard {
@@ -392,19 +483,22 @@ mod enabled {
         }
     }
 
-    /// Counts one call of `op` on `path` and returns the action to take.
-    fn decide(op: FaultOp, path: &Path, retry: bool) -> Option<FaultAction> {
+    /// The installed state whose directory holds `path`, if any.
+    fn state_for(path: &Path) -> Option<Arc<Mutex<State>>> {
         if ACTIVE.load(Ordering::SeqCst) == 0 {
             return None;
         }
-        let state = {
-            let all = lock(&INSTALLED);
-            let found = all
-                .iter()
-                .rev()
-                .find(|p| p.dirs.iter().any(|d| path.starts_with(d)))?;
-            Arc::clone(&found.state)
-        };
+        let all = lock(&INSTALLED);
+        let found = all
+            .iter()
+            .rev()
+            .find(|p| p.dirs.iter().any(|d| path.starts_with(d)))?;
+        Some(Arc::clone(&found.state))
+    }
+
+    /// Counts one call of `op` on `path` and returns the action to take.
+    fn decide(op: FaultOp, path: &Path, retry: bool) -> Option<FaultAction> {
+        let state = state_for(path)?;
         let mut state = lock(&state);
         state.counts[op.index()] += 1;
         let n = state.counts[op.index()];
@@ -412,7 +506,33 @@ mod enabled {
         if action.is_some() {
             state.fired += 1;
         }
+        if action == Some(FaultAction::PowerCut) {
+            // The call itself goes ahead; nothing synced from now on counts.
+            if let Some(model) = &mut state.model {
+                let _ = model.cut();
+            }
+            return None;
+        }
         action
+    }
+
+    /// Tells the power-cut model that a sync of `path` (the whole file, or
+    /// `(offset, len)` of it) succeeded.
+    pub(crate) fn synced(path: &Path, range: Option<(u64, u64)>) {
+        if let Some(state) = state_for(path)
+            && let Some(model) = &mut lock(&state).model
+        {
+            model.file_synced(path, range);
+        }
+    }
+
+    /// Tells the power-cut model that an fsync of directory `dir` succeeded.
+    pub(crate) fn dir_synced(dir: &Path) {
+        if let Some(state) = state_for(dir)
+            && let Some(model) = &mut lock(&state).model
+        {
+            model.dir_synced(dir);
+        }
     }
 
     fn injected(op: FaultOp, path: &Path) -> IoError {
@@ -430,7 +550,7 @@ mod enabled {
         let mut retry = false;
         loop {
             match decide(op, path, retry) {
-                None | Some(FaultAction::Short { .. }) => return Ok(()),
+                None | Some(FaultAction::Short { .. } | FaultAction::PowerCut) => return Ok(()),
                 Some(FaultAction::Interrupt) => retry = true,
                 Some(FaultAction::Fail | FaultAction::Torn { .. }) => {
                     return Err(injected(op, path));
@@ -449,6 +569,8 @@ mod enabled {
             Some(FaultAction::Torn { keep }) => WriteGate::Torn(keep),
             Some(FaultAction::Short { max }) => WriteGate::Short(max.max(1)),
             Some(FaultAction::Interrupt) => WriteGate::Interrupt,
+            // `decide` handles it and lets the call through.
+            Some(FaultAction::PowerCut) => WriteGate::Full,
         }
     }
 

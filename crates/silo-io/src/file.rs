@@ -344,7 +344,11 @@ impl SiloFile {
             };
             match r {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                other => return other.map_err(|e| self.err(op, e)),
+                Err(e) => return Err(self.err(op, e)),
+                Ok(()) => {
+                    fault::synced(&self.path, None);
+                    return Ok(());
+                }
             }
         }
     }

@@ -44,6 +44,8 @@ pub mod file;
 pub mod lock;
 pub mod map;
 pub mod mlog;
+#[cfg(feature = "fault-injection")]
+mod powercut;
 mod sys;
 
 pub use advice::{FileAdvice, MapAdvice};

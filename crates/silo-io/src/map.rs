@@ -536,7 +536,10 @@ impl AtomicMap {
     pub fn flush(&self) -> Result<(), IoError> {
         fault::check(FaultOp::Sync, &self.path)?;
         let Some(map) = &self.map else { return Ok(()) };
-        map.flush().map_err(|e| IoError::io("msync", &self.path, e))
+        map.flush()
+            .map_err(|e| IoError::io("msync", &self.path, e))?;
+        fault::synced(&self.path, None);
+        Ok(())
     }
 
     /// Writes the dirty pages of `[offset, offset + len)` (widened to pages)
@@ -563,7 +566,9 @@ impl AtomicMap {
             return Ok(());
         };
         map.flush_range(start, len)
-            .map_err(|e| IoError::io("msync", &self.path, e))
+            .map_err(|e| IoError::io("msync", &self.path, e))?;
+        fault::synced(&self.path, Some((start as u64, len as u64)));
+        Ok(())
     }
 
     /// Advises the kernel about `[offset, offset + len)` (`madvise`), widened

@@ -172,7 +172,9 @@ impl AppendMap {
         let (start, aligned) = page_align(offset, len);
         let len = aligned.min(map.len() - start);
         map.flush_range(start, len)
-            .map_err(|e| IoError::io("msync", &self.path, e))
+            .map_err(|e| IoError::io("msync", &self.path, e))?;
+        fault::synced(&self.path, Some((start as u64, len as u64)));
+        Ok(())
     }
 
     /// Starts writing every dirty page back without waiting
