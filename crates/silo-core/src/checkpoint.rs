@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use silo_io::durable::{copy_file, sync_dir};
+use silo_io::durable::{copy_file, create_dir_durable, sync_dir};
 use silo_io::file::SiloFile;
 
 use crate::error::{Error, Result};
@@ -33,8 +33,7 @@ impl Silo {
                 return Err(Error::DestinationExists(dest.to_path_buf()));
             }
         }
-        std::fs::create_dir_all(dest)
-            .map_err(|e| silo_io::error::IoError::io("create directory", dest, e))?;
+        create_dir_durable(dest)?;
         let _gate = self.gate.write();
         // Log positions first: everything acknowledged so far lies before them.
         let slots: Vec<(usize, usize)> = {

@@ -98,21 +98,22 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
     for number in [older, newer] {
         let slot = &mut slots[number];
         let base = slot.header.base_seq;
-        let durable = slot.durable_body_len();
         let corrupt = |c: ReplayCorrupt| {
             Error::corrupt(slot_path(dir, number), (HEADER_LEN + c.at) as u64, c.reason)
         };
         // Unless a clean close left the file ending exactly at its synced
-        // length, find where the valid frames end and cut the rest (a torn
-        // tail, zero preallocation), so the map below covers only frames
-        // that are never written again while appends go on past them.
-        if !slot.ends_at_synced_length()? {
+        // length (and no damage is to be cut out of it), find where the
+        // valid frames end and cut the rest (a torn tail, zero
+        // preallocation, or what follows recovered damage), so the map
+        // below covers only frames that are never written again while
+        // appends go on past them, and no old frame can follow new ones.
+        if opts.recover_corrupt_log || !slot.ends_at_synced_length()? {
             let map = ReadMap::new(&slot.file)?;
             let body = map.as_slice().get(HEADER_LEN..).unwrap_or_default();
             let end = replay(
                 body,
                 base,
-                durable,
+                slot.durable_body_len(),
                 READ_LIMIT,
                 opts.recover_corrupt_log,
                 |_| {},
@@ -122,6 +123,7 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
             drop(map);
             slot.cut_at(end.valid_len)?;
         }
+        let durable = slot.durable_body_len();
         let map = Arc::new(ReadMap::new(&slot.file)?);
         let body = map.as_slice().get(HEADER_LEN..).unwrap_or_default();
         if body.len() >= PARALLEL_REPLAY_BYTES {

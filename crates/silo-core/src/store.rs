@@ -153,8 +153,8 @@ impl Silo {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Silo> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| silo_io::error::IoError::io("create directory", &dir, e))?;
+        // A new store's directory entry must survive a power cut too.
+        silo_io::durable::create_dir_durable(&dir)?;
         let lock = DirLock::acquire(&dir)?;
         let recovered = recovery::recover(&dir, &opts)?;
         let silo = Silo {

@@ -435,6 +435,25 @@ mod enabled {
             lock(&self.state).fired
         }
 
+        /// Adds a rule while the plan is installed: `action` on the
+        /// `from_now`-th call of `op` after this one (1: the next call).
+        ///
+        /// ```
+        /// use silo_io::fault::{self, FaultAction, FaultOp, FaultPlan};
+        /// let dir = tempfile::tempdir().unwrap();
+        /// let guard = fault::install(dir.path(), FaultPlan::new());
+        /// let f = silo_io::SiloFile::create_new(&dir.path().join("f")).unwrap();
+        /// f.sync_data().unwrap();
+        /// guard.schedule(FaultOp::Sync, 2, FaultAction::Fail);
+        /// f.sync_data().unwrap();
+        /// assert!(f.sync_data().is_err());
+        /// ```
+        pub fn schedule(&self, op: FaultOp, from_now: u64, action: FaultAction) {
+            let mut state = lock(&self.state);
+            let nth = state.counts[op.index()] + from_now.max(1);
+            state.plan = std::mem::take(&mut state.plan).on(op, nth, action);
+        }
+
         /// Cuts the power now (see [`FaultAction::PowerCut`]); a no-op
         /// without [`FaultPlan::track_durability`] or once cut.
         ///

@@ -20,7 +20,6 @@ use silo_format::HEADER_LEN;
 use silo_io::map::ReadMap;
 
 use crate::error::Result;
-use crate::options::Durability;
 use crate::store::{GateWrite, Silo};
 
 /// What a call to [`Silo::compact`] did.
@@ -104,6 +103,18 @@ impl Silo {
     fn hot_locked(&self, _gate: &GateWrite<'_>) -> Result<CompactionReport> {
         let start = Instant::now();
         let _busy = self.compacting.enter();
+        // Sync the active slot before freezing it, outside the log mutex, so
+        // the sync under the mutex below has little left to write.
+        let presync = {
+            let st = self.log.lock();
+            (!st.frozen && !st.active().is_empty()).then(|| Arc::clone(&st.active().file))
+        };
+        if let Some(file) = presync
+            && let Err(e) = file.sync_data()
+        {
+            self.log.commit.fail(e.to_string());
+            return Err(self.poison(e.into()));
+        }
         // Freeze.
         let (file, end, base_seq, through_seq, generation) = {
             let mut st = self.log.lock();
@@ -112,15 +123,19 @@ impl Silo {
                     return Ok(CompactionReport::default());
                 }
                 let (frozen_file, last) = st.rotate().map_err(|e| self.poison(e))?;
-                if self.opts.durability == Durability::Sync {
-                    // Everything appended before the switch must be durable
-                    // before group commit looks only at the new slot.
-                    if let Err(e) = frozen_file.sync_data() {
-                        self.log.commit.fail(e.to_string());
-                        return Err(self.poison(e.into()));
-                    }
-                    self.log.commit.mark_durable(last);
+                // The frozen slot is durable before anything is applied from
+                // it, whatever the durability: apply makes its results durable
+                // piece by piece (journal, records, index), and after a power
+                // cut in between, replaying the slot must restore whole
+                // batches, not leave some of their keys applied and the rest
+                // lost. It is synced under the mutex so that group commit
+                // never marks the new slot's writes durable before the old
+                // slot's.
+                if let Err(e) = frozen_file.sync_data() {
+                    self.log.commit.fail(e.to_string());
+                    return Err(self.poison(e.into()));
                 }
+                self.log.commit.mark_durable(last);
             }
             let frozen = st.other();
             (
@@ -135,11 +150,27 @@ impl Silo {
         let map = ReadMap::new(&file)?;
         let body = map.as_slice().get(HEADER_LEN..end).unwrap_or_default();
         let tables = self.tables();
-        let plan = plan::compute(self, &tables, body, base_seq, through_seq, &self.pending)?;
+        let mut plan = plan::compute(self, &tables, body, base_seq, through_seq)?;
         drop(tables);
+        // A refused operand stops the compaction (the slot stays frozen and
+        // the store as it was) unless a newer put or delete supersedes it.
+        let blocking = plan.refused.iter().position(|(key, _)| {
+            self.pending
+                .get(*key)
+                .and_then(|ops| ops.base)
+                .is_none_or(|b| b.seq() <= through_seq)
+        });
+        if let Some(i) = blocking {
+            return Err(plan.refused.swap_remove(i).1);
+        }
         // Apply, then retire the slot.
         let applied = apply::apply(self, &plan, generation).map_err(|e| self.poison(e))?;
         drop(map);
+        // The refused keys' operands vanish with the frozen slot; the newer
+        // puts and deletes that supersede them must be durable first.
+        if !plan.refused.is_empty() {
+            self.log.sync_active().map_err(|e| self.poison(e))?;
+        }
         // Pending values replayed at open may still point into the frozen
         // slot's file: apply forgot them, and after this grace period no
         // reader holds one any more. Only then is the slot emptied.

@@ -1,14 +1,13 @@
 //! The read-only step of hot compaction: from the frozen log slot and the
 //! current tables, compute an owned [`Plan`] of what to write. Nothing here
-//! changes a file or the pending view, so the sharded engine can run this
-//! step for many stores in parallel.
+//! reads or changes the pending view or a file, so the sharded engine can
+//! run this step for many stores in parallel.
 
 use silo_format::{Tag, alloc_for, record_size};
 
 use crate::READ_LIMIT;
 use crate::error::{Error, Result};
 use crate::log::replay::{LoggedOp, replay};
-use crate::pending::PendingView;
 use crate::store::{Silo, Tables};
 
 /// Where a result goes.
@@ -55,6 +54,10 @@ pub(crate) struct Plan {
     pub(crate) touched: Vec<u64>,
     /// Operations read from the slot.
     pub(crate) ops: u64,
+    /// Keys whose operands the merge operator refused (or whose result is
+    /// too long), with the error: nothing is planned for them. The
+    /// compaction may go on only if a newer put or delete supersedes each.
+    pub(crate) refused: Vec<(u64, Error)>,
 }
 
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
@@ -64,7 +67,6 @@ pub(crate) fn compute(
     body: &[u8],
     base_seq: u64,
     through_seq: u64,
-    pending: &PendingView,
 ) -> Result<Plan> {
     let mut ops: Vec<LoggedOp<'_>> = Vec::new();
     replay(body, base_seq, 0, READ_LIMIT, false, |op| ops.push(op))
@@ -79,14 +81,11 @@ pub(crate) fn compute(
     for group in ops.chunk_by(|a, b| a.key == b.key) {
         let key = group[0].key;
         plan.touched.push(key);
-        // A newer put or delete in the active slot makes this key's result moot.
-        if pending
-            .get(key)
-            .and_then(|p| p.base)
-            .is_some_and(|b| b.seq() > through_seq)
-        {
-            continue;
-        }
+        // Every key is folded, even one that a newer put or delete in the
+        // active slot supersedes: retiring the frozen slot must not depend
+        // on operations that are not durable yet (a power cut may drop the
+        // active slot's unsynced tail, and the frozen slot's result must
+        // then stand on its own).
         let stored = match tables.index.get(key)? {
             Some(offset) => Some((offset, tables.data.record(&view, offset, key, READ_LIMIT)?)),
             None => None,
@@ -107,15 +106,22 @@ pub(crate) fn compute(
             base.map(<[u8]>::to_vec)
         } else {
             let operands: Vec<&[u8]> = merges.iter().map(|op| op.payload).collect();
-            let folded = silo.fold(key, base, &operands)?;
-            // A record longer than readers accept could never be read back.
-            if folded.len() > READ_LIMIT as usize {
-                return Err(Error::ValueTooLarge {
+            let folded = match silo.fold(key, base, &operands) {
+                // A record longer than readers accept could never be read back.
+                Ok(folded) if folded.len() > READ_LIMIT as usize => Err(Error::ValueTooLarge {
                     len: folded.len(),
                     max: READ_LIMIT,
-                });
+                }),
+                other => other,
+            };
+            match folded {
+                Ok(folded) => Some(folded),
+                Err(e) if e.is_operand_error() => {
+                    plan.refused.push((key, e));
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
-            Some(folded)
         };
         let old = stored.map(|(offset, r)| OldRecord {
             offset,

@@ -133,6 +133,24 @@ impl Log {
 }
 
 impl Log {
+    /// Syncs the active slot's written bytes (one fdatasync) and tells
+    /// group commit; a failure also fails every waiting `Sync` writer.
+    pub(crate) fn sync_active(&self) -> Result<()> {
+        let (file, last) = {
+            let st = self.lock();
+            (
+                Arc::clone(&st.active().file),
+                st.next_seq().saturating_sub(1),
+            )
+        };
+        if let Err(e) = file.sync_data() {
+            self.commit.fail(e.to_string());
+            return Err(e.into());
+        }
+        self.commit.mark_durable(last);
+        Ok(())
+    }
+
     /// Trims both slots to their written frames (clean close only).
     pub(crate) fn trim(&self) -> Result<()> {
         let mut st = self.lock();

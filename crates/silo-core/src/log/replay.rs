@@ -72,9 +72,9 @@ struct OpenBatch<'a> {
 /// Reads `body` (a slot's bytes after its header) and calls `each` for
 /// every committed operation in order. `base_seq` is the sequence number of
 /// the slot's first frame; the first `durable` bytes of the body are known
-/// to have been synced, so a stop before them is damage, not a torn write.
-/// With `recover_corrupt`, damage ends the slot at the damage instead of
-/// failing.
+/// to have been synced, so a stop before them is damage, not a torn write,
+/// and whatever stops it after them is a torn tail. With `recover_corrupt`,
+/// damage ends the slot at the damage instead of failing.
 pub(crate) fn replay<'a>(
     body: &'a [u8],
     base_seq: u64,
@@ -142,19 +142,24 @@ pub(crate) fn replay<'a>(
         at: reader.position(),
     });
     let valid_len = batch.as_ref().map_or(committed_len, |b| b.start);
+    // Whatever ends the log past its durable mark is a torn tail, even a
+    // bad frame with valid frames after it: nothing there was promised, and
+    // a power cut may write the unsynced pages back in any order (a zero
+    // page, then a page of valid frames). Only a stop before the mark is
+    // damage.
     let damage = match (&mid_log_error, &end) {
+        _ if valid_len >= durable => None,
         (Some(e), _) => Some(e.clone()),
         (None, LogEnd::Corrupt { at, reason }) => Some(ReplayCorrupt {
             at: *at,
             reason: format!("{reason:?} with valid-looking data after it"),
         }),
-        (None, end) if valid_len < durable => Some(ReplayCorrupt {
+        (None, end) => Some(ReplayCorrupt {
             at: end.at(),
             reason: format!(
                 "the log ends at byte {valid_len} ({end:?}) but its first {durable} bytes were synced"
             ),
         }),
-        _ => None,
     };
     if let Some(damage) = damage
         && !recover_corrupt
@@ -183,12 +188,22 @@ mod tests {
         encode_frame(&mut buf[start..], tag, key, payload).expect("fits");
     }
 
-    fn collect(body: &[u8], recover: bool) -> Result<(Vec<(u64, u64)>, ReplayEnd), ReplayCorrupt> {
+    /// Replays `body` at base 100 with its first `durable` bytes synced.
+    fn collect_with(
+        body: &[u8],
+        durable: usize,
+        recover: bool,
+    ) -> Result<(Vec<(u64, u64)>, ReplayEnd), ReplayCorrupt> {
         let mut ops = Vec::new();
-        let end = replay(body, 100, 0, 1 << 20, recover, |op| {
+        let end = replay(body, 100, durable, 1 << 20, recover, |op| {
             ops.push((op.seq, op.key))
         })?;
         Ok((ops, end))
+    }
+
+    /// Replays `body` with every byte of it synced.
+    fn collect(body: &[u8], recover: bool) -> Result<(Vec<(u64, u64)>, ReplayEnd), ReplayCorrupt> {
+        collect_with(body, body.len(), recover)
     }
 
     #[test]
@@ -202,7 +217,7 @@ mod tests {
         push(&mut b, Tag::Merge, 4, b"c");
         let len = b.len();
         b.resize(len + 64, 0);
-        let (ops, end) = collect(&b, false).expect("clean");
+        let (ops, end) = collect_with(&b, len, false).expect("clean");
         assert_eq!(ops, vec![(100, 1), (102, 2), (103, 3), (105, 4)]);
         assert_eq!((end.valid_len, end.frames, end.dropped_bytes), (len, 6, 0));
     }
@@ -215,7 +230,7 @@ mod tests {
         push(&mut b, Tag::BatchBegin, 2, b"");
         push(&mut b, Tag::Put, 2, b"b");
         push(&mut b, Tag::Put, 3, b"c");
-        let (ops, end) = collect(&b, false).expect("torn, not corrupt");
+        let (ops, end) = collect_with(&b, batch_start, false).expect("torn, not corrupt");
         assert_eq!(ops, vec![(100, 1)]);
         assert_eq!((end.valid_len, end.frames), (batch_start, 1));
         assert!(end.dropped_bytes > 0);
@@ -234,6 +249,34 @@ mod tests {
         let (ops, end) = collect(&b, true).expect("recovered");
         assert_eq!(ops, vec![(100, 1)]);
         assert_eq!(end.valid_len, second);
+    }
+
+    #[test]
+    fn damage_past_the_durable_mark_is_a_torn_tail() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::Put, 1, b"a");
+        let synced = b.len();
+        // A zeroed page of the unsynced tail, then a valid frame a power cut
+        // wrote back out of order.
+        b.resize(synced + 64, 0);
+        push(&mut b, Tag::Put, 2, b"b");
+        let (ops, end) = collect_with(&b, synced, false).expect("torn, not damage");
+        assert_eq!(ops, vec![(100, 1)]);
+        assert_eq!(end.valid_len, synced);
+        assert!(end.dropped_bytes > 0);
+        // The same bytes with the mark past the gap are damage.
+        let err = collect_with(&b, b.len(), false).expect_err("damage before the mark");
+        assert_eq!(err.at, synced);
+        // A flipped byte in an unsynced frame with a valid frame after it: torn.
+        let mut c = Vec::new();
+        push(&mut c, Tag::Put, 1, b"a");
+        let second = c.len();
+        push(&mut c, Tag::Put, 2, b"b");
+        push(&mut c, Tag::Put, 3, b"c");
+        c[second + 14] ^= 0x40;
+        let (ops, end) = collect_with(&c, second, false).expect("past the mark");
+        assert_eq!((ops.len(), end.valid_len), (1, second));
+        assert!(collect_with(&c, second + 1, false).is_err());
     }
 
     #[test]

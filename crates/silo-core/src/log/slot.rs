@@ -87,8 +87,22 @@ impl LogSlot {
     /// Cuts the file after `body_len` bytes of frames (a torn tail, or what
     /// follows damage when recovering), so the bytes past it can never be
     /// read as frames again, and maps what is left.
+    ///
+    /// A cut inside the synced length (recovered damage) first lowers the
+    /// header's synced-length mark to the cut and syncs it: were the file
+    /// cut first, a crash before the mark moved would leave a file that
+    /// ends before its mark, which every later open refuses.
     pub(crate) fn cut_at(&mut self, body_len: usize) -> Result<()> {
         let len = HEADER_LEN + body_len;
+        if self.header.param_a > len as u64 {
+            let header = FileHeader {
+                param_a: len as u64,
+                ..self.header
+            };
+            self.file.write_all_at(&header.encode(), 0)?;
+            self.file.sync_data()?;
+            self.header = header;
+        }
         if self.file.len()? == len as u64 {
             return Ok(());
         }

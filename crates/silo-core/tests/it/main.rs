@@ -11,5 +11,7 @@ mod concurrency;
 mod corruption;
 mod crash;
 mod faults;
+mod log_damage;
 mod model;
+mod power_cut;
 mod store;

@@ -1,0 +1,310 @@
+//! Power cuts, not process kills: silo-io's power-cut model keeps only what
+//! a sync made durable (file bytes, directory entries), and each test opens
+//! the image a reboot would find. Every write acknowledged as durable (a
+//! `Sync` write, or one followed by a completed `flush`) must be there,
+//! every batch whole, and the image must open without `recover_corrupt_log`.
+//!
+//! `SILO_POWER_CUT_ITERATIONS` sets the randomized runs (default 12 per
+//! durability; `cargo xtask crash --power-cut` runs more).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use silo_core::{Durability, Options, Silo, WriteBatch};
+use silo_io::fault::{FaultAction, FaultGuard, FaultOp, FaultPlan, Unsynced, install};
+
+use crate::common::{check, open, opts, value};
+
+/// A root directory under power-cut tracking, the store inside it.
+struct Tracked {
+    _root: tempfile::TempDir,
+    db: PathBuf,
+    guard: FaultGuard,
+}
+
+fn tracked() -> Tracked {
+    let root = tempfile::tempdir().expect("tempdir");
+    let guard = install(root.path(), FaultPlan::new().track_durability());
+    let db = root.path().join("db");
+    Tracked {
+        _root: root,
+        db,
+        guard,
+    }
+}
+
+/// The store directory a reboot after the cut would find (`None`: no store).
+fn image(t: &Tracked, unsynced: Unsynced) -> (tempfile::TempDir, PathBuf) {
+    let out = tempfile::tempdir().expect("tempdir");
+    let img = out.path().join("img");
+    t.guard
+        .power_cut_image(&img, unsynced)
+        .expect("power-cut image");
+    (out, img.join("db"))
+}
+
+fn get(silo: &Silo, key: u64) -> Option<Vec<u8>> {
+    silo.get(key).expect("read after the power cut")
+}
+
+// ----- item 1: a compaction never undoes a flushed write -------------------
+
+#[test]
+fn a_compaction_after_a_refused_merge_keeps_a_flushed_delete() {
+    let t = tracked();
+    let silo = open(&t.db);
+    silo.put(7, b"old").unwrap();
+    silo.compact().unwrap();
+    // Slot A: an operand the operator refuses, then the delete, flushed.
+    silo.merge(9, b"!bad").unwrap();
+    silo.delete(7).unwrap();
+    silo.flush().unwrap();
+    assert!(silo.compact().is_err(), "the refused operand stops it");
+    // Slot B (never synced): a newer put of 7, and a put that unblocks 9.
+    silo.put(7, b"new").unwrap();
+    silo.put(9, b"fixed").unwrap();
+    silo.compact().unwrap();
+    let (_out, img) = image(&t, Unsynced::Drop);
+    drop(silo);
+    let reopened = open(&img);
+    let seven = get(&reopened, 7);
+    assert!(
+        seven.is_none() || seven.as_deref() == Some(&b"new"[..]),
+        "the flushed delete of 7 was undone: {seven:?}"
+    );
+}
+
+// ----- item 2: a batch is whole after a cut mid-compaction ----------------
+
+#[test]
+fn a_cut_before_the_manifest_leaves_no_half_batch() {
+    for unsynced in [Unsynced::Drop, Unsynced::Scramble { seed: 3 }] {
+        let t = tracked();
+        let silo = open(&t.db);
+        silo.put(1, b"old-1-with-room-to-spare").unwrap();
+        silo.compact().unwrap();
+        silo.flush().unwrap();
+        let mut batch = WriteBatch::new();
+        batch.put(1, b"new-1").put(3, b"new-3");
+        silo.write(&batch).unwrap();
+        // The power fails just before the compaction renames its manifest:
+        // the journal and the data writes are done and synced.
+        t.guard.schedule(FaultOp::Rename, 1, FaultAction::PowerCut);
+        silo.compact().unwrap();
+        assert!(t.guard.is_cut());
+        let (_out, img) = image(&t, unsynced);
+        drop(silo);
+        let reopened = open(&img);
+        let (one, three) = (get(&reopened, 1), get(&reopened, 3));
+        let whole =
+            one.as_deref() == Some(&b"new-1"[..]) && three.as_deref() == Some(&b"new-3"[..]);
+        let none = one.as_deref() == Some(&b"old-1-with-room-to-spare"[..]) && three.is_none();
+        assert!(
+            whole || none,
+            "{unsynced:?}: half a batch: 1 = {one:?}, 3 = {three:?}"
+        );
+    }
+}
+
+// ----- item 7: new directories survive -------------------------------------
+
+#[test]
+fn a_new_store_and_a_checkpoint_survive_a_power_cut() {
+    let t = tracked();
+    let silo = open(&t.db);
+    silo.put(1, b"one").unwrap();
+    silo.flush().unwrap();
+    let cp = t.db.parent().expect("root").join("nested/checkpoint");
+    silo.checkpoint(&cp).unwrap();
+    let (out, img) = image(&t, Unsynced::Drop);
+    drop(silo);
+    let reopened = open(&img);
+    assert_eq!(get(&reopened, 1).as_deref(), Some(&b"one"[..]));
+    let cp_img = out.path().join("img/nested/checkpoint");
+    assert!(cp_img.is_dir(), "the checkpoint directory was lost");
+    let copy = open(&cp_img);
+    assert_eq!(get(&copy, 1).as_deref(), Some(&b"one"[..]));
+}
+
+// ----- randomized: a writer, compactions, a cut at a random sync -----------
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u64),
+    Delete(u64),
+    Batch(Vec<u64>),
+}
+
+const KEYS: u64 = 12;
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn ops_for(seed: u64, count: usize) -> Vec<Op> {
+    let mut rng = Rng(seed | 1);
+    (0..count)
+        .map(|_| match rng.below(10) {
+            0 | 1 => Op::Delete(rng.below(KEYS)),
+            2..=4 => {
+                let a = rng.below(KEYS);
+                let len = 2 + rng.below(3);
+                Op::Batch((0..len).map(|i| (a + i * 5) % KEYS).collect())
+            }
+            _ => Op::Put(rng.below(KEYS)),
+        })
+        .collect()
+}
+
+/// The value op number `i` writes (versions are op numbers, 1-based).
+fn val(key: u64, i: usize) -> Vec<u8> {
+    value(key, i as u64, 24 + (i % 5) * 40)
+}
+
+/// The store after the first `n` ops: key -> version.
+fn model_after(ops: &[Op], n: usize) -> BTreeMap<u64, u64> {
+    let mut m = BTreeMap::new();
+    for (i, op) in ops.iter().take(n).enumerate() {
+        let version = i as u64 + 1;
+        match op {
+            Op::Put(k) => {
+                m.insert(*k, version);
+            }
+            Op::Delete(k) => {
+                m.remove(k);
+            }
+            Op::Batch(keys) => {
+                for k in keys {
+                    m.insert(*k, version);
+                }
+            }
+        }
+    }
+    m
+}
+
+fn run_workload(silo: &Silo, ops: &[Op], durability: Durability, t: &Tracked) -> usize {
+    let mut durable = 0;
+    let mut rng = Rng(ops.len() as u64 * 31 + 7);
+    for (i, op) in ops.iter().enumerate() {
+        let version = i + 1;
+        match op {
+            Op::Put(k) => silo.put(*k, &val(*k, version)).unwrap(),
+            Op::Delete(k) => silo.delete(*k).unwrap(),
+            Op::Batch(keys) => {
+                let mut b = WriteBatch::new();
+                for k in keys {
+                    b.put(*k, &val(*k, version));
+                }
+                silo.write(&b).unwrap();
+            }
+        }
+        let synced = durability == Durability::Sync || {
+            rng.below(16) == 0 && {
+                silo.flush().unwrap();
+                true
+            }
+        };
+        // Acknowledged as durable before the power failed: must survive.
+        if synced && !t.guard.is_cut() {
+            durable = version;
+        }
+    }
+    durable
+}
+
+/// One run: a writer thread, compactions (hot and cold) beside it, the power
+/// cut at sync number `cut_at`; the image must hold a prefix of the ops at
+/// least as long as the durable acknowledgements.
+fn power_cut_run(seed: u64, durability: Durability, unsynced: Unsynced) {
+    let t = tracked();
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9) | 1);
+    let ops = ops_for(seed, 150 + rng.below(150) as usize);
+    let cut_at = 1 + rng.below(if durability == Durability::Sync {
+        400
+    } else {
+        200
+    });
+    t.guard
+        .schedule(FaultOp::Sync, cut_at, FaultAction::PowerCut);
+    let o = Options {
+        durability,
+        ..opts()
+    };
+    let silo = Silo::open(&t.db, o.clone()).expect("open");
+    let done = AtomicBool::new(false);
+    let durable = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0u64;
+            while !done.load(Ordering::Acquire) {
+                n += 1;
+                if n.is_multiple_of(7) {
+                    silo.compact_cold().unwrap();
+                } else {
+                    silo.compact().unwrap();
+                }
+            }
+        });
+        let durable = run_workload(&silo, &ops, durability, &t);
+        done.store(true, Ordering::Release);
+        durable
+    });
+    let (_out, img) = image(&t, unsynced);
+    drop(silo);
+    let reopened = Silo::open(&img, o).unwrap_or_else(|e| {
+        panic!("seed {seed} {durability:?} {unsynced:?}: the image does not open: {e}")
+    });
+    let mut found = BTreeMap::new();
+    for k in 0..KEYS {
+        if let Some(v) = get(&reopened, k) {
+            let version =
+                check(k, &v).unwrap_or_else(|| panic!("seed {seed}: key {k} holds a torn value"));
+            found.insert(k, version);
+        }
+    }
+    let prefix = (durable..=ops.len()).find(|n| model_after(&ops, *n) == found);
+    assert!(
+        prefix.is_some(),
+        "seed {seed} {durability:?} {unsynced:?} cut at sync {cut_at}: the store is no prefix of \
+         the writes at or after the {durable} acknowledged as durable: {found:?}"
+    );
+}
+
+fn iterations() -> u64 {
+    std::env::var("SILO_POWER_CUT_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12)
+}
+
+#[test]
+fn random_power_cuts_keep_every_durable_write_buffered() {
+    for seed in 0..iterations() {
+        let unsynced = if seed.is_multiple_of(2) {
+            Unsynced::Drop
+        } else {
+            Unsynced::Scramble { seed }
+        };
+        power_cut_run(seed, Durability::Buffered, unsynced);
+    }
+}
+
+#[test]
+fn random_power_cuts_keep_every_durable_write_sync() {
+    for seed in 0..iterations() {
+        let unsynced = if seed.is_multiple_of(2) {
+            Unsynced::Drop
+        } else {
+            Unsynced::Scramble { seed }
+        };
+        power_cut_run(1000 + seed, Durability::Sync, unsynced);
+    }
+}
