@@ -33,6 +33,7 @@ use crate::compaction::journal;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::pending::Bytes;
+use crate::reentry::{self, Hold};
 use crate::store::{GateWrite, Silo, Tables};
 
 /// Bytes of data file a [`BulkHandle`] takes at a time.
@@ -79,6 +80,7 @@ impl Silo {
     /// pending operations).
     pub fn bulk_writer(&self) -> Result<BulkWriter<'_>> {
         self.check_poisoned()?;
+        reentry::refuse_held(self.id, "bulk_writer")?;
         let gate = self.gate.write();
         let tables = self.tables();
         let keys = tables.index.counts().0 + self.pending.ops();
@@ -278,6 +280,7 @@ impl Silo {
     /// A read-modify-write writer; compaction waits until it is finished.
     pub fn merge_writer(&self) -> Result<MergeWriter<'_>> {
         self.check_poisoned()?;
+        reentry::refuse_held(self.id, "merge_writer")?;
         Ok(MergeWriter {
             silo: self,
             _gate: self.gate.write(),
@@ -298,12 +301,16 @@ impl MergeWriter<'_> {
         f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
     ) -> Result<UpdateOutcome> {
         let silo = self.silo;
+        // Every write path refuses after a failed write or sync.
+        silo.check_poisoned()?;
+        reentry::refuse_in_callback(silo.id, "MergeWriter::update")?;
         let stripe = usize::try_from(key % STRIPES as u64).unwrap_or(0);
         let no_flush = self.flushing.read().unwrap_or_else(|p| p.into_inner());
         let key_lock = self.stripes[stripe]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let _reader = silo.grace.enter();
+        let callback = reentry::hold(silo.id, Hold::Callback);
         let pending = silo.pending.get(key);
         let tables = silo.tables();
         let view = tables.data.view();
@@ -323,6 +330,7 @@ impl MergeWriter<'_> {
             None => record.map(|(_, r)| r.value.to_vec()),
         };
         let new = f(current.as_deref());
+        drop(callback);
         // The result takes the place right after everything it read.
         let seq = pending
             .as_ref()
@@ -383,6 +391,8 @@ impl MergeWriter<'_> {
     /// overwritten and synced.
     pub fn flush(&self) -> Result<()> {
         let silo = self.silo;
+        silo.check_poisoned()?;
+        reentry::refuse_in_callback(silo.id, "MergeWriter::flush")?;
         let _exclusive = self.flushing.write().unwrap_or_else(|p| p.into_inner());
         let batch: Vec<(u64, InPlace)> = self
             .buffered

@@ -10,6 +10,7 @@
 
 use std::path::Path;
 
+use silo_format::{FileHeader, HEADER_LEN};
 use silo_io::durable::{copy_file, create_dir_durable, sync_dir};
 use silo_io::file::SiloFile;
 
@@ -23,6 +24,7 @@ impl Silo {
     /// exist or be empty). Writes continue meanwhile; compaction waits.
     /// The copy holds every write acknowledged before the call.
     pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<()> {
+        crate::reentry::refuse_held(self.id, "checkpoint")?;
         let dest = dest.as_ref();
         if dest.exists() {
             let empty = std::fs::read_dir(dest)
@@ -35,10 +37,16 @@ impl Silo {
         }
         create_dir_durable(dest)?;
         let _gate = self.gate.write();
-        // Log positions first: everything acknowledged so far lies before them.
-        let slots: Vec<(usize, usize)> = {
+        // Log positions first: everything acknowledged so far lies before
+        // them. The headers are taken here too: the copy's own header is
+        // written from them, never copied from the live file, where a
+        // concurrent `flush` may record a synced length past these positions.
+        let slots: Vec<(usize, usize, FileHeader)> = {
             let st = self.log.lock();
-            st.slots.iter().map(|s| (s.number, s.end)).collect()
+            st.slots
+                .iter()
+                .map(|s| (s.number, s.end, s.header))
+                .collect()
         };
         let tables = self.tables();
         copy_file(tables.data.path(), &data::data_path(dest, tables.data.id))?;
@@ -50,10 +58,16 @@ impl Silo {
         // The copy recounts its figures when opened.
         m.clean = false;
         m.data_end = tables.data.end();
-        for (number, end) in slots {
+        for (number, end, header) in slots {
             let from = SiloFile::open_read(&slot_path(&self.dir, number))?;
             let mut bytes = vec![0u8; end];
             from.read_exact_at(&mut bytes, 0)?;
+            // Every copied frame is complete and synced below, in the copy.
+            let header = FileHeader {
+                param_a: end as u64,
+                ..header
+            };
+            bytes[..HEADER_LEN].copy_from_slice(&header.encode());
             let to = SiloFile::create_new(&slot_path(dest, number))?;
             to.write_all_at(&bytes, 0)?;
             to.allocate(

@@ -86,6 +86,17 @@ pub enum Error {
     /// The checkpoint destination exists and is not an empty directory.
     #[error("checkpoint destination {0} exists and is not empty")]
     DestinationExists(PathBuf),
+    /// A call that waits for compaction or takes the compaction gate was
+    /// made from inside a `get_with` or `MergeWriter::update` callback, or
+    /// while the thread holds an iterator of the same store: it would wait
+    /// for its own thread forever.
+    #[error(
+        "{call} was called from inside a get_with or MergeWriter::update callback, or while this thread holds an iterator of the same store, and would wait for itself; call it after the callback returns or the iterator is dropped"
+    )]
+    WouldDeadlock {
+        /// The call that was refused.
+        call: &'static str,
+    },
 }
 
 /// The result type of silo-core.

@@ -11,14 +11,19 @@ use std::sync::Arc;
 use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pending::KeyOps;
+use crate::reentry::{self, Hold, HoldGuard};
 use crate::store::{GateRead, Silo, Stored, Tables};
 
 /// Iterator over every live `(key, value)`; see [`Silo::iter`].
 pub struct Iter<'a> {
     silo: &'a Silo,
-    _gate: GateRead<'a>,
+    _gate: Option<GateRead<'a>>,
+    /// Marks this thread as holding an iterator of the store.
+    _held: Option<HoldGuard>,
+    /// Why the iterator yields nothing but this error (see [`Silo::iter`]).
+    refused: Option<Error>,
     tables: Arc<Tables>,
     view: Arc<ReadMap>,
     pending: HashMap<u64, KeyOps>,
@@ -40,11 +45,27 @@ impl Silo {
     ///
     /// The iterator holds the compaction gate shared (recursively: a thread
     /// may hold several iterators even while another thread waits to
-    /// compact). A thread holding one must not itself call `compact`,
-    /// `compact_cold`, `checkpoint`, `bulk_writer` or `merge_writer`: those
-    /// wait for every iterator to end.
+    /// compact). A thread holding one that calls `compact`, `compact_cold`,
+    /// `checkpoint`, `bulk_writer` or `merge_writer` of the same store gets
+    /// [`Error::WouldDeadlock`] (those wait for every iterator to end).
+    /// Called from inside a `get_with` or `MergeWriter::update` callback,
+    /// the iterator yields that error once and ends.
     pub fn iter(&self) -> Iter<'_> {
+        if let Err(e) = reentry::refuse_in_callback(self.id, "iter") {
+            return Iter {
+                silo: self,
+                _gate: None,
+                _held: None,
+                refused: Some(e),
+                tables: self.tables(),
+                view: self.tables().data.view(),
+                pending: HashMap::new(),
+                slot: 0,
+                pending_only: None,
+            };
+        }
         let gate = self.gate_shared();
+        let held = reentry::hold(self.id, Hold::Iterator);
         let pending = {
             let _log = self.log.lock();
             self.pending.snapshot()
@@ -53,7 +74,9 @@ impl Silo {
         let view = tables.data.view();
         Iter {
             silo: self,
-            _gate: gate,
+            _gate: Some(gate),
+            _held: Some(held),
+            refused: None,
             tables,
             view,
             pending,
@@ -67,6 +90,10 @@ impl Iterator for Iter<'_> {
     type Item = Result<(u64, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self._gate.is_none() {
+            // Refused: the error once, then the end.
+            return self.refused.take().map(Err);
+        }
         while self.slot < self.tables.index.capacity() {
             let slot = self.slot;
             self.slot += 1;

@@ -48,6 +48,7 @@ mod merge;
 mod options;
 mod pending;
 mod recovery;
+mod reentry;
 mod stats;
 mod store;
 

@@ -11,6 +11,15 @@
 /// Operators must be deterministic; silo may fold the same operands more than
 /// once (on every read until a compaction stores the result).
 ///
+/// They must also fold in steps: for a base `b` and operand lists `x`
+/// and `y`, `merge(merge(b, x), y)` must equal `merge(b, x ++ y)`.
+/// Compaction folds the operands of one log slot into the stored value and
+/// later ones over that result, while a read before the compaction folds
+/// them all at once; an operator that breaks the rule (one that, say,
+/// stores how many operands it saw in one call) makes a value change when a
+/// compaction runs, although no write happened. Counters, sums, appends,
+/// set unions and "last writer wins" all satisfy it.
+///
 /// ```
 /// use silo_core::MergeOperator;
 ///

@@ -17,6 +17,7 @@ use crate::index::Index;
 use crate::log::Log;
 use crate::options::{Durability, Options};
 use crate::pending::{Base, Bytes, KeyOps, PendingOp, PendingView};
+use crate::reentry::{self, Hold};
 use crate::stats::Stats;
 use crate::{READ_LIMIT, WriteBatch, manifest, recovery};
 
@@ -134,6 +135,8 @@ pub struct Silo {
     poisoned: Mutex<Option<String>>,
     is_poisoned: AtomicBool,
     closed: AtomicBool,
+    /// Tells this store apart in the per-thread record of held callbacks and iterators.
+    pub(crate) id: u64,
     _lock: DirLock,
 }
 
@@ -180,6 +183,7 @@ impl Silo {
             poisoned: Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            id: reentry::next_store_id(),
             dir,
             opts,
             _lock: lock,
@@ -230,9 +234,16 @@ impl Silo {
     }
 
     /// Calls `f` with the value of `key` (`None` if absent) without copying
-    /// it when it is stored whole. Do not write to the store from inside `f`.
+    /// it when it is stored whole.
+    ///
+    /// `f` runs inside a grace period that compaction waits for, so calls
+    /// from inside it that would wait for compaction (`iter`, `compact`,
+    /// `compact_cold`, `checkpoint`, `bulk_writer`, `merge_writer`) return
+    /// [`Error::WouldDeadlock`]; reads and writes work, and a write made
+    /// there never starts an automatic compaction.
     pub fn get_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         let _reader = self.grace.enter();
+        let _callback = reentry::hold(self.id, Hold::Callback);
         let pending = self.pending.get(key);
         match pending {
             None => {
@@ -294,8 +305,12 @@ impl Silo {
             Stored::Present(seq, value) => fold_over(Some((seq, value))),
             Stored::Lookup => {
                 let tables = self.tables();
+                // The index first, then the data view: an entry read first
+                // may point at a record appended after an older view was
+                // taken, and such a view would end before it.
+                let offset = tables.index.get(key)?;
                 let view = tables.data.view();
-                match tables.index.get(key)? {
+                match offset {
                     Some(offset) => {
                         let r = tables.data.record(&view, offset, key, READ_LIMIT)?;
                         fold_over(Some((r.seq, r.value)))
@@ -490,7 +505,12 @@ impl Silo {
     /// the writer's error: an I/O failure poisons the store (later calls say
     /// so), and any failure is kept in [`Stats::last_compaction_error`].
     fn after_write(&self) -> Result<()> {
-        if !self.opts.auto_compact {
+        // Inside a read callback or while holding an iterator, this thread
+        // must not start or wait for a compaction: it would wait for itself.
+        if !self.opts.auto_compact
+            || reentry::holds(self.id, Hold::Callback)
+            || reentry::holds(self.id, Hold::Iterator)
+        {
             return Ok(());
         }
         let input = self.policy_input();

@@ -20,6 +20,7 @@ use silo_format::HEADER_LEN;
 use silo_io::map::ReadMap;
 
 use crate::error::Result;
+use crate::reentry;
 use crate::store::{GateWrite, Silo};
 
 /// What a call to [`Silo::compact`] did.
@@ -54,6 +55,7 @@ impl Silo {
     /// over the threshold.
     pub fn compact(&self) -> Result<CompactionReport> {
         self.check_poisoned()?;
+        reentry::refuse_held(self.id, "compact")?;
         let gate = self.gate.write();
         self.compact_locked(&gate)
     }
@@ -61,6 +63,7 @@ impl Silo {
     /// Rewrites the data file and index with only live records, whatever the dead space.
     pub fn compact_cold(&self) -> Result<CompactionReport> {
         self.check_poisoned()?;
+        reentry::refuse_held(self.id, "compact_cold")?;
         let gate = self.gate.write();
         let start = Instant::now();
         let mut report = self.hot_locked(&gate)?;

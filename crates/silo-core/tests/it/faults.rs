@@ -159,3 +159,38 @@ fn every_failed_or_torn_call_leaves_a_store_that_recovers_acknowledged_writes() 
     }
     assert!(cases > 20, "only {cases} fault cases ran");
 }
+
+/// Regression (durability review, item 6): after a failed log sync every
+/// write path refuses, `MergeWriter` included, and the data file is not
+/// rewritten in place.
+#[test]
+fn a_merge_writer_refuses_to_write_after_the_store_is_poisoned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    silo.put(1, b"stored-value").expect("put");
+    silo.compact().expect("compact");
+    let data_before = std::fs::read(dir.path().join("data-1")).expect("data file");
+    let writer = silo.merge_writer().expect("merge writer");
+    let guard = install(
+        dir.path(),
+        FaultPlan::new().on(FaultOp::Sync, 1, FaultAction::Fail),
+    );
+    assert!(silo.flush().is_err(), "the injected sync failure");
+    assert!(matches!(
+        silo.put(2, b"x"),
+        Err(silo_core::Error::Poisoned { .. })
+    ));
+    assert!(matches!(
+        writer.update(1, |_| b"new".to_vec()),
+        Err(silo_core::Error::Poisoned { .. })
+    ));
+    assert!(matches!(
+        writer.flush(),
+        Err(silo_core::Error::Poisoned { .. })
+    ));
+    drop(writer);
+    drop(guard);
+    let data_after = std::fs::read(dir.path().join("data-1")).expect("data file");
+    assert_eq!(data_before, data_after, "the data file was rewritten");
+    assert_eq!(silo.get(1).unwrap().as_deref(), Some(&b"stored-value"[..]));
+}

@@ -14,4 +14,5 @@ mod faults;
 mod log_damage;
 mod model;
 mod power_cut;
+mod reentrancy;
 mod store;
