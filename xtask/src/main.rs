@@ -14,7 +14,8 @@ verbs:
   ci                          fmt, clippy, tests, docs, layering and tidy checks (fail fast)
   layering                    only the layering check
   fuzz <target> [--seconds N] run a cargo-fuzz target (needs nightly and cargo-fuzz)
-  crash [--iterations N]      the SIGKILL crash test of silo-core (default 200 iterations)
+  crash [--iterations N] [--kill | --power-cut]
+                              silo-core crash tests: SIGKILL and power cut (default 200 each)
   bench [criterion args]      the benchmarks, including the peer comparison
 ";
 

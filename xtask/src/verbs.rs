@@ -84,23 +84,41 @@ pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask crash [--iterations N]`: the SIGKILL crash test with N iterations.
+/// `cargo xtask crash [--iterations N] [--kill | --power-cut]`: the crash
+/// tests in release. `--kill`: SIGKILL a child process running a workload
+/// (the page cache survives). `--power-cut`: cut the power at a random sync
+/// of a workload with compactions and open the image that keeps only what
+/// was synced. Both by default; N runs each (200 by default).
 pub(crate) fn crash(args: &[String]) -> Result<(), String> {
     let iterations = flag_value(args, "--iterations")?.unwrap_or(200).to_string();
-    cargo(
-        &[
-            "test",
-            "--release",
-            "-p",
-            "silo-core",
-            "--test",
-            "it",
-            "crash",
-            "--",
-            "--nocapture",
-        ],
-        &[("SILO_CRASH_ITERATIONS", &iterations)],
-    )
+    let kill = !args.iter().any(|a| a == "--power-cut");
+    let power_cut = !args.iter().any(|a| a == "--kill");
+    let test = |filter: &str| {
+        cargo(
+            &[
+                "test",
+                "--release",
+                "-p",
+                "silo-core",
+                "--test",
+                "it",
+                filter,
+                "--",
+                "--nocapture",
+            ],
+            &[
+                ("SILO_CRASH_ITERATIONS", &iterations),
+                ("SILO_POWER_CUT_ITERATIONS", &iterations),
+            ],
+        )
+    };
+    if kill {
+        test("crash::")?;
+    }
+    if power_cut {
+        test("power_cut::random")?;
+    }
+    Ok(())
 }
 
 /// `cargo xtask bench [args]`: every criterion bench, args passed through.

@@ -59,7 +59,7 @@ pub use compaction::policy::{CompactionKind, PolicyInput};
 pub use error::{Error, Result};
 pub use iter::Iter;
 pub use merge::MergeOperator;
-pub use options::{CompactionThresholds, Durability, Options};
+pub use options::{CompactionThresholds, Durability, Options, WriteOptions};
 pub use stats::Stats;
 pub use store::Silo;
 

@@ -19,6 +19,34 @@ pub enum Durability {
     Sync,
 }
 
+/// Options of one write call ([`crate::Silo::write_with`], `put_with`,
+/// `delete_with`, `merge_with`).
+///
+/// ```
+/// use silo_core::{Durability, Options, Silo, WriteOptions};
+/// let dir = tempfile::tempdir().unwrap();
+/// let silo = Silo::open(dir.path(), Options::default()).unwrap(); // Buffered
+/// silo.put(1, b"cached").unwrap();
+/// // This one returns after an fdatasync, which covers the put above too.
+/// silo.put_with(2, b"durable", WriteOptions::durability(Durability::Sync)).unwrap();
+/// assert!(silo.stats().log_syncs >= 1);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// The durability of this call; `None` takes [`Options::durability`].
+    pub durability: Option<Durability>,
+}
+
+impl WriteOptions {
+    /// A write with the given durability, whatever the store's default.
+    pub fn durability(durability: Durability) -> WriteOptions {
+        WriteOptions {
+            durability: Some(durability),
+        }
+    }
+}
+
 /// When compaction is due; see [`crate::compaction::policy`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompactionThresholds {

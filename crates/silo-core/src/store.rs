@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::grace::Grace;
 use crate::index::Index;
 use crate::log::Log;
-use crate::options::{Durability, Options};
+use crate::options::{Durability, Options, WriteOptions};
 use crate::pending::{Base, Bytes, KeyOps, PendingOp, PendingView};
 use crate::reentry::{self, Hold};
 use crate::stats::Stats;
@@ -343,33 +343,60 @@ impl Silo {
 
     /// Sets `key` to `value`.
     pub fn put(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.append(&[(Tag::Put, key, value)], false)?;
+        self.put_with(key, value, WriteOptions::default())
+    }
+
+    /// [`Silo::put`] with options for this call (its durability).
+    pub fn put_with(&self, key: u64, value: &[u8], wo: WriteOptions) -> Result<()> {
+        self.append(&[(Tag::Put, key, value)], false, self.durability_of(wo))?;
         self.after_write()
+    }
+
+    /// The durability a call with `wo` gets.
+    fn durability_of(&self, wo: WriteOptions) -> Durability {
+        wo.durability.unwrap_or(self.opts.durability)
     }
 
     /// A put that never starts or waits for a compaction (for writers that
     /// hold the compaction gate themselves).
     pub(crate) fn put_no_compact(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.append(&[(Tag::Put, key, value)], false)
+        self.append(&[(Tag::Put, key, value)], false, self.opts.durability)
     }
 
     /// Removes `key` (a no-op if absent).
     pub fn delete(&self, key: u64) -> Result<()> {
-        self.append(&[(Tag::Delete, key, &[])], false)?;
+        self.delete_with(key, WriteOptions::default())
+    }
+
+    /// [`Silo::delete`] with options for this call (its durability).
+    pub fn delete_with(&self, key: u64, wo: WriteOptions) -> Result<()> {
+        self.append(&[(Tag::Delete, key, &[])], false, self.durability_of(wo))?;
         self.after_write()
     }
 
     /// Adds a merge operand for `key`; needs `Options::merge_operator`.
     pub fn merge(&self, key: u64, operand: &[u8]) -> Result<()> {
+        self.merge_with(key, operand, WriteOptions::default())
+    }
+
+    /// [`Silo::merge`] with options for this call (its durability).
+    pub fn merge_with(&self, key: u64, operand: &[u8], wo: WriteOptions) -> Result<()> {
         if self.opts.merge_operator.is_none() {
             return Err(Error::NoMergeOperator { key });
         }
-        self.append(&[(Tag::Merge, key, operand)], false)?;
+        self.append(&[(Tag::Merge, key, operand)], false, self.durability_of(wo))?;
         self.after_write()
     }
 
     /// Applies `batch` atomically: after a crash, all of it or none.
     pub fn write(&self, batch: &WriteBatch) -> Result<()> {
+        self.write_with(batch, WriteOptions::default())
+    }
+
+    /// [`Silo::write`] with options for this call: with
+    /// `Durability::Sync` it returns once the batch (and everything
+    /// written before it) is durable, through group commit.
+    pub fn write_with(&self, batch: &WriteBatch, wo: WriteOptions) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -379,7 +406,7 @@ impl Silo {
             return Err(Error::NoMergeOperator { key });
         }
         let ops: Vec<(Tag, u64, &[u8])> = batch.iter().collect();
-        self.append(&ops, ops.len() > 1)?;
+        self.append(&ops, ops.len() > 1, self.durability_of(wo))?;
         self.after_write()
     }
 
@@ -408,7 +435,8 @@ impl Silo {
         e
     }
 
-    fn append(&self, ops: &[(Tag, u64, &[u8])], batch: bool) -> Result<()> {
+    fn append(&self, ops: &[(Tag, u64, &[u8])], batch: bool, durability: Durability) -> Result<()> {
+        let durable = durability == Durability::Sync;
         self.check_poisoned()?;
         let max = self.opts.max_value_len;
         let mut size = 0;
@@ -446,8 +474,7 @@ impl Silo {
             recorded.push((*key, 0, op));
             at += payload.len();
         }
-        let appending =
-            (self.opts.durability == Durability::Sync).then(|| self.log.commit.appending());
+        let appending = durable.then(|| self.log.commit.appending());
         let last_seq = {
             let mut st = self.log.lock();
             let mut scratch = std::mem::take(&mut st.scratch);
@@ -469,7 +496,6 @@ impl Silo {
                 put(Tag::BatchCommit, ops.len() as u64, &[])?;
             }
             let first = st.next_seq();
-            let durable = self.opts.durability == Durability::Sync;
             let appended = st.active_mut().append(&scratch, count, durable);
             st.scratch = scratch;
             appended.map_err(|e| self.poison(e))?;
@@ -482,7 +508,7 @@ impl Silo {
             first + count - 1
         };
         drop(appending);
-        if self.opts.durability == Durability::Sync {
+        if durable {
             self.log
                 .commit
                 .wait_durable(last_seq, || {
