@@ -697,6 +697,28 @@ fn durable_run(e: &dyn Engine, threads: usize) -> Res<f64> {
     Ok(per_sec(total?, t.elapsed()))
 }
 
+/// A Buffered silo store: `write` of a one-put batch, then `flush`, for
+/// `DURABLE_RUN`; ops/s.
+fn write_flush_run(dir: &Path) -> Res<f64> {
+    let silo = silo_core::Silo::open(dir, silo_core::Options::default())?;
+    let mut rng = Rng(0xF1_0000);
+    let mut b = silo_core::WriteBatch::new();
+    let t = Instant::now();
+    let mut n = 0;
+    while t.elapsed() < DURABLE_RUN {
+        let k = rng.next();
+        b.clear();
+        b.put(k, &value_for(k, 1));
+        silo.write(&b)?;
+        silo.flush()?;
+        n += 1;
+    }
+    let rate = per_sec(n, t.elapsed());
+    silo.close()?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(rate)
+}
+
 /// 128-byte append + fdatasync on a plain file for `DURABLE_RUN`; ops/s.
 fn raw_append_run(dir: &Path) -> Res<f64> {
     std::fs::create_dir_all(dir)?;
@@ -905,6 +927,7 @@ const R_OVER: &str = "5. random overwrites, buffered";
 const R_DUR1: &str = "6. durable puts, 1 thread";
 const R_DUR_RAW: &str = "6. durable puts vs raw 128 B append+fdatasync";
 const R_DUR4: &str = "6. silo durable puts, 4 threads vs 1";
+const R_FLUSH: &str = "6. silo write+flush vs Sync put, 1 thread";
 const R_REOPEN: &str = "7. reopen after clean close (median open→first get)";
 const R_RECOVERY: &str = "8. recovery: log replay speed";
 const R_DISK_LOAD: &str = "9. disk after load (vs raw)";
@@ -925,6 +948,7 @@ fn rows() -> Vec<Row> {
         Row::new(R_DUR1, Unit::OpsPerSec, AtLeast(1.0), ">= 1x best peer"),
         Row::new(R_DUR_RAW, Unit::OpsPerSec, AtLeast(0.9), ">= 0.9x raw"),
         Row::new(R_DUR4, Unit::OpsPerSec, AtLeast(3.0), ">= 3x 1 thread"),
+        Row::new(R_FLUSH, Unit::OpsPerSec, AtLeast(0.9), ">= 0.9x Sync put"),
         {
             let mut r = Row::new(R_REOPEN, Unit::Millis, AtMost(2.0), "<= 2x LMDB/redb");
             r.peers = vec![1, 4];
@@ -1093,6 +1117,12 @@ fn durable_pipeline(kind: Kind, idx: usize, root: &Path, out: &mut Rows) -> Res<
         out.set(R_DUR4, idx, x4);
         if let Some(r) = out.rows.iter_mut().find(|r| r.scenario == R_DUR4) {
             r.reference = Some(("silo 1 thread".to_owned(), x));
+        }
+        let xf = write_flush_run(&root.join("silo-write-flush"))?;
+        eprintln!("[{name}] write(batch of 1) + flush: {xf:.0}/s");
+        out.set(R_FLUSH, idx, xf);
+        if let Some(r) = out.rows.iter_mut().find(|r| r.scenario == R_FLUSH) {
+            r.reference = Some(("silo Sync put".to_owned(), x));
         }
     }
     e.close()?;

@@ -138,6 +138,8 @@ impl Silo {
                     self.log.commit.fail(e.to_string());
                     return Err(self.poison(e.into()));
                 }
+                let frozen = 1 - st.active;
+                st.slots[frozen].synced_end = st.slots[frozen].end;
                 self.log.commit.mark_durable(last);
             }
             let frozen = st.other();

@@ -17,6 +17,10 @@ use silo_io::file::SiloFile;
 use crate::error::Result;
 use slot::LogSlot;
 
+/// How far the synced length may run ahead of the header's mark before a
+/// flush moves the mark (a clean close sets it exactly).
+const MARK_STEP: u64 = 1 << 20;
+
 /// The log's state, behind the log mutex.
 pub(crate) struct LogState {
     /// The two slots.
@@ -95,40 +99,68 @@ impl Log {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Syncs every slot's written bytes, then records in each slot header
-    /// how far it is synced (and syncs that), so recovery can tell damage
-    /// in synced bytes from a torn write. Returns the last sequence number
-    /// made durable.
+    /// Makes every write so far durable with one fdatasync per slot that
+    /// has unsynced bytes (normally just the active one; none if all is
+    /// synced). The header's synced-length mark is carried by the same
+    /// sync: when it lags by [`MARK_STEP`] or more it is set to what an
+    /// earlier sync made durable, so it lags behind the truth and never
+    /// runs ahead of it (a lagging mark only makes recovery read more of
+    /// the tail as possibly torn). Returns the last sequence number made
+    /// durable.
     pub(crate) fn sync_all(&self) -> Result<u64> {
-        let (files, ends, last) = {
-            let st = self.lock();
-            let files: Vec<Arc<SiloFile>> = st.slots.iter().map(|s| Arc::clone(&s.file)).collect();
-            let ends: Vec<(u64, usize)> = st
-                .slots
-                .iter()
-                .map(|s| (s.header.generation, s.end))
-                .collect();
-            (files, ends, st.next_seq().saturating_sub(1))
-        };
-        for f in &files {
-            f.sync_data()?;
-        }
-        self.commit.mark_durable(last);
-        {
+        let (work, last) = {
             let mut st = self.lock();
-            for (slot, (generation, end)) in st.slots.iter_mut().zip(ends) {
-                // Only the content that was synced above: a slot emptied or
-                // reused since (by compaction) keeps its own mark.
-                let same = slot.header.generation == generation && !slot.is_empty();
-                if same && slot.header.param_a < end as u64 {
-                    slot.record_durable(end)?;
+            let last = st.next_seq().saturating_sub(1);
+            let mut work = Vec::new();
+            for slot in &mut st.slots {
+                if slot.end > slot.synced_end {
+                    // The mark moves in steps: rewriting the header page on
+                    // every flush would take a write fault on a page the
+                    // last sync just cleaned.
+                    let synced = slot.synced_end;
+                    if synced as u64 >= slot.header.param_a + MARK_STEP {
+                        slot.record_durable(synced)?;
+                    }
+                    work.push((Arc::clone(&slot.file), slot.header.generation, slot.end));
+                }
+            }
+            (work, last)
+        };
+        for (file, _, _) in &work {
+            if let Err(e) = file.sync_data() {
+                // No waiting `Sync` writer may be told its write is durable.
+                self.commit.fail(e.to_string());
+                return Err(e.into());
+            }
+        }
+        if !work.is_empty() {
+            let mut st = self.lock();
+            for (_, generation, end) in work {
+                // A slot emptied and reused since (by compaction) is another slot.
+                if let Some(slot) = st
+                    .slots
+                    .iter_mut()
+                    .find(|s| s.header.generation == generation)
+                {
+                    slot.synced_end = slot.synced_end.max(end);
                 }
             }
         }
-        for f in &files {
-            f.sync_data()?;
-        }
+        self.commit.mark_durable(last);
         Ok(last)
+    }
+
+    /// Records in each slot's header that it is synced to its end, then
+    /// trims the preallocated zero tail (clean close only, after
+    /// [`Log::sync_all`]): the next open reads two headers and maps files.
+    pub(crate) fn trim(&self) -> Result<()> {
+        let mut st = self.lock();
+        for slot in &mut st.slots {
+            let end = slot.synced_end;
+            slot.record_durable(end)?;
+            slot.trim()?;
+        }
+        Ok(())
     }
 }
 
@@ -148,15 +180,6 @@ impl Log {
             return Err(e.into());
         }
         self.commit.mark_durable(last);
-        Ok(())
-    }
-
-    /// Trims both slots to their written frames (clean close only).
-    pub(crate) fn trim(&self) -> Result<()> {
-        let mut st = self.lock();
-        for slot in &mut st.slots {
-            slot.trim()?;
-        }
         Ok(())
     }
 }

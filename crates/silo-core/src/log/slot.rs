@@ -35,6 +35,9 @@ pub(crate) struct LogSlot {
     pub(crate) end: usize,
     /// Frames in the slot (the ordinal of the next frame).
     pub(crate) frames: u64,
+    /// Offset up to which the file is known to be synced (in memory; the
+    /// header's mark may lag behind it, never run ahead).
+    pub(crate) synced_end: usize,
 }
 
 impl LogSlot {
@@ -75,6 +78,7 @@ impl LogSlot {
             header,
             end: HEADER_LEN,
             frames: 0,
+            synced_end: HEADER_LEN,
         })
     }
 
@@ -116,6 +120,10 @@ impl LogSlot {
     pub(crate) fn resume_at(&mut self, body_len: usize, frames: u64) {
         self.end = HEADER_LEN + body_len;
         self.frames = frames;
+        // What the mark says was synced; the rest is synced by the next flush.
+        self.synced_end = usize::try_from(self.header.param_a)
+            .unwrap_or(HEADER_LEN)
+            .clamp(HEADER_LEN, self.end);
     }
 
     /// The sequence number the next frame gets.
@@ -134,7 +142,7 @@ impl LogSlot {
     /// Records in the header that the file is synced up to `end`; the
     /// caller syncs again afterwards. Only ever called after `end` was synced.
     pub(crate) fn record_durable(&mut self, end: usize) -> Result<()> {
-        if self.header.param_a == end as u64 {
+        if self.header.param_a >= end as u64 || end <= HEADER_LEN {
             return Ok(());
         }
         self.header.param_a = end as u64;
@@ -222,6 +230,7 @@ impl LogSlot {
         self.header = header;
         self.end = HEADER_LEN;
         self.frames = 0;
+        self.synced_end = HEADER_LEN;
         Ok(())
     }
 }

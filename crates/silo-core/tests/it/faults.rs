@@ -175,6 +175,7 @@ fn a_merge_writer_refuses_to_write_after_the_store_is_poisoned() {
         dir.path(),
         FaultPlan::new().on(FaultOp::Sync, 1, FaultAction::Fail),
     );
+    silo.put(3, b"unsynced").expect("put");
     assert!(silo.flush().is_err(), "the injected sync failure");
     assert!(matches!(
         silo.put(2, b"x"),
@@ -193,4 +194,29 @@ fn a_merge_writer_refuses_to_write_after_the_store_is_poisoned() {
     let data_after = std::fs::read(dir.path().join("data-1")).expect("data file");
     assert_eq!(data_before, data_after, "the data file was rewritten");
     assert_eq!(silo.get(1).unwrap().as_deref(), Some(&b"stored-value"[..]));
+}
+
+/// `flush` after a write costs one fdatasync (of the slot with unsynced
+/// bytes), a flush with nothing new costs none, and the synced-length mark
+/// it carries lets a clean close's store reopen without a scan.
+#[test]
+fn a_flush_costs_one_sync_and_a_clean_one_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    silo.put(1, b"one").expect("put");
+    let guard = install(dir.path(), FaultPlan::new());
+    silo.flush().expect("flush");
+    assert_eq!(guard.count(FaultOp::Sync), 1, "one write, one fdatasync");
+    silo.flush().expect("flush");
+    assert_eq!(guard.count(FaultOp::Sync), 1, "nothing new, no sync");
+    for k in 0..100 {
+        silo.put(k, b"more").expect("put");
+    }
+    silo.flush().expect("flush");
+    assert_eq!(guard.count(FaultOp::Sync), 2);
+    drop(guard);
+    silo.close().expect("close");
+    let silo = open(dir.path());
+    assert_eq!(silo.get(99).expect("get").as_deref(), Some(&b"more"[..]));
+    assert_eq!(silo.stats().torn_tail_bytes, 0);
 }
