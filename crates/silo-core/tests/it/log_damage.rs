@@ -27,6 +27,13 @@ fn sync_opts() -> Options {
     }
 }
 
+fn recovering() -> Options {
+    Options {
+        recover_corrupt_log: true,
+        ..sync_opts()
+    }
+}
+
 /// What a process kill leaves: every file as the page cache holds it.
 fn kill_image(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
@@ -76,11 +83,7 @@ fn a_recovered_cut_cuts_the_file_so_old_frames_never_come_back() {
     let dir = tempfile::tempdir().unwrap();
     let log = closed_store(dir.path());
     flip(&log, frame_at(5) + 20);
-    let recovering = Options {
-        recover_corrupt_log: true,
-        ..sync_opts()
-    };
-    let silo = Silo::open(dir.path(), recovering).unwrap();
+    let silo = Silo::open(dir.path(), recovering()).unwrap();
     assert!(
         silo.stats().torn_tail_bytes > 0,
         "the recovered cut is counted"
@@ -110,11 +113,10 @@ fn after_a_recovered_cut_a_plain_open_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let log = closed_store(dir.path());
     flip(&log, frame_at(3) + 20);
-    let recovering = Options {
-        recover_corrupt_log: true,
-        ..sync_opts()
-    };
-    Silo::open(dir.path(), recovering).unwrap().close().unwrap();
+    Silo::open(dir.path(), recovering())
+        .unwrap()
+        .close()
+        .unwrap();
     let silo = Silo::open(dir.path(), sync_opts()).expect("the mark was lowered");
     assert_eq!(silo.get(2).unwrap(), Some(val(2)));
     assert_eq!(silo.get(3).unwrap(), None);

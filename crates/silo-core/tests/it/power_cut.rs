@@ -302,26 +302,25 @@ fn seeds() -> std::ops::Range<u64> {
     start..start + var("SILO_POWER_CUT_ITERATIONS").unwrap_or(12)
 }
 
-#[test]
-fn random_power_cuts_keep_every_durable_write_buffered() {
+/// Every seed with `durability`, half of them dropping unsynced bytes and
+/// half scrambling them page by page.
+fn run_seeds(durability: Durability) {
     for seed in seeds() {
         let unsynced = if seed.is_multiple_of(2) {
             Unsynced::Drop
         } else {
             Unsynced::Scramble { seed }
         };
-        power_cut_run(seed, Durability::Buffered, unsynced);
+        power_cut_run(seed, durability, unsynced);
     }
 }
 
 #[test]
+fn random_power_cuts_keep_every_durable_write_buffered() {
+    run_seeds(Durability::Buffered);
+}
+
+#[test]
 fn random_power_cuts_keep_every_durable_write_sync() {
-    for seed in seeds() {
-        let unsynced = if seed.is_multiple_of(2) {
-            Unsynced::Drop
-        } else {
-            Unsynced::Scramble { seed }
-        };
-        power_cut_run(seed, Durability::Sync, unsynced);
-    }
+    run_seeds(Durability::Sync);
 }
