@@ -52,17 +52,7 @@ impl Silo {
     /// the iterator yields that error once and ends.
     pub fn iter(&self) -> Iter<'_> {
         if let Err(e) = reentry::refuse_in_callback(self.id, "iter") {
-            return Iter {
-                silo: self,
-                _gate: None,
-                _held: None,
-                refused: Some(e),
-                tables: self.tables(),
-                view: self.tables().data.view(),
-                pending: HashMap::new(),
-                slot: 0,
-                pending_only: None,
-            };
+            return Iter::new(self, None, None, HashMap::new(), Some(e));
         }
         let gate = self.gate_shared();
         let held = reentry::hold(self.id, Hold::Iterator);
@@ -70,13 +60,29 @@ impl Silo {
             let _log = self.log.lock();
             self.pending.snapshot()
         };
-        let tables = self.tables();
+        Iter::new(self, Some(gate), Some(held), pending, None)
+    }
+}
+
+impl<'a> Iter<'a> {
+    /// An iterator over the current tables with `pending` (a copy of the
+    /// pending view taken under the log mutex) laid over them. `gate` is
+    /// `None` when the caller (a [`crate::Snapshot`]) holds it, or when
+    /// `refused` is the one item to yield.
+    pub(crate) fn new(
+        silo: &'a Silo,
+        gate: Option<GateRead<'a>>,
+        held: Option<HoldGuard>,
+        pending: HashMap<u64, KeyOps>,
+        refused: Option<Error>,
+    ) -> Iter<'a> {
+        let tables = silo.tables();
         let view = tables.data.view();
         Iter {
-            silo: self,
-            _gate: Some(gate),
-            _held: Some(held),
-            refused: None,
+            silo,
+            _gate: gate,
+            _held: held,
+            refused,
             tables,
             view,
             pending,
@@ -90,9 +96,11 @@ impl Iterator for Iter<'_> {
     type Item = Result<(u64, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self._gate.is_none() {
+        if let Some(e) = self.refused.take() {
             // Refused: the error once, then the end.
-            return self.refused.take().map(Err);
+            self.slot = self.tables.index.capacity();
+            self.pending_only = Some(Vec::new().into_iter());
+            return Some(Err(e));
         }
         while self.slot < self.tables.index.capacity() {
             let slot = self.slot;

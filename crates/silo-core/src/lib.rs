@@ -17,7 +17,7 @@
 //! | `data` | the data file |
 //! | [`compaction`] | hot and cold compaction, the journal, the policy |
 //! | `grace` | grace periods between in-place writes and readers |
-//! | `iter`, `checkpoint`, `bulk` | iteration, online copies, bulk writers |
+//! | `iter`, `snapshot`, `checkpoint`, `bulk` | iteration, point-in-time reads, online copies, bulk writers |
 //!
 //! ```
 //! use silo_core::{Options, Silo, WriteBatch};
@@ -49,6 +49,7 @@ mod options;
 mod pending;
 mod recovery;
 mod reentry;
+mod snapshot;
 mod stats;
 mod store;
 
@@ -60,6 +61,7 @@ pub use error::{Error, Result};
 pub use iter::Iter;
 pub use merge::MergeOperator;
 pub use options::{CompactionThresholds, Durability, Options, WriteOptions};
+pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use store::Silo;
 

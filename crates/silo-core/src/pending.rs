@@ -219,10 +219,18 @@ impl Hasher for KeyHasher {
 type Shard = HashMap<u64, KeyOps, BuildHasherDefault<KeyHasher>>;
 
 /// The in-memory map of pending operations, sharded for concurrent readers.
+///
+/// A write call records its operations shard by shard, then publishes its
+/// last sequence number as visible. A reader that meets an operation above
+/// the visible mark waits (a bounded, lock-free wait on in-memory work)
+/// until the mark reaches it: by then every operation of that write call
+/// is recorded, so no read that starts afterwards can miss part of a batch.
 pub(crate) struct PendingView {
     shards: Box<[RwLock<Shard>]>,
     bytes: AtomicU64,
     ops: AtomicU64,
+    /// Every operation at or below this sequence number is wholly recorded.
+    visible: AtomicU64,
 }
 
 impl Default for PendingView {
@@ -231,6 +239,7 @@ impl Default for PendingView {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             bytes: AtomicU64::new(0),
             ops: AtomicU64::new(0),
+            visible: AtomicU64::new(0),
         }
     }
 }
@@ -303,8 +312,39 @@ impl PendingView {
     }
 
     /// What is pending for `key`, if anything (a cheap clone of `Arc`s).
+    /// Returns only once every write call that logged one of these
+    /// operations is wholly recorded (see [`PendingView::publish`]).
     pub(crate) fn get(&self, key: u64) -> Option<KeyOps> {
-        self.read(key).get(&key).cloned()
+        let ops = self.read(key).get(&key).cloned();
+        if let Some(ops) = &ops {
+            self.wait_visible(ops.max_seq());
+        }
+        ops
+    }
+
+    /// Marks every operation through `seq` as wholly recorded. Writers call
+    /// it, under the log mutex, right after recording a write call.
+    pub(crate) fn publish(&self, seq: u64) {
+        self.visible.fetch_max(seq, Ordering::Release);
+    }
+
+    /// The highest sequence number published.
+    pub(crate) fn visible(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// Returns once `seq` is published. The writer recording it holds the
+    /// log mutex and does no I/O until it publishes, so this is short.
+    fn wait_visible(&self, seq: u64) {
+        let mut spins = 0u32;
+        while self.visible.load(Ordering::Acquire) < seq {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Records `op` for `key` at `seq`. Sequence numbers must grow per key.

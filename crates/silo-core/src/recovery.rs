@@ -191,6 +191,8 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         }
         next_seq = next_seq.max(slot.next_seq());
     }
+    // Everything replayed is recorded whole.
+    pending.publish(next_seq.saturating_sub(1));
     let frozen = !slots[older].is_empty();
     let state = LogState {
         slots,

@@ -503,6 +503,8 @@ impl Silo {
                 item.1 = seq;
             }
             self.pending.record_many(recorded);
+            // The whole call is recorded: readers may now see any of it.
+            self.pending.publish(first + count - 1);
             self.active_log_bytes
                 .store(st.active().log_bytes(), Ordering::Relaxed);
             first + count - 1

@@ -1,0 +1,122 @@
+//! `Snapshot`: a read view of a store at one point in time, for several
+//! `get`s and iterations that must agree with each other.
+//!
+//! A snapshot holds the compaction gate shared (so the data file and index
+//! do not change under it) and a copy of the pending view taken under the
+//! log mutex, when every write call recorded so far is wholly visible. Its
+//! reads lay that copy over the tables; writes made after it are not seen.
+
+use std::collections::HashMap;
+
+use crate::READ_LIMIT;
+use crate::error::Result;
+use crate::iter::Iter;
+use crate::pending::{Base, KeyOps};
+use crate::reentry::{self, Hold, HoldGuard};
+use crate::store::{GateRead, Silo, Stored};
+
+/// A consistent read view of a store; see [`Silo::snapshot`].
+///
+/// ```
+/// use silo_core::{Options, Silo, WriteBatch};
+/// let dir = tempfile::tempdir().unwrap();
+/// let silo = Silo::open(dir.path(), Options::default()).unwrap();
+/// silo.put(1, b"before").unwrap();
+/// let snap = silo.snapshot().unwrap();
+/// silo.put(1, b"after").unwrap();
+/// silo.put(2, b"new").unwrap();
+/// assert_eq!(snap.get(1).unwrap().as_deref(), Some(&b"before"[..]));
+/// assert_eq!(snap.get(2).unwrap(), None);
+/// assert_eq!(snap.iter().count(), 1);
+/// drop(snap);
+/// assert_eq!(silo.get(1).unwrap().as_deref(), Some(&b"after"[..]));
+/// ```
+pub struct Snapshot<'a> {
+    silo: &'a Silo,
+    _gate: GateRead<'a>,
+    _held: HoldGuard,
+    pending: HashMap<u64, KeyOps>,
+    seq: u64,
+}
+
+impl std::fmt::Debug for Snapshot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("seq", &self.seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Silo {
+    /// A read view of the store as of now: every write acknowledged before
+    /// the call, whole batches only, and nothing written after it.
+    ///
+    /// What it costs: a copy of the pending view (the operations not yet
+    /// compacted: at most `Options::pending_limit_bytes` and a little
+    /// bookkeeping per operation) made at once, and while it lives,
+    /// compaction waits, exactly as for an iterator: writes go on into the
+    /// log and the pending view, which grow until the snapshot is dropped.
+    /// Keep snapshots short-lived. A thread holding one gets
+    /// [`crate::Error::WouldDeadlock`] from calls that wait for compaction
+    /// (see [`Silo::iter`]), and one cannot be taken from inside a
+    /// `get_with` or `MergeWriter::update` callback.
+    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+        reentry::refuse_in_callback(self.id, "snapshot")?;
+        let gate = self.gate_shared();
+        let held = reentry::hold(self.id, Hold::Iterator);
+        let (pending, seq) = {
+            let _log = self.log.lock();
+            (self.pending.snapshot(), self.pending.visible())
+        };
+        Ok(Snapshot {
+            silo: self,
+            _gate: gate,
+            _held: held,
+            pending,
+            seq,
+        })
+    }
+}
+
+impl Snapshot<'_> {
+    /// The sequence number of the last operation the snapshot sees.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The value of `key` as of the snapshot.
+    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>> {
+        self.get_with(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    /// Calls `f` with the value of `key` as of the snapshot (`None` if
+    /// absent), without copying it when it is stored whole.
+    pub fn get_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        match self.pending.get(&key) {
+            None => {
+                // The gate keeps the tables as they were at the snapshot.
+                let tables = self.silo.tables();
+                let Some(offset) = tables.index.get(key)? else {
+                    return Ok(f(None));
+                };
+                let view = tables.data.view();
+                let record = tables.data.record(&view, offset, key, READ_LIMIT)?;
+                Ok(f(Some(record.value)))
+            }
+            Some(KeyOps {
+                base: Some(Base::Put { value, .. }),
+                merges,
+            }) if merges.is_empty() => Ok(f(Some(value))),
+            Some(ops) => self
+                .silo
+                .resolve(key, ops.clone(), Stored::Lookup)
+                .map(|v| f(v.as_deref())),
+        }
+    }
+
+    /// Every live `(key, value)` as of the snapshot, in no particular order.
+    /// Costs another copy of the snapshot's pending operations.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(self.silo, None, None, self.pending.clone(), None)
+    }
+}
