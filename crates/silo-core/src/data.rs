@@ -6,12 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use silo_format::{FileHeader, FileKind, HEADER_LEN, Record, decode_record};
+use silo_format::error::FormatError;
+use silo_format::{
+    Entry, FileHeader, FileKind, HEADER_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, Record,
+    decode_entry_at, decode_record,
+};
 use silo_io::coalesce::CoalescedWrites;
 use silo_io::durable::{create_with_header, read_header};
 use silo_io::file::{SiloFile, WriteStats};
 use silo_io::map::{GrowableMap, ReadMap};
 
+use crate::READ_LIMIT;
 use crate::error::{Error, Result};
 
 /// Bytes a new data file is allocated with.
@@ -168,6 +173,46 @@ impl DataFile {
     }
 
     /// Bytes the file takes on disk.
+    /// Calls `each(offset, entry)` for every record and tombstone from the
+    /// first byte after the header to the end of the records, in file
+    /// order. All-zero stretches (the unused ends of bulk writer regions)
+    /// are skipped; bytes that are neither zero nor a valid entry are
+    /// reported once per damaged stretch as `Err` and skipped a word at a
+    /// time until an entry decodes again.
+    pub(crate) fn scan(
+        &self,
+        view: &ReadMap,
+        mut each: impl FnMut(u64, std::result::Result<Entry<'_>, FormatError>),
+    ) {
+        let end = usize::try_from(self.end())
+            .unwrap_or(usize::MAX)
+            .min(view.len());
+        let bytes = view.as_slice().get(..end).unwrap_or_default();
+        let mut at = HEADER_LEN;
+        let mut in_damage = false;
+        while at + RECORD_HEADER_LEN <= end {
+            let rest = bytes.get(at..).unwrap_or_default();
+            match decode_entry_at(rest, READ_LIMIT) {
+                Ok(entry) => {
+                    in_damage = false;
+                    let size = entry.key_seq_size().2;
+                    each(at as u64, Ok(entry));
+                    at += size;
+                }
+                Err(e) => {
+                    let zero = rest
+                        .get(..RECORD_HEADER_LEN)
+                        .is_some_and(|h| h.iter().all(|b| *b == 0));
+                    if !zero && !in_damage {
+                        each(at as u64, Err(e));
+                        in_damage = true;
+                    }
+                    at += RECORD_ALIGN;
+                }
+            }
+        }
+    }
+
     pub(crate) fn disk_bytes(&self) -> Result<u64> {
         Ok(self.file.block_bytes()?)
     }

@@ -110,6 +110,22 @@ impl Iterator for Iter<'_> {
                 Ok(None) => continue,
                 Ok(Some(entry)) => entry,
             };
+            // Yield exactly what `get` answers: a slot a lookup of its key
+            // does not reach (a damaged slot that looks valid) is damage.
+            match self.tables.index.get(key) {
+                Ok(Some(found)) if found == offset => {}
+                Ok(_) => {
+                    return Some(Err(Error::corrupt(
+                        self.tables.index.path(),
+                        silo_format::slot_offset(slot),
+                        format!(
+                            "slot {slot} holds key {key}, which a lookup of the key does not reach; \
+                             check with Silo::verify and rebuild with Silo::rebuild_index"
+                        ),
+                    )));
+                }
+                Err(e) => return Some(Err(e)),
+            }
             // Take the key's pending operations first, so that a damaged
             // record cannot leave them to be yielded alone later.
             let pending = self.pending.remove(&key);

@@ -17,6 +17,7 @@
 //! | `data` | the data file |
 //! | [`compaction`] | hot and cold compaction, the journal, the policy |
 //! | `grace` | grace periods between in-place writes and readers |
+//! | `verify` | the index checked against the data file, and rebuilt from it |
 //! | `iter`, `snapshot`, `checkpoint`, `bulk` | iteration, point-in-time reads, online copies, bulk writers |
 //!
 //! ```
@@ -52,6 +53,7 @@ mod reentry;
 mod snapshot;
 mod stats;
 mod store;
+mod verify;
 
 pub use batch::WriteBatch;
 pub use bulk::{BulkHandle, BulkWriter, MergeWriter, UpdateOutcome};
@@ -64,6 +66,7 @@ pub use options::{CompactionThresholds, Durability, Options, WriteOptions};
 pub use snapshot::Snapshot;
 pub use stats::Stats;
 pub use store::Silo;
+pub use verify::{Problem, VerifyReport};
 
 /// The largest value or operand a reader accepts from disk, whatever the
 /// options of the writer were.

@@ -449,6 +449,7 @@ mod tests {
         v.record(1, 1, PendingOp::Merge(val(b"a")));
         v.record(1, 2, PendingOp::Put(val(b"b")));
         v.record(1, 3, PendingOp::Merge(val(b"c")));
+        v.publish(3);
         let ops = v.get(1).expect("pending");
         assert_eq!(
             ops.base,
@@ -468,6 +469,7 @@ mod tests {
         v.record(0, 5, PendingOp::Delete);
         v.record(0, 6, PendingOp::Merge(val(b"x")));
         v.record(u64::MAX, 7, PendingOp::Put(val(b"y")));
+        v.publish(7);
         v.forget_through(0, 5);
         assert_eq!(v.get(0).expect("merge left").merges.len(), 1);
         assert!(v.get(0).expect("merge left").base.is_none());
@@ -482,6 +484,7 @@ mod tests {
     fn overlay_never_hides_a_newer_base() {
         let v = PendingView::default();
         v.record(9, 10, PendingOp::Put(val(b"new")));
+        v.publish(10);
         v.overlay(9, 4, val(b"folded"));
         assert_eq!(
             v.get(9).expect("kept").base,
@@ -492,6 +495,7 @@ mod tests {
         );
         v.record(8, 3, PendingOp::Merge(val(b"m3")));
         v.record(8, 12, PendingOp::Merge(val(b"m12")));
+        v.publish(12);
         v.overlay(8, 3, val(b"folded"));
         let ops = v.get(8).expect("overlaid");
         assert_eq!(
@@ -502,6 +506,28 @@ mod tests {
             })
         );
         assert_eq!(ops.merges, vec![(12, val(b"m12"))]);
+    }
+
+    #[test]
+    fn a_reader_waits_until_the_whole_write_call_is_published() {
+        let v = PendingView::default();
+        v.record(1, 1, PendingOp::Put(val(b"a")));
+        v.publish(1);
+        // Recorded but not yet published: a reader of key 2 waits for it.
+        v.record(2, 2, PendingOp::Put(val(b"b")));
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| v.get(2));
+            assert_eq!(
+                v.get(1).map(|o| o.max_seq()),
+                Some(1),
+                "published ops read at once"
+            );
+            v.record(3, 3, PendingOp::Put(val(b"c")));
+            v.publish(3);
+            let ops = reader.join().expect("reader");
+            assert_eq!(ops.map(|o| o.max_seq()), Some(2));
+        });
+        assert_eq!(v.visible(), 3);
     }
 
     #[test]

@@ -53,12 +53,17 @@ pub const LOC_CHECK_SHIFT: u32 = 48;
 /// The bits of a raw `loc` that hold the offset (or [`LOC_DELETED`]).
 pub const LOC_OFFSET_MASK: u64 = (1 << LOC_CHECK_SHIFT) - 1;
 
+/// XORed into every key check, so that no key's check is 0: an empty slot
+/// (all zero bytes) is then at least 9 flipped bits from a valid entry for
+/// any key, key 0 included (8 set bits of the check, one of the offset).
+pub const KEY_CHECK_SALT: u16 = 0xA5C3;
+
 /// The 16-bit key check stored in the top bits of a slot's `loc`: the XOR
-/// of the key's four 16-bit lanes. Any damage confined to one lane (any
-/// single damaged byte, in particular) changes it.
+/// of the key's four 16-bit lanes and [`KEY_CHECK_SALT`]. Any damage
+/// confined to one lane (any single damaged byte, in particular) changes it.
 pub const fn key_check(key: u64) -> u16 {
     let [a, b, ..] = (key ^ (key >> 16) ^ (key >> 32) ^ (key >> 48)).to_le_bytes();
-    u16::from_le_bytes([a, b])
+    u16::from_le_bytes([a, b]) ^ KEY_CHECK_SALT
 }
 
 const _: () = assert!(ENTRY_LOC_OFFSET + 8 == INDEX_ENTRY_LEN && BUCKET_LEN == 64);
@@ -254,6 +259,25 @@ mod tests {
             decode_entry(&bytes[..15]),
             Err(FormatError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn an_empty_slot_is_many_bits_from_any_entry() {
+        // Regression: with a check of 0 for key 0, one flipped bit of an
+        // empty slot's `loc` made a valid entry for key 0.
+        for bit in 0..64 {
+            let raw = 1u64 << bit;
+            assert!(Loc::decode(raw, 0).is_err(), "loc bit {bit} alone");
+        }
+        for key in [0u64, 1, u64::MAX] {
+            assert_ne!(key_check(key), 0, "key {key:#x}");
+        }
+        // A key whose check is 0 has lanes that XOR to the salt, so at least
+        // the salt's 8 bits set in its key field: with one offset bit, an
+        // empty slot is at least 9 bits from any valid entry.
+        assert_eq!(KEY_CHECK_SALT.count_ones(), 8);
+        assert_eq!(key_check(0xA5C3), 0);
+        assert!(Loc::decode(64, 0xA5C3).is_ok() && (0xA5C3u64).count_ones() == 8);
     }
 
     #[test]

@@ -42,11 +42,12 @@ pub use frame::{
 };
 pub use header::{FORMAT_VERSION, FileHeader, FileKind, HEADER_LEN};
 pub use index_entry::{
-    ENTRY_KEY_OFFSET, ENTRY_LOC_OFFSET, INDEX_ENTRY_LEN, LOC_DELETED, LOC_EMPTY, Loc,
-    SLOTS_PER_BUCKET, decode_entry, encode_entry, hash_key, key_check, slot_offset,
+    ENTRY_KEY_OFFSET, ENTRY_LOC_OFFSET, INDEX_ENTRY_LEN, KEY_CHECK_SALT, LOC_DELETED, LOC_EMPTY,
+    Loc, SLOTS_PER_BUCKET, decode_entry, encode_entry, hash_key, key_check, slot_offset,
 };
 pub use le::{Le16, Le32, Le64};
 pub use manifest::Manifest;
 pub use record::{
-    RECORD_ALIGN, RECORD_HEADER_LEN, Record, alloc_for, decode_record, encode_record, record_size,
+    Entry, RECORD_ALIGN, RECORD_HEADER_LEN, Record, TOMBSTONE_LEN, alloc_for, decode_entry_at,
+    decode_record, encode_record, encode_tombstone, record_size,
 };

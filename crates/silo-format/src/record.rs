@@ -29,6 +29,14 @@ pub const RECORD_HEADER_LEN: usize = RECORD_VALUE_OFFSET;
 /// Alignment of record starts and of `alloc`.
 pub const RECORD_ALIGN: usize = 4;
 
+/// The `len` of a tombstone: a record that says its key was deleted at
+/// `seq`. A tombstone has `alloc` 0 and no value, so it takes
+/// [`RECORD_HEADER_LEN`] bytes. Compaction appends one when it deletes a
+/// key whose record stays behind as dead space, so that the data file alone
+/// says which keys are live (the newest record of each key, by `seq`, unless
+/// it is a tombstone) and the index can be checked and rebuilt from it.
+pub const TOMBSTONE_LEN: u32 = u32::MAX;
+
 /// The record header's byte layout.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
@@ -166,9 +174,80 @@ pub fn encode_record(
     Ok(size)
 }
 
+/// Encodes a tombstone for `key` deleted at `seq` into the front of `out`;
+/// returns its size, [`RECORD_HEADER_LEN`].
+pub fn encode_tombstone(out: &mut [u8], key: u64, seq: u64) -> Result<usize, FormatError> {
+    let available = out.len();
+    let Some(head) = out.get_mut(..RECORD_HEADER_LEN) else {
+        return Err(FormatError::Truncated {
+            what: "tombstone output buffer",
+            needed: RECORD_HEADER_LEN,
+            available,
+        });
+    };
+    let mut raw = RawRecordHeader {
+        key: Le64::new(key),
+        seq: Le64::new(seq),
+        len: Le32::new(TOMBSTONE_LEN),
+        alloc: Le32::new(0),
+        crc: Le32::new(0),
+    };
+    raw.crc = Le32::new(record_crc(&bytemuck::cast(raw), &[]));
+    head.copy_from_slice(bytemuck::bytes_of(&raw));
+    Ok(RECORD_HEADER_LEN)
+}
+
+/// A record or a tombstone, as a scan of a data file finds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// A value.
+    Value(Record<'a>),
+    /// `key` was deleted at `seq`.
+    Tombstone {
+        /// The deleted key.
+        key: u64,
+        /// The sequence number of the delete.
+        seq: u64,
+    },
+}
+
+impl Entry<'_> {
+    /// The key, the sequence number and the bytes the entry occupies.
+    pub fn key_seq_size(&self) -> (u64, u64, usize) {
+        match self {
+            Entry::Value(r) => (r.key, r.seq, r.size()),
+            Entry::Tombstone { key, seq } => (*key, *seq, RECORD_HEADER_LEN),
+        }
+    }
+}
+
+/// Decodes the record or tombstone at the start of `bytes`, with the
+/// checks of [`decode_record`] (a tombstone's CRC covers its header).
+pub fn decode_entry_at(bytes: &[u8], max_len: u32) -> Result<Entry<'_>, FormatError> {
+    if let Some(head) = bytes.first_chunk::<RECORD_HEADER_LEN>() {
+        let raw: RawRecordHeader = bytemuck::cast(*head);
+        if raw.len.get() == TOMBSTONE_LEN && raw.alloc.get() == 0 {
+            let found = record_crc(head, &[]);
+            if found != raw.crc.get() {
+                return Err(FormatError::ChecksumMismatch {
+                    what: "tombstone",
+                    expected: raw.crc.get(),
+                    found,
+                });
+            }
+            return Ok(Entry::Tombstone {
+                key: raw.key.get(),
+                seq: raw.seq.get(),
+            });
+        }
+    }
+    decode_record(bytes, max_len).map(Entry::Value)
+}
+
 /// Decodes the record at the start of `bytes` (which may extend past it),
 /// zero-copy, verifying `len <= max_len`, `alloc % 4 == 0`, `len <= alloc`,
-/// that all [`record_size`]`(alloc)` bytes are present, and the CRC.
+/// that all [`record_size`]`(alloc)` bytes are present, and the CRC. A
+/// tombstone is not a record: it fails the `len` checks.
 pub fn decode_record(bytes: &[u8], max_len: u32) -> Result<Record<'_>, FormatError> {
     let Some(head) = bytes.first_chunk::<RECORD_HEADER_LEN>() else {
         return Err(FormatError::Truncated {
@@ -228,6 +307,40 @@ pub fn decode_record(bytes: &[u8], max_len: u32) -> Result<Record<'_>, FormatErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstone_round_trip() {
+        let mut buf = [0u8; RECORD_HEADER_LEN + 4];
+        assert_eq!(encode_tombstone(&mut buf, 7, 99), Ok(RECORD_HEADER_LEN));
+        assert_eq!(
+            decode_entry_at(&buf, 1 << 20),
+            Ok(Entry::Tombstone { key: 7, seq: 99 })
+        );
+        assert_eq!(
+            decode_entry_at(&buf, 1 << 20).map(|e| e.key_seq_size()),
+            Ok((7, 99, RECORD_HEADER_LEN))
+        );
+        // Readers of values never take a tombstone for a record.
+        assert!(decode_record(&buf, u32::MAX - 1).is_err());
+        let mut rec = [0u8; 64];
+        let n = encode_record(&mut rec, 7, 5, b"abc", 4).unwrap();
+        assert!(
+            matches!(decode_entry_at(&rec[..n], 1 << 20), Ok(Entry::Value(r)) if r.value == b"abc")
+        );
+    }
+
+    #[test]
+    fn tombstone_detects_corruption() {
+        let mut buf = [0u8; RECORD_HEADER_LEN];
+        encode_tombstone(&mut buf, 7, 99).unwrap();
+        for i in 0..RECORD_HEADER_LEN {
+            let mut bad = buf;
+            bad[i] ^= 0x10;
+            assert!(decode_entry_at(&bad, 1 << 20).is_err(), "byte {i}");
+        }
+        assert!(encode_tombstone(&mut buf[..10], 1, 1).is_err());
+        assert!(decode_entry_at(&buf[..10], 1 << 20).is_err());
+    }
 
     #[test]
     fn round_trip() {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use silo_format::{encode_record, record_size};
+use silo_format::{RECORD_HEADER_LEN, encode_record, encode_tombstone, record_size};
 use silo_io::coalesce::CoalescedWrites;
 use silo_io::durable::remove_file;
 
@@ -48,7 +48,10 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
         silo.grace.wait();
     }
 
-    // 2. Encode every record; appended ones get space at the end.
+    // 2. Encode every record; appended ones get space at the end, then a
+    //    tombstone per deleted key (its old record stays behind as dead
+    //    space, and the data file alone must say the key is gone).
+    let tombstone_bytes = (plan.deletes.len() * RECORD_HEADER_LEN) as u64;
     let append_bytes: u64 = plan
         .writes
         .iter()
@@ -56,7 +59,8 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
             Place::Append { alloc } => Some(record_size(alloc) as u64),
             Place::InPlace { .. } => None,
         })
-        .sum();
+        .sum::<u64>()
+        + tombstone_bytes;
     let mut cursor = if append_bytes > 0 {
         tables.data.reserve(append_bytes)?
     } else {
@@ -98,8 +102,14 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
         }
     }
     for d in &plan.deletes {
+        buf.clear();
+        buf.resize(RECORD_HEADER_LEN, 0);
+        encode_tombstone(&mut buf, d.key, d.seq)
+            .map_err(|e| Error::format(tables.data.path(), e))?;
+        writes.push(cursor, &buf);
+        cursor += RECORD_HEADER_LEN as u64;
         live_delta -= d.old.size as i64;
-        dead_delta += d.old.size as i64;
+        dead_delta += (d.old.size + RECORD_HEADER_LEN as u64) as i64;
     }
 
     // 3. Journal the in-place records before touching them.

@@ -40,6 +40,8 @@ pub(crate) struct KeyWrite {
 #[derive(Debug)]
 pub(crate) struct KeyDelete {
     pub(crate) key: u64,
+    /// The delete's sequence number (its tombstone carries it).
+    pub(crate) seq: u64,
     pub(crate) old: OldRecord,
 }
 
@@ -130,7 +132,7 @@ pub(crate) fn compute(
         match value {
             None => {
                 if let Some(old) = old {
-                    plan.deletes.push(KeyDelete { key, old });
+                    plan.deletes.push(KeyDelete { key, seq, old });
                 }
             }
             Some(value) => {

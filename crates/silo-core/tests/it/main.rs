@@ -11,6 +11,7 @@ mod concurrency;
 mod corruption;
 mod crash;
 mod faults;
+mod index_damage;
 mod log_damage;
 mod model;
 mod power_cut;

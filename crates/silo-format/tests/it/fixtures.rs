@@ -176,6 +176,17 @@ fn record_v1_and_corrupt_copy() {
 }
 
 #[test]
+fn tombstone_v1() {
+    let mut buf = vec![0u8; RECORD_HEADER_LEN];
+    encode_tombstone(&mut buf, 42, 9).unwrap();
+    let bytes = golden("tombstone.bin", &buf);
+    assert_eq!(
+        decode_entry_at(&bytes, u32::MAX - 1),
+        Ok(Entry::Tombstone { key: 42, seq: 9 })
+    );
+}
+
+#[test]
 fn index_bucket_v1() {
     let slots = [
         (0, Loc::Empty),

@@ -38,6 +38,8 @@ fn expected() -> Vec<(&'static str, String)> {
         ),
         ("RECORD_HEADER_LEN", RECORD_HEADER_LEN.to_string()),
         ("RECORD_ALIGN", RECORD_ALIGN.to_string()),
+        ("TOMBSTONE_LEN", TOMBSTONE_LEN.to_string()),
+        ("KEY_CHECK_SALT", KEY_CHECK_SALT.to_string()),
         ("INDEX_ENTRY_LEN", INDEX_ENTRY_LEN.to_string()),
         ("SLOTS_PER_BUCKET", SLOTS_PER_BUCKET.to_string()),
         ("LOC_EMPTY", LOC_EMPTY.to_string()),
