@@ -78,6 +78,10 @@ impl Silo {
         }
         manifest::write(dest, &m)?;
         sync_dir(dest)?;
+        // The destination's own entry too, had it been made (unsynced) before.
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
         Ok(())
     }
 }

@@ -239,6 +239,11 @@ fn create(dir: &Path) -> Result<Recovered> {
         // Left by a creation that did not finish.
         remove_file(&dir.join(name))?;
     }
+    // The directory may be one an interrupted creation made without
+    // syncing its entry: make it durable before the store is written in it.
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
     let seed = RandomState::new().hash_one(dir);
     let data = DataFile::create(dir, 1, 0)?;
     let index = Index::create(dir, 1, MIN_CAPACITY, seed, [])?;

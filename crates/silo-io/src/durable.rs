@@ -177,8 +177,9 @@ pub fn copy_file(from: &Path, to: &Path) -> Result<u64, IoError> {
 /// Creates directory `dir` and any missing parents, and makes each new
 /// name durable by syncing the directory that holds it, so that a store or
 /// a copy created here survives a power cut. An existing directory is left
-/// as it is (and its own entry is synced in its parent, in case an earlier
-/// call created it and failed before that sync).
+/// as it is, unsynced (a directory fsync can wait for the file system's
+/// journal; a caller that may find a directory an earlier call created but
+/// did not sync, such as a store creation, syncs its parent itself).
 ///
 /// ```
 /// let root = tempfile::tempdir().unwrap();
@@ -190,9 +191,6 @@ pub fn copy_file(from: &Path, to: &Path) -> Result<u64, IoError> {
 /// ```
 pub fn create_dir_durable(dir: &Path) -> Result<(), IoError> {
     if dir.is_dir() {
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
-        }
         return Ok(());
     }
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
