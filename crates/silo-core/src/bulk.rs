@@ -420,7 +420,7 @@ impl MergeWriter<'_> {
                 records.push((w.offset, buf));
             }
             let entries: Vec<(u64, &[u8])> = records.iter().map(|(o, b)| (*o, &b[..])).collect();
-            journal::write(&silo.dir, 0, &entries)?;
+            journal::write(&silo.dir, 0, entries.iter().copied())?;
             tables.data.write(&mut writes)?;
             tables.data.sync_and_publish()?;
             journal::remove(&silo.dir)?;

@@ -408,6 +408,89 @@ impl PendingView {
         self.account(before, after);
     }
 
+    /// Groups `items` by shard (each shard's items in their given order).
+    fn by_shard<T>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> u64) -> Vec<Vec<T>> {
+        let mut groups: Vec<Vec<T>> = (0..SHARDS).map(|_| Vec::new()).collect();
+        for item in items {
+            groups[shard_of(key(&item))].push(item);
+        }
+        groups
+    }
+
+    /// [`PendingView::overlay`] for many keys, taking each shard's lock
+    /// once. A key whose pending put or delete is at or above the result's
+    /// sequence number needs no overlay (readers already stop there), and
+    /// its value is not copied.
+    pub(crate) fn overlay_many<'v>(&self, items: impl IntoIterator<Item = (u64, u64, &'v [u8])>) {
+        let groups = Self::by_shard(items, |(key, _, _)| *key);
+        for (shard, items) in self.shards.iter().zip(groups) {
+            if items.is_empty() {
+                continue;
+            }
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            let (mut bytes, mut ops) = (0i64, 0i64);
+            for (key, seq, value) in items {
+                let entry = shard.entry(key).or_default();
+                if entry.base.as_ref().is_some_and(|b| b.seq() >= seq) {
+                    continue;
+                }
+                let before = (entry.bytes(), entry.ops());
+                entry.base = Some(Base::Put {
+                    seq,
+                    value: Bytes::copy_of(value),
+                });
+                entry.merges.retain(|(s, _)| *s > seq);
+                bytes += entry.bytes() as i64 - before.0 as i64;
+                ops += entry.ops() as i64 - before.1 as i64;
+            }
+            self.bytes
+                .fetch_add(bytes.cast_unsigned(), Ordering::Relaxed);
+            self.ops.fetch_add(ops.cast_unsigned(), Ordering::Relaxed);
+        }
+    }
+
+    /// Empties the view and returns what it held, for the caller to drop
+    /// outside its locks. Only for when every operation held is folded
+    /// (the caller holds the log mutex, so no write is recorded meanwhile).
+    pub(crate) fn take_all(&self) -> Vec<HashMap<u64, KeyOps, BuildHasherDefault<KeyHasher>>> {
+        let taken = self
+            .shards
+            .iter()
+            .map(|s| std::mem::take(&mut *s.write().unwrap_or_else(|p| p.into_inner())))
+            .collect();
+        self.bytes.store(0, Ordering::Relaxed);
+        self.ops.store(0, Ordering::Relaxed);
+        taken
+    }
+
+    /// [`PendingView::forget_through`] for many keys at one `seq`, taking
+    /// each shard's lock once.
+    pub(crate) fn forget_many(&self, keys: &[u64], seq: u64) {
+        let groups = Self::by_shard(keys.iter().copied(), |k| *k);
+        for (shard, keys) in self.shards.iter().zip(groups) {
+            if keys.is_empty() {
+                continue;
+            }
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            let (mut bytes, mut ops) = (0i64, 0i64);
+            for key in keys {
+                let Some(entry) = shard.get_mut(&key) else {
+                    continue;
+                };
+                let before = (entry.bytes(), entry.ops());
+                entry.forget_through(seq);
+                bytes += entry.bytes() as i64 - before.0 as i64;
+                ops += entry.ops() as i64 - before.1 as i64;
+                if entry.base.is_none() && entry.merges.is_empty() {
+                    shard.remove(&key);
+                }
+            }
+            self.bytes
+                .fetch_add(bytes.cast_unsigned(), Ordering::Relaxed);
+            self.ops.fetch_add(ops.cast_unsigned(), Ordering::Relaxed);
+        }
+    }
+
     /// Forgets what is folded into the stored record: every operation of
     /// `key` at or below `seq`.
     pub(crate) fn forget_through(&self, key: u64, seq: u64) {

@@ -166,6 +166,33 @@ pub fn encode_frame(
     Ok(total)
 }
 
+/// The header and trailer of the frame [`encode_frame`] would write for
+/// `payload`, without copying the payload: writing header, payload and
+/// trailer back to back (a vectored write) gives the same bytes.
+pub fn frame_parts(
+    tag: Tag,
+    key: u64,
+    payload: &[u8],
+) -> Result<([u8; FRAME_HEADER_LEN], [u8; FRAME_TRAILER_LEN]), FormatError> {
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| *l <= DEFAULT_MAX_PAYLOAD)
+        .ok_or(FormatError::LengthTooLarge {
+            what: "frame payload",
+            len: payload.len() as u64,
+            max: u64::from(DEFAULT_MAX_PAYLOAD),
+        })?;
+    let head: [u8; FRAME_HEADER_LEN] = bytemuck::cast(RawFrameHeader {
+        tag: tag as u8,
+        key: Le64::new(key),
+        len: Le32::new(len),
+    });
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head);
+    hasher.update(payload);
+    Ok((head, Le32::new(hasher.finalize()).0))
+}
+
 /// Why a [`FrameReader`] stopped before the end of its input.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -552,6 +579,17 @@ mod tests {
         (Tag::BatchCommit, 2, b""),
         (Tag::Delete, 42, b""),
     ];
+
+    #[test]
+    fn frame_parts_match_encode_frame() {
+        for payload in [&b""[..], b"abc", &[9u8; 5000]] {
+            let mut whole = vec![0u8; frame_len(payload.len())];
+            encode_frame(&mut whole, Tag::Put, 77, payload).unwrap();
+            let (head, trailer) = frame_parts(Tag::Put, 77, payload).unwrap();
+            let joined = [&head[..], payload, &trailer[..]].concat();
+            assert_eq!(joined, whole);
+        }
+    }
 
     #[test]
     fn round_trip() {

@@ -38,7 +38,7 @@ pub use document::{
 pub use error::FormatError;
 pub use frame::{
     DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN, FRAME_OVERHEAD, FRAME_TRAILER_LEN, Frame, FrameReader,
-    LogEnd, StopReason, Tag, decode_frame, encode_frame, frame_len, last_nonzero,
+    LogEnd, StopReason, Tag, decode_frame, encode_frame, frame_len, frame_parts, last_nonzero,
 };
 pub use header::{FORMAT_VERSION, FileHeader, FileKind, HEADER_LEN};
 pub use index_entry::{

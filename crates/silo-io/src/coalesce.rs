@@ -105,6 +105,49 @@ impl CoalescedWrites {
         self.arena.extend_from_slice(bytes);
     }
 
+    /// Buffers `len` bytes to be written at `offset`, filled in place by
+    /// `fill` (which receives them zeroed), so the caller encodes straight
+    /// into the buffer instead of copying; returns what `fill` returns. If
+    /// `fill` reports a failure, the write stays buffered (with whatever
+    /// `fill` left): discard the whole buffer then.
+    ///
+    /// ```
+    /// let mut w = silo_io::CoalescedWrites::new();
+    /// let n = w.push_with(4, 3, |buf| { buf.copy_from_slice(b"abc"); buf.len() });
+    /// assert_eq!(n, 3);
+    /// assert_eq!(w.writes().collect::<Vec<_>>(), vec![(4, &b"abc"[..])]);
+    /// ```
+    pub fn push_with<R>(
+        &mut self,
+        offset: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        let start = self.arena.len();
+        self.arena.resize(start + len, 0);
+        if len > 0 {
+            self.entries.push(Entry { offset, start, len });
+        }
+        fill(&mut self.arena[start..])
+    }
+
+    /// The buffered writes in push order, as `(offset, bytes)`.
+    ///
+    /// ```
+    /// let mut w = silo_io::CoalescedWrites::new();
+    /// w.push(9, b"b");
+    /// w.push(1, b"a");
+    /// assert_eq!(w.writes().map(|(o, _)| o).collect::<Vec<_>>(), vec![9, 1]);
+    /// ```
+    pub fn writes(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.entries.iter().map(|e| {
+            (
+                e.offset,
+                self.arena.get(e.start..e.start + e.len).unwrap_or_default(),
+            )
+        })
+    }
+
     /// Number of buffered (non-empty) writes.
     ///
     /// ```

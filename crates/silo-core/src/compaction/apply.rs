@@ -15,8 +15,10 @@ use crate::compaction::journal;
 use crate::compaction::plan::{Place, Plan};
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
-use crate::pending::Bytes;
 use crate::store::{Silo, Tables};
+
+/// Appended records are written as they fill a buffer of this size.
+const APPEND_CHUNK: usize = 8 << 20;
 
 /// What applying a plan did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,15 +38,13 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
     // 1. Readers must stop reading records we are about to overwrite: give
     //    them the new values from the pending view, then wait for readers
     //    that may have looked before.
-    let in_place: Vec<_> = plan
+    let in_place = plan
         .writes
         .iter()
-        .filter(|w| matches!(w.place, Place::InPlace { .. }))
-        .collect();
-    for w in &in_place {
-        silo.pending.overlay(w.key, w.seq, Bytes::copy_of(&w.value));
-    }
-    if !in_place.is_empty() {
+        .filter(|w| matches!(w.place, Place::InPlace { .. }));
+    silo.pending
+        .overlay_many(in_place.clone().map(|w| (w.key, w.seq, &w.value[..])));
+    if in_place.count() > 0 {
         silo.grace.wait();
     }
 
@@ -66,34 +66,56 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
     } else {
         0
     };
-    let mut writes = CoalescedWrites::new();
-    let mut journal_entries: Vec<(u64, Vec<u8>)> = Vec::new();
-    let mut new_locs: Vec<(u64, u64)> = Vec::with_capacity(plan.writes.len());
-    let mut buf = Vec::new();
+    // Records are encoded straight into the write buffers. In-place ones
+    // are kept until the journal holds them; appended ones go to fresh
+    // space past the end that nothing points at, so they are written as
+    // they fill a chunk (one reused buffer, no large allocation).
+    let (in_place_count, in_place_bytes) = plan
+        .writes
+        .iter()
+        .filter_map(|w| match w.place {
+            Place::InPlace { alloc, .. } => Some(record_size(alloc)),
+            Place::Append { .. } => None,
+        })
+        .fold((0, 0), |(n, b), size| (n + 1, b + size));
+    let mut rewrites = CoalescedWrites::with_capacity(in_place_count, in_place_bytes);
+    let chunk = usize::try_from(append_bytes)
+        .unwrap_or(APPEND_CHUNK)
+        .min(APPEND_CHUNK);
+    let mut appends = CoalescedWrites::with_capacity(chunk / 64, chunk + 4096);
+    let mut write_appends = |appends: &mut CoalescedWrites, at_least: usize| -> Result<()> {
+        if appends.buffered_bytes() >= at_least {
+            let stats = tables.data.write(appends)?;
+            applied.bytes_written += stats.bytes;
+            applied.write_syscalls += stats.syscalls;
+        }
+        Ok(())
+    };
+    let mut new_locs: Vec<(u64, u64)> = Vec::with_capacity(plan.writes.len() - in_place_count);
     let (mut live_delta, mut dead_delta) = (0i64, 0i64);
+    let (mut in_place, mut appended) = (0u64, 0u64);
+    let data_path = tables.data.path();
     for w in &plan.writes {
-        let (offset, alloc) = match w.place {
-            Place::InPlace { offset, alloc } => (offset, alloc),
+        let (offset, alloc, target) = match w.place {
+            Place::InPlace { offset, alloc } => (offset, alloc, &mut rewrites),
             Place::Append { alloc } => {
                 let at = cursor;
                 cursor += record_size(alloc) as u64;
-                (at, alloc)
+                (at, alloc, &mut appends)
             }
         };
-        buf.clear();
-        buf.resize(record_size(alloc), 0);
-        encode_record(&mut buf, w.key, w.seq, &w.value, alloc)
-            .map_err(|e| Error::format(tables.data.path(), e))?;
-        writes.push(offset, &buf);
+        target
+            .push_with(offset, record_size(alloc), |buf| {
+                encode_record(buf, w.key, w.seq, &w.value, alloc)
+            })
+            .map_err(|e| Error::format(data_path, e))?;
         match w.place {
-            Place::InPlace { .. } => {
-                journal_entries.push((offset, buf.clone()));
-                applied.in_place += 1;
-            }
+            Place::InPlace { .. } => in_place += 1,
             Place::Append { .. } => {
+                write_appends(&mut appends, APPEND_CHUNK)?;
                 new_locs.push((w.key, offset));
-                applied.appended += 1;
-                live_delta += buf.len() as i64;
+                appended += 1;
+                live_delta += record_size(alloc) as i64;
                 if let Some(old) = w.old {
                     live_delta -= old.size as i64;
                     dead_delta += old.size as i64;
@@ -102,27 +124,29 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
         }
     }
     for d in &plan.deletes {
-        buf.clear();
-        buf.resize(RECORD_HEADER_LEN, 0);
-        encode_tombstone(&mut buf, d.key, d.seq)
-            .map_err(|e| Error::format(tables.data.path(), e))?;
-        writes.push(cursor, &buf);
+        appends
+            .push_with(cursor, RECORD_HEADER_LEN, |buf| {
+                encode_tombstone(buf, d.key, d.seq)
+            })
+            .map_err(|e| Error::format(data_path, e))?;
         cursor += RECORD_HEADER_LEN as u64;
         live_delta -= d.old.size as i64;
         dead_delta += (d.old.size + RECORD_HEADER_LEN as u64) as i64;
+        write_appends(&mut appends, APPEND_CHUNK)?;
     }
+    write_appends(&mut appends, 1)?;
+    applied.in_place = in_place;
+    applied.appended = appended;
 
     // 3. Journal the in-place records before touching them.
-    if !journal_entries.is_empty() {
-        let entries: Vec<(u64, &[u8])> =
-            journal_entries.iter().map(|(o, b)| (*o, &b[..])).collect();
-        journal::write(&silo.dir, generation, &entries)?;
+    if !rewrites.is_empty() {
+        journal::write(&silo.dir, generation, rewrites.writes())?;
     }
 
     // 4. Data, then sync: nothing points at the new records yet.
-    let stats = tables.data.write(&mut writes)?;
-    applied.bytes_written = stats.bytes;
-    applied.write_syscalls = stats.syscalls;
+    let stats = tables.data.write(&mut rewrites)?;
+    applied.bytes_written += stats.bytes;
+    applied.write_syscalls += stats.syscalls;
     tables.data.sync_and_publish()?;
 
     // 5. Grow the index by rehashing into a new file if the new keys would not fit.
@@ -150,13 +174,21 @@ pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied
     tables.index.flush()?;
 
     // 8. The in-place writes are durable: the journal has done its job.
-    if !journal_entries.is_empty() {
+    if in_place_count > 0 {
         journal::remove(&silo.dir)?;
     }
 
     // 9. The data file and index now hold everything through `through_seq`.
-    for key in &plan.touched {
-        silo.pending.forget_through(*key, plan.through_seq);
+    //    When nothing newer was written meanwhile, that is everything the
+    //    view holds: empty it at once (under the log mutex, so no write is
+    //    recorded in between) and free the entries outside any lock.
+    let everything = {
+        let _log = silo.log.lock();
+        (silo.pending.visible() <= plan.through_seq).then(|| silo.pending.take_all())
+    };
+    match everything {
+        Some(taken) => drop(taken),
+        None => silo.pending.forget_many(&plan.touched, plan.through_seq),
     }
     Ok(applied)
 }

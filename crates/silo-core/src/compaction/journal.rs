@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use silo_format::{
     FileHeader, FileKind, FrameReader, HEADER_LEN, Tag, decode_record, encode_frame, frame_len,
+    frame_parts,
 };
 use silo_io::durable::{create_with_header, read_header, remove_file, sync_dir};
 use silo_io::file::SiloFile;
@@ -27,7 +28,11 @@ fn path(dir: &Path) -> PathBuf {
 }
 
 /// Writes and syncs a journal of `(offset, record bytes)` writes.
-pub(crate) fn write(dir: &Path, generation: u64, writes: &[(u64, &[u8])]) -> Result<()> {
+pub(crate) fn write<'w>(
+    dir: &Path,
+    generation: u64,
+    writes: impl Iterator<Item = (u64, &'w [u8])>,
+) -> Result<()> {
     let path = path(dir);
     remove_file(&path)?;
     let header = FileHeader {
@@ -35,25 +40,26 @@ pub(crate) fn write(dir: &Path, generation: u64, writes: &[(u64, &[u8])]) -> Res
         ..FileHeader::new(FileKind::Journal)
     };
     let file = create_with_header(&path, &header)?;
-    let size: usize = writes
-        .iter()
-        .map(|(_, r)| frame_len(r.len()))
-        .sum::<usize>()
-        + frame_len(0);
-    let mut body = vec![0u8; size];
-    let mut at = 0;
-    for (offset, record) in writes {
-        at += encode_frame(&mut body[at..], Tag::Put, *offset, record)
-            .map_err(|e| Error::format(&path, e))?;
+    // One vectored write: each frame's header and trailer are built here,
+    // its payload (the record) is the caller's bytes, never copied.
+    let writes: Vec<(u64, &[u8])> = writes.collect();
+    let mut parts = Vec::with_capacity(writes.len());
+    for (offset, record) in &writes {
+        parts.push(frame_parts(Tag::Put, *offset, record).map_err(|e| Error::format(&path, e))?);
     }
-    encode_frame(&mut body[at..], Tag::BatchCommit, writes.len() as u64, &[])
+    let mut commit = vec![0u8; frame_len(0)];
+    encode_frame(&mut commit, Tag::BatchCommit, writes.len() as u64, &[])
         .map_err(|e| Error::format(&path, e))?;
-    file.write_all_at(&body, HEADER_LEN as u64)?;
+    let mut bufs: Vec<&[u8]> = Vec::with_capacity(writes.len() * 3 + 1);
+    for ((_, record), (head, trailer)) in writes.iter().zip(&parts) {
+        bufs.extend([&head[..], record, &trailer[..]]);
+    }
+    bufs.push(&commit);
+    file.write_vectored_all_at(&bufs, HEADER_LEN as u64)?;
     file.sync_data()?;
     Ok(())
 }
 
-/// Removes the journal once the in-place writes it covers are durable.
 pub(crate) fn remove(dir: &Path) -> Result<()> {
     remove_file(&path(dir))?;
     sync_dir(dir)?;

@@ -170,10 +170,12 @@ impl Silo {
         }
         // Apply, then retire the slot.
         let applied = apply::apply(self, &plan, generation).map_err(|e| self.poison(e))?;
+        let (ops_folded, superseded) = (plan.ops, !plan.refused.is_empty());
+        drop(plan);
         drop(map);
         // The refused keys' operands vanish with the frozen slot; the newer
         // puts and deletes that supersede them must be durable first.
-        if !plan.refused.is_empty() {
+        if superseded {
             self.log.sync_active().map_err(|e| self.poison(e))?;
         }
         // Pending values replayed at open may still point into the frozen
@@ -195,7 +197,7 @@ impl Silo {
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         self.mark_compacted();
         Ok(CompactionReport {
-            ops_folded: plan.ops,
+            ops_folded,
             in_place: applied.in_place,
             appended: applied.appended,
             deleted: applied.deleted,

@@ -3,6 +3,8 @@
 //! reads or changes the pending view or a file, so the sharded engine can
 //! run this step for many stores in parallel.
 
+use std::borrow::Cow;
+
 use silo_format::{Tag, alloc_for, record_size};
 
 use crate::READ_LIMIT;
@@ -26,12 +28,13 @@ pub(crate) struct OldRecord {
     pub(crate) size: u64,
 }
 
-/// A value to store.
+/// A value to store: borrowed from the frozen slot when a put there
+/// settles it, owned when the merge operator folded it.
 #[derive(Debug)]
-pub(crate) struct KeyWrite {
+pub(crate) struct KeyWrite<'a> {
     pub(crate) key: u64,
     pub(crate) seq: u64,
-    pub(crate) value: Vec<u8>,
+    pub(crate) value: Cow<'a, [u8]>,
     pub(crate) place: Place,
     pub(crate) old: Option<OldRecord>,
 }
@@ -45,12 +48,13 @@ pub(crate) struct KeyDelete {
     pub(crate) old: OldRecord,
 }
 
-/// What a hot compaction will do: owned, computed from immutable inputs.
+/// What a hot compaction will do, computed from immutable inputs; it
+/// borrows only the frozen slot's bytes.
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
+pub(crate) struct Plan<'a> {
     /// The last sequence number of the frozen slot.
     pub(crate) through_seq: u64,
-    pub(crate) writes: Vec<KeyWrite>,
+    pub(crate) writes: Vec<KeyWrite<'a>>,
     pub(crate) deletes: Vec<KeyDelete>,
     /// Every key the frozen slot touched (their pending operations are forgotten after apply).
     pub(crate) touched: Vec<u64>,
@@ -63,14 +67,14 @@ pub(crate) struct Plan {
 }
 
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
-pub(crate) fn compute(
+pub(crate) fn compute<'a>(
     silo: &Silo,
     tables: &Tables,
-    body: &[u8],
+    body: &'a [u8],
     base_seq: u64,
     through_seq: u64,
-) -> Result<Plan> {
-    let mut ops: Vec<LoggedOp<'_>> = Vec::new();
+) -> Result<Plan<'a>> {
+    let mut ops: Vec<LoggedOp<'a>> = Vec::new();
     replay(body, base_seq, 0, READ_LIMIT, false, |op| ops.push(op))
         .map_err(|c| Error::corrupt(silo.dir.join("log (frozen slot)"), c.at as u64, c.reason))?;
     ops.sort_unstable_by_key(|op| (op.key, op.seq));
@@ -104,8 +108,9 @@ pub(crate) fn compute(
             ),
             None => (stored.map(|(_, r)| r.value), &live[..]),
         };
-        let value = if merges.is_empty() {
-            base.map(<[u8]>::to_vec)
+        let value: Option<Cow<'a, [u8]>> = if merges.is_empty() {
+            // The slot's last operation is a put or delete and settles it.
+            (last.tag == Tag::Put).then_some(Cow::Borrowed(last.payload))
         } else {
             let operands: Vec<&[u8]> = merges.iter().map(|op| op.payload).collect();
             let folded = match silo.fold(key, base, &operands) {
@@ -117,7 +122,7 @@ pub(crate) fn compute(
                 other => other,
             };
             match folded {
-                Ok(folded) => Some(folded),
+                Ok(folded) => Some(Cow::Owned(folded)),
                 Err(e) if e.is_operand_error() => {
                     plan.refused.push((key, e));
                     continue;

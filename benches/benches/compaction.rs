@@ -1,0 +1,183 @@
+//! Compaction at disk speed (issue 7, item 1): one silo-core store, the
+//! machine's sequential write + fdatasync bandwidth measured in the same
+//! run as the reference.
+//!
+//! `cargo bench -p silo-benches --bench compaction`; `SILO_BENCH_KEYS`
+//! (default 1 000 000) sets the key count. Reported:
+//! - the fold rate of a compaction after a load (every key new: appended)
+//!   and after overwriting every key (every record rewritten in place);
+//! - the output bandwidth of a compaction of 4 KiB values against a plain
+//!   sequential write + fdatasync of the same bytes;
+//! - "delete half, then compact" time and disk bytes against live bytes;
+//! - the longest `put` stall while a compaction runs on another thread.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use silo_core::{Options, Silo, WriteBatch};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn opts() -> Options {
+    let mut o = Options {
+        auto_compact: false,
+        pending_limit_bytes: 64 << 30,
+        ..Options::default()
+    };
+    o.thresholds.log_bytes = 64 << 30;
+    o.thresholds.pending_ops = u64::MAX;
+    o
+}
+
+fn load(silo: &Silo, keys: &[u64], value: &[u8]) -> Res<()> {
+    let mut b = WriteBatch::new();
+    for chunk in keys.chunks(10_000) {
+        b.clear();
+        for k in chunk {
+            b.put(*k, value);
+        }
+        silo.write(&b)?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` bytes to a new file in 8 MiB writes, then fdatasyncs; bytes/s.
+fn sequential_write(dir: &Path, bytes: usize) -> Res<f64> {
+    let path = dir.join("sequential");
+    let file = silo_io::SiloFile::create_new(&path)?;
+    let chunk = vec![0x5Au8; 8 << 20];
+    let t = Instant::now();
+    let mut at = 0;
+    while at < bytes {
+        let n = chunk.len().min(bytes - at);
+        file.write_all_at(&chunk[..n], at as u64)?;
+        at += n;
+    }
+    file.sync_data()?;
+    let rate = bytes as f64 / t.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
+fn mops(ops: u64, d: Duration) -> f64 {
+    ops as f64 / d.as_secs_f64() / 1e6
+}
+
+fn main() -> Res<()> {
+    let n: usize = std::env::var("SILO_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let root = tempfile::tempdir()?;
+    let mut rng = Rng(0xC0_4AC7);
+    let keys: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+
+    // 1. Fold rate, 100-byte values.
+    let silo = Silo::open(root.path().join("fold"), opts())?;
+    load(&silo, &keys, &[7u8; 100])?;
+    let t = Instant::now();
+    let r = silo.compact()?;
+    let load_fold = t.elapsed();
+    load(&silo, &keys, &[8u8; 100])?;
+    let t = Instant::now();
+    let r2 = silo.compact()?;
+    let overwrite_fold = t.elapsed();
+    println!(
+        "fold after load: {} ops in {load_fold:.2?} = {:.2}M ops/s ({} appended)",
+        r.ops_folded,
+        mops(r.ops_folded, load_fold),
+        r.appended
+    );
+    println!(
+        "fold after overwrite: {} ops in {overwrite_fold:.2?} = {:.2}M ops/s ({} in place, {} write calls)",
+        r2.ops_folded,
+        mops(r2.ops_folded, overwrite_fold),
+        r2.in_place,
+        r2.write_syscalls
+    );
+
+    // 2. Delete half, then compact.
+    let mut b = WriteBatch::new();
+    for chunk in keys[..n / 2].chunks(10_000) {
+        b.clear();
+        for k in chunk {
+            b.delete(*k);
+        }
+        silo.write(&b)?;
+    }
+    silo.flush()?;
+    let t = Instant::now();
+    let r3 = silo.compact()?;
+    let reclaim = if r3.cold {
+        t.elapsed()
+    } else {
+        silo.compact_cold()?;
+        t.elapsed()
+    };
+    let stats = silo.stats();
+    println!(
+        "delete half + compact: {reclaim:.2?}; disk {:.1} MiB for {:.1} MiB live ({:.2}x)",
+        stats.disk_bytes as f64 / 1048576.0,
+        stats.live_bytes as f64 / 1048576.0,
+        stats.disk_bytes as f64 / stats.live_bytes.max(1) as f64
+    );
+    drop(silo);
+
+    // 3. Output bandwidth with 4 KiB values, against a sequential write.
+    let big = (n / 16).max(1000);
+    let silo = Silo::open(root.path().join("big"), opts())?;
+    load(&silo, &keys[..big], &[9u8; 4096])?;
+    silo.flush()?;
+    let t = Instant::now();
+    let r4 = silo.compact()?;
+    let d = t.elapsed();
+    let out_rate = r4.bytes_written as f64 / d.as_secs_f64();
+    let seq_rate = sequential_write(root.path(), usize::try_from(r4.bytes_written)?)?;
+    println!(
+        "4 KiB values: compaction wrote {:.0} MiB at {:.0} MiB/s; sequential write + fdatasync {:.0} MiB/s; ratio {:.2}",
+        r4.bytes_written as f64 / 1048576.0,
+        out_rate / 1048576.0,
+        seq_rate / 1048576.0,
+        out_rate / seq_rate
+    );
+    drop(silo);
+
+    // 4. Longest put stall while another thread compacts.
+    let silo = Silo::open(root.path().join("stall"), opts())?;
+    load(&silo, &keys, &[7u8; 100])?;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (longest, puts) = std::thread::scope(|s| -> Res<(Duration, u64)> {
+        let compactor = s.spawn(|| {
+            let r = silo.compact();
+            done.store(true, std::sync::atomic::Ordering::Release);
+            r.map(|_| ())
+        });
+        let mut longest = Duration::ZERO;
+        let mut puts = 0u64;
+        let mut rng = Rng(0x57A11);
+        while !done.load(std::sync::atomic::Ordering::Acquire) {
+            let t = Instant::now();
+            silo.put(rng.next(), &[1u8; 100])?;
+            longest = longest.max(t.elapsed());
+            puts += 1;
+        }
+        compactor
+            .join()
+            .map_err(|_| "compactor panicked")?
+            .map_err(|e| e.to_string())?;
+        Ok((longest, puts))
+    })?;
+    println!("longest put during a compaction of {n} keys: {longest:.2?} ({puts} puts)");
+    Ok(())
+}
