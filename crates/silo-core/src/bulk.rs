@@ -34,14 +34,14 @@ use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::pending::Bytes;
 use crate::reentry::{self, Hold};
-use crate::store::{GateWrite, Silo, Tables};
+use crate::store::{Core, GateWrite, Tables};
 
 /// Bytes of data file a [`BulkHandle`] takes at a time.
 const REGION: u64 = 1 << 20;
 
 /// Loads a fresh store from many threads; see the module docs.
 pub struct BulkWriter<'a> {
-    silo: &'a Silo,
+    silo: &'a Core,
     _gate: GateWrite<'a>,
     tables: Arc<Tables>,
     region_lock: Mutex<()>,
@@ -75,10 +75,9 @@ impl std::fmt::Debug for BulkHandle<'_, '_> {
     }
 }
 
-impl Silo {
-    /// A bulk writer for this store, which must be empty (no keys, no
-    /// pending operations).
-    pub fn bulk_writer(&self) -> Result<BulkWriter<'_>> {
+impl Core {
+    /// See [`crate::Silo::bulk_writer`].
+    pub(crate) fn bulk_writer(&self) -> Result<BulkWriter<'_>> {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "bulk_writer")?;
         let gate = self.gate.write();
@@ -258,7 +257,7 @@ struct InPlace {
 
 /// Concurrent read-modify-write; see the module docs.
 pub struct MergeWriter<'a> {
-    silo: &'a Silo,
+    silo: &'a Core,
     _gate: GateWrite<'a>,
     stripes: Box<[Mutex<()>]>,
     /// Updates hold it shared, a flush exclusively: no update reads a record
@@ -276,9 +275,9 @@ pub enum UpdateOutcome {
     Fallback,
 }
 
-impl Silo {
-    /// A read-modify-write writer; compaction waits until it is finished.
-    pub fn merge_writer(&self) -> Result<MergeWriter<'_>> {
+impl Core {
+    /// See [`crate::Silo::merge_writer`].
+    pub(crate) fn merge_writer(&self) -> Result<MergeWriter<'_>> {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "merge_writer")?;
         Ok(MergeWriter {

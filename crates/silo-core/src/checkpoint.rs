@@ -16,14 +16,12 @@ use silo_io::file::SiloFile;
 
 use crate::error::{Error, Result};
 use crate::log::slot::{slot_path, to_usize};
-use crate::store::Silo;
+use crate::store::Core;
 use crate::{data, index, manifest};
 
-impl Silo {
-    /// Writes a consistent copy of the store into `dest` (which must not
-    /// exist or be empty). Writes continue meanwhile; compaction waits.
-    /// The copy holds every write acknowledged before the call.
-    pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<()> {
+impl Core {
+    /// See [`crate::Silo::checkpoint`].
+    pub(crate) fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<()> {
         crate::reentry::refuse_held(self.id, "checkpoint")?;
         let dest = dest.as_ref();
         if dest.exists() {

@@ -14,15 +14,15 @@ use crate::READ_LIMIT;
 use crate::error::{Error, Result};
 use crate::pending::KeyOps;
 use crate::reentry::{self, Hold, HoldGuard};
-use crate::store::{GateRead, Silo, Stored, Tables};
+use crate::store::{Core, GateRead, Stored, Tables};
 
-/// Iterator over every live `(key, value)`; see [`Silo::iter`].
+/// Iterator over every live `(key, value)`; see [`crate::Silo::iter`].
 pub struct Iter<'a> {
-    silo: &'a Silo,
+    silo: &'a Core,
     _gate: Option<GateRead<'a>>,
     /// Marks this thread as holding an iterator of the store.
     _held: Option<HoldGuard>,
-    /// Why the iterator yields nothing but this error (see [`Silo::iter`]).
+    /// Why the iterator yields nothing but this error (see [`crate::Silo::iter`]).
     refused: Option<Error>,
     tables: Arc<Tables>,
     view: Arc<ReadMap>,
@@ -39,18 +39,9 @@ impl std::fmt::Debug for Iter<'_> {
     }
 }
 
-impl Silo {
-    /// Every live `(key, value)`, in no particular order, as of this call.
-    /// Compaction waits while the iterator lives; reads and writes do not.
-    ///
-    /// The iterator holds the compaction gate shared (recursively: a thread
-    /// may hold several iterators even while another thread waits to
-    /// compact). A thread holding one that calls `compact`, `compact_cold`,
-    /// `checkpoint`, `bulk_writer` or `merge_writer` of the same store gets
-    /// [`Error::WouldDeadlock`] (those wait for every iterator to end).
-    /// Called from inside a `get_with` or `MergeWriter::update` callback,
-    /// the iterator yields that error once and ends.
-    pub fn iter(&self) -> Iter<'_> {
+impl Core {
+    /// See [`crate::Silo::iter`].
+    pub(crate) fn iter(&self) -> Iter<'_> {
         if let Err(e) = reentry::refuse_in_callback(self.id, "iter") {
             return Iter::new(self, None, None, HashMap::new(), Some(e));
         }
@@ -70,7 +61,7 @@ impl<'a> Iter<'a> {
     /// `None` when the caller (a [`crate::Snapshot`]) holds it, or when
     /// `refused` is the one item to yield.
     pub(crate) fn new(
-        silo: &'a Silo,
+        silo: &'a Core,
         gate: Option<GateRead<'a>>,
         held: Option<HoldGuard>,
         pending: HashMap<u64, KeyOps>,

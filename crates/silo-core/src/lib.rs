@@ -38,6 +38,7 @@ mod batch;
 mod bulk;
 mod checkpoint;
 pub mod compaction;
+mod compactor;
 mod data;
 mod error;
 mod grace;
@@ -50,6 +51,7 @@ mod options;
 mod pending;
 mod recovery;
 mod reentry;
+mod silo;
 mod snapshot;
 mod stats;
 mod store;
@@ -63,9 +65,9 @@ pub use error::{Error, Result};
 pub use iter::Iter;
 pub use merge::MergeOperator;
 pub use options::{CompactionThresholds, Durability, Options, WriteOptions};
+pub use silo::Silo;
 pub use snapshot::Snapshot;
 pub use stats::Stats;
-pub use store::Silo;
 pub use verify::{Problem, VerifyReport};
 
 /// The largest value or operand a reader accepts from disk, whatever the

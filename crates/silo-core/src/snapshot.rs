@@ -13,9 +13,9 @@ use crate::error::Result;
 use crate::iter::Iter;
 use crate::pending::{Base, KeyOps};
 use crate::reentry::{self, Hold, HoldGuard};
-use crate::store::{GateRead, Silo, Stored};
+use crate::store::{Core, GateRead, Stored};
 
-/// A consistent read view of a store; see [`Silo::snapshot`].
+/// A consistent read view of a store; see [`crate::Silo::snapshot`].
 ///
 /// ```
 /// use silo_core::{Options, Silo, WriteBatch};
@@ -32,7 +32,7 @@ use crate::store::{GateRead, Silo, Stored};
 /// assert_eq!(silo.get(1).unwrap().as_deref(), Some(&b"after"[..]));
 /// ```
 pub struct Snapshot<'a> {
-    silo: &'a Silo,
+    silo: &'a Core,
     _gate: GateRead<'a>,
     _held: HoldGuard,
     pending: HashMap<u64, KeyOps>,
@@ -47,20 +47,9 @@ impl std::fmt::Debug for Snapshot<'_> {
     }
 }
 
-impl Silo {
-    /// A read view of the store as of now: every write acknowledged before
-    /// the call, whole batches only, and nothing written after it.
-    ///
-    /// What it costs: a copy of the pending view (the operations not yet
-    /// compacted: at most `Options::pending_limit_bytes` and a little
-    /// bookkeeping per operation) made at once, and while it lives,
-    /// compaction waits, exactly as for an iterator: writes go on into the
-    /// log and the pending view, which grow until the snapshot is dropped.
-    /// Keep snapshots short-lived. A thread holding one gets
-    /// [`crate::Error::WouldDeadlock`] from calls that wait for compaction
-    /// (see [`Silo::iter`]), and one cannot be taken from inside a
-    /// `get_with` or `MergeWriter::update` callback.
-    pub fn snapshot(&self) -> Result<Snapshot<'_>> {
+impl Core {
+    /// See [`crate::Silo::snapshot`].
+    pub(crate) fn snapshot(&self) -> Result<Snapshot<'_>> {
         reentry::refuse_in_callback(self.id, "snapshot")?;
         let gate = self.gate_shared();
         let held = reentry::hold(self.id, Hold::Iterator);

@@ -1,4 +1,5 @@
-//! `Silo`: one store in one directory. Opening and recovery, reads, writes,
+//! `Core`: one store in one directory (the [`crate::Silo`] handle wraps it).
+//! Opening and recovery, reads, writes,
 //! flush, stats and close; compaction lives in [`crate::compaction`].
 
 use std::path::{Path, PathBuf};
@@ -33,7 +34,7 @@ pub(crate) type GateWrite<'a> = parking_lot::RwLockWriteGuard<'a, ()>;
 /// The compaction gate held shared (iterators).
 pub(crate) type GateRead<'a> = parking_lot::RwLockReadGuard<'a, ()>;
 
-/// A key's stored value, as [`Silo::resolve`] should find it.
+/// A key's stored value, as [`crate::Silo::resolve`] should find it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Stored<'a> {
     /// Look it up in the current tables.
@@ -93,22 +94,9 @@ pub(crate) struct Counters {
     pub(crate) merge_fallbacks: AtomicU64,
 }
 
-/// One store in one directory. `Send + Sync`: share it with `&Silo` or an `Arc`.
-///
-/// ```
-/// use silo_core::{Options, Silo};
-/// let dir = tempfile::tempdir().unwrap();
-/// let silo = Silo::open(dir.path(), Options::default()).unwrap();
-/// silo.put(0, b"zero").unwrap();
-/// silo.put(u64::MAX, b"max").unwrap();
-/// assert_eq!(silo.get(0).unwrap().as_deref(), Some(&b"zero"[..]));
-/// silo.delete(0).unwrap();
-/// assert_eq!(silo.get(0).unwrap(), None);
-/// silo.compact().unwrap();
-/// assert_eq!(silo.get(u64::MAX).unwrap().as_deref(), Some(&b"max"[..]));
-/// silo.close().unwrap();
-/// ```
-pub struct Silo {
+/// The store itself, shared by the [`Silo`] handle and its background
+/// compaction worker.
+pub(crate) struct Core {
     pub(crate) dir: PathBuf,
     pub(crate) opts: Options,
     pub(crate) log: Log,
@@ -134,33 +122,32 @@ pub struct Silo {
     /// The first write or sync failure; writes are refused after it.
     poisoned: Mutex<Option<String>>,
     is_poisoned: AtomicBool,
-    closed: AtomicBool,
+    pub(crate) closed: AtomicBool,
     /// Tells this store apart in the per-thread record of held callbacks and iterators.
     pub(crate) id: u64,
+    /// Wakes the compaction worker (see `compactor.rs`).
+    pub(crate) wake: crate::compactor::Wake,
     _lock: DirLock,
 }
 
-impl std::fmt::Debug for Silo {
+impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Silo")
+        f.debug_struct("Core")
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
 }
 
-impl Silo {
-    /// Opens the store in `dir`, creating the directory and an empty store
-    /// if missing, and recovering from the logs otherwise. A second open of
-    /// the same directory, from this process or another, gets
-    /// `Error::Io(IoError::Locked)`.
-    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Silo> {
+impl Core {
+    /// See [`crate::Silo::open`].
+    pub(crate) fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Core> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
         // A new store's directory entry must survive a power cut too.
         silo_io::durable::create_dir_durable(&dir)?;
         let lock = DirLock::acquire(&dir)?;
         let recovered = recovery::recover(&dir, &opts)?;
-        let silo = Silo {
+        let silo = Core {
             log: Log::new(recovered.log),
             pending: recovered.pending,
             tables: RwLock::new(Arc::new(recovered.tables)),
@@ -184,6 +171,7 @@ impl Silo {
             is_poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             id: reentry::next_store_id(),
+            wake: crate::compactor::Wake::default(),
             dir,
             opts,
             _lock: lock,
@@ -204,13 +192,13 @@ impl Silo {
         Ok(silo)
     }
 
-    /// The directory of the store.
-    pub fn dir(&self) -> &Path {
+    /// See [`crate::Silo::dir`].
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The options the store was opened with.
-    pub fn options(&self) -> &Options {
+    /// See [`crate::Silo::options`].
+    pub(crate) fn options(&self) -> &Options {
         &self.opts
     }
 
@@ -228,20 +216,13 @@ impl Silo {
 
     // ----- reads -------------------------------------------------------
 
-    /// The value of `key`, copied out; `None` if absent.
-    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>> {
+    /// See [`crate::Silo::get`].
+    pub(crate) fn get(&self, key: u64) -> Result<Option<Vec<u8>>> {
         self.get_with(key, |v| v.map(<[u8]>::to_vec))
     }
 
-    /// Calls `f` with the value of `key` (`None` if absent) without copying
-    /// it when it is stored whole.
-    ///
-    /// `f` runs inside a grace period that compaction waits for, so calls
-    /// from inside it that would wait for compaction (`iter`, `compact`,
-    /// `compact_cold`, `checkpoint`, `bulk_writer`, `merge_writer`) return
-    /// [`Error::WouldDeadlock`]; reads and writes work, and a write made
-    /// there never starts an automatic compaction.
-    pub fn get_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+    /// See [`crate::Silo::get_with`].
+    pub(crate) fn get_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         let _reader = self.grace.enter();
         let _callback = reentry::hold(self.id, Hold::Callback);
         let pending = self.pending.get(key);
@@ -341,13 +322,13 @@ impl Silo {
 
     // ----- writes ------------------------------------------------------
 
-    /// Sets `key` to `value`.
-    pub fn put(&self, key: u64, value: &[u8]) -> Result<()> {
+    /// See [`crate::Silo::put`].
+    pub(crate) fn put(&self, key: u64, value: &[u8]) -> Result<()> {
         self.put_with(key, value, WriteOptions::default())
     }
 
-    /// [`Silo::put`] with options for this call (its durability).
-    pub fn put_with(&self, key: u64, value: &[u8], wo: WriteOptions) -> Result<()> {
+    /// See [`crate::Silo::put_with`].
+    pub(crate) fn put_with(&self, key: u64, value: &[u8], wo: WriteOptions) -> Result<()> {
         self.append(&[(Tag::Put, key, value)], false, self.durability_of(wo))?;
         self.after_write()
     }
@@ -363,24 +344,24 @@ impl Silo {
         self.append(&[(Tag::Put, key, value)], false, self.opts.durability)
     }
 
-    /// Removes `key` (a no-op if absent).
-    pub fn delete(&self, key: u64) -> Result<()> {
+    /// See [`crate::Silo::delete`].
+    pub(crate) fn delete(&self, key: u64) -> Result<()> {
         self.delete_with(key, WriteOptions::default())
     }
 
-    /// [`Silo::delete`] with options for this call (its durability).
-    pub fn delete_with(&self, key: u64, wo: WriteOptions) -> Result<()> {
+    /// See [`crate::Silo::delete_with`].
+    pub(crate) fn delete_with(&self, key: u64, wo: WriteOptions) -> Result<()> {
         self.append(&[(Tag::Delete, key, &[])], false, self.durability_of(wo))?;
         self.after_write()
     }
 
-    /// Adds a merge operand for `key`; needs `Options::merge_operator`.
-    pub fn merge(&self, key: u64, operand: &[u8]) -> Result<()> {
+    /// See [`crate::Silo::merge`].
+    pub(crate) fn merge(&self, key: u64, operand: &[u8]) -> Result<()> {
         self.merge_with(key, operand, WriteOptions::default())
     }
 
-    /// [`Silo::merge`] with options for this call (its durability).
-    pub fn merge_with(&self, key: u64, operand: &[u8], wo: WriteOptions) -> Result<()> {
+    /// See [`crate::Silo::merge_with`].
+    pub(crate) fn merge_with(&self, key: u64, operand: &[u8], wo: WriteOptions) -> Result<()> {
         if self.opts.merge_operator.is_none() {
             return Err(Error::NoMergeOperator { key });
         }
@@ -388,15 +369,13 @@ impl Silo {
         self.after_write()
     }
 
-    /// Applies `batch` atomically: after a crash, all of it or none.
-    pub fn write(&self, batch: &WriteBatch) -> Result<()> {
+    /// See [`crate::Silo::write`].
+    pub(crate) fn write(&self, batch: &WriteBatch) -> Result<()> {
         self.write_with(batch, WriteOptions::default())
     }
 
-    /// [`Silo::write`] with options for this call: with
-    /// `Durability::Sync` it returns once the batch (and everything
-    /// written before it) is durable, through group commit.
-    pub fn write_with(&self, batch: &WriteBatch, wo: WriteOptions) -> Result<()> {
+    /// See [`crate::Silo::write_with`].
+    pub(crate) fn write_with(&self, batch: &WriteBatch, wo: WriteOptions) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -423,6 +402,11 @@ impl Silo {
             });
         }
         Ok(())
+    }
+
+    /// Whether an earlier write or sync failed.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.is_poisoned.load(Ordering::Acquire)
     }
 
     /// Records the first write or sync failure and passes the error on.
@@ -525,13 +509,9 @@ impl Silo {
         Ok(())
     }
 
-    /// Runs compaction from the writing thread when it is due, and holds
-    /// writers back while a compaction runs if the pending view is far over
-    /// its limit. Never waits for an iterator or a bulk writer.
-    ///
-    /// The write itself has already succeeded, so a failed compaction is not
-    /// the writer's error: an I/O failure poisons the store (later calls say
-    /// so), and any failure is kept in [`Stats::last_compaction_error`].
+    /// Wakes the compaction worker when compaction is due, and slows the
+    /// writer as pending memory passes its limit. Never runs a compaction
+    /// itself, and never waits for an iterator or a bulk writer.
     fn after_write(&self) -> Result<()> {
         // Inside a read callback or while holding an iterator, this thread
         // must not start or wait for a compaction: it would wait for itself.
@@ -545,16 +525,29 @@ impl Silo {
         if policy::decide(&input, &self.opts.thresholds).is_none() {
             return Ok(());
         }
-        if let Some(gate) = self.gate.try_write() {
-            let _ = self.compact_locked(&gate);
-        } else if input.pending_bytes >= self.opts.pending_limit_bytes.saturating_mul(2) {
+        // The store's compaction worker does the work; this thread only
+        // wakes it, and slows down as pending memory passes its limit: by
+        // up to 1 ms a write between one and two times the limit (a yield
+        // below 50 us, which a sleep cannot time), and past twice the limit
+        // it waits for a running compaction to end.
+        self.wake.kick();
+        let limit = self.opts.pending_limit_bytes.max(1);
+        if input.pending_bytes >= limit.saturating_mul(2) {
             self.compacting.wait_idle();
+        } else if input.pending_bytes > limit {
+            let over = (input.pending_bytes - limit) as f64 / limit as f64;
+            let delay = Duration::from_secs_f64(over * 1e-3);
+            if delay < Duration::from_micros(50) {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(delay);
+            }
         }
         Ok(())
     }
 
-    /// Makes every write so far durable.
-    pub fn flush(&self) -> Result<()> {
+    /// See [`crate::Silo::flush`].
+    pub(crate) fn flush(&self) -> Result<()> {
         self.check_poisoned()?;
         self.log.sync_all().map_err(|e| self.poison(e))?;
         Ok(())
@@ -600,13 +593,13 @@ impl Silo {
         }
     }
 
-    /// What the compaction policy says now.
-    pub fn needs_compaction(&self) -> Option<CompactionKind> {
+    /// See [`crate::Silo::needs_compaction`].
+    pub(crate) fn needs_compaction(&self) -> Option<CompactionKind> {
         policy::decide(&self.policy_input(), &self.opts.thresholds)
     }
 
-    /// The store's figures.
-    pub fn stats(&self) -> Stats {
+    /// See [`crate::Silo::stats`].
+    pub(crate) fn stats(&self) -> Stats {
         let tables = self.tables();
         let (log_bytes, last_seq) = {
             let st = self.log.lock();
@@ -676,13 +669,7 @@ impl Silo {
 
     // ----- close -------------------------------------------------------
 
-    /// Flushes, folds the log into the data file (with
-    /// `Options::compact_on_close`), records exact counts, and closes.
-    pub fn close(self) -> Result<()> {
-        self.shutdown()
-    }
-
-    fn shutdown(&self) -> Result<()> {
+    pub(crate) fn shutdown(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
@@ -708,7 +695,7 @@ impl Silo {
     }
 }
 
-impl Drop for Silo {
+impl Drop for Core {
     fn drop(&mut self) {
         // Best effort: close() reports errors, Drop cannot.
         let _ = self.shutdown();

@@ -3,8 +3,8 @@
 //! The data file says which keys are live on its own: records and
 //! tombstones lie back to back, and each key's entry with the highest
 //! sequence number wins unless it is a tombstone (compaction appends one
-//! for every key it deletes). [`Silo::verify`] scans it and compares the
-//! index slot by slot and key by key; [`Silo::rebuild_index`] writes a new
+//! for every key it deletes). [`crate::Silo::verify`] scans it and compares the
+//! index slot by slot and key by key; [`crate::Silo::rebuild_index`] writes a new
 //! index from the scan. Neither looks at the log: its operations are in
 //! the pending view, above the tables, and were checked frame by frame at
 //! open.
@@ -20,9 +20,9 @@ use crate::compaction::apply::publish;
 use crate::error::Result;
 use crate::index::{Index, capacity_for};
 use crate::reentry::{self, Hold};
-use crate::store::{Silo, Tables};
+use crate::store::{Core, Tables};
 
-/// One disagreement [`Silo::verify`] found.
+/// One disagreement [`crate::Silo::verify`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
@@ -67,7 +67,7 @@ pub enum Problem {
     },
 }
 
-/// What [`Silo::verify`] found.
+/// What [`crate::Silo::verify`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {
@@ -147,15 +147,9 @@ fn scan(tables: &Tables, report: &mut VerifyReport) -> HashMap<u64, Newest> {
     newest
 }
 
-impl Silo {
-    /// Checks the index against the data file: every record's and
-    /// tombstone's checksum, every index slot, that each live key's newest
-    /// record is what the index finds, that the index holds nothing else,
-    /// and that every slot is reachable by a lookup of its key. Read-only;
-    /// compaction waits while it runs (as for an iterator), reads and
-    /// writes do not. Problems are listed in the report, not returned as
-    /// errors; repair a damaged index with [`Silo::rebuild_index`].
-    pub fn verify(&self) -> Result<VerifyReport> {
+impl Core {
+    /// See [`crate::Silo::verify`].
+    pub(crate) fn verify(&self) -> Result<VerifyReport> {
         reentry::refuse_in_callback(self.id, "verify")?;
         let _gate = self.gate_shared();
         let _held = reentry::hold(self.id, Hold::Iterator);
@@ -202,12 +196,8 @@ impl Silo {
         Ok(report)
     }
 
-    /// Writes a new index from the data file (each key's newest live record;
-    /// for bulk-loaded keys written more than once, the last in the file),
-    /// publishes it through the manifest and deletes the old one. Returns
-    /// the number of live keys. Space accounting is recounted. Compaction
-    /// waits while it runs.
-    pub fn rebuild_index(&self) -> Result<u64> {
+    /// See [`crate::Silo::rebuild_index`].
+    pub(crate) fn rebuild_index(&self) -> Result<u64> {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "rebuild_index")?;
         let _gate = self.gate.write();

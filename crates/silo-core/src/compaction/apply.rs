@@ -15,7 +15,7 @@ use crate::compaction::journal;
 use crate::compaction::plan::{Place, Plan};
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
-use crate::store::{Silo, Tables};
+use crate::store::{Core, Tables};
 
 /// Appended records are written as they fill a buffer of this size.
 const APPEND_CHUNK: usize = 8 << 20;
@@ -31,7 +31,7 @@ pub(crate) struct Applied {
 }
 
 /// Applies `plan` to the store. `generation` names the frozen slot (for the journal).
-pub(crate) fn apply(silo: &Silo, plan: &Plan, generation: u64) -> Result<Applied> {
+pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied> {
     let mut applied = Applied::default();
     let tables = silo.tables();
 
@@ -205,7 +205,7 @@ fn add(counter: &std::sync::atomic::AtomicU64, delta: i64) {
 
 /// Writes a bigger index holding every live entry, records it in the
 /// manifest and publishes it; readers holding the old one keep it.
-pub(crate) fn rehash(silo: &Silo, tables: &Tables, new_keys: u64) -> Result<Arc<Tables>> {
+pub(crate) fn rehash(silo: &Core, tables: &Tables, new_keys: u64) -> Result<Arc<Tables>> {
     let old = &tables.index;
     let live: Vec<(u64, u64)> = old.live_entries().collect::<Result<_>>()?;
     let capacity = capacity_for(live.len() as u64 + new_keys);
@@ -220,7 +220,7 @@ pub(crate) fn rehash(silo: &Silo, tables: &Tables, new_keys: u64) -> Result<Arc<
 }
 
 /// Makes `next` the tables readers see, after recording it in the manifest.
-pub(crate) fn publish(silo: &Silo, next: Arc<Tables>) -> Result<()> {
+pub(crate) fn publish(silo: &Core, next: Arc<Tables>) -> Result<()> {
     let folded = silo
         .manifest
         .lock()

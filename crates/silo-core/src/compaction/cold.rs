@@ -14,13 +14,13 @@ use crate::compaction::apply::publish;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
-use crate::store::{GateWrite, Silo, Tables};
+use crate::store::{Core, GateWrite, Tables};
 
 /// Bytes buffered before they are written out.
 const WRITE_CHUNK: usize = 32 << 20;
 
 /// Runs a cold compaction; returns the bytes of data file it reclaimed.
-pub(crate) fn run(silo: &Silo, _gate: &GateWrite<'_>) -> Result<u64> {
+pub(crate) fn run(silo: &Core, _gate: &GateWrite<'_>) -> Result<u64> {
     let tables = silo.tables();
     let old_end = tables.data.end();
     let live: Vec<(u64, u64)> = tables.index.live_entries().collect::<Result<_>>()?;

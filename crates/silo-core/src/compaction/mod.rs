@@ -20,10 +20,11 @@ use silo_format::HEADER_LEN;
 use silo_io::map::ReadMap;
 
 use crate::error::Result;
+use crate::log::slot::LogSlot;
 use crate::reentry;
-use crate::store::{GateWrite, Silo};
+use crate::store::{Core, GateWrite};
 
-/// What a call to [`Silo::compact`] did.
+/// What a call to [`crate::Silo::compact`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CompactionReport {
@@ -49,19 +50,17 @@ pub struct CompactionReport {
     pub duration: Duration,
 }
 
-impl Silo {
-    /// Compacts now, whatever the policy says: folds the log into the data
-    /// file and index, then rewrites the data file if its dead space is
-    /// over the threshold.
-    pub fn compact(&self) -> Result<CompactionReport> {
+impl Core {
+    /// See [`crate::Silo::compact`].
+    pub(crate) fn compact(&self) -> Result<CompactionReport> {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "compact")?;
         let gate = self.gate.write();
         self.compact_locked(&gate)
     }
 
-    /// Rewrites the data file and index with only live records, whatever the dead space.
-    pub fn compact_cold(&self) -> Result<CompactionReport> {
+    /// See [`crate::Silo::compact_cold`].
+    pub(crate) fn compact_cold(&self) -> Result<CompactionReport> {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "compact_cold")?;
         let gate = self.gate.write();
@@ -121,7 +120,19 @@ impl Silo {
         // Freeze.
         let (file, end, base_seq, through_seq, generation) = {
             let mut st = self.log.lock();
-            if !st.frozen {
+            if st.frozen {
+                // Left frozen by an earlier compaction or found at open (its
+                // bytes may be in the page cache only, after a process kill):
+                // durable before anything is applied from it, as below.
+                let frozen = 1 - st.active;
+                if st.slots[frozen].synced_end < st.slots[frozen].end {
+                    st.slots[frozen]
+                        .file
+                        .sync_data()
+                        .map_err(|e| self.poison(e.into()))?;
+                    st.slots[frozen].synced_end = st.slots[frozen].end;
+                }
+            } else {
                 if st.active().is_empty() {
                     return Ok(CompactionReport::default());
                 }
@@ -182,15 +193,21 @@ impl Silo {
         // slot's file: apply forgot them, and after this grace period no
         // reader holds one any more. Only then is the slot emptied.
         self.grace.wait();
+        // The file work (truncating a possibly large slot, syncs) runs
+        // outside the log mutex: writers only ever touch the active slot,
+        // and the frozen one is fully synced, so no flush touches it either.
+        let (file, header) = {
+            let st = self.log.lock();
+            let frozen = st.other();
+            (Arc::clone(&frozen.file), frozen.header)
+        };
+        let new_header = LogSlot::reset_file(&file, header, header.generation, header.base_seq)
+            .map_err(|e| self.poison(e))?;
         {
             let mut st = self.log.lock();
             let other = 1 - st.active;
-            let (generation, base) = (
-                st.slots[other].header.generation,
-                st.slots[other].header.base_seq,
-            );
             st.slots[other]
-                .reset(generation, base)
+                .reset_done(new_header)
                 .map_err(|e| self.poison(e))?;
             st.frozen = false;
         }

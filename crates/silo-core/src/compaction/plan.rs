@@ -10,7 +10,7 @@ use silo_format::{Tag, alloc_for, record_size};
 use crate::READ_LIMIT;
 use crate::error::{Error, Result};
 use crate::log::replay::{LoggedOp, replay};
-use crate::store::{Silo, Tables};
+use crate::store::{Core, Tables};
 
 /// Where a result goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +68,7 @@ pub(crate) struct Plan<'a> {
 
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
 pub(crate) fn compute<'a>(
-    silo: &Silo,
+    silo: &Core,
     tables: &Tables,
     body: &'a [u8],
     base_seq: u64,

@@ -58,9 +58,13 @@ pub fn decide(input: &PolicyInput, t: &CompactionThresholds) -> Option<Compactio
     {
         return Some(CompactionKind::Emergency);
     }
+    // Half the pending limit is due, so that a compaction (now off the
+    // writers' threads) usually ends before writers reach the limit, where
+    // they slow down.
     let due = (enough_dead && dead_ratio > t.dead_ratio)
         || input.log_bytes > t.log_bytes
-        || input.pending_ops > t.pending_ops;
+        || input.pending_ops > t.pending_ops
+        || input.pending_bytes >= input.pending_limit / 2;
     let rested = input.since_last.is_none_or(|d| d >= t.min_interval);
     (due && rested).then_some(CompactionKind::Normal)
 }
@@ -87,6 +91,40 @@ mod tests {
         };
         let rows: Vec<(&str, PolicyInput, Option<CompactionKind>)> = vec![
             ("idle store", base, None),
+            (
+                "pending memory at 49% of its limit",
+                PolicyInput {
+                    pending_bytes: 125 * MIB,
+                    ..base
+                },
+                None,
+            ),
+            (
+                "pending memory at half its limit",
+                PolicyInput {
+                    pending_bytes: 128 * MIB,
+                    ..base
+                },
+                Some(CompactionKind::Normal),
+            ),
+            (
+                "pending memory at half its limit, ran 10 s ago",
+                PolicyInput {
+                    pending_bytes: 128 * MIB,
+                    since_last: Some(Duration::from_secs(10)),
+                    ..base
+                },
+                None,
+            ),
+            (
+                "pending memory at its limit, ran 1 s ago",
+                PolicyInput {
+                    pending_bytes: 256 * MIB,
+                    since_last: Some(Duration::from_secs(1)),
+                    ..base
+                },
+                Some(CompactionKind::Emergency),
+            ),
             (
                 "19% dead",
                 PolicyInput {

@@ -203,29 +203,43 @@ impl LogSlot {
     /// Empties the slot and gives it a new generation and base sequence
     /// number. Crash-safe: at every step the slot replays as empty.
     pub(crate) fn reset(&mut self, generation: u64, base_seq: u64) -> Result<()> {
+        let header = LogSlot::reset_file(&self.file, self.header, generation, base_seq)?;
+        self.reset_done(header)
+    }
+
+    /// The file work of [`LogSlot::reset`]: it needs only the file, so a
+    /// frozen slot (which no writer touches) is reset outside the log
+    /// mutex. `old` is the slot's current header; returns the new one.
+    pub(crate) fn reset_file(
+        file: &SiloFile,
+        old: FileHeader,
+        generation: u64,
+        base_seq: u64,
+    ) -> Result<FileHeader> {
         // First the header stops claiming synced frames: were the frames cut
         // on disk before it said so, the next open would take the missing
         // frames for damage. A crash after this replays old frames (already
         // folded: their sequence numbers skip them) or finds an empty slot.
-        if self.header.param_a != 0 {
-            let header = FileHeader {
-                param_a: 0,
-                ..self.header
-            };
-            self.file.write_all_at(&header.encode(), 0)?;
-            self.file.sync_data()?;
-            self.header = header;
+        if old.param_a != 0 {
+            let header = FileHeader { param_a: 0, ..old };
+            file.write_all_at(&header.encode(), 0)?;
+            file.sync_data()?;
         }
         // Then cut the frames, then give the slot its new identity.
-        self.file.set_len(HEADER_LEN as u64)?;
-        self.file.allocate(0, INITIAL_SLOT_BYTES)?;
+        file.set_len(HEADER_LEN as u64)?;
+        file.allocate(0, INITIAL_SLOT_BYTES)?;
         let header = FileHeader {
             generation,
             base_seq,
             ..FileHeader::new(FileKind::OpsLog)
         };
-        self.file.write_all_at(&header.encode(), 0)?;
-        self.file.sync_all()?;
+        file.write_all_at(&header.encode(), 0)?;
+        file.sync_all()?;
+        Ok(header)
+    }
+
+    /// The in-memory part of [`LogSlot::reset`], after [`LogSlot::reset_file`].
+    pub(crate) fn reset_done(&mut self, header: FileHeader) -> Result<()> {
         self.map = AppendMap::new(&self.file, to_usize(INITIAL_SLOT_BYTES)?)?;
         self.header = header;
         self.end = HEADER_LEN;

@@ -197,8 +197,10 @@ fn a_failing_automatic_compaction_does_not_fail_the_write_that_started_it() {
     s.put(1, b"base").expect("put");
     s.merge(1, b"!bad").expect("merge is logged");
     s.put(2, b"x").expect("put");
-    // This write crosses the threshold; the compaction it starts fails on key 1.
+    // This write crosses the threshold; the compaction it wakes the worker
+    // for fails on key 1.
     s.put(3, b"y").expect("the write itself succeeded");
+    s.wait_background().expect("wait for the worker");
     let stats = s.stats();
     assert!(
         stats
