@@ -1,5 +1,6 @@
 //! Crash test: a child process runs a random workload with `Sync`
-//! durability and reports every acknowledged operation; the parent kills it
+//! durability (one write in four `Buffered` through `WriteOptions`) and
+//! reports every acknowledged operation; the parent kills it
 //! with SIGKILL after a random number of acknowledgements (compactions run
 //! all along), reopens the store and checks that it holds exactly the
 //! acknowledged state, or that state plus the one operation in flight.
@@ -12,7 +13,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use silo_core::{Durability, Silo, WriteBatch};
+use silo_core::{Durability, Silo, WriteBatch, WriteOptions};
 
 use crate::common::opts;
 
@@ -91,17 +92,25 @@ fn apply(model: &mut BTreeMap<u64, Vec<u8>>, op: &Op) {
     }
 }
 
-fn run_op(silo: &Silo, op: &Op) {
+/// Runs `op`, the `i`-th, with its own durability: one write in four is
+/// `Buffered` in this `Sync` store (a process kill keeps the page cache, so
+/// every acknowledged write must survive either way).
+fn run_op(silo: &Silo, op: &Op, i: usize) {
+    let wo = if i % 4 == 3 {
+        WriteOptions::durability(Durability::Buffered)
+    } else {
+        WriteOptions::default()
+    };
     match op {
-        Op::Put(k, v) => silo.put(*k, v).expect("put"),
-        Op::Delete(k) => silo.delete(*k).expect("delete"),
-        Op::Merge(k, v) => silo.merge(*k, v).expect("merge"),
+        Op::Put(k, v) => silo.put_with(*k, v, wo).expect("put"),
+        Op::Delete(k) => silo.delete_with(*k, wo).expect("delete"),
+        Op::Merge(k, v) => silo.merge_with(*k, v, wo).expect("merge"),
         Op::Batch(puts) => {
             let mut b = WriteBatch::new();
             for (k, v) in puts {
                 b.put(*k, v);
             }
-            silo.write(&b).expect("batch");
+            silo.write_with(&b, wo).expect("batch");
         }
         Op::Compact => {
             silo.compact().expect("compact");
@@ -131,7 +140,7 @@ fn crash_child_process() {
     let silo = Silo::open(Path::new(&dir), child_opts()).expect("child open");
     let mut out = std::io::stdout().lock();
     for (i, op) in workload(seed, 100_000).iter().enumerate() {
-        run_op(&silo, op);
+        run_op(&silo, op, i);
         writeln!(out, "{ACK}{i}").expect("stdout");
         out.flush().expect("stdout");
     }
