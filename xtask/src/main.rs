@@ -17,6 +17,8 @@ verbs:
   crash [--iterations N] [--kill | --power-cut]
                               silo-core crash tests: SIGKILL and power cut (default 200 each)
   bench [criterion args]      the benchmarks, including the peer comparison
+  mutants [--crate C] [--file F]...
+                              cargo-mutants over silo-core's data path (installs it if missing)
 ";
 
 fn main() -> ExitCode {
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         "fuzz" => verbs::fuzz(rest),
         "crash" => verbs::crash(rest),
         "bench" => verbs::bench(rest),
+        "mutants" => verbs::mutants(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -145,3 +145,146 @@ fn flag_value(args: &[String], flag: &str) -> Result<Option<u64>, String> {
         }
     }
 }
+
+/// The data-path files of silo-core where a bug loses or corrupts data:
+/// what `cargo xtask mutants` mutates by default.
+const DATA_PATH: &[&str] = &[
+    "crates/silo-core/src/compaction/apply.rs",
+    "crates/silo-core/src/compaction/plan.rs",
+    "crates/silo-core/src/log/replay.rs",
+    "crates/silo-core/src/recovery.rs",
+    "crates/silo-core/src/pending.rs",
+    "crates/silo-core/src/index.rs",
+    "crates/silo-core/src/log/group_commit.rs",
+];
+
+/// Reviewed equivalent mutants (stats-only, performance-only), one per
+/// line: `<file>: <mutation>  # <reason>`.
+const EQUIVALENT: &str = "xtask/mutants-equivalent.txt";
+
+/// `cargo xtask mutants [--crate C] [--file F]...`: runs cargo-mutants
+/// (installing it if missing) over the data-path files of silo-core (or
+/// the files given), then prints caught / missed / timeout / unviable per
+/// file and the score over the non-equivalent viable mutants (a timeout
+/// counts as caught: the tests did not pass).
+pub(crate) fn mutants(args: &[String]) -> Result<(), String> {
+    let krate = string_flag(args, "--crate").unwrap_or_else(|| "silo-core".to_owned());
+    let mut files: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--file")
+        .map(|w| w[1].clone())
+        .collect();
+    if files.is_empty() {
+        files = DATA_PATH.iter().map(|f| (*f).to_owned()).collect();
+    }
+    let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let installed = Command::new(&cargo_bin)
+        .args(["mutants", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        cargo(&["install", "cargo-mutants", "--locked"], &[])?;
+    }
+    let out_dir = workspace_root().join("target/mutants");
+    let out = out_dir.to_string_lossy().into_owned();
+    let mut run = vec![
+        "mutants",
+        "--package",
+        &krate,
+        "--no-shuffle",
+        "--output",
+        &out,
+    ];
+    for f in &files {
+        run.extend(["--file", f.as_str()]);
+    }
+    // cargo-mutants exits non-zero when mutants are missed: the table says.
+    let _ = cargo(&run, &[]);
+    report(&out_dir.join("mutants.out"), &files)
+}
+
+/// The value after `flag`, if given.
+fn string_flag(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// A mutant line of cargo-mutants' lists without its `line:column`, so
+/// that the equivalent list survives edits elsewhere in the file.
+fn without_position(line: &str) -> String {
+    let mut parts = line.splitn(4, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(file), Some(_line), Some(_col), Some(rest)) => format!("{file}:{rest}"),
+        _ => line.to_owned(),
+    }
+}
+
+fn report(dir: &std::path::Path, files: &[String]) -> Result<(), String> {
+    let read = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let equivalent: Vec<String> = std::fs::read_to_string(workspace_root().join(EQUIVALENT))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split("  #").next().unwrap_or(l).trim().to_owned())
+        .collect();
+    let lists = [
+        ("caught", read("caught.txt")),
+        ("missed", read("missed.txt")),
+        ("timeout", read("timeout.txt")),
+        ("unviable", read("unviable.txt")),
+    ];
+    println!("| file | caught | missed | equivalent | timeout | unviable | score |");
+    println!("|---|---|---|---|---|---|---|");
+    let (mut total_caught, mut total_counted) = (0usize, 0usize);
+    for file in files {
+        let count = |name: &str| {
+            lists.iter().find(|(n, _)| *n == name).map_or(0, |(_, l)| {
+                l.iter().filter(|m| m.starts_with(file.as_str())).count()
+            })
+        };
+        let equiv = lists[1]
+            .1
+            .iter()
+            .filter(|m| m.starts_with(file.as_str()) && equivalent.contains(&without_position(m)))
+            .count();
+        let caught = count("caught") + count("timeout");
+        let counted = caught + count("missed") - equiv;
+        total_caught += caught;
+        total_counted += counted;
+        let score = if counted == 0 {
+            100.0
+        } else {
+            100.0 * caught as f64 / counted as f64
+        };
+        println!(
+            "| {file} | {} | {} | {equiv} | {} | {} | {score:.1}% |",
+            count("caught"),
+            count("missed"),
+            count("timeout"),
+            count("unviable")
+        );
+    }
+    let score = if total_counted == 0 {
+        100.0
+    } else {
+        100.0 * total_caught as f64 / total_counted as f64
+    };
+    println!(
+        "score: {total_caught} of {total_counted} non-equivalent viable mutants caught ({score:.1}%)"
+    );
+    println!("missed (not in {EQUIVALENT}):");
+    for m in &lists[1].1 {
+        if !equivalent.contains(&without_position(m)) {
+            println!("  {m}");
+        }
+    }
+    Ok(())
+}

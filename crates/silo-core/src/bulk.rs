@@ -33,7 +33,7 @@ use crate::compaction::journal;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::pending::Bytes;
-use crate::reentry::{self, Hold};
+use crate::reentry::{self, Hold, HoldGuard};
 use crate::store::{Core, GateWrite, Tables};
 
 /// Bytes of data file a [`BulkHandle`] takes at a time.
@@ -43,6 +43,11 @@ const REGION: u64 = 1 << 20;
 pub struct BulkWriter<'a> {
     silo: &'a Core,
     _gate: GateWrite<'a>,
+    _held: HoldGuard,
+    /// The sequence number records are stamped with: the last one logged,
+    /// so they rank above every tombstone already in the data file and
+    /// below every later operation.
+    seq: u64,
     tables: Arc<Tables>,
     region_lock: Mutex<()>,
     /// Per finished handle: its entries (key, offset, size) in put order.
@@ -86,9 +91,12 @@ impl Core {
         if keys > 0 {
             return Err(Error::NotEmpty { keys });
         }
+        let seq = self.log.lock().next_seq().saturating_sub(1);
         Ok(BulkWriter {
             silo: self,
             _gate: gate,
+            _held: reentry::hold(self.id, Hold::GateWriter),
+            seq,
             tables,
             region_lock: Mutex::new(()),
             done: Mutex::new(Vec::new()),
@@ -162,8 +170,9 @@ impl<'a> BulkWriter<'a> {
 }
 
 impl BulkHandle<'_, '_> {
-    /// Adds `key = value`. Records have sequence number 0, so any later
-    /// operation on the key through the log is newer.
+    /// Adds `key = value`. Records carry the last sequence number logged
+    /// before the writer started, so any later operation on the key through
+    /// the log is newer, and any tombstone already in the data file older.
     pub fn put(&mut self, key: u64, value: &[u8]) -> Result<()> {
         let max = self.writer.silo.opts.max_value_len;
         if value.len() > max as usize {
@@ -183,7 +192,7 @@ impl BulkHandle<'_, '_> {
         }
         let at = self.buf.len();
         self.buf.resize(at + size, 0);
-        encode_record(&mut self.buf[at..], key, 0, value, alloc)
+        encode_record(&mut self.buf[at..], key, self.writer.seq, value, alloc)
             .map_err(|e| Error::format(self.writer.tables.data.path(), e))?;
         self.entries
             .push((key, self.region_start + at as u64, size as u64));
@@ -259,6 +268,7 @@ struct InPlace {
 pub struct MergeWriter<'a> {
     silo: &'a Core,
     _gate: GateWrite<'a>,
+    _held: HoldGuard,
     stripes: Box<[Mutex<()>]>,
     /// Updates hold it shared, a flush exclusively: no update reads a record
     /// while a flush rewrites it, and flushes never overlap.
@@ -283,6 +293,7 @@ impl Core {
         Ok(MergeWriter {
             silo: self,
             _gate: self.gate.write(),
+            _held: reentry::hold(self.id, Hold::GateWriter),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             flushing: RwLock::new(()),
             buffered: Mutex::new(HashMap::new()),

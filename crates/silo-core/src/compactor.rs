@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::compaction::policy;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::Core;
 
 /// How often an idle worker asks the policy anyway.
@@ -47,10 +47,11 @@ impl Wake {
         }
     }
 
-    /// Asks the worker to stop.
+    /// Asks the worker to stop (and releases everyone waiting for it).
     fn stop(&self) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
         self.bell.notify_all();
+        self.finished.notify_all();
     }
 
     /// Kicks the worker and returns once the pass that answers the kick
@@ -118,7 +119,6 @@ impl Worker {
     /// Stops the worker after its current compaction, and waits for it.
     pub(crate) fn stop(&mut self) {
         self.core.wake.stop();
-        self.core.wake.finished.notify_all();
         if let Some(thread) = self.thread.take() {
             // A panic in the worker was already reported by the panic hook;
             // the store stays usable and its state on disk consistent.
@@ -135,15 +135,28 @@ impl Drop for Worker {
 
 fn run(core: &Core) {
     while let Some(pass) = core.wake.wait() {
-        let due = !core.is_poisoned()
-            && !core.closed.load(Ordering::Acquire)
-            && policy::decide(&core.policy_input(), &core.opts.thresholds).is_some();
-        if due {
-            let gate = core.gate.write();
-            // A failure is kept in Stats::last_compaction_error (and an I/O
-            // failure poisons the store); the writes that made it due
-            // succeeded.
-            let _ = core.compact_locked(&gate);
+        // A panic (in a merge operator, say) must not leave waiters of
+        // `wait_background` hanging or the store silently uncompacted: it
+        // poisons the store, is reported, and ends the worker.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let due = !core.is_poisoned()
+                && !core.closed.load(Ordering::Acquire)
+                && policy::decide(&core.policy_input(), &core.opts.thresholds).is_some();
+            if due {
+                let gate = core.gate.write();
+                // A failure is kept in Stats::last_compaction_error (and an
+                // I/O failure poisons the store); the writes that made it
+                // due succeeded.
+                let _ = core.compact_locked(&gate);
+            }
+        }));
+        if outcome.is_err() {
+            let e = Error::Poisoned {
+                cause: "the compaction worker panicked (in a merge operator?)".to_owned(),
+            };
+            core.note_compaction_error(&e);
+            let _ = core.poison(e);
+            core.wake.stop();
         }
         core.wake.finish(pass);
     }

@@ -42,7 +42,7 @@ impl std::fmt::Debug for Iter<'_> {
 impl Core {
     /// See [`crate::Silo::iter`].
     pub(crate) fn iter(&self) -> Iter<'_> {
-        if let Err(e) = reentry::refuse_in_callback(self.id, "iter") {
+        if let Err(e) = reentry::refuse_shared(self.id, "iter") {
             return Iter::new(self, None, None, HashMap::new(), Some(e));
         }
         let gate = self.gate_shared();

@@ -19,8 +19,10 @@ use crate::error::{Error, Result};
 pub(crate) enum Hold {
     /// It is inside a read callback (a grace period).
     Callback,
-    /// It holds an iterator (the compaction gate, shared).
+    /// It holds an iterator or a snapshot (the compaction gate, shared).
     Iterator,
+    /// It holds a bulk or merge writer (the compaction gate, exclusively).
+    GateWriter,
 }
 
 thread_local! {
@@ -33,12 +35,13 @@ pub(crate) fn next_store_id() -> u64 {
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Marks `hold` of store `store` on this thread until dropped. Not `Send`:
-/// it must drop on the thread that made it.
+/// Marks `hold` of store `store` on this thread until dropped. Not `Send`
+/// (it must drop on the thread that made it), but `Sync`, like the gate
+/// guards it sits beside.
 pub(crate) struct HoldGuard {
     store: u64,
     hold: Hold,
-    _not_send: PhantomData<*const ()>,
+    _not_send: PhantomData<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Drop for HoldGuard {
@@ -67,9 +70,22 @@ pub(crate) fn holds(store: u64, hold: Hold) -> bool {
     HELD.with(|held| held.borrow().contains(&(store, hold)))
 }
 
-/// Refuses `call` if this thread holds anything of `store`.
+/// Refuses `call` (one that takes the compaction gate exclusively or waits
+/// for compaction) if this thread holds anything of `store`.
 pub(crate) fn refuse_held(store: u64, call: &'static str) -> Result<()> {
-    if holds(store, Hold::Callback) || holds(store, Hold::Iterator) {
+    if holds(store, Hold::Callback)
+        || holds(store, Hold::Iterator)
+        || holds(store, Hold::GateWriter)
+    {
+        return Err(Error::WouldDeadlock { call });
+    }
+    Ok(())
+}
+
+/// Refuses `call` (one that takes the compaction gate shared) inside a
+/// read callback of `store` or while this thread holds its gate exclusively.
+pub(crate) fn refuse_shared(store: u64, call: &'static str) -> Result<()> {
+    if holds(store, Hold::Callback) || holds(store, Hold::GateWriter) {
         return Err(Error::WouldDeadlock { call });
     }
     Ok(())

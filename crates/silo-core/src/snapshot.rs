@@ -50,7 +50,7 @@ impl std::fmt::Debug for Snapshot<'_> {
 impl Core {
     /// See [`crate::Silo::snapshot`].
     pub(crate) fn snapshot(&self) -> Result<Snapshot<'_>> {
-        reentry::refuse_in_callback(self.id, "snapshot")?;
+        reentry::refuse_shared(self.id, "snapshot")?;
         let gate = self.gate_shared();
         let held = reentry::hold(self.id, Hold::Iterator);
         let (pending, seq) = {

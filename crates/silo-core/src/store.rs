@@ -497,13 +497,23 @@ impl Core {
         if durable {
             self.log
                 .commit
-                .wait_durable(last_seq, || {
-                    let st = self.log.lock();
-                    (
-                        Arc::clone(&st.active().file),
-                        st.next_seq().saturating_sub(1),
-                    )
-                })
+                .wait_durable(
+                    last_seq,
+                    || {
+                        let mut st = self.log.lock();
+                        let last = st.next_seq().saturating_sub(1);
+                        let active = st.active_mut();
+                        // The synced-length mark rides on this sync too, in
+                        // steps (see `Log::sync_all`); a failure to write it
+                        // only leaves it lagging.
+                        let _ = active.carry_mark();
+                        let token = (active.number, active.epoch, active.end);
+                        (Arc::clone(&active.file), last, token)
+                    },
+                    |(number, epoch, end)| {
+                        self.log.lock().slots[number].note_synced(epoch, end);
+                    },
+                )
                 .map_err(|e| self.poison(e))?;
         }
         Ok(())

@@ -150,7 +150,7 @@ fn scan(tables: &Tables, report: &mut VerifyReport) -> HashMap<u64, Newest> {
 impl Core {
     /// See [`crate::Silo::verify`].
     pub(crate) fn verify(&self) -> Result<VerifyReport> {
-        reentry::refuse_in_callback(self.id, "verify")?;
+        reentry::refuse_shared(self.id, "verify")?;
         let _gate = self.gate_shared();
         let _held = reentry::hold(self.id, Hold::Iterator);
         let tables = self.tables();

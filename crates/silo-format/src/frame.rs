@@ -296,12 +296,6 @@ struct Bad {
 /// or not; the caller handles the zero-tag rule).
 #[inline]
 fn parse(bytes: &[u8], max_payload: u32) -> Result<(Frame<'_>, usize), Bad> {
-    parse_with(bytes, max_payload, true)
-}
-
-/// [`parse`], checking the CRC only when `verify`.
-#[inline]
-fn parse_with(bytes: &[u8], max_payload: u32, verify: bool) -> Result<(Frame<'_>, usize), Bad> {
     let Some(head) = bytes.first_chunk::<FRAME_HEADER_LEN>() else {
         return Err(Bad {
             reason: StopReason::Incomplete {
@@ -351,11 +345,7 @@ fn parse_with(bytes: &[u8], max_payload: u32, verify: bool) -> Result<(Frame<'_>
         });
     };
     let expected = Le32(stored).get();
-    let found = if verify {
-        crc32fast::hash(covered)
-    } else {
-        expected
-    };
+    let found = crc32fast::hash(covered);
     if expected != found {
         return Err(Bad {
             reason: StopReason::BadChecksum { expected, found },
@@ -438,7 +428,6 @@ pub struct FrameReader<'a> {
     pos: usize,
     max_payload: u32,
     end: Option<LogEnd>,
-    verify: bool,
 }
 
 impl<'a> FrameReader<'a> {
@@ -449,27 +438,6 @@ impl<'a> FrameReader<'a> {
             pos: 0,
             max_payload: DEFAULT_MAX_PAYLOAD,
             end: None,
-            verify: true,
-        }
-    }
-
-    /// A reader that does not check frame CRCs: only for bytes whose frames
-    /// were already verified, or written by this process and never read
-    /// back from disk since (a log slot being compacted). Structure is still
-    /// checked (tags, lengths, the stopping rule).
-    ///
-    /// ```
-    /// use silo_format::{FrameReader, Tag, encode_frame, frame_len};
-    /// let mut buf = vec![0u8; frame_len(3)];
-    /// encode_frame(&mut buf, Tag::Put, 1, b"abc").unwrap();
-    /// buf[frame_len(3) - 1] ^= 1; // a CRC byte
-    /// assert_eq!(FrameReader::new(&buf).count(), 0);
-    /// assert_eq!(FrameReader::new_unchecked(&buf).count(), 1);
-    /// ```
-    pub fn new_unchecked(bytes: &'a [u8]) -> Self {
-        FrameReader {
-            verify: false,
-            ..FrameReader::new(bytes)
         }
     }
 
@@ -578,7 +546,7 @@ impl<'a> Iterator for FrameReader<'a> {
             }
             Some(_) => {}
         }
-        match parse_with(rest, self.max_payload, self.verify) {
+        match parse(rest, self.max_payload) {
             Ok((frame, len)) => {
                 self.pos += len;
                 Some((at, frame))
@@ -616,24 +584,6 @@ mod tests {
         (Tag::BatchCommit, 2, b""),
         (Tag::Delete, 42, b""),
     ];
-
-    #[test]
-    fn an_unchecked_reader_still_checks_structure() {
-        let mut buf = vec![0u8; frame_len(3) * 2];
-        encode_frame(&mut buf, Tag::Put, 1, b"abc").unwrap();
-        encode_frame(&mut buf[frame_len(3)..], Tag::Delete, 2, b"xyz").unwrap();
-        let mut reader = FrameReader::new_unchecked(&buf);
-        assert_eq!(reader.by_ref().count(), 2);
-        assert_eq!(reader.end(), Some(LogEnd::Clean { at: buf.len() }));
-        // A bad tag or a cut frame stops it as it stops the checked reader.
-        let mut bad = buf.clone();
-        bad[frame_len(3)] = 0xEE;
-        assert_eq!(FrameReader::new_unchecked(&bad).count(), 1);
-        assert_eq!(
-            FrameReader::new_unchecked(&buf[..frame_len(3) + 5]).count(),
-            1
-        );
-    }
 
     #[test]
     fn frame_parts_match_encode_frame() {

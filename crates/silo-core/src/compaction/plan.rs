@@ -9,7 +9,7 @@ use silo_format::{Tag, alloc_for, record_size};
 
 use crate::READ_LIMIT;
 use crate::error::{Error, Result};
-use crate::log::replay::{LoggedOp, replay_unchecked};
+use crate::log::replay::{LoggedOp, replay};
 use crate::store::{Core, Tables};
 
 /// Where a result goes.
@@ -75,10 +75,13 @@ pub(crate) fn compute<'a>(
     through_seq: u64,
 ) -> Result<Plan<'a>> {
     let mut ops: Vec<LoggedOp<'a>> = Vec::new();
-    // The frozen slot was verified at open or written by this process:
-    // its frames' CRCs are not checked again.
-    replay_unchecked(body, base_seq, READ_LIMIT, |op| ops.push(op))
-        .map_err(|c| Error::corrupt(silo.dir.join("log (frozen slot)"), c.at as u64, c.reason))?;
+    // The frozen slot was synced whole at freeze: every byte of it is
+    // durable, so any stop before its end is damage, and its frames are
+    // checked again (its pages may have been read back from disk).
+    replay(body, base_seq, body.len(), READ_LIMIT, false, |op| {
+        ops.push(op)
+    })
+    .map_err(|c| Error::corrupt(silo.dir.join("log (frozen slot)"), c.at as u64, c.reason))?;
     ops.sort_unstable_by_key(|op| (op.key, op.seq));
     let mut plan = Plan {
         through_seq,

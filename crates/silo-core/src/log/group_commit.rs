@@ -84,11 +84,13 @@ impl GroupCommit {
     }
 
     /// Returns once `seq` is durable. `target` gives the leader what to
-    /// sync: the active slot's file and the last sequence number in it.
-    pub(crate) fn wait_durable(
+    /// sync: the active slot's file, the last sequence number in it, and a
+    /// token handed to `synced` once that sync succeeded.
+    pub(crate) fn wait_durable<T>(
         &self,
         seq: u64,
-        target: impl Fn() -> (Arc<SiloFile>, u64),
+        target: impl Fn() -> (Arc<SiloFile>, u64, T),
+        synced: impl Fn(T),
     ) -> Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -113,9 +115,12 @@ impl GroupCommit {
             while self.appending.load(Ordering::Acquire) > 0 && start.elapsed() < GATHER {
                 std::thread::yield_now();
             }
-            let (file, last) = target();
+            let (file, last, token) = target();
             let outcome = file.sync_data();
             self.syncs.fetch_add(1, Ordering::Relaxed);
+            if outcome.is_ok() {
+                synced(token);
+            }
             st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             st.syncing = false;
             match outcome {

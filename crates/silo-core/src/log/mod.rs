@@ -17,10 +17,6 @@ use silo_io::file::SiloFile;
 use crate::error::Result;
 use slot::LogSlot;
 
-/// How far the synced length may run ahead of the header's mark before a
-/// flush moves the mark (a clean close sets it exactly).
-const MARK_STEP: u64 = 1 << 20;
-
 /// The log's state, behind the log mutex.
 pub(crate) struct LogState {
     /// The two slots.
@@ -69,7 +65,7 @@ impl LogState {
         let next_seq = self.next_seq();
         let generation = self.active().header.generation + 1;
         let other = 1 - self.active;
-        self.slots[other].reset(generation, next_seq)?;
+        self.slots[other].restamp(generation, next_seq)?;
         let frozen_file = Arc::clone(&self.active().file);
         self.active = other;
         self.frozen = true;
@@ -102,7 +98,7 @@ impl Log {
     /// Makes every write so far durable with one fdatasync per slot that
     /// has unsynced bytes (normally just the active one; none if all is
     /// synced). The header's synced-length mark is carried by the same
-    /// sync: when it lags by [`MARK_STEP`] or more it is set to what an
+    /// sync: when it lags by [`slot::MARK_STEP`] or more it is set to what an
     /// earlier sync made durable, so it lags behind the truth and never
     /// runs ahead of it (a lagging mark only makes recovery read more of
     /// the tail as possibly torn). Returns the last sequence number made
@@ -117,16 +113,13 @@ impl Log {
                     // The mark moves in steps: rewriting the header page on
                     // every flush would take a write fault on a page the
                     // last sync just cleaned.
-                    let synced = slot.synced_end;
-                    if synced as u64 >= slot.header.param_a + MARK_STEP {
-                        slot.record_durable(synced)?;
-                    }
-                    work.push((Arc::clone(&slot.file), slot.header.generation, slot.end));
+                    slot.carry_mark()?;
+                    work.push((Arc::clone(&slot.file), slot.number, slot.epoch, slot.end));
                 }
             }
             (work, last)
         };
-        for (file, _, _) in &work {
+        for (file, _, _, _) in &work {
             if let Err(e) = file.sync_data() {
                 // No waiting `Sync` writer may be told its write is durable.
                 self.commit.fail(e.to_string());
@@ -135,15 +128,9 @@ impl Log {
         }
         if !work.is_empty() {
             let mut st = self.lock();
-            for (_, generation, end) in work {
-                // A slot emptied and reused since (by compaction) is another slot.
-                if let Some(slot) = st
-                    .slots
-                    .iter_mut()
-                    .find(|s| s.header.generation == generation)
-                {
-                    slot.synced_end = slot.synced_end.max(end);
-                }
+            for (_, number, epoch, end) in work {
+                // A slot emptied since (by compaction) is not credited.
+                st.slots[number].note_synced(epoch, end);
             }
         }
         self.commit.mark_durable(last);

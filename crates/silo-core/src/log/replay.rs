@@ -87,19 +87,6 @@ pub(crate) fn replay<'a>(
     replay_from(reader, base_seq, durable, recover_corrupt, each)
 }
 
-/// [`replay`] without checking frame CRCs, for a slot whose frames were
-/// verified at open or written by this process (the frozen slot compaction
-/// folds): the structure is still checked.
-pub(crate) fn replay_unchecked<'a>(
-    body: &'a [u8],
-    base_seq: u64,
-    max_payload: u32,
-    each: impl FnMut(LoggedOp<'a>),
-) -> Result<ReplayEnd, ReplayCorrupt> {
-    let reader = FrameReader::new_unchecked(body).with_max_payload(max_payload);
-    replay_from(reader, base_seq, 0, false, each)
-}
-
 fn replay_from<'a>(
     mut reader: FrameReader<'a>,
     base_seq: u64,

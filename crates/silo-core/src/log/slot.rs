@@ -12,6 +12,10 @@ use silo_io::mlog::AppendMap;
 
 use crate::error::{Error, Result};
 
+/// How far the synced length may run ahead of the header's mark before a
+/// sync moves the mark (a clean close sets it exactly).
+pub(crate) const MARK_STEP: u64 = 1 << 20;
+
 /// Bytes a slot file is allocated with, and shrinks back to when retired.
 pub(crate) const INITIAL_SLOT_BYTES: u64 = 256 << 10;
 /// The most a slot grows by at once.
@@ -38,6 +42,9 @@ pub(crate) struct LogSlot {
     /// Offset up to which the file is known to be synced (in memory; the
     /// header's mark may lag behind it, never run ahead).
     pub(crate) synced_end: usize,
+    /// Bumped whenever the slot is emptied: a sync started before an
+    /// emptying must not credit its end to the emptied slot.
+    pub(crate) epoch: u64,
 }
 
 impl LogSlot {
@@ -79,6 +86,7 @@ impl LogSlot {
             end: HEADER_LEN,
             frames: 0,
             synced_end: HEADER_LEN,
+            epoch: 0,
         })
     }
 
@@ -200,16 +208,11 @@ impl LogSlot {
         Ok(())
     }
 
-    /// Empties the slot and gives it a new generation and base sequence
-    /// number. Crash-safe: at every step the slot replays as empty.
-    pub(crate) fn reset(&mut self, generation: u64, base_seq: u64) -> Result<()> {
-        let header = LogSlot::reset_file(&self.file, self.header, generation, base_seq)?;
-        self.reset_done(header)
-    }
-
-    /// The file work of [`LogSlot::reset`]: it needs only the file, so a
-    /// frozen slot (which no writer touches) is reset outside the log
-    /// mutex. `old` is the slot's current header; returns the new one.
+    /// Empties the slot's file and gives it a new generation and base
+    /// sequence number; crash-safe: at every step the slot replays as
+    /// empty. It needs only the file, so a frozen slot (which no writer
+    /// touches) is emptied outside the log mutex; [`LogSlot::reset_done`]
+    /// then updates the slot under it. `old` is the slot's current header; returns the new one.
     pub(crate) fn reset_file(
         file: &SiloFile,
         old: FileHeader,
@@ -238,13 +241,50 @@ impl LogSlot {
         Ok(header)
     }
 
-    /// The in-memory part of [`LogSlot::reset`], after [`LogSlot::reset_file`].
+    /// The in-memory part of emptying the slot, after [`LogSlot::reset_file`].
     pub(crate) fn reset_done(&mut self, header: FileHeader) -> Result<()> {
         self.map = AppendMap::new(&self.file, to_usize(INITIAL_SLOT_BYTES)?)?;
         self.header = header;
         self.end = HEADER_LEN;
         self.frames = 0;
         self.synced_end = HEADER_LEN;
+        self.epoch += 1;
+        Ok(())
+    }
+
+    /// Moves the header's synced-length mark up to what earlier syncs made
+    /// durable, once it lags by [`MARK_STEP`] or more; the next sync of the
+    /// file carries it (the mark never runs ahead of the truth).
+    pub(crate) fn carry_mark(&mut self) -> Result<()> {
+        let synced = self.synced_end;
+        if synced as u64 >= self.header.param_a + MARK_STEP {
+            self.record_durable(synced)?;
+        }
+        Ok(())
+    }
+
+    /// Records that a sync that started at `epoch`, when the slot ended at
+    /// `end`, succeeded; ignored if the slot was emptied since.
+    pub(crate) fn note_synced(&mut self, epoch: u64, end: usize) {
+        if self.epoch == epoch {
+            self.synced_end = self.synced_end.max(end.min(self.end));
+        }
+    }
+
+    /// Gives an emptied slot (cut and synced by [`LogSlot::reset_file`]) its
+    /// next generation and base sequence number: one header write and one
+    /// fdatasync, cheap enough for the log mutex at a freeze.
+    pub(crate) fn restamp(&mut self, generation: u64, base_seq: u64) -> Result<()> {
+        debug_assert!(self.is_empty(), "only an emptied slot is restamped");
+        let header = FileHeader {
+            generation,
+            base_seq,
+            ..FileHeader::new(FileKind::OpsLog)
+        };
+        self.file.write_all_at(&header.encode(), 0)?;
+        self.file.sync_data()?;
+        self.header = header;
+        self.epoch += 1;
         Ok(())
     }
 }

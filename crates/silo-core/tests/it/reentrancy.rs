@@ -145,3 +145,71 @@ fn an_operator_that_does_not_fold_in_steps_changes_values_at_compaction() {
     assert_eq!(all_at_once.as_deref(), Some(&b"[2]"[..]));
     assert_eq!(silo.get(3).unwrap().as_deref(), Some(&b"[1][1]"[..]));
 }
+
+/// A thread holding a bulk or merge writer (the gate, exclusively) is
+/// refused what would wait for that gate, instead of hanging.
+#[test]
+fn a_thread_holding_a_writer_is_refused_what_waits_for_its_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts();
+    o.auto_compact = true;
+    let silo = silo_core::Silo::open(dir.path(), o).unwrap();
+    let writer = silo.merge_writer().unwrap();
+    would_deadlock(silo.compact(), "compact");
+    would_deadlock(silo.wait_background(), "wait_background");
+    would_deadlock(silo.snapshot().map(|_| ()), "snapshot");
+    would_deadlock(silo.verify().map(|_| ()), "verify");
+    would_deadlock(silo.rebuild_index().map(|_| ()), "rebuild_index");
+    let mut it = silo.iter();
+    would_deadlock(it.next().expect("the refusal").map(|_| ()), "iter");
+    drop(it);
+    writer.finish().unwrap();
+    let bulk = silo.bulk_writer().unwrap();
+    would_deadlock(silo.checkpoint(dir.path().join("cp")), "checkpoint");
+    bulk.finish().unwrap();
+    silo.wait_background().unwrap();
+    assert!(silo.verify().unwrap().is_ok());
+}
+
+/// A merge operator that panics on the compaction worker poisons the
+/// store and is reported; nobody waiting for the worker hangs.
+#[test]
+fn a_panic_on_the_compaction_worker_is_reported_and_waiters_return() {
+    struct PanicsOnBoom;
+    impl silo_core::MergeOperator for PanicsOnBoom {
+        fn merge(
+            &self,
+            _key: u64,
+            existing: Option<&[u8]>,
+            operands: &[&[u8]],
+            out: &mut Vec<u8>,
+        ) -> Result<(), String> {
+            assert!(!operands.contains(&&b"boom"[..]), "operator panics on boom");
+            out.extend_from_slice(existing.unwrap_or_default());
+            for op in operands {
+                out.extend_from_slice(op);
+            }
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = Options::default().with_merge_operator(PanicsOnBoom);
+    o.thresholds.pending_ops = 1;
+    o.thresholds.min_interval = std::time::Duration::ZERO;
+    let silo = silo_core::Silo::open(dir.path(), o).unwrap();
+    silo.put(1, b"base").unwrap();
+    silo.merge(1, b"boom").unwrap();
+    silo.put(2, b"x").unwrap();
+    // Returns although the worker died on the way.
+    silo.wait_background().unwrap();
+    silo.wait_background().unwrap();
+    let stats = silo.stats();
+    assert!(
+        stats
+            .last_compaction_error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked")),
+        "{stats:?}"
+    );
+    assert!(matches!(silo.put(3, b"y"), Err(Error::Poisoned { .. })));
+}
