@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 
-use crate::READ_LIMIT;
 use crate::error::Result;
 use crate::iter::Iter;
 use crate::pending::{Base, KeyOps};
@@ -82,15 +81,10 @@ impl Snapshot<'_> {
     /// absent), without copying it when it is stored whole.
     pub fn get_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         match self.pending.get(&key) {
+            // The gate keeps the tables as they were at the snapshot.
             None => {
-                // The gate keeps the tables as they were at the snapshot.
-                let tables = self.silo.tables();
-                let Some(offset) = tables.index.get(key)? else {
-                    return Ok(f(None));
-                };
-                let view = tables.data.view();
-                let record = tables.data.record(&view, offset, key, READ_LIMIT)?;
-                Ok(f(Some(record.value)))
+                self.silo
+                    .with_stored(&self.silo.tables(), key, || {}, |r| f(r.map(|(_, v)| v)))
             }
             Some(KeyOps {
                 base: Some(Base::Put { value, .. }),

@@ -227,15 +227,7 @@ impl Core {
         let _callback = reentry::hold(self.id, Hold::Callback);
         let pending = self.pending.get(key);
         match pending {
-            None => {
-                let tables = self.tables();
-                let Some(offset) = tables.index.get(key)? else {
-                    return Ok(f(None));
-                };
-                let view = tables.data.view();
-                let record = tables.data.record(&view, offset, key, READ_LIMIT)?;
-                Ok(f(Some(record.value)))
-            }
+            None => self.with_stored(&self.tables(), key, || {}, |r| f(r.map(|(_, v)| v))),
             // A pending put settles the read without copying the value.
             Some(KeyOps {
                 base: Some(Base::Put { value, .. }),

@@ -118,14 +118,7 @@ pub fn encode_frame(
     key: u64,
     payload: &[u8],
 ) -> Result<usize, FormatError> {
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|l| *l <= DEFAULT_MAX_PAYLOAD)
-        .ok_or(FormatError::LengthTooLarge {
-            what: "frame payload",
-            len: payload.len() as u64,
-            max: u64::from(DEFAULT_MAX_PAYLOAD),
-        })?;
+    let head_bytes = frame_header(tag, key, payload)?;
     let total = frame_len(payload.len());
     let available = out.len();
     let Some(frame) = out.get_mut(..total) else {
@@ -137,11 +130,6 @@ pub fn encode_frame(
     };
     let (covered, trailer) = frame.split_at_mut(FRAME_HEADER_LEN + payload.len());
     let (head, body) = covered.split_at_mut(FRAME_HEADER_LEN);
-    let head_bytes: [u8; FRAME_HEADER_LEN] = bytemuck::cast(RawFrameHeader {
-        tag: tag as u8,
-        key: Le64::new(key),
-        len: Le32::new(len),
-    });
     head.copy_from_slice(&head_bytes);
     let crc = if payload.len() <= SMALL_PAYLOAD {
         // Small frames: one contiguous pass costs least.
@@ -166,14 +154,8 @@ pub fn encode_frame(
     Ok(total)
 }
 
-/// The header and trailer of the frame [`encode_frame`] would write for
-/// `payload`, without copying the payload: writing header, payload and
-/// trailer back to back (a vectored write) gives the same bytes.
-pub fn frame_parts(
-    tag: Tag,
-    key: u64,
-    payload: &[u8],
-) -> Result<([u8; FRAME_HEADER_LEN], [u8; FRAME_TRAILER_LEN]), FormatError> {
+/// The 13-byte header of a frame of `payload`, checking its length.
+fn frame_header(tag: Tag, key: u64, payload: &[u8]) -> Result<[u8; FRAME_HEADER_LEN], FormatError> {
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|l| *l <= DEFAULT_MAX_PAYLOAD)
@@ -182,11 +164,22 @@ pub fn frame_parts(
             len: payload.len() as u64,
             max: u64::from(DEFAULT_MAX_PAYLOAD),
         })?;
-    let head: [u8; FRAME_HEADER_LEN] = bytemuck::cast(RawFrameHeader {
+    Ok(bytemuck::cast(RawFrameHeader {
         tag: tag as u8,
         key: Le64::new(key),
         len: Le32::new(len),
-    });
+    }))
+}
+
+/// The header and trailer of the frame [`encode_frame`] would write for
+/// `payload`, without copying the payload: writing header, payload and
+/// trailer back to back (a vectored write) gives the same bytes.
+pub fn frame_parts(
+    tag: Tag,
+    key: u64,
+    payload: &[u8],
+) -> Result<([u8; FRAME_HEADER_LEN], [u8; FRAME_TRAILER_LEN]), FormatError> {
+    let head = frame_header(tag, key, payload)?;
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&head);
     hasher.update(payload);
