@@ -151,11 +151,23 @@ pub(crate) fn write_limit(_path: &Path, _retry: bool) -> WriteGate {
     WriteGate::Full
 }
 
+/// A sync in flight, for the power-cut model (nothing without the feature).
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) struct SyncToken;
+
 /// Tells the power-cut model that a sync of `path` (the whole file, or
-/// `(offset, len)` of it) succeeded.
+/// `(offset, len)` of it) starts: what it may make durable is what the
+/// file holds now.
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
-pub(crate) fn synced(_path: &Path, _range: Option<(u64, u64)>) {}
+pub(crate) fn sync_start(_path: &Path, _range: Option<(u64, u64)>) -> SyncToken {
+    SyncToken
+}
+
+/// Tells the power-cut model that the sync `token` stands for succeeded.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn synced(_token: SyncToken) {}
 
 /// Tells the power-cut model that an fsync of directory `dir` succeeded.
 #[cfg(not(feature = "fault-injection"))]
@@ -175,7 +187,7 @@ mod enabled {
 
     use super::{FaultOp, WriteGate};
     use crate::error::IoError;
-    use crate::powercut::{Model, Unsynced};
+    use crate::powercut::{Model, PendingSync, Unsynced};
 
     /// What happens to the call a rule fires on.
     ///
@@ -535,13 +547,25 @@ mod enabled {
         action
     }
 
+    /// A sync in flight: the installed state and what the sync may make durable.
+    pub(crate) struct SyncToken(Option<(Arc<Mutex<State>>, PendingSync)>);
+
     /// Tells the power-cut model that a sync of `path` (the whole file, or
-    /// `(offset, len)` of it) succeeded.
-    pub(crate) fn synced(path: &Path, range: Option<(u64, u64)>) {
-        if let Some(state) = state_for(path)
+    /// `(offset, len)` of it) starts: what it may make durable is what the
+    /// file holds now.
+    pub(crate) fn sync_start(path: &Path, range: Option<(u64, u64)>) -> SyncToken {
+        SyncToken(state_for(path).and_then(|state| {
+            let pending = lock(&state).model.as_ref()?.sync_start(path, range)?;
+            Some((state, pending))
+        }))
+    }
+
+    /// Tells the power-cut model that the sync `token` stands for succeeded.
+    pub(crate) fn synced(token: SyncToken) {
+        if let Some((state, pending)) = token.0
             && let Some(model) = &mut lock(&state).model
         {
-            model.file_synced(path, range);
+            model.sync_done(pending);
         }
     }
 

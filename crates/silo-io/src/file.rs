@@ -336,6 +336,7 @@ impl SiloFile {
 
     fn sync_loop(&self, op: &'static str, data_only: bool) -> Result<(), IoError> {
         fault::check(FaultOp::Sync, &self.path)?;
+        let token = fault::sync_start(&self.path, None);
         loop {
             let r = if data_only {
                 self.file.sync_data()
@@ -346,7 +347,7 @@ impl SiloFile {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.err(op, e)),
                 Ok(()) => {
-                    fault::synced(&self.path, None);
+                    fault::synced(token);
                     return Ok(());
                 }
             }

@@ -536,9 +536,10 @@ impl AtomicMap {
     pub fn flush(&self) -> Result<(), IoError> {
         fault::check(FaultOp::Sync, &self.path)?;
         let Some(map) = &self.map else { return Ok(()) };
+        let token = fault::sync_start(&self.path, None);
         map.flush()
             .map_err(|e| IoError::io("msync", &self.path, e))?;
-        fault::synced(&self.path, None);
+        fault::synced(token);
         Ok(())
     }
 
@@ -565,9 +566,10 @@ impl AtomicMap {
         let Some((start, len)) = clip_to_map(map.len(), offset, len) else {
             return Ok(());
         };
+        let token = fault::sync_start(&self.path, Some((start as u64, len as u64)));
         map.flush_range(start, len)
             .map_err(|e| IoError::io("msync", &self.path, e))?;
-        fault::synced(&self.path, Some((start as u64, len as u64)));
+        fault::synced(token);
         Ok(())
     }
 

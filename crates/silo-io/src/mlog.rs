@@ -171,9 +171,10 @@ impl AppendMap {
         }
         let (start, aligned) = page_align(offset, len);
         let len = aligned.min(map.len() - start);
+        let token = fault::sync_start(&self.path, Some((start as u64, len as u64)));
         map.flush_range(start, len)
             .map_err(|e| IoError::io("msync", &self.path, e))?;
-        fault::synced(&self.path, Some((start as u64, len as u64)));
+        fault::synced(token);
         Ok(())
     }
 

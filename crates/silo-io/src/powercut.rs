@@ -45,6 +45,14 @@ struct Entry {
     is_dir: bool,
 }
 
+/// A sync in flight: the bytes it may make durable.
+#[derive(Debug)]
+pub(crate) struct PendingSync {
+    ino: u64,
+    bytes: Vec<u8>,
+    range: Option<(u64, u64)>,
+}
+
 /// The durable state under one root, as far as the seam's syncs say.
 #[derive(Debug)]
 pub(crate) struct Model {
@@ -151,15 +159,29 @@ impl Model {
         self.at_cut.is_some()
     }
 
-    /// Records a successful sync of `path`: the whole file, or the bytes
-    /// `[offset, offset + len)` of it (an `msync` of a range).
-    pub(crate) fn file_synced(&mut self, path: &Path, range: Option<(u64, u64)>) {
+    /// What a sync of `path` starting now may make durable: the file's
+    /// bytes (or the range of them) as they are before the sync runs, so
+    /// that bytes written while it runs never count as synced by it.
+    pub(crate) fn sync_start(&self, path: &Path, range: Option<(u64, u64)>) -> Option<PendingSync> {
+        if self.is_cut() {
+            return None;
+        }
+        // A file that vanished meanwhile has nothing left to make durable.
+        let ino = ino_of(path).ok()?;
+        let bytes = std::fs::read(path).ok()?;
+        Some(PendingSync { ino, bytes, range })
+    }
+
+    /// Records that the sync `pending` describes succeeded.
+    pub(crate) fn sync_done(&mut self, pending: PendingSync) {
         if self.is_cut() {
             return;
         }
-        // A file that vanished meanwhile has nothing left to make durable.
-        let Ok(ino) = ino_of(path) else { return };
-        let Ok(now) = std::fs::read(path) else { return };
+        let PendingSync {
+            ino,
+            bytes: now,
+            range,
+        } = pending;
         match range {
             None => {
                 self.files.insert(ino, now);
@@ -328,10 +350,15 @@ mod tests {
         std::fs::write(&path, [0u8; 16]).unwrap();
         let mut m = Model::new(root.path()).unwrap();
         std::fs::write(&path, [7u8; 16]).unwrap();
-        m.file_synced(&path, Some((4, 4)));
+        let pending = m.sync_start(&path, Some((4, 4))).expect("file");
+        m.sync_done(pending);
+        let late = m.sync_start(&path, None).expect("file");
         m.cut().unwrap();
         std::fs::write(&path, [9u8; 16]).unwrap();
-        m.file_synced(&path, None);
+        m.sync_done(late);
+        if let Some(after) = m.sync_start(&path, None) {
+            m.sync_done(after);
+        }
         let out = tempfile::tempdir().unwrap();
         let dest = out.path().join("img");
         m.image(&dest, Unsynced::Drop).unwrap();
