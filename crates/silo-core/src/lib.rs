@@ -9,7 +9,10 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | `store` | [`Silo`]: open, reads, writes, flush, stats, close |
+//! | `silo` | [`Silo`], the handle: every public call; starts and stops the compaction worker |
+//! | `compactor` | the compaction worker: automatic compaction off the writers' threads |
+//! | `store` | the store behind the handle: open, reads, writes, flush, stats, shutdown |
+//! | `reentry` | refusing calls that would wait for the calling thread itself |
 //! | `recovery` | creating a store, or replaying its logs on open |
 //! | `log` | the two log slots, replay, group commit |
 //! | `pending` | the pending view of operations not yet compacted |

@@ -131,3 +131,52 @@ impl GroupCommit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    fn file() -> (tempfile::TempDir, Arc<SiloFile>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = SiloFile::create_new(&dir.path().join("slot")).expect("file");
+        (dir, Arc::new(f))
+    }
+
+    #[test]
+    fn a_failure_outside_group_commit_fails_every_later_waiter() {
+        // Regression (mutation testing): with `fail` a no-op, a waiter
+        // would sync the new slot and be told durable although the sync
+        // of the slot holding its write failed.
+        let (_dir, f) = file();
+        let commit = GroupCommit::new(0);
+        commit.fail("the frozen slot's fdatasync failed".to_owned());
+        let outcome = commit.wait_durable(5, || (Arc::clone(&f), 9, ()), |()| {});
+        assert!(
+            matches!(outcome, Err(Error::Poisoned { .. })),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn what_is_marked_durable_needs_no_sync() {
+        let (_dir, f) = file();
+        let commit = GroupCommit::new(0);
+        commit.mark_durable(10);
+        let syncs = AtomicUsize::new(0);
+        let target = || {
+            syncs.fetch_add(1, Ordering::Relaxed);
+            (Arc::clone(&f), 20, ())
+        };
+        commit.wait_durable(7, target, |()| {}).expect("durable");
+        assert_eq!(syncs.load(Ordering::Relaxed), 0, "marked durable: no sync");
+        // Past the mark, the waiter leads a sync, and what it synced counts.
+        commit.wait_durable(15, target, |()| {}).expect("synced");
+        assert_eq!((syncs.load(Ordering::Relaxed), commit.syncs()), (1, 1));
+        commit
+            .wait_durable(20, target, |()| {})
+            .expect("already synced");
+        assert_eq!(commit.syncs(), 1);
+    }
+}
