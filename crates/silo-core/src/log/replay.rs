@@ -244,7 +244,35 @@ mod tests {
         let (ops, end) = collect_with(&b, batch_start, false).expect("torn, not corrupt");
         assert_eq!(ops, vec![(100, 1)]);
         assert_eq!((end.valid_len, end.frames), (batch_start, 1));
-        assert!(end.dropped_bytes > 0);
+        // Every byte from the cut batch's start to its last non-zero byte.
+        let tail = silo_format::last_nonzero(&b[batch_start..]).map_or(0, |p| p + 1);
+        assert_eq!(end.dropped_bytes, tail as u64);
+    }
+
+    #[test]
+    fn a_commit_that_counts_fewer_operations_than_its_begin_is_corruption() {
+        // Regression (mutation testing): a commit whose count matches the
+        // operations read but not its BatchBegin must not deliver the batch.
+        let mut b = Vec::new();
+        push(&mut b, Tag::BatchBegin, 2, b"");
+        push(&mut b, Tag::Put, 2, b"b");
+        let commit = b.len();
+        push(&mut b, Tag::BatchCommit, 1, b"");
+        let err = collect(&b, false).expect_err("a batch missing an operation");
+        assert_eq!(err.at, commit);
+    }
+
+    #[test]
+    fn an_operation_past_its_batch_count_is_corruption_where_it_stands() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::BatchBegin, 1, b"");
+        push(&mut b, Tag::Put, 2, b"b");
+        let extra = b.len();
+        push(&mut b, Tag::Put, 3, b"c");
+        push(&mut b, Tag::BatchCommit, 2, b"");
+        let err = collect(&b, false).expect_err("one operation too many");
+        assert_eq!(err.at, extra);
+        assert!(err.reason.contains("for the open batch"), "{}", err.reason);
     }
 
     #[test]
@@ -257,6 +285,11 @@ mod tests {
         b[second + 14] ^= 0x40;
         let err = collect(&b, false).expect_err("corrupt");
         assert_eq!(err.at, second);
+        assert!(
+            err.reason.contains("valid-looking data after it"),
+            "{}",
+            err.reason
+        );
         let (ops, end) = collect(&b, true).expect("recovered");
         assert_eq!(ops, vec![(100, 1)]);
         assert_eq!(end.valid_len, second);

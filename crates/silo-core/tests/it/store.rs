@@ -348,3 +348,67 @@ fn a_lost_manifest_never_wipes_compacted_data() {
     ));
     assert!(dir.path().join("data-1").exists(), "nothing was removed");
 }
+
+/// A compaction reports every operation it folded from the log.
+#[test]
+fn a_compaction_reports_the_operations_it_folded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    s.put(1, b"a").expect("put");
+    s.put(2, b"b").expect("put");
+    s.merge(1, b"+").expect("merge");
+    s.delete(2).expect("delete");
+    let mut b = WriteBatch::new();
+    b.put(3, b"c").put(4, b"d");
+    s.write(&b).expect("batch");
+    let r = s.compact().expect("compact");
+    // Four single operations and the batch's two (its markers are not operations).
+    assert_eq!(r.ops_folded, 6);
+    assert_eq!((r.appended, r.deleted), (3, 0), "{r:?}");
+}
+
+/// A merge result longer than readers accept is never written: the
+/// compaction refuses (an operand error: the store stays usable and the
+/// operands stay pending), the data file is left as it was.
+#[test]
+fn a_merge_result_over_the_read_limit_is_refused_by_compaction() {
+    /// Turns the operand `huge` into a value one byte over 1 GiB (the
+    /// limit readers accept); zeroed memory, so it costs little.
+    struct Huge;
+    impl silo_core::MergeOperator for Huge {
+        fn merge(
+            &self,
+            _key: u64,
+            existing: Option<&[u8]>,
+            operands: &[&[u8]],
+            out: &mut Vec<u8>,
+        ) -> Result<(), String> {
+            if operands.contains(&&b"huge"[..]) {
+                *out = vec![0u8; (1 << 30) + 1];
+            } else {
+                out.extend_from_slice(existing.unwrap_or_default());
+                operands.iter().for_each(|o| out.extend_from_slice(o));
+            }
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut o = Options::default().with_merge_operator(Huge);
+    o.auto_compact = false;
+    let s = Silo::open(dir.path(), o).expect("open");
+    s.put(1, b"small").expect("put");
+    s.put(2, b"other").expect("put");
+    s.compact().expect("compact");
+    let data_end = s.stats().data_end;
+    s.merge(1, b"huge").expect("merge is logged");
+    match s.compact() {
+        Err(Error::ValueTooLarge { len, .. }) => assert_eq!(len, (1 << 30) + 1),
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+    assert_eq!(s.stats().data_end, data_end, "nothing was written");
+    assert_eq!(s.get(2).expect("get").as_deref(), Some(&b"other"[..]));
+    // A put of the key supersedes the operand and lets compaction through.
+    s.put(1, b"fixed").expect("put");
+    s.compact().expect("compact");
+    assert_eq!(s.get(1).expect("get").as_deref(), Some(&b"fixed"[..]));
+}
