@@ -156,3 +156,29 @@ fn a_zeroed_page_then_valid_frames_in_an_unsynced_log_is_a_torn_tail() {
         assert_eq!(reopened.get(k).unwrap(), None, "key {k} after the gap");
     }
 }
+
+/// The newer log slot must not start below the end of the older one: a
+/// slot header saying otherwise is damage, not an order to replay in.
+#[test]
+fn a_newer_slot_starting_inside_the_older_one_is_corruption() {
+    use silo_format::{FileHeader, FileKind, Tag, encode_frame};
+    let dir = tempfile::tempdir().unwrap();
+    let log0 = closed_store(dir.path());
+    assert!(log0.exists());
+    // log-0 holds sequence numbers 1..=10; give log-1 a later generation
+    // but a base inside that range, and one valid frame.
+    let header = FileHeader {
+        generation: 2,
+        base_seq: 4,
+        ..FileHeader::new(FileKind::OpsLog)
+    };
+    let mut bytes = header.encode().to_vec();
+    let at = bytes.len();
+    bytes.resize(at + frame_len(3), 0);
+    encode_frame(&mut bytes[at..], Tag::Put, 77, b"new").unwrap();
+    std::fs::write(dir.path().join("log-1"), bytes).unwrap();
+    match Silo::open(dir.path(), sync_opts()) {
+        Err(Error::Corrupt { file, .. }) => assert_eq!(file, dir.path().join("log-1")),
+        other => panic!("expected Corrupt naming log-1, got {other:?}"),
+    }
+}

@@ -412,3 +412,51 @@ fn a_merge_result_over_the_read_limit_is_refused_by_compaction() {
     s.compact().expect("compact");
     assert_eq!(s.get(1).expect("get").as_deref(), Some(&b"fixed"[..]));
 }
+
+/// Data and index files the manifest does not name (left by a cold
+/// compaction or a rehash cut off by a crash) are removed at open, so the
+/// next cold compaction can create its files again.
+#[test]
+fn stray_files_of_a_cut_off_compaction_are_removed_and_compaction_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    s.put(1, b"one").expect("put");
+    s.compact().expect("compact");
+    s.close().expect("close");
+    for stray in ["data-2", "index-2", "MANIFEST.tmp"] {
+        std::fs::write(dir.path().join(stray), b"left by a crash").expect("stray");
+    }
+    let s = open(dir.path());
+    for stray in ["data-2", "index-2", "MANIFEST.tmp"] {
+        assert!(!dir.path().join(stray).exists(), "{stray} was kept");
+    }
+    s.compact_cold()
+        .expect("cold compaction creates data-2 again");
+    assert_eq!(s.get(1).expect("get").as_deref(), Some(&b"one"[..]));
+}
+
+/// After an unclean shutdown the space figures are recounted at open and
+/// match the ones a clean close would have recorded.
+#[test]
+fn an_unclean_open_recounts_live_and_dead_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    for k in 0..50u64 {
+        s.put(k, &vec![7u8; 40 + k as usize]).expect("put");
+    }
+    s.compact().expect("compact");
+    for k in 0..10u64 {
+        s.put(k, &[8u8; 200]).expect("put: moved");
+    }
+    s.compact().expect("compact");
+    let (live, dead) = (s.stats().live_bytes, s.stats().dead_bytes);
+    assert!(live > 0 && dead > 0);
+    // A process kill: every file as the page cache holds it, no clean close.
+    let crashed = tempfile::tempdir().expect("tempdir");
+    for entry in std::fs::read_dir(dir.path()).expect("dir").flatten() {
+        std::fs::copy(entry.path(), crashed.path().join(entry.file_name())).expect("copy");
+    }
+    drop(s);
+    let s = open(crashed.path());
+    assert_eq!((s.stats().live_bytes, s.stats().dead_bytes), (live, dead));
+}
