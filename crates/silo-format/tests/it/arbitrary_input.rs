@@ -50,6 +50,14 @@ fn decode_everything(input: &[u8]) {
     if let Ok(rec) = decode_record(input, max) {
         assert!(rec.value.len() <= rec.alloc as usize && rec.size() <= input.len());
     }
+    // A data-file scan's decoder: a record as above, or a whole tombstone.
+    if let Ok(entry) = decode_entry_at(input, max) {
+        let (_, _, size) = entry.key_seq_size();
+        assert!(size <= input.len());
+        if let Entry::Value(rec) = entry {
+            assert_eq!(decode_record(input, max), Ok(rec));
+        }
+    }
     for chunk in input.chunks(8) {
         let mut raw = [0u8; 8];
         raw[..chunk.len()].copy_from_slice(chunk);
