@@ -1,17 +1,40 @@
 //! [`DirLock`]: at most one open store per directory, across processes.
 
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::IoError;
 use crate::sys;
 
-/// An exclusive `flock` on `<dir>/LOCK`, held until dropped.
+/// The directories (device, inode) this process holds locked. POSIX record
+/// locks do not exclude the process that holds them, so a second open in
+/// this process is refused here, before anything opens the lock file: one
+/// more descriptor of it, once closed, would release the lock.
+static HELD: Mutex<BTreeSet<(u64, u64)>> = Mutex::new(BTreeSet::new());
+
+fn held() -> std::sync::MutexGuard<'static, BTreeSet<(u64, u64)>> {
+    // The set is only changed by whole insert/remove calls, so a panic in
+    // another holder cannot leave it half-updated.
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An exclusive lock on `<dir>/LOCK`, held until dropped.
 ///
-/// `flock` locks belong to an open file description, so a second
-/// [`acquire`](Self::acquire) of the same directory fails with
-/// [`IoError::Locked`] whether it comes from this process or another.
+/// Across processes it is a POSIX record lock (`fcntl(F_SETLK)`) over the
+/// whole file; within the process, a registry of locked directories. Both
+/// belong to the process, not to a descriptor: a child started by
+/// `fork`/`exec` (a `std::process::Command`) never holds it, even in the
+/// moment before its program starts, so a store closed while another thread
+/// spawns a process can be reopened at once. (An `flock` would live on in
+/// the child's copy of the descriptor for that moment.)
+///
+/// The price of POSIX locks: closing any descriptor of `LOCK` in this
+/// process releases the lock. Silo never opens it except here; a program
+/// that copies a live store's directory should skip `LOCK`.
 ///
 /// ```
 /// use silo_io::{DirLock, IoError};
@@ -24,8 +47,9 @@ use crate::sys;
 /// ```
 #[derive(Debug)]
 pub struct DirLock {
-    // Closing the descriptor on drop releases the lock.
-    _file: File,
+    // Closed in `drop`, with the registry held, before the entry goes.
+    file: Option<File>,
+    key: (u64, u64),
     path: PathBuf,
 }
 
@@ -34,7 +58,8 @@ impl DirLock {
     pub const FILE_NAME: &'static str = "LOCK";
 
     /// Creates or opens `<dir>/LOCK` and locks it exclusively without
-    /// waiting; [`IoError::Locked`] if another open store holds it.
+    /// waiting; [`IoError::Locked`] if another open store holds it, in this
+    /// process or another.
     ///
     /// ```
     /// let dir = tempfile::tempdir().unwrap();
@@ -44,6 +69,13 @@ impl DirLock {
     /// ```
     pub fn acquire(dir: &Path) -> Result<DirLock, IoError> {
         let path = dir.join(DirLock::FILE_NAME);
+        let meta =
+            std::fs::metadata(dir).map_err(|e| IoError::io("stat store directory", dir, e))?;
+        let key = (meta.dev(), meta.ino());
+        let mut held = held();
+        if held.contains(&key) {
+            return Err(IoError::Locked { path });
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -51,10 +83,17 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| IoError::io("open lock file", &path, e))?;
-        match sys::flock_exclusive_nonblocking(&file) {
-            Ok(()) => Ok(DirLock { _file: file, path }),
+        match sys::lock_whole_file_nonblocking(&file) {
+            Ok(()) => {
+                held.insert(key);
+                Ok(DirLock {
+                    file: Some(file),
+                    key,
+                    path,
+                })
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(IoError::Locked { path }),
-            Err(e) => Err(IoError::io("flock", &path, e)),
+            Err(e) => Err(IoError::io("lock", &path, e)),
         }
     }
 
@@ -68,6 +107,17 @@ impl DirLock {
     /// ```
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let mut held = held();
+        // Close first: were the entry gone while the descriptor was open, a
+        // new acquire here could lock the file and then lose its lock to
+        // this close.
+        drop(self.file.take());
+        held.remove(&self.key);
     }
 }
 

@@ -95,14 +95,31 @@ pub(crate) fn fadvise(
     Ok(())
 }
 
-/// `flock(LOCK_EX | LOCK_NB)`, retrying `EINTR`.
-pub(crate) fn flock_exclusive_nonblocking(file: &File) -> io::Result<()> {
+/// `fcntl(F_SETLK)` with an exclusive (write) lock over the whole file,
+/// retrying `EINTR`. A lock held by another process is reported as
+/// [`io::ErrorKind::WouldBlock`] (the kernel says `EACCES` or `EAGAIN`).
+///
+/// These POSIX record locks belong to the process: a child made by `fork`
+/// does not inherit them, and closing *any* descriptor of the file in this
+/// process releases them (the caller must keep every other open away).
+pub(crate) fn lock_whole_file_nonblocking(file: &File) -> io::Result<()> {
+    // SAFETY: `flock` is a plain C struct of integers, for which all zero
+    // bytes is a valid value.
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    // Both constants are small (1 and 0); the conversions cannot fail.
+    range.l_type = libc::c_short::try_from(libc::F_WRLCK).unwrap_or(1);
+    range.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0);
+    range.l_start = 0;
+    range.l_len = 0; // to the end of the file, however long it grows
     loop {
-        // SAFETY: `flock` only takes the open descriptor borrowed from `file`
-        // and an integer operation; no memory is passed.
-        let ret = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        // SAFETY: `F_SETLK` reads one `struct flock`, which `range` is and
+        // which outlives the call; the descriptor is borrowed from `file`.
+        let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &range) };
         match cvt(ret) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EAGAIN)) => {
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, e));
+            }
             other => return other,
         }
     }
@@ -194,13 +211,26 @@ mod tests {
     }
 
     #[test]
-    fn flock_refuses_a_second_description() {
+    fn a_whole_file_lock_is_taken_and_released_with_the_descriptor() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("LOCK");
         let a = File::create(&p).unwrap();
-        let b = File::open(&p).unwrap();
-        flock_exclusive_nonblocking(&a).unwrap();
-        let e = flock_exclusive_nonblocking(&b).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EWOULDBLOCK));
+        lock_whole_file_nonblocking(&a).unwrap();
+        // Within one process a POSIX lock is re-granted (the registry in
+        // lock.rs refuses the second open); closing the descriptor ends it.
+        lock_whole_file_nonblocking(&a).unwrap();
+        drop(a);
+        let b = File::options().write(true).open(&p).unwrap();
+        lock_whole_file_nonblocking(&b).unwrap();
+    }
+
+    #[test]
+    fn a_read_only_descriptor_cannot_take_a_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("LOCK");
+        File::create(&p).unwrap();
+        let r = File::open(&p).unwrap();
+        let e = lock_whole_file_nonblocking(&r).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     }
 }

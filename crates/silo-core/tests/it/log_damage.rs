@@ -34,11 +34,16 @@ fn recovering() -> Options {
     }
 }
 
-/// What a process kill leaves: every file as the page cache holds it.
+/// What a process kill leaves: every file as the page cache holds it
+/// (`LOCK` aside: closing a copy's source descriptor would release the live
+/// store's lock; a killed process's lock is gone anyway).
 fn kill_image(src: &Path, dest: &Path) {
     std::fs::create_dir_all(dest).unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
         let entry = entry.unwrap();
+        if entry.file_name() == "LOCK" {
+            continue;
+        }
         std::fs::copy(entry.path(), dest.join(entry.file_name())).unwrap();
     }
 }

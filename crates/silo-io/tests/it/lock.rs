@@ -76,3 +76,33 @@ fn another_process_is_refused_while_held() {
     drop(lock);
     run_child(dir.path(), "free");
 }
+
+/// A child process is started by forking, and until it runs its program it
+/// holds a copy of every descriptor of its parent. A lock that lived on in
+/// such a copy would refuse a reopen right after a close; the lock must
+/// belong to the process, not to the descriptor.
+#[test]
+fn a_released_lock_can_be_taken_at_once_while_other_threads_spawn_processes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                let status = Command::new("true").status().expect("spawn true");
+                assert!(status.success());
+            }
+        });
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for round in 0..3000 {
+                let lock =
+                    DirLock::acquire(dir.path()).unwrap_or_else(|e| panic!("round {round}: {e}"));
+                drop(lock);
+            }
+        }));
+        done.store(true, Ordering::Relaxed);
+        if let Err(panic) = outcome {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
