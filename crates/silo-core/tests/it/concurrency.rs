@@ -262,3 +262,53 @@ fn readers_and_snapshots_never_see_part_of_a_batch() {
     });
     assert!(checks.load(Ordering::Relaxed) > 0 && snapshots.load(Ordering::Relaxed) > 0);
 }
+
+/// A reader holding a stored value (inside `get_with`, which lends the
+/// mapped bytes) keeps seeing them whole while a compaction wants to
+/// rewrite that record in place: the compaction waits for the reader.
+///
+/// The reader waits, up to a bound, for the compaction to finish. A correct
+/// store never lets it finish meanwhile, so the bound always runs out and
+/// the reader finds its bytes unchanged; a store that skipped the wait
+/// finishes and the reader sees the rewritten bytes. (On a machine slow
+/// enough for the compaction to outlast the bound, the test proves less but
+/// still passes only if the bytes are unchanged.)
+#[test]
+fn a_reader_lending_a_stored_value_holds_off_its_in_place_rewrite() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    let old = value(5, 1, 64);
+    let new = value(5, 2, 64);
+    silo.put(5, &old).expect("put");
+    silo.compact().expect("compact: the record is stored");
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let store = &silo;
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            store
+                .get_with(5, |v| {
+                    let v = v.expect("stored");
+                    entered_tx.send(()).expect("signal");
+                    // Ok: the compaction finished while this read was open.
+                    let finished = done_rx.recv_timeout(Duration::from_millis(300)).is_ok();
+                    (finished, v.to_vec())
+                })
+                .expect("get_with")
+        });
+        entered_rx.recv().expect("the reader is inside");
+        silo.put(5, &new).expect("same size: rewritten in place");
+        let report = silo.compact().expect("compact");
+        assert_eq!(report.in_place, 1);
+        let _ = done_tx.send(());
+        let (finished_inside, seen) = reader.join().expect("reader");
+        assert!(
+            !finished_inside,
+            "the compaction finished while a reader held the record"
+        );
+        assert_eq!(seen, old, "the lent bytes changed under the reader");
+    });
+    assert_eq!(silo.get(5).expect("get"), Some(new));
+}
