@@ -128,6 +128,22 @@ fn a_new_store_and_a_checkpoint_survive_a_power_cut() {
     assert_eq!(get(&copy, 1).as_deref(), Some(&b"one"[..]));
 }
 
+/// A directory someone else made (and never synced its entry) becomes a
+/// store: creating the store makes the directory's own name durable.
+#[test]
+fn a_store_created_in_an_unsynced_directory_survives_a_power_cut() {
+    let t = tracked();
+    std::fs::create_dir(&t.db).expect("mkdir, not synced");
+    let silo = open(&t.db);
+    silo.put_with(1, b"one", WriteOptions::durability(Durability::Sync))
+        .expect("durable put");
+    let (_out, img) = image(&t, Unsynced::Drop);
+    drop(silo);
+    assert!(img.is_dir(), "the store's directory was lost");
+    let reopened = open(&img);
+    assert_eq!(get(&reopened, 1).as_deref(), Some(&b"one"[..]));
+}
+
 // ----- randomized: a writer, compactions, a cut at a random sync -----------
 
 #[derive(Clone, Debug)]
