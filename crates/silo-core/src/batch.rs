@@ -17,6 +17,7 @@ use silo_format::Tag;
 pub struct WriteBatch {
     pub(crate) ops: Vec<(Tag, u64, Range<usize>)>,
     pub(crate) bytes: Vec<u8>,
+    pub(crate) tag: u64,
 }
 
 impl WriteBatch {
@@ -59,10 +60,34 @@ impl WriteBatch {
         self.ops.is_empty()
     }
 
-    /// Empties the batch, keeping its memory.
+    /// Empties the batch and clears its tag, keeping its memory.
     pub fn clear(&mut self) {
         self.ops.clear();
         self.bytes.clear();
+        self.tag = 0;
+    }
+
+    /// Tags the batch with `tag` (0 removes the tag). The tag is logged
+    /// with the batch, and the store remembers the highest tag of the
+    /// batches it holds ([`crate::Silo::batch_tag`]) exactly as durably as
+    /// their operations: through compaction, close and crash recovery, a
+    /// batch lost in a crash takes its tag with it. The sharded engine tags
+    /// the parts of its cross-shard batches with increasing numbers to
+    /// learn, after a crash, which parts each shard holds.
+    ///
+    /// ```
+    /// let mut batch = silo_core::WriteBatch::new();
+    /// batch.put(1, b"one").set_tag(7);
+    /// assert_eq!(batch.tag(), 7);
+    /// ```
+    pub fn set_tag(&mut self, tag: u64) -> &mut Self {
+        self.tag = tag;
+        self
+    }
+
+    /// The batch's tag (0: untagged).
+    pub fn tag(&self) -> u64 {
+        self.tag
     }
 
     /// The operations with their payloads.

@@ -36,6 +36,8 @@ pub(crate) struct Recovered {
     pub(crate) tables: Tables,
     pub(crate) manifest: Manifest,
     pub(crate) torn_tail_bytes: u64,
+    /// The highest batch tag in the manifest and the logs.
+    pub(crate) batch_tag: u64,
 }
 
 /// Opens the store files in `dir`, creating them if the directory holds no store.
@@ -54,7 +56,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         m.dead_bytes = data.end().saturating_sub(HEADER_LEN as u64 + live);
         (m.index_live, m.index_used) = index.counts();
     }
-    let (log, pending, torn_tail_bytes) = replay_logs(dir, opts)?;
+    let (log, pending, torn_tail_bytes, logged_tag) = replay_logs(dir, opts)?;
     Ok(Recovered {
         log,
         pending,
@@ -64,6 +66,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         },
         manifest: m,
         torn_tail_bytes,
+        batch_tag: m.batch_tag.max(logged_tag),
     })
 }
 
@@ -79,8 +82,9 @@ fn live_bytes(data: &DataFile, index: &Index) -> Result<u64> {
     Ok(total)
 }
 
-/// Replays both slots into a new pending view.
-fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64)> {
+/// Replays both slots into a new pending view; returns it with the log
+/// state, the torn bytes cut off and the highest batch tag replayed.
+fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64, u64)> {
     let mut slots = [LogSlot::open(dir, 0)?, LogSlot::open(dir, 1)?];
     let (g0, g1) = (slots[0].header.generation, slots[1].header.generation);
     if g0 == g1 {
@@ -95,6 +99,7 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
     let pending = PendingView::default();
     let mut torn = 0;
     let mut next_seq = 0;
+    let mut max_tag = 0;
     for number in [older, newer] {
         let slot = &mut slots[number];
         let base = slot.header.base_seq;
@@ -180,6 +185,7 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         }
         .map_err(corrupt)?;
         slot.resume_at(end.valid_len, end.frames);
+        max_tag = max_tag.max(end.max_tag);
         if !slot.is_empty() && base < next_seq {
             return Err(Error::corrupt(
                 slot_path(dir, number),
@@ -200,7 +206,7 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         frozen,
         scratch: Vec::new(),
     };
-    Ok((state, pending, torn))
+    Ok((state, pending, torn, max_tag))
 }
 
 /// Whether `name` is one of the files a store keeps.
@@ -259,6 +265,7 @@ fn create(dir: &Path) -> Result<Recovered> {
         live_bytes: 0,
         dead_bytes: 0,
         clean: true,
+        batch_tag: 0,
     };
     // The manifest is written last: it is what makes the directory a store.
     manifest::write(dir, &m)?;
@@ -271,6 +278,7 @@ fn create(dir: &Path) -> Result<Recovered> {
         },
         manifest: m,
         torn_tail_bytes: 0,
+        batch_tag: 0,
     })
 }
 

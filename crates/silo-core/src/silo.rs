@@ -162,6 +162,16 @@ impl Silo {
         self.core.write_with(batch, wo)
     }
 
+    /// The highest tag of the tagged batches ([`WriteBatch::set_tag`]) the
+    /// store holds, 0 if none. After a crash it is the highest tag among
+    /// the batches that survived: a tagged batch and its tag are kept or
+    /// lost together.
+    pub fn batch_tag(&self) -> u64 {
+        self.core
+            .batch_tag
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
         self.core.flush()

@@ -127,6 +127,8 @@ pub(crate) struct Core {
     pub(crate) id: u64,
     /// Wakes the compaction worker (see `compactor.rs`).
     pub(crate) wake: crate::compactor::Wake,
+    /// The highest tag of the tagged batches the store holds.
+    pub(crate) batch_tag: AtomicU64,
     _lock: DirLock,
 }
 
@@ -172,6 +174,7 @@ impl Core {
             closed: AtomicBool::new(false),
             id: reentry::next_store_id(),
             wake: crate::compactor::Wake::default(),
+            batch_tag: AtomicU64::new(recovered.batch_tag),
             dir,
             opts,
             _lock: lock,
@@ -334,7 +337,7 @@ impl Core {
 
     /// See [`crate::Silo::put_with`].
     pub(crate) fn put_with(&self, key: u64, value: &[u8], wo: WriteOptions) -> Result<()> {
-        self.append(&[(Tag::Put, key, value)], false, self.durability_of(wo))?;
+        self.append(&[(Tag::Put, key, value)], None, self.durability_of(wo))?;
         self.after_write()
     }
 
@@ -346,7 +349,7 @@ impl Core {
     /// A put that never starts or waits for a compaction (for writers that
     /// hold the compaction gate themselves).
     pub(crate) fn put_no_compact(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.append(&[(Tag::Put, key, value)], false, self.opts.durability)
+        self.append(&[(Tag::Put, key, value)], None, self.opts.durability)
     }
 
     /// See [`crate::Silo::delete`].
@@ -356,7 +359,7 @@ impl Core {
 
     /// See [`crate::Silo::delete_with`].
     pub(crate) fn delete_with(&self, key: u64, wo: WriteOptions) -> Result<()> {
-        self.append(&[(Tag::Delete, key, &[])], false, self.durability_of(wo))?;
+        self.append(&[(Tag::Delete, key, &[])], None, self.durability_of(wo))?;
         self.after_write()
     }
 
@@ -370,7 +373,7 @@ impl Core {
         if self.opts.merge_operator.is_none() {
             return Err(Error::NoMergeOperator { key });
         }
-        self.append(&[(Tag::Merge, key, operand)], false, self.durability_of(wo))?;
+        self.append(&[(Tag::Merge, key, operand)], None, self.durability_of(wo))?;
         self.after_write()
     }
 
@@ -390,7 +393,9 @@ impl Core {
             return Err(Error::NoMergeOperator { key });
         }
         let ops: Vec<(Tag, u64, &[u8])> = batch.iter().collect();
-        self.append(&ops, ops.len() > 1, self.durability_of(wo))?;
+        // One operation needs no batch markers, unless it carries a tag.
+        let framing = (ops.len() > 1 || batch.tag != 0).then_some(batch.tag);
+        self.append(&ops, framing, self.durability_of(wo))?;
         self.after_write()
     }
 
@@ -424,7 +429,15 @@ impl Core {
         e
     }
 
-    fn append(&self, ops: &[(Tag, u64, &[u8])], batch: bool, durability: Durability) -> Result<()> {
+    /// Logs `ops` and records them in the pending view. `batch`: `None` for
+    /// one operation without batch markers, `Some(tag)` for a batch (tag 0:
+    /// untagged).
+    fn append(
+        &self,
+        ops: &[(Tag, u64, &[u8])],
+        batch: Option<u64>,
+        durability: Durability,
+    ) -> Result<()> {
         let durable = durability == Durability::Sync;
         self.check_poisoned()?;
         let max = self.opts.max_value_len;
@@ -438,9 +451,13 @@ impl Core {
             }
             size += frame_len(payload.len());
         }
-        let markers = if batch { 2 } else { 0 };
-        size += markers * frame_len(0);
-        let count = ops.len() as u64 + markers as u64;
+        let tag_bytes = batch.filter(|t| *t != 0).map(u64::to_le_bytes);
+        let tag_payload: &[u8] = tag_bytes.as_ref().map_or(&[], |b| &b[..]);
+        let markers: u64 = if batch.is_some() { 2 } else { 0 };
+        if batch.is_some() {
+            size += frame_len(tag_payload.len()) + frame_len(0);
+        }
+        let count = ops.len() as u64 + markers;
         // One shared block holds every value of the call (one allocation),
         // and the operations are built outside the log mutex; only their
         // sequence numbers are filled in under it.
@@ -475,23 +492,26 @@ impl Core {
                     .map_err(|e| Error::format(self.dir.join("log"), e))?;
                 Ok(())
             };
-            if batch {
-                put(Tag::BatchBegin, ops.len() as u64, &[])?;
+            if batch.is_some() {
+                put(Tag::BatchBegin, ops.len() as u64, tag_payload)?;
             }
             for (tag, key, payload) in ops {
                 put(*tag, *key, payload)?;
             }
-            if batch {
+            if batch.is_some() {
                 put(Tag::BatchCommit, ops.len() as u64, &[])?;
             }
             let first = st.next_seq();
             let appended = st.active_mut().append(&scratch, count, durable);
             st.scratch = scratch;
             appended.map_err(|e| self.poison(e))?;
-            for (seq, item) in (first + u64::from(batch)..).zip(recorded.iter_mut()) {
+            for (seq, item) in (first + u64::from(batch.is_some())..).zip(recorded.iter_mut()) {
                 item.1 = seq;
             }
             self.pending.record_many(recorded);
+            if let Some(tag) = batch {
+                self.batch_tag.fetch_max(tag, Ordering::Relaxed);
+            }
             // The whole call is recorded: readers may now see any of it.
             self.pending.publish(first + count - 1);
             self.active_log_bytes
@@ -672,6 +692,7 @@ impl Core {
             live_bytes: self.space.live_bytes.load(Ordering::Relaxed),
             dead_bytes: self.space.dead_bytes.load(Ordering::Relaxed),
             clean,
+            batch_tag: previous.batch_tag,
         }
     }
 

@@ -23,10 +23,12 @@ pub const BODY_LIVE_BYTES_OFFSET: usize = BODY_INDEX_USED_OFFSET + 8;
 pub const BODY_DEAD_BYTES_OFFSET: usize = BODY_LIVE_BYTES_OFFSET + 8;
 /// Offset of the flags word within the body.
 pub const BODY_FLAGS_OFFSET: usize = BODY_DEAD_BYTES_OFFSET + 8;
+/// Offset of `batch_tag` within the body.
+pub const BODY_BATCH_TAG_OFFSET: usize = BODY_FLAGS_OFFSET + 8;
 /// Offset of the reserved bytes within the body.
-pub const BODY_RESERVED_OFFSET: usize = BODY_FLAGS_OFFSET + 8;
+pub const BODY_RESERVED_OFFSET: usize = BODY_BATCH_TAG_OFFSET + 8;
 /// Reserved bytes (zero) within the body.
-pub const BODY_RESERVED_LEN: usize = 12;
+pub const BODY_RESERVED_LEN: usize = 4;
 /// Offset of the body's CRC32 (over the body bytes before it).
 pub const BODY_CRC_OFFSET: usize = BODY_RESERVED_OFFSET + BODY_RESERVED_LEN;
 /// Bytes in the body.
@@ -46,6 +48,7 @@ struct RawBody {
     live_bytes: Le64,
     dead_bytes: Le64,
     flags: Le64,
+    batch_tag: Le64,
     reserved: [u8; BODY_RESERVED_LEN],
     crc: Le32,
 }
@@ -55,6 +58,7 @@ const _: () = assert!(
 );
 const _: () = assert!(
     core::mem::offset_of!(RawBody, dead_bytes) == BODY_DEAD_BYTES_OFFSET
+        && core::mem::offset_of!(RawBody, batch_tag) == BODY_BATCH_TAG_OFFSET
         && core::mem::offset_of!(RawBody, crc) == BODY_CRC_OFFSET
 );
 
@@ -86,6 +90,9 @@ pub struct Manifest {
     pub dead_bytes: u64,
     /// Whether the store was closed cleanly (the counts are exact).
     pub clean: bool,
+    /// The highest tag of the tagged write batches folded into the data
+    /// file (0: none). Batches still in the logs carry their own.
+    pub batch_tag: u64,
 }
 
 impl Manifest {
@@ -109,6 +116,7 @@ impl Manifest {
             live_bytes: Le64::new(self.live_bytes),
             dead_bytes: Le64::new(self.dead_bytes),
             flags: Le64::new(if self.clean { MANIFEST_FLAG_CLEAN } else { 0 }),
+            batch_tag: Le64::new(self.batch_tag),
             reserved: [0; BODY_RESERVED_LEN],
             crc: Le32::new(0),
         };
@@ -160,6 +168,7 @@ impl Manifest {
             live_bytes: body.live_bytes.get(),
             dead_bytes: body.dead_bytes.get(),
             clean: flags & MANIFEST_FLAG_CLEAN != 0,
+            batch_tag: body.batch_tag.get(),
         })
     }
 }
@@ -180,6 +189,7 @@ mod tests {
             live_bytes: 2000,
             dead_bytes: 64,
             clean: true,
+            batch_tag: 77,
         }
     }
 
@@ -188,6 +198,8 @@ mod tests {
         let m = sample();
         let bytes = m.encode();
         assert_eq!(Manifest::decode(&bytes), Ok(m));
+        let tag_at = MANIFEST_BODY_OFFSET + BODY_BATCH_TAG_OFFSET;
+        assert_eq!(bytes[tag_at..tag_at + 8], 77u64.to_le_bytes());
         let h = FileHeader::decode(&bytes, FileKind::Manifest).unwrap();
         assert_eq!(
             (h.generation, h.param_a, h.param_b, h.base_seq),

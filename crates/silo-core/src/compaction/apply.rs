@@ -161,7 +161,9 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     //    index points past the old end.
     add(&silo.space.live_bytes, live_delta);
     add(&silo.space.dead_bytes, dead_delta);
-    silo.store_manifest(silo.current_manifest(plan.through_seq, false))?;
+    let mut manifest = silo.current_manifest(plan.through_seq, false);
+    manifest.batch_tag = manifest.batch_tag.max(plan.max_tag);
+    silo.store_manifest(manifest)?;
 
     // 7. Index, then sync.
     for (key, offset) in &new_locs {

@@ -64,6 +64,8 @@ pub(crate) struct Plan<'a> {
     /// too long), with the error: nothing is planned for them. The
     /// compaction may go on only if a newer put or delete supersedes each.
     pub(crate) refused: Vec<(u64, Error)>,
+    /// The highest tag of the slot's tagged batches (0: none).
+    pub(crate) max_tag: u64,
 }
 
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
@@ -78,7 +80,7 @@ pub(crate) fn compute<'a>(
     // The frozen slot was synced whole at freeze: every byte of it is
     // durable, so any stop before its end is damage, and its frames are
     // checked again (its pages may have been read back from disk).
-    replay(body, base_seq, body.len(), READ_LIMIT, false, |op| {
+    let end = replay(body, base_seq, body.len(), READ_LIMIT, false, |op| {
         ops.push(op)
     })
     .map_err(|c| Error::corrupt(silo.dir.join("log (frozen slot)"), c.at as u64, c.reason))?;
@@ -86,6 +88,7 @@ pub(crate) fn compute<'a>(
     let mut plan = Plan {
         through_seq,
         ops: ops.len() as u64,
+        max_tag: end.max_tag,
         ..Plan::default()
     };
     let view = tables.data.view();

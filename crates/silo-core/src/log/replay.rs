@@ -34,6 +34,8 @@ pub(crate) struct ReplayEnd {
     pub(crate) dropped_bytes: u64,
     /// Where the reader stopped and why.
     pub(crate) end: LogEnd,
+    /// The highest tag of a committed tagged batch (0: none).
+    pub(crate) max_tag: u64,
 }
 
 /// Corruption in the middle of a log: where, and what.
@@ -66,6 +68,7 @@ struct OpenBatch<'a> {
     start: usize,
     start_frames: u64,
     expected: u64,
+    tag: u64,
     ops: Vec<LoggedOp<'a>>,
 }
 
@@ -100,6 +103,7 @@ fn replay_from<'a>(
     let mut committed_len = 0usize;
     let mut committed_frames = 0u64;
     let mut mid_log_error: Option<ReplayCorrupt> = None;
+    let mut max_tag = 0u64;
     for (offset, Frame { tag, key, payload }) in reader.by_ref() {
         let seq = base_seq + frames;
         frames += 1;
@@ -112,11 +116,12 @@ fn replay_from<'a>(
             payload_at: offset + silo_format::FRAME_HEADER_LEN,
         };
         match (tag, batch.as_mut()) {
-            (Tag::BatchBegin, None) => {
+            (Tag::BatchBegin, None) if batch_tag(payload).is_some() => {
                 batch = Some(OpenBatch {
                     start: offset,
                     start_frames: frames - 1,
                     expected: key,
+                    tag: batch_tag(payload).unwrap_or(0),
                     ops: Vec::new(),
                 });
             }
@@ -126,6 +131,7 @@ fn replay_from<'a>(
                 for op in open.ops.drain(..) {
                     each(op);
                 }
+                max_tag = max_tag.max(open.tag);
                 batch = None;
                 committed_len = end_of_frame;
                 committed_frames = frames;
@@ -185,7 +191,17 @@ fn replay_from<'a>(
         frames,
         dropped_bytes,
         end,
+        max_tag,
     })
+}
+
+/// A BatchBegin payload's tag: empty (0, untagged) or 8 bytes; `None` for
+/// any other length.
+fn batch_tag(payload: &[u8]) -> Option<u64> {
+    match payload.len() {
+        0 => Some(0),
+        _ => payload.try_into().ok().map(u64::from_le_bytes),
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +247,41 @@ mod tests {
         let (ops, end) = collect_with(&b, len, false).expect("clean");
         assert_eq!(ops, vec![(100, 1), (102, 2), (103, 3), (105, 4)]);
         assert_eq!((end.valid_len, end.frames, end.dropped_bytes), (len, 6, 0));
+    }
+
+    #[test]
+    fn the_highest_tag_of_the_committed_batches_is_reported() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::BatchBegin, 1, &9u64.to_le_bytes());
+        push(&mut b, Tag::Put, 1, b"a");
+        push(&mut b, Tag::BatchCommit, 1, b"");
+        push(&mut b, Tag::BatchBegin, 1, &4u64.to_le_bytes());
+        push(&mut b, Tag::Put, 2, b"b");
+        push(&mut b, Tag::BatchCommit, 1, b"");
+        push(&mut b, Tag::BatchBegin, 1, b"");
+        push(&mut b, Tag::Put, 3, b"c");
+        push(&mut b, Tag::BatchCommit, 1, b"");
+        let committed = b.len();
+        // A tagged batch cut off by a crash takes its tag with it.
+        push(&mut b, Tag::BatchBegin, 1, &12u64.to_le_bytes());
+        push(&mut b, Tag::Put, 4, b"d");
+        let (ops, end) = collect_with(&b, committed, false).expect("torn tail");
+        assert_eq!(ops, vec![(101, 1), (104, 2), (107, 3)]);
+        assert_eq!((end.max_tag, end.valid_len), (9, committed));
+    }
+
+    #[test]
+    fn a_batch_begin_with_a_payload_that_is_no_tag_is_damage() {
+        let mut b = Vec::new();
+        push(&mut b, Tag::Put, 1, b"a");
+        let bad = b.len();
+        push(&mut b, Tag::BatchBegin, 1, b"abc");
+        push(&mut b, Tag::Put, 2, b"b");
+        push(&mut b, Tag::BatchCommit, 1, b"");
+        let err = collect(&b, false).expect_err("damage before the durable mark");
+        assert_eq!(err.at, bad);
+        let (ops, end) = collect(&b, true).expect("recovered");
+        assert_eq!((ops, end.valid_len, end.max_tag), (vec![(100, 1)], bad, 0));
     }
 
     #[test]

@@ -340,3 +340,30 @@ fn random_power_cuts_keep_every_durable_write_buffered() {
 fn random_power_cuts_keep_every_durable_write_sync() {
     run_seeds(Durability::Sync);
 }
+
+/// A tagged batch lost to a power cut takes its tag with it; a flushed one
+/// keeps it, folded or not.
+#[test]
+fn a_batch_tag_survives_exactly_when_its_batch_does() {
+    let t = tracked();
+    let silo = open(&t.db);
+    let mut b = WriteBatch::new();
+    b.put(1, b"one").put(2, b"two").set_tag(10);
+    silo.write(&b).unwrap();
+    silo.flush().unwrap();
+    silo.compact().unwrap();
+    b.clear();
+    b.put(3, b"three").set_tag(11);
+    silo.write(&b).unwrap();
+    silo.flush().unwrap();
+    b.clear();
+    b.put(4, b"four").put(5, b"five").set_tag(12);
+    silo.write(&b).unwrap();
+    assert_eq!(silo.batch_tag(), 12);
+    let (_out, img) = image(&t, Unsynced::Drop);
+    drop(silo);
+    let reopened = open(&img);
+    assert_eq!(reopened.batch_tag(), 11, "12 was never synced");
+    assert_eq!(get(&reopened, 3).as_deref(), Some(&b"three"[..]));
+    assert_eq!(get(&reopened, 4), None);
+}

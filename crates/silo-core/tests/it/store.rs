@@ -665,3 +665,52 @@ fn a_creation_cut_off_before_its_manifest_is_started_again() {
         Some(&b"one"[..])
     );
 }
+
+/// A batch's tag is kept exactly as its operations are: through the
+/// pending view, compaction (the manifest), a clean close and a crash
+/// (the logs), and a tagged batch of one operation still counts.
+#[test]
+fn batch_tags_are_kept_as_durably_as_their_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kill_copy = |from: &std::path::Path| {
+        let to = tempfile::tempdir().expect("tempdir");
+        for entry in std::fs::read_dir(from).expect("dir").flatten() {
+            if entry.file_name() != "LOCK" {
+                std::fs::copy(entry.path(), to.path().join(entry.file_name())).expect("copy");
+            }
+        }
+        to
+    };
+    let s = open(dir.path());
+    assert_eq!(s.batch_tag(), 0);
+    let mut b = WriteBatch::new();
+    b.put(1, b"one").set_tag(5);
+    s.write(&b).expect("one tagged operation");
+    assert_eq!(s.batch_tag(), 5);
+    b.clear();
+    assert_eq!(b.tag(), 0, "clear removes the tag");
+    b.put(2, b"two").put(3, b"three").set_tag(3);
+    s.write(&b).expect("a lower tag");
+    assert_eq!(s.batch_tag(), 5, "the highest tag, not the last");
+    // In the logs only: a crash image replays the tag.
+    let crashed = kill_copy(dir.path());
+    assert_eq!(open(crashed.path()).batch_tag(), 5);
+    // Folded: the logs are emptied, the manifest keeps it.
+    s.compact().expect("compact");
+    let mut b = WriteBatch::new();
+    b.put(4, b"four");
+    s.write(&b).expect("untagged");
+    let crashed = kill_copy(dir.path());
+    let c = open(crashed.path());
+    assert_eq!((c.batch_tag(), c.stats().pending_ops), (5, 1));
+    drop(c);
+    b.clear();
+    b.delete(1).set_tag(8);
+    s.write(&b).expect("tagged delete");
+    s.compact_cold().expect("cold compaction keeps it too");
+    s.close().expect("close");
+    let s = open(dir.path());
+    assert_eq!(s.batch_tag(), 8);
+    assert_eq!(s.get(1).expect("get"), None);
+    assert_eq!(s.get(3).expect("get").as_deref(), Some(&b"three"[..]));
+}

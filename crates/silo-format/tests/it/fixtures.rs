@@ -99,6 +99,7 @@ fn manifest_v1() {
         live_bytes: 3000,
         dead_bytes: 96,
         clean: true,
+        batch_tag: 0,
     };
     let bytes = golden("manifest.bin", &m.encode());
     let got = Manifest::decode(&bytes).unwrap();

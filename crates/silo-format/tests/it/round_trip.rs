@@ -62,9 +62,9 @@ proptest! {
     }
 
     #[test]
-    fn manifest(generation: u64, data_id: u64, index_id: u64, folded_seq: u64, counts: [u64; 5], clean: bool) {
-        let [data_end, index_live, index_used, live_bytes, dead_bytes] = counts;
-        let m = Manifest { generation, data_id, index_id, folded_seq, data_end, index_live, index_used, live_bytes, dead_bytes, clean };
+    fn manifest(generation: u64, data_id: u64, index_id: u64, folded_seq: u64, counts: [u64; 6], clean: bool) {
+        let [data_end, index_live, index_used, live_bytes, dead_bytes, batch_tag] = counts;
+        let m = Manifest { generation, data_id, index_id, folded_seq, data_end, index_live, index_used, live_bytes, dead_bytes, clean, batch_tag };
         prop_assert_eq!(Manifest::decode(&m.encode()), Ok(m));
     }
 
