@@ -4,6 +4,39 @@ use std::ops::Range;
 
 use silo_format::Tag;
 
+/// One operation of a [`WriteBatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchOp<'a> {
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: u64,
+        /// The new value.
+        value: &'a [u8],
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: u64,
+    },
+    /// Add a merge operand for `key`.
+    Merge {
+        /// The key.
+        key: u64,
+        /// The operand.
+        operand: &'a [u8],
+    },
+}
+
+impl BatchOp<'_> {
+    /// The key the operation is for.
+    pub fn key(&self) -> u64 {
+        match *self {
+            BatchOp::Put { key, .. } | BatchOp::Delete { key } | BatchOp::Merge { key, .. } => key,
+        }
+    }
+}
+
 /// A group of puts, deletes and merges that [`crate::Silo::write`] logs as
 /// one atomic batch: after a crash either all of them are there or none.
 ///
@@ -26,7 +59,7 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
-    fn push(&mut self, tag: Tag, key: u64, payload: &[u8]) {
+    fn push_op(&mut self, tag: Tag, key: u64, payload: &[u8]) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(payload);
         self.ops.push((tag, key, start..self.bytes.len()));
@@ -34,19 +67,19 @@ impl WriteBatch {
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: u64, value: &[u8]) -> &mut Self {
-        self.push(Tag::Put, key, value);
+        self.push_op(Tag::Put, key, value);
         self
     }
 
     /// Removes `key`.
     pub fn delete(&mut self, key: u64) -> &mut Self {
-        self.push(Tag::Delete, key, &[]);
+        self.push_op(Tag::Delete, key, &[]);
         self
     }
 
     /// Adds a merge operand for `key`.
     pub fn merge(&mut self, key: u64, operand: &[u8]) -> &mut Self {
-        self.push(Tag::Merge, key, operand);
+        self.push_op(Tag::Merge, key, operand);
         self
     }
 
@@ -88,6 +121,38 @@ impl WriteBatch {
     /// The batch's tag (0: untagged).
     pub fn tag(&self) -> u64 {
         self.tag
+    }
+
+    /// The operations, in order.
+    ///
+    /// ```
+    /// use silo_core::{BatchOp, WriteBatch};
+    /// let mut batch = WriteBatch::new();
+    /// batch.put(1, b"one").delete(2);
+    /// let ops: Vec<BatchOp<'_>> = batch.ops().collect();
+    /// assert_eq!(ops, [BatchOp::Put { key: 1, value: b"one" }, BatchOp::Delete { key: 2 }]);
+    /// ```
+    pub fn ops(&self) -> impl Iterator<Item = BatchOp<'_>> {
+        self.iter().map(|(tag, key, payload)| match tag {
+            Tag::Put => BatchOp::Put {
+                key,
+                value: payload,
+            },
+            Tag::Merge => BatchOp::Merge {
+                key,
+                operand: payload,
+            },
+            _ => BatchOp::Delete { key },
+        })
+    }
+
+    /// Adds `op` to the batch.
+    pub fn push(&mut self, op: BatchOp<'_>) -> &mut Self {
+        match op {
+            BatchOp::Put { key, value } => self.put(key, value),
+            BatchOp::Delete { key } => self.delete(key),
+            BatchOp::Merge { key, operand } => self.merge(key, operand),
+        }
     }
 
     /// The operations with their payloads.

@@ -16,25 +16,22 @@ use silo_io::file::SiloFile;
 
 use crate::error::{Error, Result};
 use crate::log::slot::{slot_path, to_usize};
-use crate::store::Core;
+use crate::store::{Core, GateWrite};
 use crate::{data, index, manifest};
 
 impl Core {
     /// See [`crate::Silo::checkpoint`].
     pub(crate) fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<()> {
-        crate::reentry::refuse_held(self.id, "checkpoint")?;
         let dest = dest.as_ref();
-        if dest.exists() {
-            let empty = std::fs::read_dir(dest)
-                .map_err(|e| silo_io::error::IoError::io("read directory", dest, e))?
-                .next()
-                .is_none();
-            if !empty {
-                return Err(Error::DestinationExists(dest.to_path_buf()));
-            }
-        }
-        create_dir_durable(dest)?;
-        let _gate = self.gate.write();
+        // Refused before the cut waits for compaction.
+        check_destination(dest)?;
+        self.checkpoint_cut()?.write_to(dest)
+    }
+
+    /// See [`crate::Silo::checkpoint_cut`].
+    pub(crate) fn checkpoint_cut(&self) -> Result<CheckpointCut<'_>> {
+        crate::reentry::refuse_held(self.id, "checkpoint")?;
+        let gate = self.gate.write();
         // Log positions first: everything acknowledged so far lies before
         // them. The headers are taken here too: the copy's own header is
         // written from them, never copied from the live file, where a
@@ -46,18 +43,68 @@ impl Core {
                 .map(|s| (s.number, s.end, s.header))
                 .collect()
         };
-        let tables = self.tables();
+        Ok(CheckpointCut {
+            core: self,
+            _gate: gate,
+            slots,
+        })
+    }
+}
+
+/// A checkpoint's point in time, fixed: every write acknowledged before
+/// [`crate::Silo::checkpoint_cut`] returned, nothing after. Compaction of
+/// the store waits until the cut is written or dropped; reads and writes go
+/// on. The sharded engine takes the cuts of all its shards while its
+/// writers pause, then writes them with writers running.
+pub struct CheckpointCut<'a> {
+    core: &'a Core,
+    _gate: GateWrite<'a>,
+    slots: Vec<(usize, usize, FileHeader)>,
+}
+
+impl std::fmt::Debug for CheckpointCut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointCut")
+            .field("dir", &self.core.dir)
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Refuses a destination that exists and is not an empty directory.
+fn check_destination(dest: &Path) -> Result<()> {
+    if dest.exists() {
+        let empty = std::fs::read_dir(dest)
+            .map_err(|e| silo_io::error::IoError::io("read directory", dest, e))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(Error::DestinationExists(dest.to_path_buf()));
+        }
+    }
+    Ok(())
+}
+
+impl CheckpointCut<'_> {
+    /// Writes the copy into `dest` (which must not exist or be empty): an
+    /// openable store holding exactly the cut's writes.
+    pub fn write_to(self, dest: impl AsRef<Path>) -> Result<()> {
+        let dest = dest.as_ref();
+        check_destination(dest)?;
+        create_dir_durable(dest)?;
+        let core = self.core;
+        let tables = core.tables();
         copy_file(tables.data.path(), &data::data_path(dest, tables.data.id))?;
         copy_file(
             tables.index.path(),
             &index::index_path(dest, tables.index.id),
         )?;
-        let mut m = *self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = *core.manifest.lock().unwrap_or_else(|p| p.into_inner());
         // The copy recounts its figures when opened.
         m.clean = false;
         m.data_end = tables.data.end();
-        for (number, end, header) in slots {
-            let from = SiloFile::open_read(&slot_path(&self.dir, number))?;
+        for &(number, end, header) in &self.slots {
+            let from = SiloFile::open_read(&slot_path(&core.dir, number))?;
             let mut bytes = vec![0u8; end];
             from.read_exact_at(&mut bytes, 0)?;
             // Every copied frame is complete and synced below, in the copy.

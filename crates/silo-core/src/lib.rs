@@ -60,8 +60,9 @@ mod stats;
 mod store;
 mod verify;
 
-pub use batch::WriteBatch;
+pub use batch::{BatchOp, WriteBatch};
 pub use bulk::{BulkHandle, BulkWriter, MergeWriter, UpdateOutcome};
+pub use checkpoint::CheckpointCut;
 pub use compaction::CompactionReport;
 pub use compaction::policy::{CompactionKind, PolicyInput};
 pub use error::{Error, Result};

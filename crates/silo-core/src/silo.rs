@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::checkpoint::CheckpointCut;
 use crate::compaction::CompactionReport;
 use crate::compaction::policy::CompactionKind;
 use crate::compactor::Worker;
@@ -204,6 +205,15 @@ impl Silo {
     /// The copy holds every write acknowledged before the call.
     pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<()> {
         self.core.checkpoint(dest)
+    }
+
+    /// The first half of [`Silo::checkpoint`]: fixes the copy's point in
+    /// time now (every write acknowledged before this returns, nothing
+    /// after); [`CheckpointCut::write_to`] then writes it while writes go
+    /// on. Compaction waits while the cut lives. A thread holding an
+    /// iterator or snapshot of this store gets [`crate::Error::WouldDeadlock`].
+    pub fn checkpoint_cut(&self) -> Result<CheckpointCut<'_>> {
+        self.core.checkpoint_cut()
     }
 
     /// A bulk writer for this store, which must be empty (no keys, no

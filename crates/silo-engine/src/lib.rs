@@ -1,6 +1,53 @@
-//! Silo's sharded engine. Not built yet: this crate will hold `ShardedSilo`
-//! (many `silo-core` stores behind one handle, with a manifest), three-phase
-//! parallel compaction (classify, prefetch and compute in parallel, apply and
-//! commit), a background compaction scheduler with an I/O budget, and the
-//! bitmap, document and index layers. See `docs/ARCHITECTURE.md`.
+//! Silo's sharded engine: many `silo-core` stores (shards) behind one
+//! handle, so that ingest, reads and compaction use every core.
+//!
+//! ```
+//! use silo_engine::{Engine, EngineOptions};
+//! use silo_core::WriteBatch;
+//! let dir = tempfile::tempdir().unwrap();
+//! let db = Engine::open(dir.path(), EngineOptions { shards: Some(4), ..Default::default() })?;
+//! db.put(1, b"one")?;
+//! let mut batch = WriteBatch::new();
+//! batch.put(2, b"two").put(3, b"three"); // on different shards: atomic all the same
+//! db.write(&batch)?;
+//! assert_eq!(db.get(3)?.as_deref(), Some(&b"three"[..]));
+//! db.compact()?;
+//! db.close()?;
+//! # Ok::<(), silo_engine::EngineError>(())
+//! ```
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `engine.rs` | [`Engine`]: open and create, routing, reads, writes, cross-shard batches, snapshot, checkpoint, close |
+//! | `batch_log.rs` | the batch log: cross-shard batches logged whole before their parts reach the shards |
+//! | `compaction.rs` | [`Engine::compact`]: classify the shards, compact the chosen ones on a pool |
+//! | `manifest.rs` | the `ENGINE` manifest: shard count and routing scheme |
+//! | `route.rs` | [`shard_of`]: the stable key-to-shard function |
+//! | `tuning.rs` | [`TuningProfile`]: default shard and thread counts from the machine |
+//! | `snapshot.rs` | [`EngineSnapshot`]: one point in time across every shard |
+//! | `options.rs`, `stats.rs`, `error.rs` | [`EngineOptions`], [`EngineStats`], [`EngineError`] |
+//!
+//! The background scheduler with an I/O budget, prefetching compaction
+//! inputs, and the bitmap, document and index layers are not built yet
+//! (see docs/ARCHITECTURE.md).
 #![forbid(unsafe_code)]
+
+mod batch_log;
+mod compaction;
+mod engine;
+mod error;
+mod manifest;
+mod options;
+mod route;
+mod snapshot;
+mod stats;
+mod tuning;
+
+pub use compaction::{CompactOptions, EngineCompactionReport};
+pub use engine::Engine;
+pub use error::{EngineError, Result};
+pub use options::EngineOptions;
+pub use route::{MAX_SHARDS, ROUTING_SCHEME, shard_of};
+pub use snapshot::EngineSnapshot;
+pub use stats::EngineStats;
+pub use tuning::{Tuning, TuningProfile};

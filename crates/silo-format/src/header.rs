@@ -55,16 +55,22 @@ pub enum FileKind {
     Manifest = 4,
     /// The compaction journal (`journal`).
     Journal = 5,
+    /// The sharded engine's manifest (`ENGINE`).
+    EngineManifest = 6,
+    /// The sharded engine's log of cross-shard batches (`batches`).
+    BatchLog = 7,
 }
 
 impl FileKind {
     /// Every kind, in numeric order.
-    pub const ALL: [FileKind; 5] = [
+    pub const ALL: [FileKind; 7] = [
         FileKind::OpsLog,
         FileKind::Data,
         FileKind::Index,
         FileKind::Manifest,
         FileKind::Journal,
+        FileKind::EngineManifest,
+        FileKind::BatchLog,
     ];
 
     /// The 8-byte magic a file of this kind starts with.
@@ -75,6 +81,8 @@ impl FileKind {
             FileKind::Index => *b"SILO-IDX",
             FileKind::Manifest => *b"SILO-MAN",
             FileKind::Journal => *b"SILO-JNL",
+            FileKind::EngineManifest => *b"SILO-ENG",
+            FileKind::BatchLog => *b"SILO-BLG",
         }
     }
 
@@ -263,7 +271,7 @@ mod tests {
             assert_eq!(FileKind::from_u16(kind as u16), Some(kind));
         }
         assert_eq!(FileKind::from_u16(0), None);
-        assert_eq!(FileKind::from_u16(6), None);
+        assert_eq!(FileKind::from_u16(8), None);
     }
 
     #[test]

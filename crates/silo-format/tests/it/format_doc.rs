@@ -82,6 +82,12 @@ fn expected() -> Vec<(&'static str, String)> {
         ("KIND_INDEX", "MAGIC_INDEX", FileKind::Index),
         ("KIND_MANIFEST", "MAGIC_MANIFEST", FileKind::Manifest),
         ("KIND_JOURNAL", "MAGIC_JOURNAL", FileKind::Journal),
+        (
+            "KIND_ENGINE_MANIFEST",
+            "MAGIC_ENGINE_MANIFEST",
+            FileKind::EngineManifest,
+        ),
+        ("KIND_BATCH_LOG", "MAGIC_BATCH_LOG", FileKind::BatchLog),
     ];
     for (kind_name, magic_name, kind) in kinds {
         v.push((kind_name, (kind as u16).to_string()));

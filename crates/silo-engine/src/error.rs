@@ -1,0 +1,99 @@
+//! The one error type of silo-engine.
+
+use std::path::PathBuf;
+
+use silo_format::error::FormatError;
+use silo_io::error::IoError;
+
+/// What went wrong in an engine operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A shard's store failed; the source names its file where it has one.
+    #[error("shard {shard}: {source}")]
+    Shard {
+        /// The shard's number.
+        shard: usize,
+        /// What the store reported.
+        source: silo_core::Error,
+    },
+    /// A request the stores refuse before any shard is touched (a value over
+    /// the limit, a merge without an operator).
+    #[error(transparent)]
+    Store(silo_core::Error),
+    /// A file operation on the engine's own files failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// Bytes of an engine file did not decode.
+    #[error("{file}: {source}")]
+    Format {
+        /// The file whose bytes did not decode.
+        file: PathBuf,
+        /// What the decoder found.
+        source: FormatError,
+    },
+    /// An engine file is damaged.
+    #[error("{file}: corrupt at byte {offset}: {reason}; restore from a checkpoint")]
+    Corrupt {
+        /// The damaged file.
+        file: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// The engine was created with another shard count than the one asked for.
+    #[error(
+        "{dir}: the engine has {found} shards, opened asking for {requested}; the shard count is fixed at creation"
+    )]
+    ShardCount {
+        /// The engine's directory.
+        dir: PathBuf,
+        /// The count in its manifest.
+        found: usize,
+        /// The count asked for.
+        requested: usize,
+    },
+    /// An option is out of range.
+    #[error("invalid option {name}: {reason}")]
+    InvalidOptions {
+        /// The option.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// `WriteBatch::set_tag` was used on a batch given to the engine, which
+    /// tags its own cross-shard batches.
+    #[error("write batch tags are reserved by the engine; clear the tag (set_tag(0))")]
+    TaggedBatch,
+    /// An earlier cross-shard write failed after its batch was logged; the
+    /// engine refuses writes until it is reopened (which completes the batch).
+    #[error(
+        "the engine refuses writes after a failure ({cause}); reopen it to complete logged batches"
+    )]
+    Poisoned {
+        /// The first failure.
+        cause: String,
+    },
+    /// A checkpoint destination exists and is not empty.
+    #[error("{0} exists and is not empty; checkpoints are written to a new directory")]
+    DestinationExists(PathBuf),
+}
+
+/// Result of an engine operation.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+impl EngineError {
+    /// Wraps a store error of shard `shard`.
+    pub(crate) fn shard(shard: usize) -> impl FnOnce(silo_core::Error) -> EngineError {
+        move |source| EngineError::Shard { shard, source }
+    }
+
+    /// A decoding error in `file`.
+    pub(crate) fn format(file: impl Into<PathBuf>, source: FormatError) -> EngineError {
+        EngineError::Format {
+            file: file.into(),
+            source,
+        }
+    }
+}

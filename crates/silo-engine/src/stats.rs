@@ -1,0 +1,45 @@
+//! [`EngineStats`]: the engine's figures and every shard's.
+
+use silo_core::Stats;
+
+/// The engine's figures at one moment (see [`crate::Engine::stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Each shard's store figures, by shard number.
+    pub shards: Vec<Stats>,
+    /// Cross-shard batches written since open.
+    pub cross_shard_batches: u64,
+    /// Parts of logged cross-shard batches applied again at open (a crash
+    /// had cut them off).
+    pub batches_replayed: u64,
+    /// Reads that waited for a cross-shard batch to finish applying.
+    pub reads_held_back: u64,
+    /// Bytes of batches in the batch log.
+    pub batch_log_bytes: u64,
+    /// Why the last attempt to empty the batch log failed, if it did.
+    pub last_batch_log_error: Option<String>,
+}
+
+impl EngineStats {
+    /// Live keys over every shard (keys in the index; pending ones are
+    /// counted by their shard's `pending_keys`).
+    pub fn index_keys(&self) -> u64 {
+        self.shards.iter().map(|s| s.index_keys).sum()
+    }
+
+    /// Bytes of live records over every shard.
+    pub fn live_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.live_bytes).sum()
+    }
+
+    /// Bytes of dead records over every shard.
+    pub fn dead_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.dead_bytes).sum()
+    }
+
+    /// Operations not yet compacted, over every shard.
+    pub fn pending_ops(&self) -> u64 {
+        self.shards.iter().map(|s| s.pending_ops).sum()
+    }
+}
