@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use silo_format::{FileHeader, FileKind, HEADER_LEN};
 use silo_io::durable::atomic_replace;
+use silo_io::file::SiloFile;
 
 use crate::error::{EngineError, Result};
 use crate::route::ROUTING_SCHEME;
@@ -28,11 +29,14 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
 /// Reads the manifest of `dir`; `None` if there is none.
 pub(crate) fn read(dir: &Path) -> Result<Option<EngineManifest>> {
     let path = path(dir);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(silo_io::error::IoError::io("read", &path, e).into()),
-    };
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = SiloFile::open_read(&path)?;
+    // At most a header's worth is read, whatever the file's length.
+    let len = file.len()?.min(HEADER_LEN as u64);
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(HEADER_LEN)];
+    file.read_exact_at(&mut bytes, 0)?;
     let h = FileHeader::decode(&bytes, FileKind::EngineManifest)
         .map_err(|e| EngineError::format(&path, e))?;
     if h.param_b != ROUTING_SCHEME {

@@ -1,0 +1,365 @@
+//! The engine through its public API.
+
+use silo_core::{Durability, WriteBatch, WriteOptions};
+use silo_engine::{CompactOptions, Engine, EngineError, EngineOptions, shard_of};
+
+use crate::common::{contents, keys_on_distinct_shards, open, opts};
+
+#[test]
+fn keys_spread_over_shards_and_survive_compaction_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 4);
+    for k in 0..400u64 {
+        db.put(k, &k.to_le_bytes()).unwrap();
+    }
+    db.delete(7).unwrap();
+    db.merge(1000, b"a").unwrap();
+    db.merge(1000, b"b").unwrap();
+    let per_shard: Vec<u64> = db.stats().shards.iter().map(|s| s.pending_keys).collect();
+    assert!(per_shard.iter().all(|n| *n > 60), "{per_shard:?}");
+    let report = db.compact().unwrap();
+    assert_eq!(report.shards.len(), 4, "every shard had work");
+    assert_eq!(report.ops_folded, 403);
+    assert_eq!(db.stats().index_keys(), 400);
+    db.close().unwrap();
+    let db = open(dir.path(), 4);
+    assert_eq!(db.get(7).unwrap(), None);
+    assert_eq!(db.get(399).unwrap(), Some(399u64.to_le_bytes().to_vec()));
+    assert_eq!(db.get(1000).unwrap().as_deref(), Some(&b"ab"[..]));
+    assert_eq!(contents(&db).len(), 400);
+    // Each key is where the routing function says.
+    for k in [0u64, 1, 399] {
+        let s = shard_of(k, 4);
+        let dir = dir.path().join(format!("shard-{s:04}"));
+        drop(db.get(k).unwrap());
+        assert!(dir.is_dir());
+    }
+}
+
+#[test]
+fn the_shard_count_is_fixed_at_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), 4).close().unwrap();
+    match Engine::open(dir.path(), opts(8)) {
+        Err(EngineError::ShardCount {
+            found, requested, ..
+        }) => assert_eq!((found, requested), (4, 8)),
+        other => panic!("expected ShardCount, got {other:?}"),
+    }
+    // Without a count the engine's own is used.
+    let o = EngineOptions {
+        shards: None,
+        ..opts(4)
+    };
+    assert_eq!(Engine::open(dir.path(), o).unwrap().shard_count(), 4);
+}
+
+#[test]
+fn bad_options_and_bad_batches_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for shards in [0, 3, 2048] {
+        assert!(matches!(
+            Engine::open(dir.path(), opts(shards)),
+            Err(EngineError::InvalidOptions { name: "shards", .. })
+        ));
+    }
+    let db = open(dir.path(), 2);
+    assert!(matches!(
+        Engine::open(dir.path(), opts(2)),
+        Err(EngineError::Io(silo_io::IoError::Locked { .. }))
+    ));
+    let mut tagged = WriteBatch::new();
+    tagged.put(1, b"x").set_tag(3);
+    assert!(matches!(db.write(&tagged), Err(EngineError::TaggedBatch)));
+    db.write(&WriteBatch::new())
+        .expect("an empty batch is nothing");
+    let keys = keys_on_distinct_shards(2);
+    let mut too_big = WriteBatch::new();
+    too_big
+        .put(keys[0], b"small")
+        .put(keys[1], &vec![0u8; (64 << 20) + 1]);
+    assert!(matches!(
+        db.write(&too_big),
+        Err(EngineError::Store(silo_core::Error::ValueTooLarge { .. }))
+    ));
+    assert_eq!(db.get(keys[0]).unwrap(), None, "nothing of a refused batch");
+    assert_eq!(
+        db.stats().batch_log_bytes,
+        0,
+        "a refused batch is not logged"
+    );
+}
+
+#[test]
+fn a_merge_without_an_operator_is_refused_before_logging() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = EngineOptions {
+        shards: Some(2),
+        ..EngineOptions::default()
+    };
+    let db = Engine::open(dir.path(), o).unwrap();
+    let keys = keys_on_distinct_shards(2);
+    let mut b = WriteBatch::new();
+    b.put(keys[0], b"x").merge(keys[1], b"y");
+    assert!(matches!(
+        db.write(&b),
+        Err(EngineError::Store(silo_core::Error::NoMergeOperator { .. }))
+    ));
+    assert_eq!(db.get(keys[0]).unwrap(), None);
+}
+
+#[test]
+fn cross_shard_batches_apply_whole_and_empty_the_batch_log_on_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 4);
+    let keys = keys_on_distinct_shards(4);
+    let mut b = WriteBatch::new();
+    for k in &keys {
+        b.put(*k, b"v1").merge(*k + 1_000_000, b"m");
+    }
+    db.write(&b).unwrap();
+    db.write(&b).unwrap();
+    let st = db.stats();
+    assert_eq!(st.cross_shard_batches, 2);
+    assert!(st.batch_log_bytes > 0);
+    for k in &keys {
+        assert_eq!(db.get(*k).unwrap().as_deref(), Some(&b"v1"[..]));
+        assert_eq!(db.get(*k + 1_000_000).unwrap().as_deref(), Some(&b"mm"[..]));
+    }
+    db.flush().unwrap();
+    assert_eq!(db.stats().batch_log_bytes, 0);
+    db.close().unwrap();
+    let db = open(dir.path(), 4);
+    assert_eq!(
+        db.stats().batches_replayed,
+        0,
+        "a clean close leaves nothing to redo"
+    );
+    for k in &keys {
+        assert_eq!(db.get(*k + 1_000_000).unwrap().as_deref(), Some(&b"mm"[..]));
+    }
+}
+
+/// After cross-shard batches, a process kill (every file as the page cache
+/// holds it) and a drop without close: the next open completes nothing
+/// twice (the merges would show it) and loses nothing.
+#[test]
+fn a_crash_after_cross_shard_batches_redoes_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = tempfile::tempdir().unwrap();
+    let keys = keys_on_distinct_shards(4);
+    {
+        let db = open(dir.path(), 4);
+        for round in 0..3u8 {
+            let mut b = WriteBatch::new();
+            for k in &keys {
+                b.merge(*k, &[b'a' + round]);
+            }
+            db.write(&b).unwrap();
+        }
+        assert!(db.stats().batch_log_bytes > 0);
+        copy_tree(dir.path(), killed.path());
+        // Dropped without close: the batch log keeps its batches.
+    }
+    for path in [killed.path(), dir.path()] {
+        let db = open(path, 4);
+        for k in &keys {
+            assert_eq!(db.get(*k).unwrap().as_deref(), Some(&b"abc"[..]), "key {k}");
+        }
+        assert_eq!(db.stats().batches_replayed, 0, "every shard had its parts");
+        assert_eq!(db.stats().batch_log_bytes, 0, "the log is emptied at open");
+    }
+}
+
+/// Copies a directory tree as a process kill leaves it (`LOCK` files aside).
+pub(crate) fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let name = entry.file_name();
+        if name == "LOCK" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(&name));
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn snapshots_see_one_point_in_time_across_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 4);
+    let keys = keys_on_distinct_shards(4);
+    for k in &keys {
+        db.put(*k, b"old").unwrap();
+    }
+    db.compact().unwrap();
+    let snap = db.snapshot().unwrap();
+    let mut b = WriteBatch::new();
+    for k in &keys {
+        b.put(*k, b"new");
+    }
+    db.write(&b).unwrap();
+    db.delete(keys[0]).unwrap();
+    for k in &keys {
+        assert_eq!(snap.get(*k).unwrap().as_deref(), Some(&b"old"[..]));
+    }
+    let seen: Vec<(u64, Vec<u8>)> = snap.iter().map(|r| r.unwrap()).collect();
+    assert_eq!(seen.len(), 4);
+    assert!(seen.iter().all(|(_, v)| v == b"old"));
+    drop(snap);
+    assert_eq!(db.get(keys[0]).unwrap(), None);
+    assert_eq!(db.get(keys[1]).unwrap().as_deref(), Some(&b"new"[..]));
+}
+
+#[test]
+fn a_checkpoint_opens_as_an_engine_with_exactly_the_writes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cp = out.path().join("nested/cp");
+    let db = open(dir.path(), 4);
+    let keys = keys_on_distinct_shards(4);
+    for k in 0..200u64 {
+        db.put(k, &k.to_le_bytes()).unwrap();
+    }
+    db.compact().unwrap();
+    let mut b = WriteBatch::new();
+    for k in &keys {
+        b.merge(*k + 500, b"x");
+    }
+    db.write(&b).unwrap();
+    db.checkpoint(&cp).unwrap();
+    db.put(1, b"after").unwrap();
+    let expected = {
+        let mut c = contents(&db);
+        c.insert(1, 1u64.to_le_bytes().to_vec());
+        c
+    };
+    assert!(matches!(
+        db.checkpoint(&cp),
+        Err(EngineError::DestinationExists(_))
+    ));
+    let copy = Engine::open(&cp, opts(4)).unwrap();
+    assert_eq!(contents(&copy), expected);
+    // The copy is a working engine.
+    copy.write(&b).unwrap();
+    assert_eq!(
+        copy.get(keys[0] + 500).unwrap().as_deref(),
+        Some(&b"xx"[..])
+    );
+}
+
+#[test]
+fn parallel_and_sequential_compaction_give_the_same_reads() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let (one, two) = (open(a.path(), 8), open(b.path(), 8));
+    for db in [&one, &two] {
+        for k in 0..2000u64 {
+            db.put(k, &vec![(k % 251) as u8; (k % 50) as usize])
+                .unwrap();
+        }
+        for k in (0..2000u64).step_by(3) {
+            db.delete(k).unwrap();
+        }
+        for k in (0..2000u64).step_by(5) {
+            db.merge(k, b"+").unwrap();
+        }
+    }
+    let r1 = one
+        .compact_with(CompactOptions {
+            threads: Some(1),
+            cold: false,
+        })
+        .unwrap();
+    let r2 = two
+        .compact_with(CompactOptions {
+            threads: Some(2),
+            cold: false,
+        })
+        .unwrap();
+    assert_eq!((r1.threads, r2.threads), (1, 2));
+    assert_eq!(r1.ops_folded, r2.ops_folded);
+    assert_eq!(contents(&one), contents(&two));
+    let cold = two
+        .compact_with(CompactOptions {
+            threads: Some(2),
+            cold: true,
+        })
+        .unwrap();
+    assert_eq!(cold.shards.len(), 8);
+    assert!(cold.shards.iter().all(|(_, r)| r.cold));
+    assert_eq!(contents(&one), contents(&two));
+    assert!(matches!(
+        one.compact_with(CompactOptions {
+            threads: Some(0),
+            cold: false
+        }),
+        Err(EngineError::InvalidOptions { .. })
+    ));
+}
+
+#[test]
+fn a_lost_manifest_with_data_in_a_shard_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = open(dir.path(), 2);
+        db.put(1, b"one").unwrap();
+        db.close().unwrap();
+    }
+    std::fs::remove_file(dir.path().join("ENGINE")).unwrap();
+    match Engine::open(dir.path(), opts(2)) {
+        Err(EngineError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("holds data"), "{reason}")
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_creation_cut_off_before_its_manifest_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let _guard = silo_io::fault::install(
+            dir.path(),
+            silo_io::fault::FaultPlan::new().on(
+                silo_io::fault::FaultOp::Rename,
+                // The shards' manifests are renamed first; the engine's last.
+                3,
+                silo_io::fault::FaultAction::Fail,
+            ),
+        );
+        assert!(Engine::open(dir.path(), opts(2)).is_err());
+    }
+    assert!(!dir.path().join("ENGINE").exists());
+    let db = open(dir.path(), 2);
+    db.put(5, b"five").unwrap();
+    db.close().unwrap();
+    assert_eq!(
+        open(dir.path(), 2).get(5).unwrap().as_deref(),
+        Some(&b"five"[..])
+    );
+}
+
+#[test]
+fn sync_writes_and_single_shard_batches_go_straight_to_their_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 4);
+    let k = 77u64;
+    let same: Vec<u64> = (0u64..)
+        .filter(|x| shard_of(*x, 4) == shard_of(k, 4))
+        .take(3)
+        .collect();
+    let mut b = WriteBatch::new();
+    for x in &same {
+        b.put(*x, b"s");
+    }
+    db.write_with(&b, WriteOptions::durability(Durability::Sync))
+        .unwrap();
+    let st = db.stats();
+    assert_eq!((st.cross_shard_batches, st.batch_log_bytes), (0, 0));
+    assert!(st.shards[shard_of(k, 4)].log_syncs >= 1);
+    assert_eq!(db.get(same[2]).unwrap().as_deref(), Some(&b"s"[..]));
+}

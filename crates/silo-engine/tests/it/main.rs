@@ -1,0 +1,7 @@
+//! Integration tests of silo-engine, one binary.
+
+mod common;
+mod concurrency;
+mod engine;
+mod model;
+mod power_cut;

@@ -1,0 +1,115 @@
+//! The engine against a `BTreeMap` model: puts, deletes, merges,
+//! cross-shard batches, snapshots, compactions, checkpoints and reopens
+//! (clean and not).
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use silo_core::WriteBatch;
+use silo_engine::Engine;
+
+use crate::common::{contents, opts};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(u64, Vec<u8>),
+    Delete(u64),
+    Merge(u64, Vec<u8>),
+    Batch(Vec<(u8, u64, Vec<u8>)>),
+    CheckSnapshot,
+    Compact { cold: bool },
+    Checkpoint,
+    Reopen { clean: bool },
+}
+
+fn key() -> impl Strategy<Value = u64> {
+    prop_oneof![3 => 0u64..8, 1 => 0u64..200]
+}
+
+fn value() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..24)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (key(), value()).prop_map(|(k, v)| Op::Put(k, v)),
+        2 => key().prop_map(Op::Delete),
+        3 => (key(), value()).prop_map(|(k, v)| Op::Merge(k, v)),
+        3 => prop::collection::vec((0u8..3, key(), value()), 1..6).prop_map(Op::Batch),
+        1 => Just(Op::CheckSnapshot),
+        1 => any::<bool>().prop_map(|cold| Op::Compact { cold }),
+        1 => Just(Op::Checkpoint),
+        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+    ]
+}
+
+type Model = BTreeMap<u64, Vec<u8>>;
+
+fn apply(model: &mut Model, kind: u8, key: u64, v: &[u8]) {
+    match kind {
+        0 => {
+            model.insert(key, v.to_vec());
+        }
+        1 => {
+            model.remove(&key);
+        }
+        _ => model.entry(key).or_default().extend_from_slice(v),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SILO_ENGINE_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn engine_matches_a_btreemap(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let cps = tempfile::tempdir().unwrap();
+        let mut db = Some(Engine::open(dir.path(), opts(4)).unwrap());
+        let mut model = Model::new();
+        let mut checkpoints = 0;
+        for op in &ops {
+            let e = db.as_ref().unwrap();
+            match op {
+                Op::Put(k, v) => { e.put(*k, v).unwrap(); apply(&mut model, 0, *k, v); }
+                Op::Delete(k) => { e.delete(*k).unwrap(); apply(&mut model, 1, *k, &[]); }
+                Op::Merge(k, v) => { e.merge(*k, v).unwrap(); apply(&mut model, 2, *k, v); }
+                Op::Batch(items) => {
+                    let mut b = WriteBatch::new();
+                    for (kind, k, v) in items {
+                        match kind { 0 => b.put(*k, v), 1 => b.delete(*k), _ => b.merge(*k, v) };
+                        apply(&mut model, *kind, *k, v);
+                    }
+                    e.write(&b).unwrap();
+                }
+                Op::CheckSnapshot => {
+                    let snap = e.snapshot().unwrap();
+                    let seen: Model = snap.iter().map(|r| r.unwrap()).collect();
+                    prop_assert_eq!(&seen, &model);
+                }
+                Op::Compact { cold } => {
+                    e.compact_with(silo_engine::CompactOptions { threads: None, cold: *cold }).unwrap();
+                }
+                Op::Checkpoint => {
+                    checkpoints += 1;
+                    let cp = cps.path().join(format!("cp-{checkpoints}"));
+                    e.checkpoint(&cp).unwrap();
+                    let copy = Engine::open(&cp, opts(4)).unwrap();
+                    prop_assert_eq!(&contents(&copy), &model);
+                }
+                Op::Reopen { clean } => {
+                    let e = db.take().unwrap();
+                    if *clean { e.close().unwrap(); } else { drop(e); }
+                    db = Some(Engine::open(dir.path(), opts(4)).unwrap());
+                }
+            }
+        }
+        let e = db.as_ref().unwrap();
+        for k in 0..200u64 {
+            prop_assert_eq!(e.get(k).unwrap(), model.get(&k).cloned(), "key {}", k);
+        }
+        prop_assert_eq!(&contents(e), &model);
+    }
+}

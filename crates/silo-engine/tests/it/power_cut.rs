@@ -1,0 +1,202 @@
+//! Power cuts (silo-io's model: only what a sync made durable survives)
+//! in the middle of cross-shard batches: each batch is in every shard or
+//! in none, and every batch acknowledged is there.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use silo_core::{Durability, WriteBatch, WriteOptions};
+use silo_engine::Engine;
+use silo_io::fault::{FaultAction, FaultGuard, FaultOp, FaultPlan, Unsynced, install};
+
+use crate::common::{keys_on_distinct_shards, open, opts};
+
+struct Tracked {
+    _root: tempfile::TempDir,
+    db: PathBuf,
+    guard: FaultGuard,
+}
+
+fn tracked() -> Tracked {
+    let root = tempfile::tempdir().unwrap();
+    let guard = install(root.path(), FaultPlan::new().track_durability());
+    let db = root.path().join("db");
+    Tracked {
+        _root: root,
+        db,
+        guard,
+    }
+}
+
+fn image(t: &Tracked, unsynced: Unsynced) -> (tempfile::TempDir, PathBuf) {
+    let out = tempfile::tempdir().unwrap();
+    let img = out.path().join("img");
+    t.guard.power_cut_image(&img, unsynced).unwrap();
+    (out, img.join("db"))
+}
+
+#[test]
+fn a_cross_shard_batch_whose_parts_never_synced_is_completed_from_the_batch_log() {
+    let t = tracked();
+    let db = open(&t.db, 4);
+    let keys = keys_on_distinct_shards(4);
+    let mut b = WriteBatch::new();
+    for k in &keys {
+        b.merge(*k, b"x");
+    }
+    db.write(&b).unwrap();
+    let (_out, img) = image(&t, Unsynced::Drop);
+    drop(db);
+    let back = open(&img, 4);
+    assert_eq!(
+        back.stats().batches_replayed,
+        4,
+        "every part was lost and redone"
+    );
+    for k in &keys {
+        assert_eq!(back.get(*k).unwrap().as_deref(), Some(&b"x"[..]), "key {k}");
+    }
+}
+
+#[test]
+fn a_part_a_shard_synced_is_not_applied_twice() {
+    let t = tracked();
+    let db = open(&t.db, 4);
+    let keys = keys_on_distinct_shards(4);
+    let mut b = WriteBatch::new();
+    for k in &keys {
+        b.merge(*k, b"x");
+    }
+    db.write(&b).unwrap();
+    // A durable write to the first key's shard syncs that shard's log, the
+    // batch's part included; the other parts stay unsynced.
+    db.put_with(
+        keys[0] + 4096 * 4,
+        b"sync",
+        WriteOptions::durability(Durability::Sync),
+    )
+    .unwrap();
+    let (_out, img) = image(&t, Unsynced::Drop);
+    drop(db);
+    let back = open(&img, 4);
+    for k in &keys {
+        assert_eq!(back.get(*k).unwrap().as_deref(), Some(&b"x"[..]), "key {k}");
+    }
+    assert!(back.stats().batches_replayed >= 3);
+}
+
+const BATCH_KEYS: u64 = 6;
+
+/// Fresh keys for batch `n`: never written again, so a batch is whole
+/// exactly when all its keys are there.
+fn batch_keys(n: u64) -> Vec<u64> {
+    (0..BATCH_KEYS).map(|j| n * 64 + j * 7).collect()
+}
+
+/// A writer of cross-shard batches, single puts (some `Sync`) and flushes,
+/// compactions beside it, the power cut at a random sync.
+fn run(seed: u64) {
+    let t = tracked();
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let cut_at = 1 + next() % 120;
+    t.guard
+        .schedule(FaultOp::Sync, cut_at, FaultAction::PowerCut);
+    let db = Engine::open(&t.db, opts(4)).unwrap();
+    let done = AtomicBool::new(false);
+    let mut acked: BTreeMap<u64, bool> = BTreeMap::new(); // batch -> durable when acked
+    let mut singles: Vec<(u64, bool)> = Vec::new(); // key -> durable
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Acquire) {
+                let _ = db.compact();
+            }
+        });
+        for n in 0..60u64 {
+            let cut_before = t.guard.is_cut();
+            match next() % 4 {
+                0 => {
+                    let key = 1_000_000 + n;
+                    let sync = next() % 3 == 0;
+                    let d = if sync {
+                        Durability::Sync
+                    } else {
+                        Durability::Buffered
+                    };
+                    db.put_with(key, b"single", WriteOptions::durability(d))
+                        .unwrap();
+                    singles.push((key, sync && !t.guard.is_cut()));
+                }
+                1 if next() % 2 == 0 => {
+                    db.flush().unwrap();
+                    if !t.guard.is_cut() {
+                        for v in acked.values_mut() {
+                            *v = true;
+                        }
+                        for s in &mut singles {
+                            s.1 = true;
+                        }
+                    }
+                }
+                _ => {
+                    let mut b = WriteBatch::new();
+                    for k in batch_keys(n) {
+                        b.put(k, &n.to_le_bytes());
+                    }
+                    db.write(&b).unwrap();
+                    // Logged and synced before it returned.
+                    acked.insert(n, !cut_before && !t.guard.is_cut());
+                }
+            }
+        }
+        done.store(true, Ordering::Release);
+    });
+    let (_out, img) = image(
+        &t,
+        if seed.is_multiple_of(2) {
+            Unsynced::Drop
+        } else {
+            Unsynced::Scramble { seed }
+        },
+    );
+    drop(db);
+    let back = Engine::open(&img, opts(4)).unwrap_or_else(|e| {
+        panic!("seed {seed} cut at sync {cut_at}: the image does not open: {e}")
+    });
+    for (n, durable) in &acked {
+        let found: Vec<bool> = batch_keys(*n)
+            .iter()
+            .map(|k| back.get(*k).unwrap().is_some())
+            .collect();
+        let whole = found.iter().all(|f| *f);
+        assert!(
+            whole || found.iter().all(|f| !*f),
+            "seed {seed} cut at sync {cut_at}: batch {n} is partly there: {found:?}"
+        );
+        assert!(
+            whole || !durable,
+            "seed {seed} cut at sync {cut_at}: durable batch {n} is lost"
+        );
+    }
+    for (key, durable) in singles {
+        assert!(
+            !durable || back.get(key).unwrap().is_some(),
+            "seed {seed} cut at sync {cut_at}: durable put {key} is lost"
+        );
+    }
+}
+
+#[test]
+fn random_power_cuts_leave_every_cross_shard_batch_whole() {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let start = var("SILO_POWER_CUT_SEED").unwrap_or(0);
+    for seed in start..start + var("SILO_POWER_CUT_ITERATIONS").unwrap_or(8) {
+        run(seed);
+    }
+}
