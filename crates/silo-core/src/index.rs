@@ -393,4 +393,72 @@ mod tests {
             assert_eq!(index.get(k).expect("get"), Some(64 + 8 * k));
         }
     }
+
+    #[test]
+    fn an_unclean_open_counts_deleted_slots_as_used() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let index = Index::create(dir.path(), 2, MIN_CAPACITY, 7, []).expect("create");
+        for key in 0..10u64 {
+            index.set(key, 64 + 8 * key).expect("set");
+        }
+        for key in 0..4u64 {
+            index.remove(key).expect("remove");
+        }
+        assert_eq!(index.counts(), (6, 10));
+        index.flush().expect("flush");
+        drop(index);
+        let reopened = Index::open(dir.path(), 2, None).expect("open, counting");
+        assert_eq!(reopened.counts(), (6, 10), "deleted slots still take room");
+        let trusted = Index::open(dir.path(), 2, Some((1, 2))).expect("open, trusting");
+        assert_eq!(
+            trusted.counts(),
+            (1, 2),
+            "a clean manifest's counts are taken as given"
+        );
+    }
+
+    #[test]
+    fn an_index_cut_short_or_claiming_no_slots_is_corruption() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(Index::create(dir.path(), 4, MIN_CAPACITY, 0, [(1, 64)]).expect("create"));
+        let path = index_path(dir.path(), 4);
+        let whole = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &whole[..whole.len() - INDEX_ENTRY_LEN]).expect("cut");
+        assert!(matches!(
+            Index::open(dir.path(), 4, None),
+            Err(Error::Corrupt { .. })
+        ));
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&[0; INDEX_ENTRY_LEN]);
+        std::fs::write(&path, &bytes).expect("grow");
+        assert!(matches!(
+            Index::open(dir.path(), 4, None),
+            Err(Error::Corrupt { .. })
+        ));
+        let header = FileHeader {
+            param_a: 0,
+            ..FileHeader::decode(&whole, FileKind::Index).expect("header")
+        };
+        let mut bytes = whole;
+        bytes[..HEADER_LEN].copy_from_slice(&header.encode());
+        std::fs::write(&path, &bytes).expect("no slots");
+        assert!(matches!(
+            Index::open(dir.path(), 4, None),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn creating_an_index_too_small_for_its_keys_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 85% of 1024 slots is 870 keys: that many fit, one more does not.
+        let fits: Vec<(u64, u64)> = (0..870u64).map(|k| (k, 64 + 8 * k)).collect();
+        let index = Index::create(dir.path(), 1, MIN_CAPACITY, 3, fits).expect("870 fit");
+        assert_eq!(index.counts(), (870, 870));
+        let over: Vec<(u64, u64)> = (0..871u64).map(|k| (k, 64 + 8 * k)).collect();
+        assert!(matches!(
+            Index::create(dir.path(), 2, MIN_CAPACITY, 3, over),
+            Err(Error::InvalidOptions { .. })
+        ));
+    }
 }

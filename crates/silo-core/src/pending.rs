@@ -635,4 +635,34 @@ mod tests {
         let shards: std::collections::HashSet<usize> = (0..10_000u64).map(shard_of).collect();
         assert_eq!(shards.len(), SHARDS);
     }
+
+    #[test]
+    fn memory_is_counted_per_operation_and_freed_with_it() {
+        let v = PendingView::default();
+        v.record(1, 1, PendingOp::Put(val(&[7; 10])));
+        v.record(1, 2, PendingOp::Merge(val(&[1; 3])));
+        v.record(1, 3, PendingOp::Merge(val(&[2; 5])));
+        v.record(2, 4, PendingOp::Delete);
+        v.publish(4);
+        let expected = (10 + OP_OVERHEAD) + (3 + OP_OVERHEAD) + (5 + OP_OVERHEAD) + OP_OVERHEAD;
+        assert_eq!((v.bytes(), v.ops(), v.keys()), (expected, 4, 2));
+        // A put replaces the key's operations and their bytes.
+        v.record(1, 5, PendingOp::Put(val(&[9; 4])));
+        v.publish(5);
+        assert_eq!(v.bytes(), (4 + OP_OVERHEAD) + OP_OVERHEAD);
+        v.forget_through(1, 5);
+        assert_eq!(v.bytes(), OP_OVERHEAD);
+    }
+
+    #[test]
+    fn bytes_compare_by_content_wherever_they_live() {
+        let block: Arc<[u8]> = Arc::from(&b"xxabcyy"[..]);
+        let sliced = Bytes::slice(&block, 2, 3).expect("in range");
+        assert_eq!(sliced, val(b"abc"));
+        assert_ne!(sliced, val(b"abd"));
+        assert_ne!(val(b"ab"), val(b"abc"));
+        assert!(Bytes::slice(&block, 5, 3).is_none(), "past the end");
+        assert!(Bytes::slice(&block, usize::MAX, 2).is_none(), "overflow");
+        assert_eq!(format!("{sliced:?}"), format!("{:?}", b"abc"));
+    }
 }

@@ -714,3 +714,27 @@ fn batch_tags_are_kept_as_durably_as_their_batches() {
     assert_eq!(s.get(1).expect("get"), None);
     assert_eq!(s.get(3).expect("get").as_deref(), Some(&b"three"[..]));
 }
+
+/// `Stats::disk_bytes` is what the store's files take on disk: the data
+/// file, the index, both log slots (by their allocated blocks) and the
+/// manifest (one block).
+#[test]
+fn disk_bytes_count_every_file_of_the_store() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    for k in 0..300u64 {
+        s.put(k, &[5; 100]).expect("put");
+    }
+    s.compact().expect("compact");
+    let measured: u64 = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            ["data-", "index-", "log-"].iter().any(|p| n.starts_with(p))
+        })
+        .map(|e| e.metadata().expect("stat").blocks() * 512)
+        .sum();
+    assert_eq!(s.stats().disk_bytes, measured + 4096);
+}
