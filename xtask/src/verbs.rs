@@ -93,30 +93,39 @@ pub(crate) fn crash(args: &[String]) -> Result<(), String> {
     let iterations = flag_value(args, "--iterations")?.unwrap_or(200).to_string();
     let kill = !args.iter().any(|a| a == "--power-cut");
     let power_cut = !args.iter().any(|a| a == "--kill");
-    let test = |filter: &str| {
-        cargo(
-            &[
-                "test",
-                "--release",
-                "-p",
-                "silo-core",
-                "--test",
-                "it",
-                filter,
-                "--",
-                "--nocapture",
-            ],
-            &[
-                ("SILO_CRASH_ITERATIONS", &iterations),
-                ("SILO_POWER_CUT_ITERATIONS", &iterations),
-            ],
-        )
+    let layer = string_flag(args, "--layer").unwrap_or_else(|| "all".to_owned());
+    let packages: &[&str] = match layer.as_str() {
+        "core" => &["silo-core"],
+        "engine" => &["silo-engine"],
+        "all" => &["silo-core", "silo-engine"],
+        other => return Err(format!("--layer {other}: expected core, engine or all")),
     };
-    if kill {
-        test("crash::")?;
-    }
-    if power_cut {
-        test("power_cut::random")?;
+    for package in packages {
+        let test = |filter: &str| {
+            cargo(
+                &[
+                    "test",
+                    "--release",
+                    "-p",
+                    package,
+                    "--test",
+                    "it",
+                    filter,
+                    "--",
+                    "--nocapture",
+                ],
+                &[
+                    ("SILO_CRASH_ITERATIONS", &iterations),
+                    ("SILO_POWER_CUT_ITERATIONS", &iterations),
+                ],
+            )
+        };
+        if kill {
+            test("crash::")?;
+        }
+        if power_cut {
+            test("power_cut::random")?;
+        }
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 
 mod common;
 mod concurrency;
+mod crash;
 mod engine;
 mod model;
 mod power_cut;
