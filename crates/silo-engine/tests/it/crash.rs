@@ -55,7 +55,7 @@ fn workload(seed: u64, count: usize) -> Vec<Op> {
     (0..count)
         .map(|i| {
             let key = rng.below(KEYS);
-            let tick = vec![b'a' + (i % 26) as u8; 1 + (i % 3)];
+            let tick = tick(i);
             match rng.below(100) {
                 0..=29 => Op::Put(key, i.to_le_bytes().to_vec()),
                 30..=39 => Op::Delete(key),
@@ -76,8 +76,13 @@ fn workload(seed: u64, count: usize) -> Vec<Op> {
         .collect()
 }
 
+/// The merge operand of op `i`: a letter, once to three times.
+fn tick(i: usize) -> Vec<u8> {
+    vec![b'a' + u8::try_from(i % 26).unwrap_or(0); 1 + (i % 3)]
+}
+
 fn apply(model: &mut BTreeMap<u64, Vec<u8>>, op: &Op, i: usize) {
-    let tick = vec![b'a' + (i % 26) as u8; 1 + (i % 3)];
+    let tick = tick(i);
     match op {
         Op::Put(k, v) => {
             model.insert(*k, v.clone());
@@ -101,7 +106,7 @@ fn apply(model: &mut BTreeMap<u64, Vec<u8>>, op: &Op, i: usize) {
 }
 
 fn run_op(db: &Engine, op: &Op, i: usize) {
-    let tick = vec![b'a' + (i % 26) as u8; 1 + (i % 3)];
+    let tick = tick(i);
     // One write in three is Buffered in this Sync engine: a kill keeps the
     // page cache, so every acknowledged write must survive either way.
     let wo = if i % 3 == 2 {
