@@ -64,8 +64,8 @@ fn workload(seed: u64, count: usize) -> Vec<Op> {
                     (0..2 + rng.below(6))
                         .map(|j| {
                             let k = rng.below(KEYS);
-                            let put =
-                                (j % 2 == 0).then(|| (i * 10 + j as usize).to_le_bytes().to_vec());
+                            let n = u64::try_from(i).unwrap_or(0) * 10 + j;
+                            let put = (j % 2 == 0).then(|| n.to_le_bytes().to_vec());
                             (k, put)
                         })
                         .collect(),
@@ -172,7 +172,7 @@ fn sigkill_during_ingest_loses_no_acknowledged_write_and_splits_no_batch() {
     for iteration in 0..iterations {
         let dir = tempfile::tempdir().expect("tempdir");
         let seed = rng.next();
-        let kill_after = 1 + rng.below(150) as usize;
+        let kill_after = 1 + usize::try_from(rng.below(150)).unwrap_or(0);
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
