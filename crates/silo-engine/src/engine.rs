@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use silo_core::{BatchOp, Durability, Silo, WriteBatch, WriteOptions};
@@ -30,10 +32,13 @@ use crate::tuning::TuningProfile;
 /// The batch log is emptied (after every shard syncs) once it holds this much.
 const BATCH_LOG_RESET_BYTES: u64 = 4 << 20;
 
-/// A shard: its store and its writer gate.
+/// A shard: its store, its writer gate, and the delay the background
+/// scheduler imposes on its writers in an emergency.
 pub(crate) struct Shard {
     pub(crate) store: Silo,
     gate: Gate,
+    /// Microseconds each write to the shard waits first (0: none).
+    pub(crate) throttle_us: AtomicU32,
 }
 
 /// A shard's writer gate, alone on its cache lines so that writers of
@@ -55,7 +60,8 @@ struct Batches {
 /// Many silo-core stores behind one handle; see the crate documentation.
 pub struct Engine {
     dir: PathBuf,
-    shards: Vec<Shard>,
+    /// Shared with the background scheduler's thread.
+    shards: Arc<Vec<Shard>>,
     batches: Mutex<Batches>,
     /// Odd while a cross-shard batch is being applied to its shards.
     applying: AtomicU64,
@@ -141,7 +147,7 @@ impl Engine {
                 last_reset_error: None,
             }),
             dir,
-            shards,
+            shards: Arc::new(shards),
             applying: AtomicU64::new(0),
             poisoned: Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
@@ -158,7 +164,7 @@ impl Engine {
     fn complete_logged(&self, logged: Vec<LoggedBatch>) -> Result<()> {
         let mut st = self.batches.lock();
         let mut next = st.log.base();
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             next = next.max(shard.store.batch_tag().saturating_add(1));
         }
         for LoggedBatch { number, batch } in &logged {
@@ -203,7 +209,7 @@ impl Engine {
         shard_of(key, self.shards.len())
     }
 
-    pub(crate) fn shards(&self) -> &[Shard] {
+    pub(crate) fn shards(&self) -> &Arc<Vec<Shard>> {
         &self.shards
     }
 
@@ -313,7 +319,13 @@ impl Engine {
         self.is_poisoned.store(true, Ordering::Release);
     }
 
+    /// Enters shard `i` as a writer, after the scheduler's emergency delay
+    /// if it set one.
     fn writer(&self, i: usize) -> RwLockReadGuard<'_, ()> {
+        let delay = self.shards[i].throttle_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(u64::from(delay)));
+        }
         self.shards[i].gate.0.read()
     }
 
@@ -566,6 +578,11 @@ impl Engine {
         let Engine {
             shards, batches, ..
         } = self;
+        // No scheduler can hold them: its handle borrows the engine.
+        let shards = Arc::try_unwrap(shards).map_err(|_| EngineError::InvalidOptions {
+            name: "close",
+            reason: "the shards are still shared".to_owned(),
+        })?;
         let mut first: Option<EngineError> = None;
         for (i, shard) in shards.into_iter().enumerate() {
             if let Err(e) = shard.store.close() {
@@ -666,6 +683,7 @@ fn open_shards(dir: &Path, n: usize, opts: &EngineOptions) -> Result<Vec<Shard>>
             Ok(Shard {
                 store: Silo::open(&path, opts.store.clone()).map_err(EngineError::shard(i))?,
                 gate: Gate::default(),
+                throttle_us: AtomicU32::new(0),
             })
         })
         .collect()

@@ -23,13 +23,13 @@
 //! | `compaction.rs` | [`Engine::compact`]: classify the shards, compact the chosen ones on a pool |
 //! | `manifest.rs` | the `ENGINE` manifest: shard count and routing scheme |
 //! | `route.rs` | [`shard_of`]: the stable key-to-shard function |
+//! | `scheduler.rs` | [`Engine::start_background`]: the background scheduler, its I/O budget and emergency throttle |
 //! | `tuning.rs` | [`TuningProfile`]: default shard and thread counts from the machine |
 //! | `snapshot.rs` | [`EngineSnapshot`]: one point in time across every shard |
 //! | `options.rs`, `stats.rs`, `error.rs` | [`EngineOptions`], [`EngineStats`], [`EngineError`] |
 //!
-//! The background scheduler with an I/O budget, prefetching compaction
-//! inputs, and the bitmap, document and index layers are not built yet
-//! (see docs/ARCHITECTURE.md).
+//! Prefetching compaction inputs, and the bitmap, document and index
+//! layers are not built yet (see docs/ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
 mod batch_log;
@@ -39,6 +39,7 @@ mod error;
 mod manifest;
 mod options;
 mod route;
+mod scheduler;
 mod snapshot;
 mod stats;
 mod tuning;
@@ -48,6 +49,7 @@ pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use options::EngineOptions;
 pub use route::{MAX_SHARDS, ROUTING_SCHEME, shard_of};
+pub use scheduler::{Background, SchedulerOptions, SchedulerStats};
 pub use snapshot::EngineSnapshot;
 pub use stats::EngineStats;
 pub use tuning::{Tuning, TuningProfile};

@@ -6,3 +6,4 @@ mod crash;
 mod engine;
 mod model;
 mod power_cut;
+mod scheduler;

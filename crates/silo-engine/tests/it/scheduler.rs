@@ -1,0 +1,179 @@
+//! The background scheduler.
+
+use std::time::Duration;
+
+use silo_core::MergeOperator;
+use silo_engine::{Engine, EngineOptions, SchedulerOptions};
+
+use crate::common::opts;
+
+/// Refuses the operand `!bad`; panics the first time it meets `!panic`;
+/// concatenates otherwise.
+struct Picky;
+
+static PANICKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl MergeOperator for Picky {
+    fn merge(
+        &self,
+        _key: u64,
+        existing: Option<&[u8]>,
+        operands: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        out.extend_from_slice(existing.unwrap_or_default());
+        for op in operands {
+            match *op {
+                b"!bad" => return Err("refused".to_owned()),
+                b"!panic" if !PANICKED.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+                    panic!("merge operator panicked on purpose")
+                }
+                other => out.extend_from_slice(other),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn due_soon(shards: usize) -> EngineOptions {
+    let mut o = opts(shards);
+    o.store.thresholds.pending_ops = 16;
+    o.store.thresholds.min_interval = Duration::ZERO;
+    o
+}
+
+fn quiet() -> SchedulerOptions {
+    SchedulerOptions {
+        // Passes only when asked: the tests drive them with run_pass.
+        interval: Duration::from_secs(3600),
+        ..SchedulerOptions::default()
+    }
+}
+
+#[test]
+fn a_pass_compacts_every_due_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engine::open(dir.path(), due_soon(4)).unwrap();
+    for k in 0..400u64 {
+        db.put(k, &[1; 32]).unwrap();
+    }
+    let bg = db.start_background(quiet()).unwrap();
+    bg.run_pass();
+    let st = bg.stats();
+    assert_eq!((st.passes, st.compactions, st.errors), (1, 4, 0), "{st:?}");
+    assert!(st.bytes_written > 400 * 32);
+    assert_eq!(db.stats().pending_ops(), 0);
+    // Nothing is due now: a pass does nothing.
+    bg.run_pass();
+    assert_eq!(bg.stats().compactions, 4);
+    bg.stop();
+}
+
+#[test]
+fn errors_and_panics_are_reported_and_the_scheduler_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = due_soon(2).with_merge_operator(Picky);
+    o.store.thresholds.pending_ops = 0;
+    let db = Engine::open(dir.path(), o).unwrap();
+    db.merge(1, b"!bad").unwrap();
+    db.merge(1, b"x").unwrap();
+    let bg = db.start_background(quiet()).unwrap();
+    bg.run_pass();
+    let st = bg.stats();
+    assert!(st.errors >= 1, "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused")),
+        "{st:?}"
+    );
+    // A put supersedes the refused operand; the next pass compacts.
+    db.put(1, b"fixed").unwrap();
+    bg.run_pass();
+    assert!(bg.stats().compactions >= 1, "{:?}", bg.stats());
+    assert_eq!(db.get(1).unwrap().as_deref(), Some(&b"fixed"[..]));
+    // A panic in a compaction is reported too; the thread survives it.
+    db.merge(2, b"!panic").unwrap();
+    db.merge(2, b"x").unwrap();
+    let errors = bg.stats().errors;
+    bg.run_pass();
+    let st = bg.stats();
+    assert!(st.errors > errors, "{st:?}");
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked")),
+        "{st:?}"
+    );
+    bg.run_pass();
+    assert_eq!(bg.stats().passes, st.passes + 1, "still running");
+    assert_eq!(db.get(2).unwrap().as_deref(), Some(&b"!panicx"[..]));
+}
+
+#[test]
+fn the_io_budget_spaces_compactions_by_what_they_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engine::open(dir.path(), due_soon(2)).unwrap();
+    for k in 0..300u64 {
+        db.put(k, &[7; 200]).unwrap();
+    }
+    // 10 MB/s at 30%: 3 MB/s, so each written byte costs a third of a microsecond.
+    let bg = db
+        .start_background(SchedulerOptions {
+            device_bytes_per_sec: 10_000_000,
+            ..quiet()
+        })
+        .unwrap();
+    bg.run_pass();
+    let st = bg.stats();
+    assert_eq!(st.compactions, 2);
+    let expected = st.bytes_written as f64 / 3_000_000.0;
+    let waited = st.budget_wait.as_secs_f64();
+    assert!(
+        (waited - expected).abs() <= expected * 0.01,
+        "waited {waited}s for {} bytes (expected {expected}s)",
+        st.bytes_written
+    );
+    assert!(
+        db.start_background(SchedulerOptions {
+            normal_budget_percent: 0,
+            ..quiet()
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn a_shard_over_its_pending_limit_is_an_emergency() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(2);
+    o.store.pending_limit_bytes = 64 << 10;
+    let db = Engine::open(dir.path(), o).unwrap();
+    for k in 0..2000u64 {
+        db.put(k, &[3; 64]).unwrap();
+    }
+    let bg = db.start_background(quiet()).unwrap();
+    bg.run_pass();
+    let st = bg.stats();
+    assert!(st.emergencies >= 1 && st.compactions >= 1, "{st:?}");
+    assert_eq!(db.stats().pending_ops(), 0);
+}
+
+#[test]
+fn the_scheduler_compacts_on_its_own_and_stops_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Engine::open(dir.path(), due_soon(2)).unwrap();
+    let bg = db
+        .start_background(SchedulerOptions {
+            interval: Duration::from_millis(5),
+            ..SchedulerOptions::default()
+        })
+        .unwrap();
+    for k in 0..1000u64 {
+        db.put(k, &[9; 16]).unwrap();
+    }
+    bg.run_pass();
+    assert!(bg.stats().compactions >= 1);
+    drop(bg);
+    db.close().unwrap();
+}
