@@ -1,0 +1,286 @@
+//! The sharded engine (issue 8), ratios in one run:
+//! - parallel compaction: 8 shards holding N keys with about 30% dead
+//!   space, compacted (hot fold, then cold rewrite) with 2 threads vs 1 on
+//!   two identical engines; output bytes/s against a sequential write +
+//!   fdatasync measured in the same run;
+//! - a 2-thread mixed workload (one writer, one reader) with the
+//!   background scheduler compacting vs with compaction off: throughput
+//!   ratio and p99 write latency of both;
+//! - the engine against one silo-core store at one thread (load, get,
+//!   overwrite), and the engine's load at two writer threads vs one.
+//!
+//! `cargo bench -p silo-benches --bench engine`; `SILO_BENCH_KEYS` (default
+//! 2 000 000) sets N.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use silo_core::{Options, Silo};
+use silo_engine::{CompactOptions, Engine, EngineOptions, SchedulerOptions};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn store_opts() -> Options {
+    let mut o = Options {
+        auto_compact: false,
+        pending_limit_bytes: 16 << 30,
+        ..Options::default()
+    };
+    o.thresholds.log_bytes = 16 << 30;
+    o.thresholds.pending_ops = u64::MAX;
+    o
+}
+
+fn engine_opts(shards: usize) -> EngineOptions {
+    EngineOptions {
+        shards: Some(shards),
+        compaction_threads: Some(2),
+        store: store_opts(),
+    }
+}
+
+fn load_engine(db: &Engine, keys: &[u64], value: &[u8]) -> Res<()> {
+    for k in keys {
+        db.put(*k, value)?;
+    }
+    Ok(())
+}
+
+/// Writes `bytes` bytes to a new file in 8 MiB writes, then fdatasyncs; bytes/s.
+fn sequential_write(dir: &Path, bytes: usize) -> Res<f64> {
+    let path = dir.join("sequential");
+    let file = silo_io::SiloFile::create_new(&path)?;
+    let chunk = vec![0x5Au8; 8 << 20];
+    let t = Instant::now();
+    let mut at = 0;
+    while at < bytes {
+        let n = chunk.len().min(bytes - at);
+        file.write_all_at(&chunk[..n], at as u64)?;
+        at += n;
+    }
+    file.sync_data()?;
+    let rate = bytes as f64 / t.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
+
+/// A random index below `len`.
+fn pick(rng: &mut Rng, len: usize) -> usize {
+    usize::try_from(rng.next() % len as u64).unwrap_or(0)
+}
+
+fn rate(ops: usize, d: Duration) -> f64 {
+    ops as f64 / d.as_secs_f64()
+}
+
+fn p99(lat: &mut [Duration]) -> Duration {
+    lat.sort_unstable();
+    lat.get(lat.len() * 99 / 100).copied().unwrap_or_default()
+}
+
+/// An engine of 8 shards with `keys` loaded and folded, then 30% of them
+/// overwritten with longer values (their old records become dead) and
+/// pending.
+fn dead_space_engine(dir: &Path, keys: &[u64]) -> Res<Engine> {
+    let db = Engine::open(dir, engine_opts(8))?;
+    load_engine(&db, keys, &[1u8; 100])?;
+    db.compact()?;
+    let moved = keys.len() * 3 / 10;
+    load_engine(&db, &keys[..moved], &[2u8; 160])?;
+    db.flush()?;
+    Ok(db)
+}
+
+fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
+    let mut times = Vec::new();
+    let mut written = 0;
+    for threads in [1usize, 2] {
+        let db = dead_space_engine(&root.join(format!("par-{threads}")), keys)?;
+        let dead = db.stats().dead_bytes();
+        let t = Instant::now();
+        let hot = db.compact_with(CompactOptions {
+            threads: Some(threads),
+            cold: false,
+        })?;
+        let cold = db.compact_with(CompactOptions {
+            threads: Some(threads),
+            cold: true,
+        })?;
+        let d = t.elapsed();
+        written = hot.bytes_written + cold.bytes_written;
+        println!(
+            "compaction of 8 shards, {} keys, {:.0} MiB dead: {threads} thread(s) {d:.2?} ({:.0} MiB written, {} major faults)",
+            keys.len(),
+            dead as f64 / 1048576.0,
+            written as f64 / 1048576.0,
+            hot.major_faults + cold.major_faults
+        );
+        times.push(d);
+        db.close()?;
+    }
+    let speedup = times[0].as_secs_f64() / times[1].as_secs_f64();
+    let out = written as f64 / times[1].as_secs_f64();
+    let seq = sequential_write(root, usize::try_from(written)?)?;
+    println!(
+        "  2 threads vs 1: {speedup:.2}x (goal >= 1.7x); output {:.0} MiB/s vs sequential write + fdatasync {:.0} MiB/s: {:.2} (goal >= 0.50)",
+        out / 1048576.0,
+        seq / 1048576.0,
+        out / seq
+    );
+    Ok(())
+}
+
+/// One writer and one reader for `ops` operations each; returns
+/// (operations per second over both, the writer's p99 latency).
+fn mixed(db: &Engine, keys: &[u64], ops: usize) -> (f64, Duration) {
+    let t = Instant::now();
+    let mut lat = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut rng = Rng(0xBEEF);
+            for _ in 0..ops {
+                let k = keys[pick(&mut rng, keys.len())];
+                let _ = db.get(k);
+            }
+        });
+        let mut rng = Rng(0xFEED);
+        let mut lat = Vec::with_capacity(ops);
+        for _ in 0..ops {
+            let k = keys[pick(&mut rng, keys.len())];
+            let w = Instant::now();
+            db.put(k, &[3u8; 100]).expect("put");
+            lat.push(w.elapsed());
+        }
+        lat
+    });
+    let d = t.elapsed();
+    (rate(2 * ops, d), p99(&mut lat))
+}
+
+fn mixed_workload(root: &Path, keys: &[u64]) -> Res<()> {
+    let ops = keys.len();
+    let mut off_opts = engine_opts(8);
+    off_opts.store.pending_limit_bytes = 256 << 20;
+    let mut on_opts = off_opts.clone();
+    on_opts.store.thresholds = silo_core::CompactionThresholds::default();
+    let off = Engine::open(root.join("mixed-off"), off_opts)?;
+    load_engine(&off, keys, &[1u8; 100])?;
+    off.compact()?;
+    let (off_rate, off_p99) = mixed(&off, keys, ops);
+    drop(off);
+    let on = Engine::open(root.join("mixed-on"), on_opts)?;
+    load_engine(&on, keys, &[1u8; 100])?;
+    on.compact()?;
+    let bg = on.start_background(SchedulerOptions::default())?;
+    let (on_rate, on_p99) = mixed(&on, keys, ops);
+    let st = bg.stats();
+    drop(bg);
+    println!(
+        "mixed 1 writer + 1 reader, {ops} ops each: scheduler on {:.0}k ops/s (p99 put {on_p99:.1?}, {} compactions), off {:.0}k ops/s (p99 put {off_p99:.1?}): {:.2}x (goal >= 0.7x)",
+        on_rate / 1e3,
+        st.compactions,
+        off_rate / 1e3,
+        on_rate / off_rate
+    );
+    Ok(())
+}
+
+fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
+    let n = keys.len();
+    let core = Silo::open(root.join("core"), store_opts())?;
+    let db = Engine::open(root.join("engine-1"), engine_opts(8))?;
+    let mut rows = Vec::new();
+    for (name, put, get) in [
+        (
+            "silo-core",
+            &(|k: u64, v: &[u8]| core.put(k, v).map_err(|e| e.to_string()))
+                as &dyn Fn(u64, &[u8]) -> Result<(), String>,
+            &(|k: u64| core.get(k).map(drop).map_err(|e| e.to_string()))
+                as &dyn Fn(u64) -> Result<(), String>,
+        ),
+        (
+            "engine",
+            &(|k: u64, v: &[u8]| db.put(k, v).map_err(|e| e.to_string())),
+            &(|k: u64| db.get(k).map(drop).map_err(|e| e.to_string())),
+        ),
+    ] {
+        let t = Instant::now();
+        for k in keys {
+            put(*k, &[1u8; 100])?;
+        }
+        let load = rate(n, t.elapsed());
+        let t = Instant::now();
+        for k in keys {
+            get(*k)?;
+        }
+        let read = rate(n, t.elapsed());
+        let t = Instant::now();
+        for k in keys {
+            put(*k, &[2u8; 100])?;
+        }
+        let over = rate(n, t.elapsed());
+        println!(
+            "{name:>9}, 1 thread: load {:.0}k/s, get {:.0}k/s, overwrite {:.0}k/s",
+            load / 1e3,
+            read / 1e3,
+            over / 1e3
+        );
+        rows.push((load, read, over));
+    }
+    println!(
+        "  engine / silo-core: load {:.2}x, get {:.2}x, overwrite {:.2}x (goal >= 0.9x)",
+        rows[1].0 / rows[0].0,
+        rows[1].1 / rows[0].1,
+        rows[1].2 / rows[0].2
+    );
+    drop(core);
+    drop(db);
+    // Two writer threads against one, on fresh engines.
+    let mut rates = Vec::new();
+    for writers in [1usize, 2] {
+        let db = Engine::open(root.join(format!("engine-w{writers}")), engine_opts(8))?;
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for w in 0..writers {
+                let db = &db;
+                s.spawn(move || {
+                    for k in keys.iter().skip(w).step_by(writers) {
+                        db.put(*k, &[1u8; 100]).expect("put");
+                    }
+                });
+            }
+        });
+        rates.push(rate(n, t.elapsed()));
+    }
+    println!(
+        "engine load with 2 writer threads vs 1: {:.0}k/s vs {:.0}k/s = {:.2}x (goal >= 1.6x)",
+        rates[1] / 1e3,
+        rates[0] / 1e3,
+        rates[1] / rates[0]
+    );
+    Ok(())
+}
+
+fn main() -> Res<()> {
+    let n: usize = std::env::var("SILO_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let root = tempfile::tempdir()?;
+    let mut rng = Rng(0xE4_617E);
+    let keys: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+    parallel_compaction(root.path(), &keys)?;
+    mixed_workload(root.path(), &keys[..n / 2])?;
+    engine_vs_core(root.path(), &keys[..n / 2])?;
+    Ok(())
+}
