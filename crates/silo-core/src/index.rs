@@ -310,6 +310,11 @@ impl Index {
         (0..self.capacity).filter_map(move |slot| self.entry(slot).transpose())
     }
 
+    /// The index file.
+    pub(crate) fn file(&self) -> &SiloFile {
+        &self.file
+    }
+
     /// Bytes the file takes on disk.
     pub(crate) fn disk_bytes(&self) -> Result<u64> {
         Ok(self.file.block_bytes()?)

@@ -507,6 +507,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Drops every shard's data and index pages from the page cache
+    /// (`DontNeed`; nothing a read sees changes): for measuring compactions
+    /// of cold inputs, or to give memory back after a bulk job.
+    pub fn drop_caches(&self) -> Result<()> {
+        for (i, shard) in self.shards.iter().enumerate() {
+            shard
+                .store
+                .advise(silo_io::FileAdvice::DontNeed)
+                .map_err(EngineError::shard(i))?;
+        }
+        Ok(())
+    }
+
     /// Engine and per-shard figures.
     pub fn stats(&self) -> EngineStats {
         let st = self.batches.lock();

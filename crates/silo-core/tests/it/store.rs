@@ -738,3 +738,32 @@ fn disk_bytes_count_every_file_of_the_store() {
         .sum();
     assert_eq!(s.stats().disk_bytes, measured + 4096);
 }
+
+/// `advise` covers the data file up to its end and the whole index, and
+/// changes nothing a read sees.
+#[test]
+fn advice_covers_the_compaction_inputs_and_changes_no_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    for k in 0..500u64 {
+        s.put(k, &[4; 64]).expect("put");
+    }
+    s.compact().expect("compact");
+    let index_len: u64 = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("index-"))
+        .map(|e| e.metadata().expect("stat").len())
+        .sum();
+    let expected = s.stats().data_end + index_len;
+    assert_eq!(
+        s.advise(silo_io::FileAdvice::DontNeed).expect("drop"),
+        expected
+    );
+    assert_eq!(s.get(77).expect("get"), Some(vec![4; 64]));
+    assert_eq!(
+        s.advise(silo_io::FileAdvice::WillNeed).expect("fetch"),
+        expected
+    );
+    assert_eq!(s.get(499).expect("get"), Some(vec![4; 64]));
+}

@@ -272,30 +272,46 @@ fn parallel_and_sequential_compaction_give_the_same_reads() {
         .compact_with(CompactOptions {
             threads: Some(1),
             cold: false,
+            ..CompactOptions::default()
         })
         .unwrap();
     let r2 = two
         .compact_with(CompactOptions {
             threads: Some(2),
             cold: false,
+            ..CompactOptions::default()
         })
         .unwrap();
     assert_eq!((r1.threads, r2.threads), (1, 2));
+    assert!(
+        r1.prefetched_bytes > 0 && r2.prefetched_bytes > 0,
+        "prefetch is on by default"
+    );
     assert_eq!(r1.ops_folded, r2.ops_folded);
     assert_eq!(contents(&one), contents(&two));
     let cold = two
         .compact_with(CompactOptions {
             threads: Some(2),
             cold: true,
+            ..CompactOptions::default()
         })
         .unwrap();
     assert_eq!(cold.shards.len(), 8);
     assert!(cold.shards.iter().all(|(_, r)| r.cold));
+    let unfetched = one
+        .compact_with(CompactOptions {
+            cold: true,
+            prefetch: false,
+            ..CompactOptions::default()
+        })
+        .unwrap();
+    assert_eq!(unfetched.prefetched_bytes, 0);
     assert_eq!(contents(&one), contents(&two));
     assert!(matches!(
         one.compact_with(CompactOptions {
             threads: Some(0),
-            cold: false
+            cold: false,
+            ..CompactOptions::default()
         }),
         Err(EngineError::InvalidOptions { .. })
     ));

@@ -90,7 +90,7 @@ proptest! {
                     prop_assert_eq!(&seen, &model);
                 }
                 Op::Compact { cold } => {
-                    e.compact_with(silo_engine::CompactOptions { threads: None, cold: *cold }).unwrap();
+                    e.compact_with(silo_engine::CompactOptions { threads: None, cold: *cold, ..Default::default() }).unwrap();
                 }
                 Op::Checkpoint => {
                     checkpoints += 1;
