@@ -17,7 +17,7 @@ verbs:
   crash [--iterations N] [--kill | --power-cut] [--layer core|engine|all]
                               crash tests: SIGKILL and power cut (default 200 each, both layers)
   bench [criterion args]      the benchmarks, including the peer comparison
-  mutants [--crate C] [--file F]...
+  mutants [--crate C] [--file F]... [--output DIR] [--iterate] [--report DIR]
                               cargo-mutants over silo-core's data path (installs it if missing)
 ";
 

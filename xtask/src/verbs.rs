@@ -171,11 +171,15 @@ const DATA_PATH: &[&str] = &[
 /// line: `<file>: <mutation>  # <reason>`.
 const EQUIVALENT: &str = "xtask/mutants-equivalent.txt";
 
-/// `cargo xtask mutants [--crate C] [--file F]...`: runs cargo-mutants
-/// (installing it if missing) over the data-path files of silo-core (or
-/// the files given), then prints caught / missed / timeout / unviable per
-/// file and the score over the non-equivalent viable mutants (a timeout
-/// counts as caught: the tests did not pass).
+/// `cargo xtask mutants [--crate C] [--file F]... [--output DIR] [--iterate]
+/// [--report DIR]`: runs cargo-mutants (installing it if missing) over the
+/// data-path files of silo-core (or the files given), then prints caught /
+/// missed / timeout / unviable per file and the score over the
+/// non-equivalent viable mutants (a timeout counts as caught: the tests did
+/// not pass). `--output` sets where cargo-mutants writes (default
+/// `target/mutants`); `--iterate` retests only what the last run there did
+/// not catch; `--report DIR` prints the table of an earlier run in DIR
+/// without running anything.
 pub(crate) fn mutants(args: &[String]) -> Result<(), String> {
     let krate = string_flag(args, "--crate").unwrap_or_else(|| "silo-core".to_owned());
     let mut files: Vec<String> = args
@@ -186,6 +190,9 @@ pub(crate) fn mutants(args: &[String]) -> Result<(), String> {
     if files.is_empty() {
         files = DATA_PATH.iter().map(|f| (*f).to_owned()).collect();
     }
+    if let Some(dir) = string_flag(args, "--report") {
+        return report(&std::path::Path::new(&dir).join("mutants.out"), &files);
+    }
     let cargo_bin = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let installed = Command::new(&cargo_bin)
         .args(["mutants", "--version"])
@@ -194,7 +201,10 @@ pub(crate) fn mutants(args: &[String]) -> Result<(), String> {
     if !installed {
         cargo(&["install", "cargo-mutants", "--locked"], &[])?;
     }
-    let out_dir = workspace_root().join("target/mutants");
+    let out_dir = string_flag(args, "--output").map_or_else(
+        || workspace_root().join("target/mutants"),
+        std::path::PathBuf::from,
+    );
     let out = out_dir.to_string_lossy().into_owned();
     let mut run = vec![
         "mutants",
@@ -204,6 +214,9 @@ pub(crate) fn mutants(args: &[String]) -> Result<(), String> {
         "--output",
         &out,
     ];
+    if args.iter().any(|a| a == "--iterate") {
+        run.push("--iterate");
+    }
     for f in &files {
         run.extend(["--file", f.as_str()]);
     }
