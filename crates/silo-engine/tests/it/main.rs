@@ -4,6 +4,7 @@ mod common;
 mod concurrency;
 mod crash;
 mod engine;
+mod faults;
 mod model;
 mod power_cut;
 mod scheduler;

@@ -1,12 +1,14 @@
 //! The engine against a `BTreeMap` model: puts, deletes, merges,
 //! cross-shard batches, snapshots, compactions, checkpoints and reopens
-//! (clean and not).
+//! (clean and not), with the background scheduler compacting throughout.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use silo_core::WriteBatch;
-use silo_engine::Engine;
+use std::time::Duration;
+
+use silo_engine::{Engine, SchedulerOptions};
 
 use crate::common::{contents, opts};
 
@@ -67,49 +69,75 @@ proptest! {
     fn engine_matches_a_btreemap(ops in prop::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let cps = tempfile::tempdir().unwrap();
-        let mut db = Some(Engine::open(dir.path(), opts(4)).unwrap());
         let mut model = Model::new();
         let mut checkpoints = 0;
-        for op in &ops {
-            let e = db.as_ref().unwrap();
-            match op {
-                Op::Put(k, v) => { e.put(*k, v).unwrap(); apply(&mut model, 0, *k, v); }
-                Op::Delete(k) => { e.delete(*k).unwrap(); apply(&mut model, 1, *k, &[]); }
-                Op::Merge(k, v) => { e.merge(*k, v).unwrap(); apply(&mut model, 2, *k, v); }
-                Op::Batch(items) => {
-                    let mut b = WriteBatch::new();
-                    for (kind, k, v) in items {
-                        match kind { 0 => b.put(*k, v), 1 => b.delete(*k), _ => b.merge(*k, v) };
-                        apply(&mut model, *kind, *k, v);
+        let mut rest: &[Op] = &ops;
+        // One engine per stretch of operations between reopens, each with
+        // the background scheduler compacting beside the operations.
+        loop {
+            let e = Engine::open(dir.path(), model_opts()).unwrap();
+            let bg = e.start_background(SchedulerOptions {
+                interval: Duration::from_millis(1),
+                ..SchedulerOptions::default()
+            }).unwrap();
+            let mut reopen = None;
+            while let Some((op, tail)) = rest.split_first() {
+                rest = tail;
+                match op {
+                    Op::Put(k, v) => { e.put(*k, v).unwrap(); apply(&mut model, 0, *k, v); }
+                    Op::Delete(k) => { e.delete(*k).unwrap(); apply(&mut model, 1, *k, &[]); }
+                    Op::Merge(k, v) => { e.merge(*k, v).unwrap(); apply(&mut model, 2, *k, v); }
+                    Op::Batch(items) => {
+                        let mut b = WriteBatch::new();
+                        for (kind, k, v) in items {
+                            match kind { 0 => b.put(*k, v), 1 => b.delete(*k), _ => b.merge(*k, v) };
+                            apply(&mut model, *kind, *k, v);
+                        }
+                        e.write(&b).unwrap();
                     }
-                    e.write(&b).unwrap();
+                    Op::CheckSnapshot => {
+                        let snap = e.snapshot().unwrap();
+                        let seen: Model = snap.iter().map(|r| r.unwrap()).collect();
+                        prop_assert_eq!(&seen, &model);
+                    }
+                    Op::Compact { cold } => {
+                        e.compact_with(silo_engine::CompactOptions { threads: None, cold: *cold, ..Default::default() }).unwrap();
+                    }
+                    Op::Checkpoint => {
+                        checkpoints += 1;
+                        let cp = cps.path().join(format!("cp-{checkpoints}"));
+                        e.checkpoint(&cp).unwrap();
+                        let copy = Engine::open(&cp, opts(4)).unwrap();
+                        prop_assert_eq!(&contents(&copy), &model);
+                    }
+                    Op::Reopen { clean } => {
+                        reopen = Some(*clean);
+                        break;
+                    }
                 }
-                Op::CheckSnapshot => {
-                    let snap = e.snapshot().unwrap();
-                    let seen: Model = snap.iter().map(|r| r.unwrap()).collect();
-                    prop_assert_eq!(&seen, &model);
-                }
-                Op::Compact { cold } => {
-                    e.compact_with(silo_engine::CompactOptions { threads: None, cold: *cold, ..Default::default() }).unwrap();
-                }
-                Op::Checkpoint => {
-                    checkpoints += 1;
-                    let cp = cps.path().join(format!("cp-{checkpoints}"));
-                    e.checkpoint(&cp).unwrap();
-                    let copy = Engine::open(&cp, opts(4)).unwrap();
-                    prop_assert_eq!(&contents(&copy), &model);
-                }
-                Op::Reopen { clean } => {
-                    let e = db.take().unwrap();
-                    if *clean { e.close().unwrap(); } else { drop(e); }
-                    db = Some(Engine::open(dir.path(), opts(4)).unwrap());
+            }
+            prop_assert_eq!(bg.stats().errors, 0, "{:?}", bg.stats());
+            drop(bg);
+            match reopen {
+                Some(true) => e.close().unwrap(),
+                Some(false) => drop(e),
+                None => {
+                    for k in 0..200u64 {
+                        prop_assert_eq!(e.get(k).unwrap(), model.get(&k).cloned(), "key {}", k);
+                    }
+                    prop_assert_eq!(&contents(&e), &model);
+                    break;
                 }
             }
         }
-        let e = db.as_ref().unwrap();
-        for k in 0..200u64 {
-            prop_assert_eq!(e.get(k).unwrap(), model.get(&k).cloned(), "key {}", k);
-        }
-        prop_assert_eq!(&contents(e), &model);
     }
+}
+
+/// The model's engine: 4 shards whose policy finds work often, so the
+/// scheduler compacts during the run.
+fn model_opts() -> silo_engine::EngineOptions {
+    let mut o = opts(4);
+    o.store.thresholds.pending_ops = 4;
+    o.store.thresholds.min_interval = Duration::ZERO;
+    o
 }
