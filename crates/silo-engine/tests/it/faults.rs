@@ -33,7 +33,8 @@ fn workload() -> Vec<Op> {
     let mut ops = Vec::new();
     for round in 0..2u8 {
         for k in 0..4u64 {
-            ops.push(Op::Put(k, vec![b'a' + round; 20 + 30 * (k as usize % 2)]));
+            let len = if k % 2 == 0 { 20 } else { 50 };
+            ops.push(Op::Put(k, vec![b'a' + round; len]));
         }
         ops.push(Op::Merge(keys[1], vec![b'0' + round; 3]));
         ops.push(Op::Batch(
