@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::checkpoint::CheckpointCut;
 use crate::compaction::CompactionReport;
 use crate::compaction::policy::CompactionKind;
+use crate::compaction::staged::StagedCompaction;
 use crate::compactor::Worker;
 use crate::error::Result;
 use crate::iter::Iter;
@@ -207,6 +208,17 @@ impl Silo {
     /// over the threshold.
     pub fn compact(&self) -> Result<CompactionReport> {
         self.core.compact()
+    }
+
+    /// [`Silo::compact`] in stages, so that a caller compacting many stores
+    /// can compute their plans in parallel and apply them one by one:
+    /// freezes the log slot now (`None`: nothing to fold); then
+    /// [`StagedCompaction::plan`] and [`StagedCompaction::apply`]. With
+    /// `cold`, the apply also rewrites the data file (as
+    /// [`Silo::compact_cold`]). A thread holding an iterator or snapshot of
+    /// this store gets [`crate::Error::WouldDeadlock`].
+    pub fn stage_compaction(&self, cold: bool) -> Result<Option<StagedCompaction<'_>>> {
+        self.core.stage_compaction(cold)
     }
 
     /// Rewrites the data file and index with only live records, whatever the dead space.

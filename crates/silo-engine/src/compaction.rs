@@ -1,14 +1,19 @@
-//! Compacting the shards: classify them (sequentially, from their stats
-//! and the policy), prefetch the chosen ones' inputs, then compact them in
-//! parallel on a pool of `compaction_threads`; one thread or one shard
-//! takes a sequential path with no pool.
+//! Compacting the shards in three phases:
+//! 1. classify them sequentially from their stats and the policy, and
+//!    freeze each chosen shard's log slot ([`silo_core::Silo::stage_compaction`]);
+//! 2. prefetch their inputs (`WillNeed`) and compute their plans in
+//!    parallel on a pool of `compaction_threads`, each task reading only its
+//!    shard's immutable inputs and returning an owned plan;
+//! 3. apply and commit the plans sequentially, shard by shard.
 //!
-//! Readers and writers keep working on every shard throughout: a shard's
-//! compaction blocks only its own iterators, snapshots and bulk writers.
+//! One thread or one shard takes a sequential path with no pool. Readers
+//! and writers keep working on every shard throughout: a frozen shard's
+//! writers go on into its other log slot; only its iterators, snapshots
+//! and bulk writers wait until its apply.
 
 use std::time::{Duration, Instant};
 
-use silo_core::CompactionReport;
+use silo_core::{CompactionPlan, CompactionReport, StagedCompaction};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -91,40 +96,35 @@ impl Engine {
             })
             .map(|(i, _)| i)
             .collect();
-        // 2. Prefetch the chosen shards' inputs (the kernel reads them in
-        //    the background), then compact, in parallel when there is a choice.
+        // 2. Freeze each chosen shard's log slot (sequentially: each takes
+        //    its shard's gate until its apply), prefetch its inputs (the
+        //    kernel reads them in the background), and compute the plans in
+        //    parallel when there is a choice: each task reads only its own
+        //    shard's immutable inputs and returns an owned plan.
+        let mut staged = Vec::with_capacity(chosen.len());
+        let mut direct = Vec::new();
+        let mut results: Vec<(usize, Result<CompactionReport>)> = Vec::new();
+        for &i in &chosen {
+            match self.shards()[i].store.stage_compaction(opts.cold) {
+                Ok(Some(st)) => staged.push((i, st)),
+                // Nothing to fold: a cold compaction still rewrites.
+                Ok(None) if opts.cold => direct.push(i),
+                Ok(None) => {}
+                Err(e) => results.push((i, Err(EngineError::shard(i)(e)))),
+            }
+        }
         let mut prefetched_bytes = 0;
         if opts.prefetch {
-            for &i in &chosen {
+            for &(i, _) in &staged {
                 prefetched_bytes += self.shards()[i]
                     .store
                     .advise(silo_io::FileAdvice::WillNeed)
                     .map_err(EngineError::shard(i))?;
             }
         }
-        let run = |i: usize| -> (usize, Result<CompactionReport>) {
-            let store = &self.shards()[i].store;
-            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if opts.cold {
-                    store.compact_cold()
-                } else {
-                    store.compact()
-                }
-            }));
-            let result = match outcome {
-                Ok(r) => r.map_err(EngineError::shard(i)),
-                Err(_) => Err(EngineError::Shard {
-                    shard: i,
-                    source: silo_core::Error::Poisoned {
-                        cause: "the compaction panicked (in a merge operator?)".to_owned(),
-                    },
-                }),
-            };
-            (i, result)
-        };
-        let used = threads.min(chosen.len()).max(1);
-        let results: Vec<(usize, Result<CompactionReport>)> = if used == 1 {
-            chosen.iter().map(|&i| run(i)).collect()
+        let used = threads.min(staged.len()).max(1);
+        let plans: Vec<Result<CompactionPlan<'_>>> = if used == 1 {
+            staged.iter().map(|(i, st)| plan_of(st, *i)).collect()
         } else {
             use rayon::prelude::*;
             let pool = rayon::ThreadPoolBuilder::new()
@@ -135,8 +135,23 @@ impl Engine {
                     name: "threads",
                     reason: format!("cannot start the compaction pool: {e}"),
                 })?;
-            pool.install(|| chosen.par_iter().map(|&i| run(i)).collect())
+            pool.install(|| staged.par_iter().map(|(i, st)| plan_of(st, *i)).collect())
         };
+        // 3. Apply and commit, sequentially, shard by shard.
+        for ((i, st), planned) in staged.iter().zip(plans) {
+            let applied = planned.and_then(|p| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.apply(p)))
+                    .map_err(|_| panicked(*i))?
+                    .map_err(EngineError::shard(*i))
+            });
+            results.push((*i, applied));
+        }
+        drop(staged);
+        for i in direct {
+            let cold = self.shards()[i].store.compact_cold();
+            results.push((i, cold.map_err(EngineError::shard(i))));
+        }
+        results.sort_by_key(|(i, _)| *i);
         // 3. Gather, in shard order.
         let mut report = EngineCompactionReport {
             threads: used,
@@ -164,5 +179,23 @@ impl Engine {
         }
         report.duration = start.elapsed();
         Ok(report)
+    }
+}
+
+/// The error of a shard whose compaction panicked (in a merge operator?).
+fn panicked(shard: usize) -> EngineError {
+    EngineError::Shard {
+        shard,
+        source: silo_core::Error::Poisoned {
+            cause: "the compaction panicked (in a merge operator?)".to_owned(),
+        },
+    }
+}
+
+/// Shard `shard`'s plan, a panic (in a merge operator?) made an error.
+fn plan_of<'s>(st: &'s StagedCompaction<'_>, shard: usize) -> Result<CompactionPlan<'s>> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.plan())) {
+        Ok(r) => r.map_err(EngineError::shard(shard)),
+        Err(_) => Err(panicked(shard)),
     }
 }

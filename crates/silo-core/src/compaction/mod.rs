@@ -11,6 +11,7 @@ pub(crate) mod cold;
 pub(crate) mod journal;
 pub(crate) mod plan;
 pub mod policy;
+pub(crate) mod staged;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +20,9 @@ use std::time::{Duration, Instant};
 use silo_format::HEADER_LEN;
 use silo_io::map::ReadMap;
 
+use silo_io::file::SiloFile;
+
+use crate::compaction::plan::Plan;
 use crate::error::Result;
 use crate::log::slot::LogSlot;
 use crate::reentry;
@@ -48,6 +52,16 @@ pub struct CompactionReport {
     pub reclaimed_bytes: u64,
     /// Wall time.
     pub duration: Duration,
+}
+
+/// A frozen log slot waiting to be folded.
+pub(crate) struct Frozen {
+    pub(crate) file: Arc<SiloFile>,
+    /// The slot's end (header included).
+    pub(crate) end: usize,
+    pub(crate) base_seq: u64,
+    pub(crate) through_seq: u64,
+    pub(crate) generation: u64,
 }
 
 impl Core {
@@ -102,9 +116,21 @@ impl Core {
 
     /// Freezes the active slot (unless a frozen one is waiting), folds it,
     /// and retires it. The caller holds the gate.
-    fn hot_locked(&self, _gate: &GateWrite<'_>) -> Result<CompactionReport> {
+    fn hot_locked(&self, gate: &GateWrite<'_>) -> Result<CompactionReport> {
         let start = Instant::now();
         let _busy = self.compacting.enter();
+        let Some(frozen) = self.freeze_locked(gate)? else {
+            return Ok(CompactionReport::default());
+        };
+        let map = ReadMap::new(&frozen.file)?;
+        let plan = self.plan_frozen(&frozen, &map)?;
+        self.apply_frozen(&frozen, plan, start)
+    }
+
+    /// Step 1 of a hot compaction: freezes the active slot (unless a frozen
+    /// one is waiting) and makes it durable. `None`: nothing to fold. The
+    /// caller holds the gate.
+    pub(crate) fn freeze_locked(&self, _gate: &GateWrite<'_>) -> Result<Option<Frozen>> {
         // Sync the active slot before freezing it, outside the log mutex, so
         // the sync under the mutex below has little left to write.
         let presync = {
@@ -117,57 +143,70 @@ impl Core {
             self.log.commit.fail(e.to_string());
             return Err(self.poison(e.into()));
         }
-        // Freeze.
-        let (file, end, base_seq, through_seq, generation) = {
-            let mut st = self.log.lock();
-            if st.frozen {
-                // Left frozen by an earlier compaction or found at open (its
-                // bytes may be in the page cache only, after a process kill):
-                // durable before anything is applied from it, as below.
-                let frozen = 1 - st.active;
-                if st.slots[frozen].synced_end < st.slots[frozen].end {
-                    st.slots[frozen]
-                        .file
-                        .sync_data()
-                        .map_err(|e| self.poison(e.into()))?;
-                    st.slots[frozen].synced_end = st.slots[frozen].end;
-                }
-            } else {
-                if st.active().is_empty() {
-                    return Ok(CompactionReport::default());
-                }
-                let (frozen_file, last) = st.rotate().map_err(|e| self.poison(e))?;
-                // The frozen slot is durable before anything is applied from
-                // it, whatever the durability: apply makes its results durable
-                // piece by piece (journal, records, index), and after a power
-                // cut in between, replaying the slot must restore whole
-                // batches, not leave some of their keys applied and the rest
-                // lost. It is synced under the mutex so that group commit
-                // never marks the new slot's writes durable before the old
-                // slot's.
-                if let Err(e) = frozen_file.sync_data() {
-                    self.log.commit.fail(e.to_string());
-                    return Err(self.poison(e.into()));
-                }
-                let frozen = 1 - st.active;
+        let mut st = self.log.lock();
+        if st.frozen {
+            // Left frozen by an earlier compaction or found at open (its
+            // bytes may be in the page cache only, after a process kill):
+            // durable before anything is applied from it, as below.
+            let frozen = 1 - st.active;
+            if st.slots[frozen].synced_end < st.slots[frozen].end {
+                st.slots[frozen]
+                    .file
+                    .sync_data()
+                    .map_err(|e| self.poison(e.into()))?;
                 st.slots[frozen].synced_end = st.slots[frozen].end;
-                self.log.commit.mark_durable(last);
             }
-            let frozen = st.other();
-            (
-                Arc::clone(&frozen.file),
-                frozen.end,
-                frozen.header.base_seq,
-                frozen.next_seq().saturating_sub(1),
-                frozen.header.generation,
-            )
-        };
-        // Compute, read-only. A merge error leaves the slot frozen and the store as it was.
-        let map = ReadMap::new(&file)?;
-        let body = map.as_slice().get(HEADER_LEN..end).unwrap_or_default();
+        } else {
+            if st.active().is_empty() {
+                return Ok(None);
+            }
+            let (frozen_file, last) = st.rotate().map_err(|e| self.poison(e))?;
+            // The frozen slot is durable before anything is applied from
+            // it, whatever the durability: apply makes its results durable
+            // piece by piece (journal, records, index), and after a power
+            // cut in between, replaying the slot must restore whole
+            // batches, not leave some of their keys applied and the rest
+            // lost. It is synced under the mutex so that group commit
+            // never marks the new slot's writes durable before the old
+            // slot's.
+            if let Err(e) = frozen_file.sync_data() {
+                self.log.commit.fail(e.to_string());
+                return Err(self.poison(e.into()));
+            }
+            let frozen = 1 - st.active;
+            st.slots[frozen].synced_end = st.slots[frozen].end;
+            self.log.commit.mark_durable(last);
+        }
+        let frozen = st.other();
+        Ok(Some(Frozen {
+            file: Arc::clone(&frozen.file),
+            end: frozen.end,
+            base_seq: frozen.header.base_seq,
+            through_seq: frozen.next_seq().saturating_sub(1),
+            generation: frozen.header.generation,
+        }))
+    }
+
+    /// Step 2: the plan for the frozen slot, read-only (many stores may
+    /// compute theirs in parallel). A merge error leaves the slot frozen
+    /// and the store as it was.
+    pub(crate) fn plan_frozen<'m>(&self, frozen: &Frozen, map: &'m ReadMap) -> Result<Plan<'m>> {
+        let body = map
+            .as_slice()
+            .get(HEADER_LEN..frozen.end)
+            .unwrap_or_default();
         let tables = self.tables();
-        let mut plan = plan::compute(self, &tables, body, base_seq, through_seq)?;
-        drop(tables);
+        plan::compute(self, &tables, body, frozen.base_seq, frozen.through_seq)
+    }
+
+    /// Step 3: applies `plan` and retires the frozen slot.
+    pub(crate) fn apply_frozen(
+        &self,
+        frozen: &Frozen,
+        mut plan: Plan<'_>,
+        start: Instant,
+    ) -> Result<CompactionReport> {
+        let through_seq = frozen.through_seq;
         // A refused operand stops the compaction (the slot stays frozen and
         // the store as it was) unless a newer put or delete supersedes it.
         let blocking = plan.refused.iter().position(|(key, _)| {
@@ -180,10 +219,9 @@ impl Core {
             return Err(plan.refused.swap_remove(i).1);
         }
         // Apply, then retire the slot.
-        let applied = apply::apply(self, &plan, generation).map_err(|e| self.poison(e))?;
+        let applied = apply::apply(self, &plan, frozen.generation).map_err(|e| self.poison(e))?;
         let (ops_folded, superseded) = (plan.ops, !plan.refused.is_empty());
         drop(plan);
-        drop(map);
         // The refused keys' operands vanish with the frozen slot; the newer
         // puts and deletes that supersede them must be durable first.
         if superseded {
@@ -220,7 +258,7 @@ impl Core {
             deleted: applied.deleted,
             bytes_written: applied.bytes_written,
             write_syscalls: applied.write_syscalls,
-            log_bytes_retired: (end - HEADER_LEN) as u64,
+            log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
             cold: false,
             reclaimed_bytes: 0,
             duration: start.elapsed(),

@@ -767,3 +767,60 @@ fn advice_covers_the_compaction_inputs_and_changes_no_value() {
     );
     assert_eq!(s.get(499).expect("get"), Some(vec![4; 64]));
 }
+
+/// `stage_compaction` is `compact` in three steps: nothing to fold is
+/// `None`; a plan computed on another thread applies once; a cold stage
+/// rewrites the data file; a thread holding an iterator is refused.
+#[test]
+fn a_staged_compaction_is_a_compaction_in_three_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    assert!(s.stage_compaction(false).expect("stage").is_none());
+    for k in 0..100u64 {
+        s.put(k, &[1; 30]).expect("put");
+    }
+    s.merge(7, b"+").expect("merge");
+    let staged = s.stage_compaction(false).expect("stage").expect("work");
+    // Writes go on into the other slot while the slot is frozen.
+    s.put(500, b"during").expect("put while frozen");
+    let plan = std::thread::scope(|t| {
+        t.spawn(|| staged.plan().expect("plan"))
+            .join()
+            .expect("plan thread")
+    });
+    assert_eq!(plan.ops(), 101);
+    let report = staged.apply(plan).expect("apply");
+    assert_eq!(
+        (report.appended, report.ops_folded, report.cold),
+        (100, 101, false)
+    );
+    let again = staged.plan().map(|p| p.ops());
+    assert!(
+        matches!(again, Err(Error::InvalidOptions { .. })),
+        "{again:?}"
+    );
+    drop(staged);
+    assert_eq!(s.stats().index_keys, 100);
+    assert_eq!(
+        s.stats().pending_ops,
+        1,
+        "the write made while frozen stays pending"
+    );
+    let mut expected = vec![1u8; 30];
+    expected.push(b'+');
+    assert_eq!(s.get(7).expect("get"), Some(expected));
+    for k in 0..50u64 {
+        s.delete(k).expect("delete");
+    }
+    let staged = s.stage_compaction(true).expect("stage").expect("work");
+    let report = staged.apply(staged.plan().expect("plan")).expect("apply");
+    assert!(report.cold && report.reclaimed_bytes > 0, "{report:?}");
+    drop(staged);
+    let it = s.iter();
+    assert!(matches!(
+        s.stage_compaction(false),
+        Err(Error::WouldDeadlock { .. })
+    ));
+    drop(it);
+    assert_eq!(s.get(500).expect("get").as_deref(), Some(&b"during"[..]));
+}
