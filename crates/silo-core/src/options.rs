@@ -102,6 +102,12 @@ pub struct Options {
     pub recover_corrupt_log: bool,
     /// Compaction thresholds.
     pub thresholds: CompactionThresholds,
+    /// The hash seed of a new store's index. Default `None`: a random one
+    /// per store, so that no set of keys collides on every store. A fixed
+    /// seed makes two stores given the same writes byte-for-byte equal
+    /// (the engine's tests compare parallel and sequential compaction so).
+    /// An existing store keeps the seed in its index header.
+    pub index_seed: Option<u64>,
 }
 
 impl Default for Options {
@@ -116,6 +122,7 @@ impl Default for Options {
             compact_on_close: true,
             recover_corrupt_log: false,
             thresholds: CompactionThresholds::default(),
+            index_seed: None,
         }
     }
 }
@@ -132,6 +139,7 @@ impl std::fmt::Debug for Options {
             .field("compact_on_close", &self.compact_on_close)
             .field("recover_corrupt_log", &self.recover_corrupt_log)
             .field("thresholds", &self.thresholds)
+            .field("index_seed", &self.index_seed)
             .finish()
     }
 }

@@ -43,7 +43,7 @@ pub(crate) struct Recovered {
 /// Opens the store files in `dir`, creating them if the directory holds no store.
 pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let Some(mut m) = manifest::read(dir)? else {
-        return create(dir);
+        return create(dir, opts.index_seed);
     };
     remove_strays(dir, &m)?;
     let data = DataFile::open(dir, m.data_id, m.data_end)?;
@@ -220,7 +220,7 @@ fn is_store_file(name: &str) -> bool {
 
 /// Creates an empty store. Refuses a directory that holds a log with
 /// operations but no manifest: that is damage, not a new store.
-fn create(dir: &Path) -> Result<Recovered> {
+fn create(dir: &Path, index_seed: Option<u64>) -> Result<Recovered> {
     let names: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| silo_io::error::IoError::io("read directory", dir, e))?
         .flatten()
@@ -250,7 +250,7 @@ fn create(dir: &Path) -> Result<Recovered> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent)?;
     }
-    let seed = RandomState::new().hash_one(dir);
+    let seed = index_seed.unwrap_or_else(|| RandomState::new().hash_one(dir));
     let data = DataFile::create(dir, 1, 0)?;
     let index = Index::create(dir, 1, MIN_CAPACITY, seed, [])?;
     let log = log::create(dir)?;
