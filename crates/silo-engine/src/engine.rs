@@ -530,6 +530,9 @@ impl Engine {
             reads_held_back: self.counters.reads_held_back.load(Ordering::Relaxed),
             batch_log_bytes: st.log.body_len(),
             last_batch_log_error: st.last_reset_error.clone(),
+            open_files: crate::stats::ENGINE_FILES
+                + crate::stats::FILES_PER_SHARD * self.shards.len() as u64,
+            maps: crate::stats::MAPS_PER_SHARD * self.shards.len() as u64,
         }
     }
 

@@ -51,5 +51,5 @@ pub use options::EngineOptions;
 pub use route::{MAX_SHARDS, ROUTING_SCHEME, shard_of};
 pub use scheduler::{Background, SchedulerOptions, SchedulerStats};
 pub use snapshot::EngineSnapshot;
-pub use stats::EngineStats;
+pub use stats::{ENGINE_FILES, EngineStats, FILES_PER_SHARD, MAPS_PER_SHARD};
 pub use tuning::{Tuning, TuningProfile};

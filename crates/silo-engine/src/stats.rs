@@ -19,7 +19,26 @@ pub struct EngineStats {
     pub batch_log_bytes: u64,
     /// Why the last attempt to empty the batch log failed, if it did.
     pub last_batch_log_error: Option<String>,
+    /// Descriptors the engine holds open between operations:
+    /// [`ENGINE_FILES`] plus [`FILES_PER_SHARD`] per shard. A compaction
+    /// or checkpoint in progress adds a few per shard it is working on
+    /// (the journal, a new data or index file, the copies) and closes them
+    /// when it ends; nothing grows with operations.
+    pub open_files: u64,
+    /// Memory maps the engine holds between operations: [`MAPS_PER_SHARD`]
+    /// per shard (a compaction adds one for the frozen log slot, and a
+    /// reader holding a data view during a data file's growth keeps the
+    /// previous map until it is done).
+    pub maps: u64,
 }
+
+/// Descriptors of the engine itself: its `LOCK` and batch log.
+pub const ENGINE_FILES: u64 = 2;
+/// Descriptors of one shard's store: `LOCK`, both log slots, the data file
+/// and the index.
+pub const FILES_PER_SHARD: u64 = 5;
+/// Maps of one shard's store: both log slots, the data file and the index.
+pub const MAPS_PER_SHARD: u64 = 4;
 
 impl EngineStats {
     /// Live keys over every shard (keys in the index; pending ones are
