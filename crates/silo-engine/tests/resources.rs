@@ -35,9 +35,9 @@ fn descriptors_and_maps_are_bounded_by_the_shard_count() {
         (st.open_files, st.maps),
         "{st:?}"
     );
-    for round in 0..5u64 {
+    for round in 0..5u8 {
         for k in 0..3000u64 {
-            db.put(k * 7 + round, &[round as u8; 64]).unwrap();
+            db.put(k * 7 + u64::from(round), &[round; 64]).unwrap();
         }
         let mut b = WriteBatch::new();
         for k in 0..16u64 {
