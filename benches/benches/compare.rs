@@ -148,9 +148,21 @@ enum Kind {
     Fjall,
     Sled,
     Heed,
+    /// silo-engine (8 shards): shown beside silo-core, never a peer.
+    SiloEngine,
 }
 
-const KINDS: [Kind; 5] = [Kind::Silo, Kind::Redb, Kind::Fjall, Kind::Sled, Kind::Heed];
+const KINDS: [Kind; 6] = [
+    Kind::Silo,
+    Kind::Redb,
+    Kind::Fjall,
+    Kind::Sled,
+    Kind::Heed,
+    Kind::SiloEngine,
+];
+
+/// Index of the silo-engine column in `KINDS`: not counted as a peer.
+const ENGINE_IDX: usize = 5;
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -160,6 +172,7 @@ impl Kind {
             Kind::Fjall => "fjall",
             Kind::Sled => "sled",
             Kind::Heed => "heed",
+            Kind::SiloEngine => "engine",
         }
     }
 
@@ -171,6 +184,7 @@ impl Kind {
             Kind::Fjall => Box::new(FjallEngine::open(dir)?),
             Kind::Sled => Box::new(SledEngine::open(dir)?),
             Kind::Heed => Box::new(HeedEngine::open(dir, durable)?),
+            Kind::SiloEngine => Box::new(ShardedEngine::open(dir, durable)?),
         })
     }
 }
@@ -250,6 +264,87 @@ impl Engine for SiloEngine {
 
     fn describe(&self) -> String {
         format!("{:?}", self.0.stats())
+    }
+}
+
+// silo-engine -----------------------------------------------------------
+
+struct ShardedEngine(silo_engine::Engine);
+
+impl ShardedEngine {
+    fn open(dir: &Path, durable: bool) -> Res<ShardedEngine> {
+        let store = silo_core::Options::default().with_durability(if durable {
+            silo_core::Durability::Sync
+        } else {
+            silo_core::Durability::Buffered
+        });
+        let opts = silo_engine::EngineOptions {
+            shards: Some(8),
+            compaction_threads: None,
+            store,
+        };
+        Ok(ShardedEngine(silo_engine::Engine::open(dir, opts)?))
+    }
+}
+
+impl Engine for ShardedEngine {
+    fn load_batches(&self, items: &[Item], batch: usize) -> Res<()> {
+        let mut b = silo_core::WriteBatch::new();
+        for chunk in items.chunks(batch) {
+            b.clear();
+            for (k, v) in chunk {
+                b.put(*k, v);
+            }
+            self.0.write(&b)?;
+        }
+        self.0.flush()?;
+        Ok(())
+    }
+
+    fn read_keys(&self, keys: &[u64]) -> Res<u64> {
+        let mut found = 0;
+        for &k in keys {
+            found += self.0.get_with(k, |v| u64::from(v.is_some()))?;
+        }
+        Ok(found)
+    }
+
+    fn put(&self, key: u64, value: &[u8]) -> Res<()> {
+        Ok(self.0.put(key, value)?)
+    }
+
+    fn put_durable(&self, key: u64, value: &[u8]) -> Res<()> {
+        // Opened with Durability::Sync.
+        Ok(self.0.put(key, value)?)
+    }
+
+    fn delete_batches(&self, keys: &[u64], batch: usize) -> Res<()> {
+        let mut b = silo_core::WriteBatch::new();
+        for chunk in keys.chunks(batch) {
+            b.clear();
+            for k in chunk {
+                b.delete(*k);
+            }
+            self.0.write(&b)?;
+        }
+        self.0.flush()?;
+        Ok(())
+    }
+
+    fn compact(&mut self) -> Res<&'static str> {
+        self.0.compact()?;
+        if self.0.stats().dead_bytes() > 0 {
+            self.0.compact_with(silo_engine::CompactOptions {
+                cold: true,
+                ..silo_engine::CompactOptions::default()
+            })?;
+            return Ok("compact() + compact_with(cold)");
+        }
+        Ok("compact()")
+    }
+
+    fn close(self: Box<Self>) -> Res<()> {
+        Ok(self.0.close()?)
     }
 }
 
@@ -782,7 +877,7 @@ struct Row {
     scenario: String,
     unit: Unit,
     /// Figure per engine, in `KINDS` order (silo first); `None` when not run.
-    figures: [Option<f64>; 5],
+    figures: [Option<f64>; 6],
     /// Reference the ratio is taken against, when not the best peer (name, value).
     reference: Option<(String, f64)>,
     /// Peers considered for "best peer" (by index in `KINDS`); all when empty.
@@ -796,7 +891,7 @@ impl Row {
         Row {
             scenario: scenario.to_owned(),
             unit,
-            figures: [None; 5],
+            figures: [None; 6],
             reference: None,
             peers: Vec::new(),
             goal,
@@ -810,7 +905,7 @@ impl Row {
         }
         let mut best: Option<(String, f64)> = None;
         for (i, kind) in KINDS.iter().enumerate().skip(1) {
-            if !self.peers.is_empty() && !self.peers.contains(&i) {
+            if i == ENGINE_IDX || !self.peers.is_empty() && !self.peers.contains(&i) {
                 continue;
             }
             let Some(x) = self.figures[i] else { continue };
@@ -840,9 +935,9 @@ fn table(rows: &[Row], keys: usize) -> String {
         mib(keys as u64 * RAW_ENTRY)
     );
     s.push_str(
-        "| scenario | silo | redb | fjall | sled | heed | reference | silo / ref | goal | met |\n",
+        "| scenario | silo | redb | fjall | sled | heed | engine | reference | silo / ref | goal | met |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let cell = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |x| r.unit.fmt(x));
         let best = r.best_peer();
@@ -872,13 +967,14 @@ fn table(rows: &[Row], keys: usize) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.scenario,
             cell(r.figures[0]),
             cell(r.figures[1]),
             cell(r.figures[2]),
             cell(r.figures[3]),
             cell(r.figures[4]),
+            cell(r.figures[5]),
             ref_cell,
             ratio.map_or_else(|| "-".to_owned(), |x| format!("{x:.3}x")),
             r.goal_text,
