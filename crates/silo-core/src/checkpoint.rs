@@ -32,6 +32,16 @@ impl Core {
     pub(crate) fn checkpoint_cut(&self) -> Result<CheckpointCut<'_>> {
         crate::reentry::refuse_held(self.id, "checkpoint")?;
         let gate = self.gate.write();
+        Ok(self.cut_under(gate))
+    }
+
+    /// See [`crate::Silo::try_checkpoint_cut`].
+    pub(crate) fn try_checkpoint_cut(&self) -> Result<Option<CheckpointCut<'_>>> {
+        crate::reentry::refuse_held(self.id, "checkpoint")?;
+        Ok(self.gate.try_write().map(|gate| self.cut_under(gate)))
+    }
+
+    fn cut_under<'a>(&'a self, gate: GateWrite<'a>) -> CheckpointCut<'a> {
         // Log positions first: everything acknowledged so far lies before
         // them. The headers are taken here too: the copy's own header is
         // written from them, never copied from the live file, where a
@@ -43,11 +53,11 @@ impl Core {
                 .map(|s| (s.number, s.end, s.header))
                 .collect()
         };
-        Ok(CheckpointCut {
+        CheckpointCut {
             core: self,
             _gate: gate,
             slots,
-        })
+        }
     }
 }
 

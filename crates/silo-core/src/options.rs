@@ -36,6 +36,13 @@ pub enum Durability {
 pub struct WriteOptions {
     /// The durability of this call; `None` takes [`Options::durability`].
     pub durability: Option<Durability>,
+    /// Skip what a write does after it is logged when compaction is due
+    /// (wake the compaction worker; slow down, or wait for a running
+    /// compaction, as pending memory passes its limit). The caller then
+    /// calls [`crate::Silo::pace_writer`] itself, when it holds nothing
+    /// others wait for: the sharded engine applies a cross-shard batch's
+    /// parts while readers wait for the last one, and paces afterwards.
+    pub defer_pacing: bool,
 }
 
 impl WriteOptions {
@@ -43,6 +50,15 @@ impl WriteOptions {
     pub fn durability(durability: Durability) -> WriteOptions {
         WriteOptions {
             durability: Some(durability),
+            defer_pacing: false,
+        }
+    }
+
+    /// The same options with pacing deferred (see [`WriteOptions::defer_pacing`]).
+    pub fn deferring_pacing(self) -> WriteOptions {
+        WriteOptions {
+            defer_pacing: true,
+            ..self
         }
     }
 }

@@ -174,6 +174,21 @@ impl Silo {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// What a write does after it is logged, for writes made with
+    /// [`WriteOptions::defer_pacing`]: when the policy says compaction is
+    /// due, wakes the compaction worker, and slows down (up to 1 ms) as
+    /// pending memory passes its limit, or past twice the limit waits for a
+    /// running compaction. Nothing when automatic compaction is off.
+    pub fn pace_writer(&self) -> Result<()> {
+        self.core.after_write()
+    }
+
+    /// Whether an earlier write or sync failed, so that the store refuses
+    /// writes until it is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.core.is_poisoned()
+    }
+
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
         self.core.flush()
@@ -221,6 +236,13 @@ impl Silo {
         self.core.stage_compaction(cold)
     }
 
+    /// [`Silo::stage_compaction`] if the compaction gate can be taken at
+    /// once; `None` when there is nothing to fold or the gate is held (a
+    /// compaction, bulk writer, iterator or snapshot).
+    pub fn try_stage_compaction(&self, cold: bool) -> Result<Option<StagedCompaction<'_>>> {
+        self.core.try_stage_compaction(cold)
+    }
+
     /// Rewrites the data file and index with only live records, whatever the dead space.
     pub fn compact_cold(&self) -> Result<CompactionReport> {
         self.core.compact_cold()
@@ -240,6 +262,14 @@ impl Silo {
     /// iterator or snapshot of this store gets [`crate::Error::WouldDeadlock`].
     pub fn checkpoint_cut(&self) -> Result<CheckpointCut<'_>> {
         self.core.checkpoint_cut()
+    }
+
+    /// [`Silo::checkpoint_cut`] if it can be taken at once; `None` while a
+    /// compaction, a bulk writer, an iterator or a snapshot of the store
+    /// holds its compaction gate (the sharded engine never waits for one
+    /// shard while holding others).
+    pub fn try_checkpoint_cut(&self) -> Result<Option<CheckpointCut<'_>>> {
+        self.core.try_checkpoint_cut()
     }
 
     /// A bulk writer for this store, which must be empty (no keys, no
@@ -281,6 +311,12 @@ impl Silo {
     /// `get_with` or `MergeWriter::update` callback.
     pub fn snapshot(&self) -> Result<Snapshot<'_>> {
         self.core.snapshot()
+    }
+
+    /// [`Silo::snapshot`] if it can be taken at once; `None` while a
+    /// compaction, bulk writer or checkpoint holds the compaction gate.
+    pub fn try_snapshot(&self) -> Result<Option<Snapshot<'_>>> {
+        self.core.try_snapshot()
     }
 
     /// Checks the index against the data file: every record's and

@@ -51,18 +51,31 @@ impl Core {
     pub(crate) fn snapshot(&self) -> Result<Snapshot<'_>> {
         reentry::refuse_shared(self.id, "snapshot")?;
         let gate = self.gate_shared();
+        Ok(self.snapshot_under(gate))
+    }
+
+    /// See [`crate::Silo::try_snapshot`].
+    pub(crate) fn try_snapshot(&self) -> Result<Option<Snapshot<'_>>> {
+        reentry::refuse_shared(self.id, "snapshot")?;
+        Ok(self
+            .gate
+            .try_read_recursive()
+            .map(|gate| self.snapshot_under(gate)))
+    }
+
+    fn snapshot_under<'a>(&'a self, gate: GateRead<'a>) -> Snapshot<'a> {
         let held = reentry::hold(self.id, Hold::Iterator);
         let (pending, seq) = {
             let _log = self.log.lock();
             (self.pending.snapshot(), self.pending.visible())
         };
-        Ok(Snapshot {
+        Snapshot {
             silo: self,
             _gate: gate,
             _held: held,
             pending,
             seq,
-        })
+        }
     }
 }
 

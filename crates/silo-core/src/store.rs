@@ -338,7 +338,7 @@ impl Core {
     /// See [`crate::Silo::put_with`].
     pub(crate) fn put_with(&self, key: u64, value: &[u8], wo: WriteOptions) -> Result<()> {
         self.append(&[(Tag::Put, key, value)], None, self.durability_of(wo))?;
-        self.after_write()
+        self.paced(wo)
     }
 
     /// The durability a call with `wo` gets.
@@ -360,7 +360,7 @@ impl Core {
     /// See [`crate::Silo::delete_with`].
     pub(crate) fn delete_with(&self, key: u64, wo: WriteOptions) -> Result<()> {
         self.append(&[(Tag::Delete, key, &[])], None, self.durability_of(wo))?;
-        self.after_write()
+        self.paced(wo)
     }
 
     /// See [`crate::Silo::merge`].
@@ -374,7 +374,7 @@ impl Core {
             return Err(Error::NoMergeOperator { key });
         }
         self.append(&[(Tag::Merge, key, operand)], None, self.durability_of(wo))?;
-        self.after_write()
+        self.paced(wo)
     }
 
     /// See [`crate::Silo::write`].
@@ -396,7 +396,7 @@ impl Core {
         // One operation needs no batch markers, unless it carries a tag.
         let framing = (ops.len() > 1 || batch.tag != 0).then_some(batch.tag);
         self.append(&ops, framing, self.durability_of(wo))?;
-        self.after_write()
+        self.paced(wo)
     }
 
     /// Fails if an earlier write or sync failed.
@@ -547,7 +547,16 @@ impl Core {
     /// Wakes the compaction worker when compaction is due, and slows the
     /// writer as pending memory passes its limit. Never runs a compaction
     /// itself, and never waits for an iterator or a bulk writer.
-    fn after_write(&self) -> Result<()> {
+    /// What a write does once logged, unless `wo` defers it.
+    fn paced(&self, wo: WriteOptions) -> Result<()> {
+        if wo.defer_pacing {
+            return Ok(());
+        }
+        self.after_write()
+    }
+
+    /// See [`crate::Silo::pace_writer`].
+    pub(crate) fn after_write(&self) -> Result<()> {
         // Inside a read callback or while holding an iterator, this thread
         // must not start or wait for a compaction: it would wait for itself.
         if !self.opts.auto_compact

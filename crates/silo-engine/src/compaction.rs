@@ -9,7 +9,9 @@
 //! One thread or one shard takes a sequential path with no pool. Readers
 //! and writers keep working on every shard throughout: a frozen shard's
 //! writers go on into its other log slot; only its iterators, snapshots
-//! and bulk writers wait until its apply.
+//! and bulk writers wait, until phase 3 ends. A shard is frozen only if
+//! its gate is free at once (never waiting for one shard while holding
+//! others); a busy one is compacted on its own after phase 3.
 
 use std::time::{Duration, Instant};
 
@@ -102,42 +104,49 @@ impl Engine {
         //    parallel when there is a choice: each task reads only its own
         //    shard's immutable inputs and returns an owned plan.
         let mut staged = Vec::with_capacity(chosen.len());
-        let mut direct = Vec::new();
+        let mut later = Vec::new();
         let mut results: Vec<(usize, Result<CompactionReport>)> = Vec::new();
         for &i in &chosen {
-            match self.shards()[i].store.stage_compaction(opts.cold) {
+            // Never wait for one shard's gate while holding others': a
+            // shard that is busy (or has nothing to fold) is compacted on
+            // its own at the end.
+            match self.shards()[i].store.try_stage_compaction(opts.cold) {
                 Ok(Some(st)) => staged.push((i, st)),
-                // Nothing to fold: a cold compaction still rewrites.
-                Ok(None) if opts.cold => direct.push(i),
-                Ok(None) => {}
+                Ok(None) => later.push(i),
                 Err(e) => results.push((i, Err(EngineError::shard(i)(e)))),
             }
         }
         let mut prefetched_bytes = 0;
         if opts.prefetch {
             for &(i, _) in &staged {
+                // A hint: a failure changes only how fast the inputs come.
                 prefetched_bytes += self.shards()[i]
                     .store
                     .advise(silo_io::FileAdvice::WillNeed)
-                    .map_err(EngineError::shard(i))?;
+                    .unwrap_or(0);
             }
         }
         let used = threads.min(staged.len()).max(1);
-        let plans: Vec<Result<CompactionPlan<'_>>> = if used == 1 {
-            staged.iter().map(|(i, st)| plan_of(st, *i)).collect()
-        } else {
-            use rayon::prelude::*;
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(used)
-                .thread_name(|n| format!("silo-compact-{n}"))
-                .build()
-                .map_err(|e| EngineError::InvalidOptions {
-                    name: "threads",
-                    reason: format!("cannot start the compaction pool: {e}"),
-                })?;
-            pool.install(|| staged.par_iter().map(|(i, st)| plan_of(st, *i)).collect())
+        let pool = (used > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(used)
+                    .thread_name(|n| format!("silo-compact-{n}"))
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        let plans: Vec<Result<CompactionPlan<'_>>> = match &pool {
+            Some(pool) => {
+                use rayon::prelude::*;
+                pool.install(|| staged.par_iter().map(|(i, st)| plan_of(st, *i)).collect())
+            }
+            // One thread, one shard, or no pool to be had: in turn.
+            None => staged.iter().map(|(i, st)| plan_of(st, *i)).collect(),
         };
-        // 3. Apply and commit, sequentially, shard by shard.
+        let used = if pool.is_some() { used } else { 1 };
+        // 3. Apply and commit, sequentially, shard by shard. The shards'
+        //    gates (their plans borrow them) are let go together after.
         for ((i, st), planned) in staged.iter().zip(plans) {
             let applied = planned.and_then(|p| {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.apply(p)))
@@ -147,9 +156,20 @@ impl Engine {
             results.push((*i, applied));
         }
         drop(staged);
-        for i in direct {
-            let cold = self.shards()[i].store.compact_cold();
-            results.push((i, cold.map_err(EngineError::shard(i))));
+        for i in later {
+            let store = &self.shards()[i].store;
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if opts.cold {
+                    store.compact_cold()
+                } else {
+                    store.compact()
+                }
+            }));
+            let result = match outcome {
+                Ok(r) => r.map_err(EngineError::shard(i)),
+                Err(_) => Err(panicked(i)),
+            };
+            results.push((i, result));
         }
         results.sort_by_key(|(i, _)| *i);
         // 3. Gather, in shard order.

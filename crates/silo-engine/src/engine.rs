@@ -174,7 +174,23 @@ impl Engine {
                     part.set_tag(*number);
                     store
                         .write_with(&part, WriteOptions::durability(Durability::Buffered))
-                        .map_err(EngineError::shard(i))?;
+                        .map_err(|e| match e {
+                            // What the batch held was accepted when it was
+                            // logged; the options changed since.
+                            silo_core::Error::NoMergeOperator { .. }
+                            | silo_core::Error::ValueTooLarge { .. } => {
+                                EngineError::InvalidOptions {
+                                    name: "store",
+                                    reason: format!(
+                                        "cross-shard batch {number}, logged before the engine closed, cannot be applied to shard {i}: {e}; open with the options it was written with (merge operator, max_value_len)"
+                                    ),
+                                }
+                            }
+                            e => EngineError::Shard {
+                                shard: i,
+                                source: e,
+                            },
+                        })?;
                     self.counters
                         .batches_replayed
                         .fetch_add(1, Ordering::Relaxed);
@@ -225,8 +241,11 @@ impl Engine {
     ///
     /// A read never returns a value of a cross-shard batch before the whole
     /// batch is visible: if it saw one while the batch was being applied,
-    /// it waits (microseconds: the parts are in-memory appends) until the
-    /// last part is in.
+    /// it waits (microseconds: the parts are in-memory appends, with no
+    /// pacing) until the last part is in. `f` itself runs before that wait:
+    /// what it does with the bytes is visible to others before the call
+    /// returns. `f` must not write to the engine or take a snapshot or
+    /// checkpoint of it.
     pub fn get_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         let i = self.route(key);
         let out = self.shards[i]
@@ -277,16 +296,46 @@ impl Engine {
     /// Writers pause while each shard's view is taken (a copy of its
     /// pending operations; see [`silo_core::Silo::snapshot`] for what a
     /// live snapshot holds back: compaction of every shard waits while it
-    /// lives); readers never pause.
+    /// lives), and only while every shard's can be taken at once: a shard
+    /// being compacted is waited for with writers running. Readers never
+    /// pause.
     pub fn snapshot(&self) -> Result<EngineSnapshot<'_>> {
-        let _pause = self.pause_writers();
-        let views = self
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.store.snapshot().map_err(EngineError::shard(i)))
-            .collect::<Result<Vec<_>>>()?;
+        let (views, _) = self.across_shards(Silo::try_snapshot, |s| s.snapshot().map(drop))?;
         Ok(EngineSnapshot::new(views))
+    }
+
+    /// Takes one `T` from every shard at one point in time: with writers
+    /// paused, `try_take` of each shard in turn. When a shard cannot give
+    /// one at once (a compaction, bulk writer, iterator or snapshot holds
+    /// its gate), everything is let go, `wait` waits for that shard alone,
+    /// and all is tried again: no shard is ever waited for while others
+    /// are held, so no thread holding one of them can deadlock this.
+    /// Returns the `T`s and the next batch number at that point.
+    fn across_shards<'s, T>(
+        &'s self,
+        mut try_take: impl FnMut(&'s Silo) -> silo_core::Result<Option<T>>,
+        mut wait: impl FnMut(&'s Silo) -> silo_core::Result<()>,
+    ) -> Result<(Vec<T>, u64)> {
+        loop {
+            let pause = self.pause_writers();
+            let mut taken = Vec::with_capacity(self.shards.len());
+            let mut busy = None;
+            for (i, shard) in self.shards.iter().enumerate() {
+                match try_take(&shard.store).map_err(EngineError::shard(i))? {
+                    Some(t) => taken.push(t),
+                    None => {
+                        busy = Some(i);
+                        break;
+                    }
+                }
+            }
+            let Some(i) = busy else {
+                return Ok((taken, pause.batches.next));
+            };
+            drop(taken);
+            drop(pause);
+            wait(&self.shards[i].store).map_err(EngineError::shard(i))?;
+        }
     }
 
     /// Holds every writer back: cross-shard batches (the batch mutex) and
@@ -407,30 +456,50 @@ impl Engine {
                 .map_err(EngineError::shard(first));
         }
         self.validate(batch)?;
-        let parts = self.split(batch);
+        let mut parts = self.split(batch);
+        // A shard that refuses writes would refuse its part after the batch
+        // is logged: refuse the batch now, whole.
+        for (i, _) in &parts {
+            if self.shards[*i].store.is_poisoned() {
+                return Err(EngineError::Shard {
+                    shard: *i,
+                    source: silo_core::Error::Poisoned {
+                        cause: "an earlier write or sync of this shard failed; reopen the engine"
+                            .to_owned(),
+                    },
+                });
+            }
+        }
         let ops: Vec<BatchOp<'_>> = batch.ops().collect();
         let mut st = self.batches.lock();
         self.check_poisoned()?;
         let number = st.next;
-        st.log.append(number, &ops)?;
+        if let Err(e) = st.log.append(number, &ops) {
+            // The frame may be on disk even so (a failed sync says nothing
+            // of what was written): the next open may complete the batch,
+            // so no other batch may take its number or follow it.
+            self.poison(format!("appending cross-shard batch {number}: {e}"));
+            return Err(e);
+        }
         st.next = number + 1;
         let failure = {
             let _writers: Vec<_> = parts.iter().map(|(i, _)| self.writer(*i)).collect();
-            self.applying.fetch_add(1, Ordering::SeqCst);
+            // Readers that see any part wait until this drops; it drops
+            // even if a part's write panics.
+            let _applying = Applying::begin(&self.applying);
             let mut failure = None;
-            for (i, mut part) in parts {
+            for (i, part) in &mut parts {
                 part.set_tag(number);
-                let written = self.shards[i]
-                    .store
-                    .write_with(&part, WriteOptions::durability(Durability::Buffered));
-                if let Err(e) = written {
+                // No pacing under the batch mutex with readers waiting: the
+                // shards are paced below, once the batch is whole.
+                let wo = WriteOptions::durability(Durability::Buffered).deferring_pacing();
+                if let Err(e) = self.shards[*i].store.write_with(part, wo) {
                     failure.get_or_insert(EngineError::Shard {
-                        shard: i,
+                        shard: *i,
                         source: e,
                     });
                 }
             }
-            self.applying.fetch_add(1, Ordering::SeqCst);
             failure
         };
         if let Some(e) = failure {
@@ -441,11 +510,21 @@ impl Engine {
             .cross_shard_batches
             .fetch_add(1, Ordering::Relaxed);
         if st.log.body_len() >= BATCH_LOG_RESET_BYTES {
-            // The batch is logged and applied; a failure to empty the log
-            // only leaves it longer (reported in stats, retried next time).
             let next = st.next;
-            let outcome = self.flush_shards().and_then(|()| st.log.reset(next));
-            st.last_reset_error = outcome.err().map(|e| e.to_string());
+            if let Err(e) = self.flush_shards().and_then(|()| st.log.reset(next)) {
+                // The batch is logged and applied. The log cannot be emptied
+                // while a shard cannot sync: writes stop here rather than
+                // let it grow without bound.
+                st.last_reset_error = Some(e.to_string());
+                self.poison(format!("emptying the batch log: {e}"));
+            }
+        }
+        drop(st);
+        for (i, _) in &parts {
+            self.shards[*i]
+                .store
+                .pace_writer()
+                .map_err(EngineError::shard(*i))?;
         }
         Ok(())
     }
@@ -540,9 +619,11 @@ impl Engine {
     /// exist or be empty): every write acknowledged before the call, whole
     /// batches, nothing after; it opens as a normal engine.
     ///
-    /// Writers pause while each shard's point in time is fixed (a shard
-    /// that is compacting finishes first); the files are then copied while
-    /// writes go on. Readers never pause.
+    /// Writers pause while each shard's point in time is fixed (only while
+    /// every shard's is free at once: a shard that is compacting or
+    /// iterated is waited for with writers running); the files are then
+    /// copied while writes go on. Readers never pause. A poisoned engine is
+    /// refused: reopen it first, which completes its logged batches.
     pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<()> {
         let dest = dest.as_ref();
         if dest.exists()
@@ -553,17 +634,11 @@ impl Engine {
         {
             return Err(EngineError::DestinationExists(dest.to_path_buf()));
         }
-        let (cuts, next) = {
-            let pause = self.pause_writers();
-            let next = pause.batches.next;
-            let cuts = self
-                .shards
-                .iter()
-                .enumerate()
-                .map(|(i, s)| s.store.checkpoint_cut().map_err(EngineError::shard(i)))
-                .collect::<Result<Vec<_>>>()?;
-            (cuts, next)
-        };
+        // A poisoned engine may hold part of a cross-shard batch that only
+        // its batch log can complete; a copy without it would keep the part.
+        self.check_poisoned()?;
+        let (cuts, next) =
+            self.across_shards(Silo::try_checkpoint_cut, |s| s.checkpoint_cut().map(drop))?;
         create_dir_durable(dest)?;
         for (i, cut) in cuts.into_iter().enumerate() {
             cut.write_to(shard_dir(dest, i))
@@ -703,4 +778,21 @@ fn open_shards(dir: &Path, n: usize, opts: &EngineOptions) -> Result<Vec<Shard>>
             })
         })
         .collect()
+}
+
+/// The `applying` counter odd for as long as it lives (see
+/// [`Engine::get_with`]).
+struct Applying<'a>(&'a AtomicU64);
+
+impl<'a> Applying<'a> {
+    fn begin(counter: &'a AtomicU64) -> Applying<'a> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Applying(counter)
+    }
+}
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
 }

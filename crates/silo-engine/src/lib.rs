@@ -28,8 +28,8 @@
 //! | `snapshot.rs` | [`EngineSnapshot`]: one point in time across every shard |
 //! | `options.rs`, `stats.rs`, `error.rs` | [`EngineOptions`], [`EngineStats`], [`EngineError`] |
 //!
-//! Prefetching compaction inputs, and the bitmap, document and index
-//! layers are not built yet (see docs/ARCHITECTURE.md).
+//! The bitmap, document and index layers are not built yet (see
+//! docs/ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
 mod batch_log;

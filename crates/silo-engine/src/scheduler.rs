@@ -104,12 +104,13 @@ impl Engine {
     pub fn start_background(&self, opts: SchedulerOptions) -> Result<Background<'_>> {
         let budget_ok = |p: u32| (1..=100).contains(&p);
         if opts.device_bytes_per_sec == 0
+            || opts.interval.is_zero()
             || !budget_ok(opts.normal_budget_percent)
             || !budget_ok(opts.emergency_budget_percent)
         {
             return Err(EngineError::InvalidOptions {
                 name: "SchedulerOptions",
-                reason: "the bandwidth must be positive and the budgets 1 to 100 percent"
+                reason: "the bandwidth and the interval must be positive and the budgets 1 to 100 percent"
                     .to_owned(),
             });
         }
@@ -194,13 +195,19 @@ fn run(
     stats: &Mutex<SchedulerStats>,
 ) {
     let delay_us = u32::try_from(opts.emergency_write_delay.as_micros()).unwrap_or(u32::MAX);
+    // Requests for a pass that arrived while one ran: answered after the
+    // next whole pass.
+    let mut waiting: Vec<Sender<()>> = Vec::new();
     loop {
-        let ack = match wait(rx, opts.interval) {
-            Woken::Stop => break,
-            Woken::Go(ack) => ack,
-        };
-        let stopped = pass(shards, rx, opts, delay_us, stats);
-        if let Some(ack) = ack {
+        if waiting.is_empty() {
+            match wait(rx, opts.interval) {
+                Woken::Stop => break,
+                Woken::Go(ack) => waiting.extend(ack),
+            }
+        }
+        let answered = std::mem::take(&mut waiting);
+        let stopped = pass(shards, rx, opts, delay_us, stats, &mut waiting);
+        for ack in answered {
             let _ = ack.send(());
         }
         if stopped {
@@ -220,6 +227,7 @@ fn pass(
     opts: SchedulerOptions,
     delay_us: u32,
     stats: &Mutex<SchedulerStats>,
+    waiting: &mut Vec<Sender<()>>,
 ) -> bool {
     let mut due: Vec<(usize, CompactionKind, u64)> = shards
         .iter()
@@ -244,9 +252,7 @@ fn pass(
         // A stop is taken between compactions; kicks are already answered.
         match rx.try_recv() {
             Ok(Control::Stop) | Err(channel::TryRecvError::Disconnected) => return true,
-            Ok(Control::Pass(ack)) => {
-                let _ = ack.send(());
-            }
+            Ok(Control::Pass(ack)) => waiting.push(ack),
             _ => {}
         }
         let store = &shards[i].store;
@@ -281,8 +287,9 @@ fn pass(
         let pause = Duration::from_secs_f64(written as f64 / budget as f64);
         if !pause.is_zero() {
             lock(stats).budget_wait += pause;
-            if let Woken::Stop = wait(rx, pause) {
-                return true;
+            match wait(rx, pause) {
+                Woken::Stop => return true,
+                Woken::Go(ack) => waiting.extend(ack),
             }
         }
     }

@@ -70,6 +70,26 @@ impl Core {
         reentry::refuse_held(self.id, "stage_compaction")?;
         let start = Instant::now();
         let gate = self.gate.write();
+        self.stage_locked(gate, cold, start)
+    }
+
+    /// See [`crate::Silo::try_stage_compaction`].
+    pub(crate) fn try_stage_compaction(&self, cold: bool) -> Result<Option<StagedCompaction<'_>>> {
+        self.check_poisoned()?;
+        reentry::refuse_held(self.id, "try_stage_compaction")?;
+        let start = Instant::now();
+        match self.gate.try_write() {
+            Some(gate) => self.stage_locked(gate, cold, start),
+            None => Ok(None),
+        }
+    }
+
+    fn stage_locked<'a>(
+        &'a self,
+        gate: GateWrite<'a>,
+        cold: bool,
+        start: Instant,
+    ) -> Result<Option<StagedCompaction<'a>>> {
         let busy = self.compacting.enter();
         let Some(frozen) = self.freeze_locked(&gate)? else {
             return Ok(None);

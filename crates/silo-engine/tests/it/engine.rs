@@ -379,3 +379,121 @@ fn sync_writes_and_single_shard_batches_go_straight_to_their_shard() {
     assert!(st.shards[shard_of(k, 4)].log_syncs >= 1);
     assert_eq!(db.get(same[2]).unwrap().as_deref(), Some(&b"s"[..]));
 }
+
+/// A thread that iterates and writes, beside a checkpoint and a snapshot:
+/// neither may wait for a shard (its iterator) while holding the writers
+/// back, or the two deadlock. The watchdog turns a deadlock into a failure.
+#[test]
+fn an_iterating_writer_and_a_checkpoint_do_not_deadlock() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(open(dir.path(), 4));
+    for k in 0..100u64 {
+        db.put(k, b"v").unwrap();
+    }
+    db.compact().unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = {
+        let db = std::sync::Arc::clone(&db);
+        let cp = out.path().join("cp");
+        std::thread::spawn(move || {
+            let mut it = db.iter();
+            // The first shard's iterator now holds its compaction gate.
+            assert!(it.next().is_some());
+            let checkpointer = {
+                let db = std::sync::Arc::clone(&db);
+                std::thread::spawn(move || {
+                    db.checkpoint(&cp).unwrap();
+                    drop(db.snapshot().unwrap());
+                })
+            };
+            // Write for a while with the iterator held: long enough for the
+            // checkpoint to reach that shard (a correct engine waits for it
+            // with writers running, so these writes go through).
+            let start = std::time::Instant::now();
+            let mut k = 0u64;
+            while start.elapsed() < Duration::from_millis(500) {
+                db.put(1000 + k % 5000, b"w").unwrap();
+                k += 1;
+            }
+            drop(it);
+            checkpointer.join().unwrap();
+            done_tx.send(()).unwrap();
+        })
+    };
+    assert!(
+        done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
+        "an iterating writer and a checkpoint deadlocked"
+    );
+    worker.join().unwrap();
+    let copy = Engine::open(out.path().join("cp"), opts(4)).unwrap();
+    assert!(copy.get(5).unwrap().is_some());
+}
+
+/// A cross-shard batch touching a shard that refuses writes is refused
+/// whole, before it is logged.
+#[test]
+fn a_batch_touching_a_poisoned_shard_is_refused_whole() {
+    use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 2);
+    let keys = keys_on_distinct_shards(2);
+    {
+        let _guard = install(
+            dir.path(),
+            FaultPlan::new().every(FaultOp::Sync, FaultAction::Fail),
+        );
+        assert!(
+            db.put_with(keys[1], b"x", WriteOptions::durability(Durability::Sync))
+                .is_err()
+        );
+    }
+    let mut b = WriteBatch::new();
+    b.put(keys[0], b"a").put(keys[1], b"b");
+    assert!(matches!(
+        db.write(&b),
+        Err(EngineError::Shard { shard, .. }) if shard == shard_of(keys[1], 2)
+    ));
+    assert_eq!(db.get(keys[0]).unwrap(), None, "no part of it applied");
+    assert_eq!(db.stats().batch_log_bytes, 0, "nor logged");
+}
+
+/// A batch log write that fails poisons the engine: writes and
+/// checkpoints are refused until it is reopened, and the reopened engine
+/// works.
+#[test]
+fn a_failed_batch_log_write_poisons_the_engine_until_reopen() {
+    use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let keys = keys_on_distinct_shards(2);
+    let mut b = WriteBatch::new();
+    b.put(keys[0], b"a").put(keys[1], b"b");
+    {
+        let db = open(dir.path(), 2);
+        let guard = install(
+            dir.path(),
+            FaultPlan::new().on(FaultOp::Write, 1, FaultAction::Fail),
+        );
+        assert!(db.write(&b).is_err());
+        assert_eq!(guard.fired(), 1);
+        drop(guard);
+        assert!(matches!(db.put(9, b"x"), Err(EngineError::Poisoned { .. })));
+        assert!(matches!(db.write(&b), Err(EngineError::Poisoned { .. })));
+        assert!(matches!(
+            db.checkpoint(out.path().join("cp")),
+            Err(EngineError::Poisoned { .. })
+        ));
+        assert_eq!(db.get(keys[0]).unwrap(), None);
+    }
+    let db = open(dir.path(), 2);
+    assert_eq!(
+        db.get(keys[0]).unwrap(),
+        None,
+        "the failed batch is not there"
+    );
+    db.write(&b).unwrap();
+    assert_eq!(db.get(keys[1]).unwrap().as_deref(), Some(&b"b"[..]));
+}

@@ -200,3 +200,30 @@ fn random_power_cuts_leave_every_cross_shard_batch_whole() {
         run(seed);
     }
 }
+
+/// A logged batch that a reopen must complete, opened without the merge
+/// operator its merges need: a clear error naming the option, not a
+/// store error.
+#[test]
+fn completing_a_logged_batch_needs_the_options_it_was_written_with() {
+    let t = tracked();
+    let db = open(&t.db, 2);
+    let keys = keys_on_distinct_shards(2);
+    let mut b = WriteBatch::new();
+    b.merge(keys[0], b"x").merge(keys[1], b"y");
+    db.write(&b).unwrap();
+    let (_out, img) = image(&t, Unsynced::Drop);
+    drop(db);
+    let bare = silo_engine::EngineOptions {
+        shards: Some(2),
+        ..silo_engine::EngineOptions::default()
+    };
+    match Engine::open(&img, bare) {
+        Err(silo_engine::EngineError::InvalidOptions { reason, .. }) => {
+            assert!(reason.contains("merge operator"), "{reason}");
+        }
+        other => panic!("expected InvalidOptions, got {other:?}"),
+    }
+    let back = open(&img, 2);
+    assert_eq!(back.get(keys[1]).unwrap().as_deref(), Some(&b"y"[..]));
+}

@@ -134,13 +134,18 @@ fn the_io_budget_spaces_compactions_by_what_they_wrote() {
         "waited {waited}s for {} bytes (expected {expected}s)",
         st.bytes_written
     );
-    assert!(
-        db.start_background(SchedulerOptions {
+    for bad in [
+        SchedulerOptions {
             normal_budget_percent: 0,
             ..quiet()
-        })
-        .is_err()
-    );
+        },
+        SchedulerOptions {
+            interval: Duration::ZERO,
+            ..quiet()
+        },
+    ] {
+        assert!(db.start_background(bad).is_err());
+    }
 }
 
 #[test]
