@@ -288,7 +288,10 @@ fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
     drop(db);
     // Two writer threads against one, on fresh engines: each writer on
     // shards of its own (the goal's case), then both over every shard.
-    for (label, by_shard) in [("on shards of their own", true), ("over every shard", false)] {
+    for (label, by_shard) in [
+        ("on shards of their own", true),
+        ("over every shard", false),
+    ] {
         let mut rates = Vec::new();
         for writers in [1usize, 2] {
             let dir = root.join(format!("engine-w{writers}-{by_shard}"));

@@ -78,6 +78,10 @@ pub(crate) struct Counters {
     pub(crate) cross_shard_batches: AtomicU64,
     pub(crate) reads_held_back: AtomicU64,
     pub(crate) batches_replayed: AtomicU64,
+    /// Writes the scheduler's emergency delay slowed, and the microseconds
+    /// they waited.
+    pub(crate) writes_delayed: AtomicU64,
+    pub(crate) write_delay_us: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -374,6 +378,10 @@ impl Engine {
         let delay = self.shards[i].throttle_us.load(Ordering::Relaxed);
         if delay > 0 {
             std::thread::sleep(Duration::from_micros(u64::from(delay)));
+            self.counters.writes_delayed.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .write_delay_us
+                .fetch_add(u64::from(delay), Ordering::Relaxed);
         }
         self.shards[i].gate.0.read()
     }
@@ -607,6 +615,10 @@ impl Engine {
             cross_shard_batches: self.counters.cross_shard_batches.load(Ordering::Relaxed),
             batches_replayed: self.counters.batches_replayed.load(Ordering::Relaxed),
             reads_held_back: self.counters.reads_held_back.load(Ordering::Relaxed),
+            writes_delayed: self.counters.writes_delayed.load(Ordering::Relaxed),
+            write_delay: Duration::from_micros(
+                self.counters.write_delay_us.load(Ordering::Relaxed),
+            ),
             batch_log_bytes: st.log.body_len(),
             last_batch_log_error: st.last_reset_error.clone(),
             open_files: crate::stats::ENGINE_FILES

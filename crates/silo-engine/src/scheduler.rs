@@ -8,7 +8,8 @@
 //! device bandwidth, `emergency_budget_percent` for an emergency. A shard in
 //! an emergency (pending memory at its limit, or dead space past the
 //! emergency ratio) also slows its writers (`emergency_write_delay` per
-//! write) until it is compacted, so neither grows without bound. Errors and
+//! write) until a compaction of it succeeds, so neither grows without
+//! bound. Errors and
 //! panics of a compaction are counted and kept in [`SchedulerStats`]; the
 //! scheduler goes on. Dropping the handle stops the thread (at once when
 //! it is waiting; after the shard compaction it is running otherwise) and
@@ -263,6 +264,9 @@ fn pass(
                 Ok(Ok(report)) => {
                     st.compactions += 1;
                     st.bytes_written += report.bytes_written;
+                    // Its emergency is over; one that failed keeps slowing
+                    // its writers until a later pass succeeds.
+                    shards[i].throttle_us.store(0, Ordering::Relaxed);
                     report.bytes_written
                 }
                 Ok(Err(e)) => {
@@ -277,7 +281,6 @@ fn pass(
                 }
             }
         };
-        shards[i].throttle_us.store(0, Ordering::Relaxed);
         let percent = if kind == CompactionKind::Emergency {
             opts.emergency_budget_percent
         } else {

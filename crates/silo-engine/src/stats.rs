@@ -15,6 +15,12 @@ pub struct EngineStats {
     pub batches_replayed: u64,
     /// Reads that waited for a cross-shard batch to finish applying.
     pub reads_held_back: u64,
+    /// Writes slowed by the scheduler's emergency delay (a shard in an
+    /// emergency), and the time they waited in all: the writer stall the
+    /// scheduler imposed.
+    pub writes_delayed: u64,
+    /// See `writes_delayed`.
+    pub write_delay: std::time::Duration,
     /// Bytes of batches in the batch log.
     pub batch_log_bytes: u64,
     /// Why the last attempt to empty the batch log failed, if it did.

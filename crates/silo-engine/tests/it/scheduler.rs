@@ -162,6 +162,44 @@ fn a_shard_over_its_pending_limit_is_an_emergency() {
     let st = bg.stats();
     assert!(st.emergencies >= 1 && st.compactions >= 1, "{st:?}");
     assert_eq!(db.stats().pending_ops(), 0);
+    assert_eq!(
+        db.stats().writes_delayed,
+        0,
+        "no emergency is left: no write waits"
+    );
+}
+
+/// A shard whose emergency compaction fails keeps slowing its writers
+/// until a compaction of it succeeds.
+#[test]
+fn writers_to_a_shard_stuck_in_an_emergency_are_slowed_until_it_is_compacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(1).with_merge_operator(Picky);
+    o.store.pending_limit_bytes = 64 << 10;
+    let db = Engine::open(dir.path(), o).unwrap();
+    db.merge(1, b"!bad").unwrap();
+    for k in 2..1000u64 {
+        db.put(k, &[1; 64]).unwrap();
+    }
+    let bg = db.start_background(quiet()).unwrap();
+    bg.run_pass();
+    let st = bg.stats();
+    assert!(st.emergencies >= 1 && st.errors >= 1, "{st:?}");
+    db.put(500, b"slowed").unwrap();
+    let delayed = db.stats();
+    assert_eq!(delayed.writes_delayed, 1, "{delayed:?}");
+    assert_eq!(
+        delayed.write_delay,
+        SchedulerOptions::default().emergency_write_delay
+    );
+    // The put of key 1 supersedes the refused operand: the next pass
+    // compacts, and writes go at full speed again.
+    db.put(1, b"fixed").unwrap();
+    bg.run_pass();
+    assert!(bg.stats().compactions >= 1, "{:?}", bg.stats());
+    let before = db.stats().writes_delayed;
+    db.put(501, b"free").unwrap();
+    assert_eq!(db.stats().writes_delayed, before);
 }
 
 #[test]
