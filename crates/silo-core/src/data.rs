@@ -21,8 +21,12 @@ use crate::error::{Error, Result};
 
 /// Bytes a new data file is allocated with.
 const INITIAL_DATA_BYTES: u64 = 1 << 20;
-/// The most the file grows by at once.
-const MAX_GROWTH: u64 = 256 << 20;
+/// The most the file grows by at once, past what is needed.
+const MAX_GROWTH: u64 = 64 << 20;
+/// The file grows in steps of an eighth of its size (within the bounds
+/// above): what it allocates past its end stays under 12.5% of it (or 64
+/// MiB), and a growing file is still extended only O(log size) times.
+const GROWTH_DIVISOR: u64 = 8;
 
 /// The path of data file `id` in `dir`.
 pub(crate) fn data_path(dir: &Path, id: u64) -> PathBuf {
@@ -148,7 +152,7 @@ impl DataFile {
         let needed = offset + len;
         let capacity = self.capacity.load(Ordering::Acquire);
         if needed > capacity {
-            let step = capacity.clamp(INITIAL_DATA_BYTES, MAX_GROWTH);
+            let step = (capacity / GROWTH_DIVISOR).clamp(INITIAL_DATA_BYTES, MAX_GROWTH);
             let new_capacity = needed.div_ceil(step) * step;
             self.file.allocate(0, new_capacity)?;
             self.capacity.store(new_capacity, Ordering::Release);

@@ -824,3 +824,30 @@ fn a_staged_compaction_is_a_compaction_in_three_steps() {
     drop(it);
     assert_eq!(s.get(500).expect("get").as_deref(), Some(&b"during"[..]));
 }
+
+/// The data file grows in steps of an eighth of its size: after growing
+/// several times, what it allocates past its end stays under that (or the
+/// 1 MiB first step).
+#[test]
+fn the_data_file_allocates_little_past_its_end() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    for round in 0..6u64 {
+        for k in 0..20_000u64 {
+            s.put(round << 32 | k, &[7; 100]).expect("put");
+        }
+        s.compact().expect("compact");
+        let end = s.stats().data_end;
+        let allocated: u64 = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("data-"))
+            .map(|e| e.metadata().expect("stat").blocks() * 512)
+            .sum();
+        assert!(
+            allocated <= end + (end / 8).max(1 << 20) + 4096,
+            "round {round}: {allocated} bytes allocated for {end}"
+        );
+    }
+}
