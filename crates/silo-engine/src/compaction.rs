@@ -4,7 +4,9 @@
 //! 2. prefetch their inputs (`WillNeed`) and compute their plans in
 //!    parallel on a pool of `compaction_threads`, each task reading only its
 //!    shard's immutable inputs and returning an owned plan;
-//! 3. apply and commit the plans sequentially, shard by shard.
+//! 3. apply and commit the plans sequentially, shard by shard; then the
+//!    cold rewrites due the same way: new files written in parallel,
+//!    published in shard order.
 //!
 //! One thread or one shard takes a sequential path with no pool. Readers
 //! and writers keep working on every shard throughout: a frozen shard's
@@ -15,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use silo_core::{CompactionPlan, CompactionReport, StagedCompaction};
+use silo_core::{ColdRewrite, CompactionPlan, CompactionReport, StagedCompaction};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -145,16 +147,61 @@ impl Engine {
             None => staged.iter().map(|(i, st)| plan_of(st, *i)).collect(),
         };
         let used = if pool.is_some() { used } else { 1 };
-        // 3. Apply and commit, sequentially, shard by shard. The shards'
-        //    gates (their plans borrow them) are let go together after.
+        // 3. Apply and commit, sequentially, shard by shard.
+        let mut hot: Vec<(usize, Result<CompactionReport>)> = Vec::new();
         for ((i, st), planned) in staged.iter().zip(plans) {
             let applied = planned.and_then(|p| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.apply(p)))
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.apply_hot(p)))
                     .map_err(|_| panicked(*i))?
                     .map_err(EngineError::shard(*i))
             });
-            results.push((*i, applied));
+            hot.push((*i, applied));
         }
+        // The cold rewrites due (asked for, or dead space over the
+        // threshold) in the same three steps: each shard's new files are
+        // written in parallel (nothing reads them yet), then published in
+        // shard order.
+        let cold_due: Vec<bool> = staged
+            .iter()
+            .zip(&hot)
+            .map(|((_, st), (_, h))| h.is_ok() && st.cold_due())
+            .collect();
+        let prepare = |(i, st): &(usize, StagedCompaction<'_>), due: bool| {
+            due.then(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.prepare_cold()))
+                    .map_err(|_| panicked(*i))?
+                    .map_err(EngineError::shard(*i))
+            })
+        };
+        let rewrites: Vec<Option<Result<ColdRewrite>>> = match &pool {
+            Some(pool) => {
+                use rayon::prelude::*;
+                pool.install(|| {
+                    staged
+                        .par_iter()
+                        .zip(cold_due.par_iter())
+                        .map(|(s, due)| prepare(s, *due))
+                        .collect()
+                })
+            }
+            None => staged
+                .iter()
+                .zip(&cold_due)
+                .map(|(s, due)| prepare(s, *due))
+                .collect(),
+        };
+        for (((i, st), (_, applied)), rewrite) in staged.iter().zip(hot).zip(rewrites) {
+            let result = match (applied, rewrite) {
+                (Ok(mut report), Some(rewrite)) => rewrite.and_then(|rw| {
+                    report.reclaimed_bytes = st.finish_cold(rw).map_err(EngineError::shard(*i))?;
+                    report.cold = true;
+                    Ok(report)
+                }),
+                (applied, _) => applied,
+            };
+            results.push((*i, result));
+        }
+        // The shards' gates (their plans borrowed them) go together.
         drop(staged);
         for i in later {
             let store = &self.shards()[i].store;

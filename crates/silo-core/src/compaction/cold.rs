@@ -20,7 +20,36 @@ use crate::store::{Core, GateWrite, Tables};
 const WRITE_CHUNK: usize = 32 << 20;
 
 /// Runs a cold compaction; returns the bytes of data file it reclaimed.
-pub(crate) fn run(silo: &Core, _gate: &GateWrite<'_>) -> Result<u64> {
+pub(crate) fn run(silo: &Core, gate: &GateWrite<'_>) -> Result<u64> {
+    let rewrite = prepare(silo, gate)?;
+    finish(silo, gate, rewrite)
+}
+
+/// A rewritten data file and index, synced but not yet published.
+pub(crate) struct Rewrite {
+    next: Tables,
+    live_bytes: u64,
+    old_end: u64,
+}
+
+impl Rewrite {
+    /// Removes the unpublished files (best effort: the next open removes
+    /// any the manifest does not name).
+    pub(crate) fn discard(self) {
+        let (data, index) = (
+            self.next.data.path().to_path_buf(),
+            self.next.index.path().to_path_buf(),
+        );
+        drop(self.next);
+        let _ = remove_file(&data);
+        let _ = remove_file(&index);
+    }
+}
+
+/// Writes every live record into a new data file and a new index (files no
+/// reader knows of yet), and syncs them. Reads the store, changes nothing
+/// of it: the sharded engine prepares several stores' rewrites at once.
+pub(crate) fn prepare(silo: &Core, _gate: &GateWrite<'_>) -> Result<Rewrite> {
     let tables = silo.tables();
     let old_end = tables.data.end();
     let live: Vec<(u64, u64)> = tables.index.live_entries().collect::<Result<_>>()?;
@@ -65,18 +94,31 @@ pub(crate) fn run(silo: &Core, _gate: &GateWrite<'_>) -> Result<u64> {
         tables.index.seed(),
         entries,
     )?;
-    silo.space.live_bytes.store(total, Ordering::Relaxed);
+    Ok(Rewrite {
+        next: Tables {
+            data: Arc::new(data),
+            index: Arc::new(index),
+        },
+        live_bytes: total,
+        old_end,
+    })
+}
+
+/// Publishes a prepared rewrite through the manifest and deletes the old
+/// files; returns the bytes of data file reclaimed.
+pub(crate) fn finish(silo: &Core, _gate: &GateWrite<'_>, rewrite: Rewrite) -> Result<u64> {
+    let old = silo.tables();
+    silo.space
+        .live_bytes
+        .store(rewrite.live_bytes, Ordering::Relaxed);
     silo.space.dead_bytes.store(0, Ordering::Relaxed);
-    let next = Arc::new(Tables {
-        data: Arc::new(data),
-        index: Arc::new(index),
-    });
+    let next = Arc::new(rewrite.next);
     publish(silo, Arc::clone(&next))?;
-    remove_file(tables.data.path())?;
-    remove_file(tables.index.path())?;
+    remove_file(old.data.path())?;
+    remove_file(old.index.path())?;
     sync_dir(&silo.dir)?;
     silo.counters
         .cold_compactions
         .fetch_add(1, Ordering::Relaxed);
-    Ok(old_end.saturating_sub(next.data.end()))
+    Ok(rewrite.old_end.saturating_sub(next.data.end()))
 }

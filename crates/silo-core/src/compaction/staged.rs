@@ -128,26 +128,75 @@ impl StagedCompaction<'_> {
     /// turn), retires the frozen slot, then rewrites the data file if the
     /// compaction was staged as cold or its dead space calls for it. Once.
     pub fn apply(&self, plan: CompactionPlan<'_>) -> Result<CompactionReport> {
+        let mut report = self.apply_hot(plan)?;
+        if self.cold_due() {
+            let rewrite = self.prepare_cold()?;
+            report.reclaimed_bytes = self.finish_cold(rewrite)?;
+            report.cold = true;
+        }
+        report.duration = self.start.elapsed();
+        Ok(report)
+    }
+
+    /// [`StagedCompaction::apply`] without the cold rewrite, which the
+    /// caller may then run in two steps ([`StagedCompaction::prepare_cold`],
+    /// [`StagedCompaction::finish_cold`]). Once.
+    pub fn apply_hot(&self, plan: CompactionPlan<'_>) -> Result<CompactionReport> {
         if self.applied.swap(true, Ordering::AcqRel) {
             return Err(Error::InvalidOptions {
                 name: "StagedCompaction::apply",
                 reason: "the compaction was already applied".to_owned(),
             });
         }
+        let outcome = self.core.apply_frozen(&self.frozen, plan.plan, self.start);
+        self.note(&outcome);
+        outcome
+    }
+
+    /// Whether a cold rewrite is due after the hot apply: staged cold, or
+    /// the dead space over the threshold.
+    pub fn cold_due(&self) -> bool {
         let core = self.core;
-        let outcome = core
-            .apply_frozen(&self.frozen, plan.plan, self.start)
-            .and_then(|mut report| {
-                if self.cold || policy::wants_cold(&core.policy_input(), &core.opts.thresholds) {
-                    report.reclaimed_bytes =
-                        cold::run(core, &self.gate).map_err(|e| core.poison(e))?;
-                    report.cold = true;
-                }
-                report.duration = self.start.elapsed();
-                Ok(report)
+        self.cold || policy::wants_cold(&core.policy_input(), &core.opts.thresholds)
+    }
+
+    /// Writes the store's live records into a new data file and index and
+    /// syncs them, unpublished: reads the store and changes nothing of it,
+    /// so several stores' rewrites may be prepared at once. After
+    /// [`StagedCompaction::apply_hot`].
+    pub fn prepare_cold(&self) -> Result<ColdRewrite> {
+        if !self.applied.load(Ordering::Acquire) {
+            return Err(Error::InvalidOptions {
+                name: "StagedCompaction::prepare_cold",
+                reason: "apply the hot compaction first".to_owned(),
             });
+        }
+        let outcome = cold::prepare(self.core, &self.gate).map(|rewrite| ColdRewrite {
+            rewrite: Some(rewrite),
+        });
+        if let Err(e) = &outcome {
+            self.core.note_compaction_error(e);
+        }
+        outcome
+    }
+
+    /// Publishes a prepared rewrite (manifest, then the old files go);
+    /// returns the bytes of data file reclaimed.
+    pub fn finish_cold(&self, mut rewrite: ColdRewrite) -> Result<u64> {
+        let core = self.core;
+        let Some(prepared) = rewrite.rewrite.take() else {
+            return Ok(0);
+        };
+        let outcome = cold::finish(core, &self.gate, prepared).map_err(|e| core.poison(e));
+        self.note(&outcome);
+        outcome
+    }
+
+    /// Records how a step ended, as `compact` does.
+    fn note<T>(&self, outcome: &Result<T>) {
+        let core = self.core;
         core.mark_compacted();
-        match &outcome {
+        match outcome {
             Ok(_) => {
                 *core
                     .last_compaction_error
@@ -156,6 +205,26 @@ impl StagedCompaction<'_> {
             }
             Err(e) => core.note_compaction_error(e),
         }
-        outcome
+    }
+}
+
+/// A cold rewrite prepared by [`StagedCompaction::prepare_cold`]: new files
+/// written and synced, not yet published. Dropped unpublished, it removes
+/// them (what a crash leaves, the next open removes).
+pub struct ColdRewrite {
+    rewrite: Option<cold::Rewrite>,
+}
+
+impl Drop for ColdRewrite {
+    fn drop(&mut self) {
+        if let Some(rewrite) = self.rewrite.take() {
+            rewrite.discard();
+        }
+    }
+}
+
+impl std::fmt::Debug for ColdRewrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColdRewrite").finish_non_exhaustive()
     }
 }

@@ -816,6 +816,32 @@ fn a_staged_compaction_is_a_compaction_in_three_steps() {
     let report = staged.apply(staged.plan().expect("plan")).expect("apply");
     assert!(report.cold && report.reclaimed_bytes > 0, "{report:?}");
     drop(staged);
+    // The cold rewrite in two steps; a prepared rewrite dropped unpublished
+    // removes its files and changes nothing.
+    for k in 50..80u64 {
+        s.delete(k).expect("delete");
+    }
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
+            .collect();
+        v.sort();
+        v
+    };
+    let staged = s.stage_compaction(false).expect("stage").expect("work");
+    staged.apply_hot(staged.plan().expect("plan")).expect("hot");
+    let before = files(dir.path());
+    drop(staged.prepare_cold().expect("prepare"));
+    assert_eq!(files(dir.path()), before, "the unpublished rewrite is gone");
+    let rewrite = staged.prepare_cold().expect("prepare again");
+    assert!(staged.finish_cold(rewrite).expect("finish") > 0);
+    drop(staged);
+    assert_ne!(files(dir.path()), before, "the rewrite replaced the files");
+    assert_eq!(s.get(90).expect("get"), Some(vec![1; 30]));
+    assert_eq!(s.get(60).expect("get"), None);
     let it = s.iter();
     assert!(matches!(
         s.stage_compaction(false),
