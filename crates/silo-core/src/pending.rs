@@ -106,6 +106,16 @@ impl std::fmt::Debug for Bytes {
     }
 }
 
+/// One round of a short wait: spin a few times, then yield the core.
+fn backoff(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 64 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
 /// The newest put or delete of a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Base {
@@ -338,12 +348,7 @@ impl PendingView {
     fn wait_visible(&self, seq: u64) {
         let mut spins = 0u32;
         while self.visible.load(Ordering::Acquire) < seq {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            backoff(&mut spins);
         }
     }
 
@@ -664,5 +669,88 @@ mod tests {
         assert!(Bytes::slice(&block, 5, 3).is_none(), "past the end");
         assert!(Bytes::slice(&block, usize::MAX, 2).is_none(), "overflow");
         assert_eq!(format!("{sliced:?}"), format!("{:?}", b"abc"));
+    }
+
+    #[test]
+    fn bulk_records_overlays_and_forgets_keep_exact_counts() {
+        let v = PendingView::default();
+        let base = |k: u64| v.get(k).and_then(|o| o.base);
+        // 100 operations at once: record_many's per-shard path.
+        v.record_many(
+            (0..100u64)
+                .map(|k| (k, k + 1, PendingOp::Put(val(&[1; 10]))))
+                .collect(),
+        );
+        v.publish(100);
+        assert_eq!((v.ops(), v.bytes()), (100, 100 * (10 + OP_OVERHEAD)));
+        v.record_many(
+            (0..100u64)
+                .map(|k| (k, 200 + k, PendingOp::Merge(val(&[2; 3]))))
+                .collect(),
+        );
+        v.publish(299);
+        let merged = 100 * (10 + OP_OVERHEAD) + 100 * (3 + OP_OVERHEAD);
+        assert_eq!((v.ops(), v.bytes()), (200, merged));
+        // Keys 0..50 folded through seq 150: the fold becomes their base,
+        // their newer operands stay.
+        v.overlay_many((0..50u64).map(|k| (k, 150, &b"folded-value"[..])));
+        assert_eq!(
+            base(7),
+            Some(Base::Put {
+                seq: 150,
+                value: val(b"folded-value")
+            })
+        );
+        assert_eq!(v.get(7).map(|o| o.merges.len()), Some(1));
+        let overlaid = merged + 50 * 2;
+        assert_eq!((v.ops(), v.bytes()), (200, overlaid));
+        // A pending put at or above the fold's seq is kept as it is.
+        v.overlay_many([(60, 61, &b"same-seq"[..]), (80, 50, &b"older"[..])]);
+        assert_eq!(
+            base(60),
+            Some(Base::Put {
+                seq: 61,
+                value: val(&[1; 10])
+            })
+        );
+        assert_eq!(
+            base(80),
+            Some(Base::Put {
+                seq: 81,
+                value: val(&[1; 10])
+            })
+        );
+        assert_eq!((v.ops(), v.bytes()), (200, overlaid));
+        // Forgetting through 150 drops the folded bases of keys 0..50 and
+        // the puts of the others, keeping every operand.
+        let keys: Vec<u64> = (0..100).collect();
+        v.forget_many(&keys, 150);
+        assert_eq!((v.ops(), v.bytes()), (100, 100 * (3 + OP_OVERHEAD)));
+        v.forget_many(&keys, 299);
+        assert_eq!((v.ops(), v.bytes(), v.keys()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_reader_of_an_unpublished_write_returns_only_once_it_is_published() {
+        use std::sync::mpsc;
+        use std::time::Duration;
+        let v = PendingView::default();
+        v.record(1, 1, PendingOp::Put(val(b"a")));
+        v.publish(1);
+        v.record(2, 2, PendingOp::Put(val(b"b")));
+        std::thread::scope(|s| {
+            let (tx, rx) = mpsc::channel();
+            let view = &v;
+            s.spawn(move || tx.send(view.get(2).map(|o| o.max_seq())).expect("send"));
+            // Not published: the reader must still be waiting. (On a
+            // correct view the timeout always runs out.)
+            assert!(
+                rx.recv_timeout(Duration::from_millis(50)).is_err(),
+                "a reader returned an unpublished write"
+            );
+            v.publish(2);
+            // Published exactly through its seq: the reader returns.
+            assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Some(2)));
+        });
     }
 }
