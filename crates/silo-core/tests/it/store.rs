@@ -877,3 +877,19 @@ fn the_data_file_allocates_little_past_its_end() {
         );
     }
 }
+
+/// Creating a store removes only what an interrupted creation of a store
+/// left: a file of the user's in the directory stays, and so does the
+/// lock file of the store being opened.
+#[test]
+fn creating_a_store_leaves_foreign_files_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), b"mine").expect("write");
+    let s = open(dir.path());
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).expect("still there"),
+        b"mine"
+    );
+    assert!(dir.path().join("LOCK").exists());
+    s.put(1, b"one").expect("put");
+}
