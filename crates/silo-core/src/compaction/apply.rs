@@ -70,14 +70,12 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     // are kept until the journal holds them; appended ones go to fresh
     // space past the end that nothing points at, so they are written as
     // they fill a chunk (one reused buffer, no large allocation).
-    let (in_place_count, in_place_bytes) = plan
-        .writes
-        .iter()
-        .filter_map(|w| match w.place {
-            Place::InPlace { alloc, .. } => Some(record_size(alloc)),
-            Place::Append { .. } => None,
-        })
-        .fold((0, 0), |(n, b), size| (n + 1, b + size));
+    let in_place_sizes = plan.writes.iter().filter_map(|w| match w.place {
+        Place::InPlace { alloc, .. } => Some(record_size(alloc)),
+        Place::Append { .. } => None,
+    });
+    let in_place_count = in_place_sizes.clone().count();
+    let in_place_bytes: usize = in_place_sizes.sum();
     let mut rewrites = CoalescedWrites::with_capacity(in_place_count, in_place_bytes);
     let chunk = usize::try_from(append_bytes)
         .unwrap_or(APPEND_CHUNK)
