@@ -11,23 +11,13 @@
 //! - "delete half, then compact" time and disk bytes against live bytes;
 //! - put latency (p99.9, longest) while the store's worker compacts.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use silo_core::{Options, Silo, WriteBatch};
 
+use silo_benches::{Rng, sequential_write};
+
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn opts() -> Options {
     let mut o = Options {
@@ -52,24 +42,6 @@ fn load(silo: &Silo, keys: &[u64], value: &[u8]) -> Res<()> {
     Ok(())
 }
 
-/// Writes `bytes` bytes to a new file in 8 MiB writes, then fdatasyncs; bytes/s.
-fn sequential_write(dir: &Path, bytes: usize) -> Res<f64> {
-    let path = dir.join("sequential");
-    let file = silo_io::SiloFile::create_new(&path)?;
-    let chunk = vec![0x5Au8; 8 << 20];
-    let t = Instant::now();
-    let mut at = 0;
-    while at < bytes {
-        let n = chunk.len().min(bytes - at);
-        file.write_all_at(&chunk[..n], at as u64)?;
-        at += n;
-    }
-    file.sync_data()?;
-    let rate = bytes as f64 / t.elapsed().as_secs_f64();
-    std::fs::remove_file(&path)?;
-    Ok(rate)
-}
-
 fn mops(ops: u64, d: Duration) -> f64 {
     ops as f64 / d.as_secs_f64() / 1e6
 }
@@ -81,7 +53,7 @@ fn main() -> Res<()> {
         .unwrap_or(1_000_000);
     let root = tempfile::tempdir()?;
     let mut rng = Rng(0xC0_4AC7);
-    let keys: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+    let keys: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
 
     // 1. Fold rate, 100-byte values.
     let silo = Silo::open(root.path().join("fold"), opts())?;
@@ -159,7 +131,7 @@ fn main() -> Res<()> {
     let mut rng = Rng(0x57A11);
     let mut lat: Vec<Duration> = Vec::with_capacity(3 * n);
     for i in 0..3 * n {
-        let k = keys[i % n] ^ (rng.next() & 0xF);
+        let k = keys[i % n] ^ (rng.next_u64() & 0xF);
         let t = Instant::now();
         silo.put(k, &[1u8; 100])?;
         lat.push(t.elapsed());

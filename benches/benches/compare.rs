@@ -189,6 +189,24 @@ impl Kind {
     }
 }
 
+/// Writes each chunk as one silo `WriteBatch` (`add` puts an item in it)
+/// through `write`: the loading and deleting of both silo engines.
+fn silo_batches<'a, T: 'a>(
+    chunks: impl Iterator<Item = &'a [T]>,
+    add: impl Fn(&mut silo_core::WriteBatch, &T),
+    mut write: impl FnMut(&silo_core::WriteBatch) -> Res<()>,
+) -> Res<()> {
+    let mut b = silo_core::WriteBatch::new();
+    for chunk in chunks {
+        b.clear();
+        for item in chunk {
+            add(&mut b, item);
+        }
+        write(&b)?;
+    }
+    Ok(())
+}
+
 // silo ------------------------------------------------------------------
 
 struct SiloEngine(silo_core::Silo);
@@ -206,16 +224,14 @@ impl SiloEngine {
 
 impl Engine for SiloEngine {
     fn load_batches(&self, items: &[Item], batch: usize) -> Res<()> {
-        let mut b = silo_core::WriteBatch::new();
-        for chunk in items.chunks(batch) {
-            b.clear();
-            for (k, v) in chunk {
+        silo_batches(
+            items.chunks(batch),
+            |b, (k, v)| {
                 b.put(*k, v);
-            }
-            self.0.write(&b)?;
-        }
-        self.0.flush()?;
-        Ok(())
+            },
+            |b| Ok(self.0.write(b)?),
+        )?;
+        Ok(self.0.flush()?)
     }
 
     fn read_keys(&self, keys: &[u64]) -> Res<u64> {
@@ -236,16 +252,14 @@ impl Engine for SiloEngine {
     }
 
     fn delete_batches(&self, keys: &[u64], batch: usize) -> Res<()> {
-        let mut b = silo_core::WriteBatch::new();
-        for chunk in keys.chunks(batch) {
-            b.clear();
-            for k in chunk {
+        silo_batches(
+            keys.chunks(batch),
+            |b, k| {
                 b.delete(*k);
-            }
-            self.0.write(&b)?;
-        }
-        self.0.flush()?;
-        Ok(())
+            },
+            |b| Ok(self.0.write(b)?),
+        )?;
+        Ok(self.0.flush()?)
     }
 
     fn compact(&mut self) -> Res<&'static str> {
@@ -289,16 +303,14 @@ impl ShardedEngine {
 
 impl Engine for ShardedEngine {
     fn load_batches(&self, items: &[Item], batch: usize) -> Res<()> {
-        let mut b = silo_core::WriteBatch::new();
-        for chunk in items.chunks(batch) {
-            b.clear();
-            for (k, v) in chunk {
+        silo_batches(
+            items.chunks(batch),
+            |b, (k, v)| {
                 b.put(*k, v);
-            }
-            self.0.write(&b)?;
-        }
-        self.0.flush()?;
-        Ok(())
+            },
+            |b| Ok(self.0.write(b)?),
+        )?;
+        Ok(self.0.flush()?)
     }
 
     fn read_keys(&self, keys: &[u64]) -> Res<u64> {
@@ -319,16 +331,14 @@ impl Engine for ShardedEngine {
     }
 
     fn delete_batches(&self, keys: &[u64], batch: usize) -> Res<()> {
-        let mut b = silo_core::WriteBatch::new();
-        for chunk in keys.chunks(batch) {
-            b.clear();
-            for k in chunk {
+        silo_batches(
+            keys.chunks(batch),
+            |b, k| {
                 b.delete(*k);
-            }
-            self.0.write(&b)?;
-        }
-        self.0.flush()?;
-        Ok(())
+            },
+            |b| Ok(self.0.write(b)?),
+        )?;
+        Ok(self.0.flush()?)
     }
 
     fn compact(&mut self) -> Res<&'static str> {

@@ -18,18 +18,9 @@ use std::time::{Duration, Instant};
 use silo_core::{Options, Silo};
 use silo_engine::{CompactOptions, Engine, EngineOptions, SchedulerOptions};
 
+use silo_benches::{Rng, sequential_write};
+
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 fn store_opts() -> Options {
     let mut o = Options {
@@ -57,27 +48,9 @@ fn load_engine(db: &Engine, keys: &[u64], value: &[u8]) -> Res<()> {
     Ok(())
 }
 
-/// Writes `bytes` bytes to a new file in 8 MiB writes, then fdatasyncs; bytes/s.
-fn sequential_write(dir: &Path, bytes: usize) -> Res<f64> {
-    let path = dir.join("sequential");
-    let file = silo_io::SiloFile::create_new(&path)?;
-    let chunk = vec![0x5Au8; 8 << 20];
-    let t = Instant::now();
-    let mut at = 0;
-    while at < bytes {
-        let n = chunk.len().min(bytes - at);
-        file.write_all_at(&chunk[..n], at as u64)?;
-        at += n;
-    }
-    file.sync_data()?;
-    let rate = bytes as f64 / t.elapsed().as_secs_f64();
-    std::fs::remove_file(&path)?;
-    Ok(rate)
-}
-
 /// A random index below `len`.
 fn pick(rng: &mut Rng, len: usize) -> usize {
-    usize::try_from(rng.next() % len as u64).unwrap_or(0)
+    usize::try_from(rng.next_u64() % len as u64).unwrap_or(0)
 }
 
 fn rate(ops: usize, d: Duration) -> f64 {
@@ -333,7 +306,7 @@ fn main() -> Res<()> {
         .unwrap_or(2_000_000);
     let root = tempfile::tempdir()?;
     let mut rng = Rng(0xE4_617E);
-    let keys: Vec<u64> = (0..n).map(|_| rng.next()).collect();
+    let keys: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
     parallel_compaction(root.path(), &keys)?;
     prefetch(root.path(), &keys[..n / 2])?;
     mixed_workload(root.path(), &keys[..n / 2])?;

@@ -1,2 +1,41 @@
-//! Workspace benchmarks: `benches/compare.rs` measures silo against redb, fjall, sled and heed; `benches/core.rs` is silo-core's criterion bench.
+//! Workspace benchmarks: `benches/compare.rs` measures silo against redb,
+//! fjall, sled and heed; `benches/core.rs` is silo-core's criterion bench;
+//! `benches/compaction.rs` and `benches/engine.rs` measure compaction and
+//! the sharded engine against the machine. What they share lives here.
 #![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::time::Instant;
+
+/// A seeded xorshift generator: the benches' keys, the same every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Writes `bytes` bytes to a new file in `dir` in 8 MiB writes, then
+/// fdatasyncs; returns bytes per second: the machine's sequential write
+/// bandwidth, the reference compaction is measured against in the same run.
+pub fn sequential_write(dir: &Path, bytes: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    let path = dir.join("sequential");
+    let file = silo_io::SiloFile::create_new(&path)?;
+    let chunk = vec![0x5Au8; 8 << 20];
+    let t = Instant::now();
+    let mut at = 0;
+    while at < bytes {
+        let n = chunk.len().min(bytes - at);
+        file.write_all_at(&chunk[..n], at as u64)?;
+        at += n;
+    }
+    file.sync_data()?;
+    let rate = bytes as f64 / t.elapsed().as_secs_f64();
+    std::fs::remove_file(&path)?;
+    Ok(rate)
+}
