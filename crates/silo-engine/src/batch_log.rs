@@ -374,6 +374,20 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_log_of_a_later_version_or_cut_inside_its_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BATCH_LOG_NAME);
+        let future = FileHeader {
+            version: silo_format::FORMAT_VERSION + 1,
+            ..FileHeader::new(FileKind::BatchLog)
+        };
+        std::fs::write(&path, future.encode()).unwrap();
+        assert!(BatchLog::open(dir.path(), 1 << 20).is_err());
+        std::fs::write(&path, &future.encode()[..20]).unwrap();
+        assert!(BatchLog::open(dir.path(), 1 << 20).is_err());
+    }
+
+    #[test]
     fn a_frame_out_of_sequence_is_damage() {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();

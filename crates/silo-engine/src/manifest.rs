@@ -108,6 +108,21 @@ mod tests {
             std::fs::write(path(dir.path()), h.encode()).unwrap();
             assert!(matches!(read(dir.path()), Err(EngineError::Corrupt { .. })));
         }
+        // A later format version is a clear error, not a guess.
+        let future = FileHeader {
+            version: silo_format::FORMAT_VERSION + 1,
+            param_a: 8,
+            param_b: ROUTING_SCHEME,
+            ..FileHeader::new(FileKind::EngineManifest)
+        };
+        std::fs::write(path(dir.path()), future.encode()).unwrap();
+        assert!(matches!(
+            read(dir.path()),
+            Err(EngineError::Format {
+                source: silo_format::error::FormatError::UnsupportedVersion { .. },
+                ..
+            })
+        ));
         std::fs::write(path(dir.path()), b"short").unwrap();
         assert!(matches!(read(dir.path()), Err(EngineError::Format { .. })));
     }
