@@ -43,6 +43,10 @@ pub(crate) fn capacity_for(keys: u64) -> u64 {
         .next_multiple_of(silo_format::SLOTS_PER_BUCKET as u64)
 }
 
+/// How many keys ahead a batch of lookups prefetches home slots: far
+/// enough to cover a cache miss, near enough that the lines are still there.
+pub(crate) const PREFETCH_AHEAD: usize = 12;
+
 /// The home slot of `key`.
 fn home(key: u64, seed: u64, capacity: u64) -> u64 {
     silo_format::index_entry::home_bucket(hash_key(key, seed), capacity)
@@ -281,6 +285,29 @@ impl Index {
                     "index is full: no empty slot left",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Hints the CPU to load `key`'s home slot, so that a lookup of it a
+    /// little later does not wait for memory.
+    #[inline]
+    pub(crate) fn prefetch(&self, key: u64) {
+        let slot = home(key, self.seed, self.capacity);
+        if let Ok(offset) = usize::try_from(slot_offset(slot)) {
+            self.map.prefetch(offset);
+        }
+    }
+
+    /// [`Index::set`] for each `(key, offset)` in turn, with the home slots
+    /// of the keys a few places ahead prefetched: the slots are scattered
+    /// over the file, and this overlaps their cache misses.
+    pub(crate) fn set_many(&self, entries: &[(u64, u64)]) -> Result<()> {
+        for (i, (key, offset)) in entries.iter().enumerate() {
+            if let Some((ahead, _)) = entries.get(i + PREFETCH_AHEAD) {
+                self.prefetch(*ahead);
+            }
+            self.set(*key, *offset)?;
         }
         Ok(())
     }

@@ -4,9 +4,11 @@
 //! 2. prefetch their inputs (`WillNeed`) and compute their plans in
 //!    parallel on a pool of `compaction_threads`, each task reading only its
 //!    shard's immutable inputs and returning an owned plan;
-//! 3. apply and commit the plans sequentially, shard by shard; then the
-//!    cold rewrites due the same way: new files written in parallel,
-//!    published in shard order.
+//! 3. apply and commit the plans sequentially, shard by shard, each as
+//!    soon as its plan (and every earlier shard's) is ready, so that the
+//!    pool plans later shards while earlier ones apply; then the cold
+//!    rewrites due the same way: new files written on the pool, published
+//!    in shard order.
 //!
 //! One thread or one shard takes a sequential path with no pool. Readers
 //! and writers keep working on every shard throughout: a frozen shard's
@@ -54,8 +56,12 @@ pub struct EngineCompactionReport {
     pub shards: Vec<(usize, CompactionReport)>,
     /// Threads used.
     pub threads: usize,
-    /// Bytes written to data files, over every shard.
+    /// Bytes written to data files (hot records and cold rewrites), over
+    /// every shard.
     pub bytes_written: u64,
+    /// Bytes read (frozen log slots, stored records, records a cold
+    /// rewrite copied), over every shard.
+    pub bytes_read: u64,
     /// Operations folded, over every shard.
     pub ops_folded: u64,
     /// Bytes of input files the prefetch asked the kernel to read.
@@ -138,61 +144,53 @@ impl Engine {
                     .ok()
             })
             .flatten();
-        let plans: Vec<Result<CompactionPlan<'_>>> = match &pool {
-            Some(pool) => {
-                use rayon::prelude::*;
-                pool.install(|| staged.par_iter().map(|(i, st)| plan_of(st, *i)).collect())
-            }
-            // One thread, one shard, or no pool to be had: in turn.
-            None => staged.iter().map(|(i, st)| plan_of(st, *i)).collect(),
-        };
         let used = if pool.is_some() { used } else { 1 };
-        // 3. Apply and commit, sequentially, shard by shard.
-        let mut hot: Vec<(usize, Result<CompactionReport>)> = Vec::new();
-        for ((i, st), planned) in staged.iter().zip(plans) {
-            let applied = planned.and_then(|p| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.apply_hot(p)))
-                    .map_err(|_| panicked(*i))?
-                    .map_err(EngineError::shard(*i))
-            });
-            hot.push((*i, applied));
-        }
+        // 3. Apply and commit sequentially, shard by shard, each as soon as
+        //    its plan (and every earlier one) is ready: the pool goes on
+        //    planning later shards meanwhile.
+        let mut hot: Vec<(usize, Result<CompactionReport>)> = Vec::with_capacity(staged.len());
+        in_order(
+            pool.as_ref(),
+            &staged,
+            |(i, st)| plan_of(st, *i),
+            |(i, st), planned| {
+                let applied = planned.unwrap_or_else(|| Err(panicked(*i))).and_then(|p| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.apply_hot(p)))
+                        .map_err(|_| panicked(*i))?
+                        .map_err(EngineError::shard(*i))
+                });
+                hot.push((*i, applied));
+            },
+        );
         // The cold rewrites due (asked for, or dead space over the
-        // threshold) in the same three steps: each shard's new files are
-        // written in parallel (nothing reads them yet), then published in
-        // shard order.
-        let cold_due: Vec<bool> = staged
+        // threshold) in the same way: each shard's new files are written on
+        // the pool (nothing reads them yet) and published in shard order.
+        let due: Vec<(usize, &StagedCompaction<'_>, bool)> = staged
             .iter()
             .zip(&hot)
-            .map(|((_, st), (_, h))| h.is_ok() && st.cold_due())
+            .map(|((i, st), (_, h))| (*i, st, h.is_ok() && st.cold_due()))
             .collect();
-        let prepare = |(i, st): &(usize, StagedCompaction<'_>), due: bool| {
-            due.then(|| {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.prepare_cold()))
-                    .map_err(|_| panicked(*i))?
-                    .map_err(EngineError::shard(*i))
-            })
-        };
-        let rewrites: Vec<Option<Result<ColdRewrite>>> = match &pool {
-            Some(pool) => {
-                use rayon::prelude::*;
-                pool.install(|| {
-                    staged
-                        .par_iter()
-                        .zip(cold_due.par_iter())
-                        .map(|(s, due)| prepare(s, *due))
-                        .collect()
+        let mut rewrites: Vec<Option<Result<ColdRewrite>>> = Vec::with_capacity(due.len());
+        in_order(
+            pool.as_ref(),
+            &due,
+            |(i, st, due)| {
+                due.then(|| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.prepare_cold()))
+                        .map_err(|_| panicked(*i))?
+                        .map_err(EngineError::shard(*i))
                 })
-            }
-            None => staged
-                .iter()
-                .zip(&cold_due)
-                .map(|(s, due)| prepare(s, *due))
-                .collect(),
-        };
+            },
+            |(i, _, due), prepared| {
+                rewrites.push(prepared.unwrap_or_else(|| due.then(|| Err(panicked(*i)))));
+            },
+        );
+        drop(due);
         for (((i, st), (_, applied)), rewrite) in staged.iter().zip(hot).zip(rewrites) {
             let result = match (applied, rewrite) {
                 (Ok(mut report), Some(rewrite)) => rewrite.and_then(|rw| {
+                    report.bytes_read += rw.bytes_read();
+                    report.bytes_written += rw.bytes_written();
                     report.reclaimed_bytes = st.finish_cold(rw).map_err(EngineError::shard(*i))?;
                     report.cold = true;
                     Ok(report)
@@ -230,6 +228,7 @@ impl Engine {
             match result {
                 Ok(r) => {
                     report.bytes_written += r.bytes_written;
+                    report.bytes_read += r.bytes_read;
                     report.ops_folded += r.ops_folded;
                     report.shards.push((i, r));
                 }
@@ -264,5 +263,134 @@ fn plan_of<'s>(st: &'s StagedCompaction<'_>, shard: usize) -> Result<CompactionP
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.plan())) {
         Ok(r) => r.map_err(EngineError::shard(shard)),
         Err(_) => Err(panicked(shard)),
+    }
+}
+
+/// Runs `work` over `items` on `pool` and hands each result to `consume` on
+/// the calling thread, in the items' order, as soon as it and every earlier
+/// one are ready: `consume` of item 0 overlaps `work` on the later items.
+/// `None` in `consume`: that item's `work` panicked. Without a pool, each
+/// item is worked and consumed in turn on the calling thread.
+fn in_order<'a, T: Sync, R: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    items: &'a [T],
+    work: impl Fn(&'a T) -> R + Sync,
+    mut consume: impl FnMut(&'a T, Option<R>),
+) {
+    let Some(pool) = pool else {
+        for item in items {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)));
+            consume(item, r.ok());
+        }
+        return;
+    };
+    let (tx, rx) = crossbeam::channel::unbounded::<(usize, Option<R>)>();
+    let work = &work;
+    pool.in_place_scope(|scope| {
+        for (pos, item) in items.iter().enumerate() {
+            let tx = tx.clone();
+            scope.spawn(move |_| {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)));
+                // The receiver lives until every item is consumed.
+                let _ = tx.send((pos, r.ok()));
+            });
+        }
+        drop(tx);
+        let mut ready: Vec<Option<Option<R>>> = items.iter().map(|_| None).collect();
+        for (pos, item) in items.iter().enumerate() {
+            while ready[pos].is_none() {
+                match rx.recv() {
+                    Ok((at, r)) => ready[at] = Some(r),
+                    // Every sender is gone: no result will come for `pos`.
+                    Err(_) => break,
+                }
+            }
+            consume(item, ready[pos].take().flatten());
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::in_order;
+
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a pool")
+    }
+
+    #[test]
+    fn results_are_consumed_in_item_order_with_or_without_a_pool() {
+        let items: Vec<u32> = (0..40).collect();
+        for pool in [None, Some(pool(2)), Some(pool(3))] {
+            let mut seen = Vec::new();
+            in_order(pool.as_ref(), &items, |x| x * 10, |x, r| seen.push((*x, r)));
+            let want: Vec<(u32, Option<u32>)> = items.iter().map(|x| (*x, Some(x * 10))).collect();
+            assert_eq!(seen, want);
+        }
+    }
+
+    #[test]
+    fn a_panicking_item_gives_none_and_the_others_still_come() {
+        let items: Vec<u32> = (0..8).collect();
+        for pool in [None, Some(pool(2))] {
+            let mut seen = Vec::new();
+            in_order(
+                pool.as_ref(),
+                &items,
+                |x| {
+                    assert_ne!(*x, 3, "item 3 panics");
+                    *x
+                },
+                |x, r| seen.push((*x, r)),
+            );
+            let want: Vec<(u32, Option<u32>)> = items
+                .iter()
+                .map(|x| (*x, (*x != 3).then_some(*x)))
+                .collect();
+            assert_eq!(seen, want);
+        }
+    }
+
+    #[test]
+    fn the_first_item_is_consumed_while_the_last_is_still_worked() {
+        // The last item's work waits for the first item's consume: if every
+        // result were gathered before any was consumed, it would wait in
+        // vain (the watchdog's timeout, not a deadlock).
+        let (tx, rx) = crossbeam::channel::bounded::<()>(1);
+        let rx = Mutex::new(rx);
+        let items: Vec<u32> = (0..4).collect();
+        let mut consumed = Vec::new();
+        in_order(
+            Some(&pool(2)),
+            &items,
+            |x| {
+                if *x == 3 {
+                    let rx = rx.lock().expect("unpoisoned");
+                    return rx.recv_timeout(Duration::from_secs(30)).is_ok();
+                }
+                true
+            },
+            |x, r| {
+                if *x == 0 {
+                    tx.send(()).expect("the last item listens");
+                }
+                consumed.push((*x, r));
+            },
+        );
+        assert_eq!(
+            consumed,
+            vec![
+                (0, Some(true)),
+                (1, Some(true)),
+                (2, Some(true)),
+                (3, Some(true))
+            ]
+        );
     }
 }

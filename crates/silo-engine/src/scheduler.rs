@@ -65,6 +65,8 @@ pub struct SchedulerStats {
     pub compactions: u64,
     /// Bytes those compactions wrote to data files.
     pub bytes_written: u64,
+    /// Bytes those compactions read (log slots, records).
+    pub bytes_read: u64,
     /// Shards found in an emergency (counted once per pass).
     pub emergencies: u64,
     /// Time the budget asked the scheduler to wait after its compactions.
@@ -264,6 +266,7 @@ fn pass(
                 Ok(Ok(report)) => {
                     st.compactions += 1;
                     st.bytes_written += report.bytes_written;
+                    st.bytes_read += report.bytes_read;
                     // Its emergency is over; one that failed keeps slowing
                     // its writers until a later pass succeeds.
                     shards[i].throttle_us.store(0, Ordering::Relaxed);

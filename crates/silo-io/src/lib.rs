@@ -16,6 +16,7 @@
 //! | [`coalesce`] | [`CoalescedWrites`]: sort, merge and `pwritev` buffered writes |
 //! | [`advice`] | [`MapAdvice`], [`FileAdvice`]: madvise / fadvise hints |
 //! | [`faults`] | page-fault counting and prefetch hit rates |
+//! | [`hint`] | CPU cache prefetch hints |
 //! | [`fault`] | the fault-injection seam (public API under the `fault-injection` feature) |
 //!
 //! ```
@@ -41,6 +42,7 @@ pub mod error;
 pub mod fault;
 pub mod faults;
 pub mod file;
+pub mod hint;
 pub mod lock;
 pub mod map;
 pub mod mlog;

@@ -489,6 +489,28 @@ impl AtomicMap {
         Ok(unsafe { AtomicU64::from_ptr(ptr.cast::<u64>()) })
     }
 
+    /// Hints the CPU to load the cache line at byte `offset` (see
+    /// [`crate::hint`]); nothing happens past the end.
+    ///
+    /// ```
+    /// use silo_io::{AtomicMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("f"))?;
+    /// file.set_len(4096)?;
+    /// let map = AtomicMap::new(&file)?;
+    /// map.prefetch(1024);
+    /// map.prefetch(1 << 30);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    #[inline]
+    pub fn prefetch(&self, offset: usize) {
+        if let Some(map) = &self.map
+            && offset < map.len()
+        {
+            crate::hint::prefetch(map.as_ptr().wrapping_add(offset));
+        }
+    }
+
     /// Loads the little-endian `u64` stored at `offset`.
     ///
     /// ```

@@ -20,6 +20,9 @@ use crate::store::{Core, Tables};
 /// Appended records are written as they fill a buffer of this size.
 const APPEND_CHUNK: usize = 8 << 20;
 
+/// How many writes ahead the encoding loop prefetches values.
+const VALUE_PREFETCH_AHEAD: usize = 8;
+
 /// What applying a plan did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Applied {
@@ -93,7 +96,12 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     let (mut live_delta, mut dead_delta) = (0i64, 0i64);
     let (mut in_place, mut appended) = (0u64, 0u64);
     let data_path = tables.data.path();
-    for w in &plan.writes {
+    for (i, w) in plan.writes.iter().enumerate() {
+        // The values lie scattered over the frozen slot (the writes are in
+        // key order): ask for the ones a few writes ahead.
+        if let Some(ahead) = plan.writes.get(i + VALUE_PREFETCH_AHEAD) {
+            silo_io::hint::prefetch_slice(&ahead.value, 2);
+        }
         let (offset, alloc, target) = match w.place {
             Place::InPlace { offset, alloc } => (offset, alloc, &mut rewrites),
             Place::Append { alloc } => {
@@ -164,9 +172,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     silo.store_manifest(manifest)?;
 
     // 7. Index, then sync.
-    for (key, offset) in &new_locs {
-        tables.index.set(*key, *offset)?;
-    }
+    tables.index.set_many(&new_locs)?;
     for d in &plan.deletes {
         tables.index.remove(d.key)?;
         applied.deleted += 1;
@@ -187,10 +193,33 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
         (silo.pending.visible() <= plan.through_seq).then(|| silo.pending.take_all())
     };
     match everything {
-        Some(taken) => drop(taken),
+        Some(taken) => free_elsewhere(taken),
         None => silo.pending.forget_many(&plan.touched, plan.through_seq),
     }
     Ok(applied)
+}
+
+/// Tables of at least this many pending keys are freed on a thread of
+/// their own.
+const FREE_ELSEWHERE_KEYS: usize = 1 << 16;
+
+/// Frees the emptied pending view's tables. A large one (a million keys
+/// takes tens of milliseconds: one free per key's operations) goes to a
+/// short-lived thread, so that the compaction returns without waiting for
+/// it; nothing else refers to them any more. If no thread can be started,
+/// it is freed here.
+fn free_elsewhere<T: Send + 'static>(
+    tables: Vec<std::collections::HashMap<u64, T, impl Send + 'static>>,
+) {
+    let keys: usize = tables.iter().map(std::collections::HashMap::len).sum();
+    if keys < FREE_ELSEWHERE_KEYS {
+        drop(tables);
+        return;
+    }
+    // On failure `spawn` drops the closure, and with it the tables, here.
+    let _ = std::thread::Builder::new()
+        .name("silo-free".to_owned())
+        .spawn(move || drop(tables));
 }
 
 fn add(counter: &std::sync::atomic::AtomicU64, delta: i64) {

@@ -5,24 +5,30 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use silo_format::{alloc_for, encode_record, record_size};
+use silo_format::{RECORD_HEADER_LEN, alloc_for, encode_record, record_size};
 use silo_io::coalesce::CoalescedWrites;
 use silo_io::durable::{remove_file, sync_dir};
 
 use crate::READ_LIMIT;
+use crate::compaction::CompactionReport;
 use crate::compaction::apply::publish;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
-use crate::index::{Index, capacity_for};
+use crate::index::{Index, PREFETCH_AHEAD, capacity_for};
 use crate::store::{Core, GateWrite, Tables};
 
 /// Bytes buffered before they are written out.
 const WRITE_CHUNK: usize = 32 << 20;
 
-/// Runs a cold compaction; returns the bytes of data file it reclaimed.
-pub(crate) fn run(silo: &Core, gate: &GateWrite<'_>) -> Result<u64> {
+/// Runs a cold compaction and adds what it did to `report`.
+pub(crate) fn run(silo: &Core, gate: &GateWrite<'_>, report: &mut CompactionReport) -> Result<()> {
     let rewrite = prepare(silo, gate)?;
-    finish(silo, gate, rewrite)
+    let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
+    report.reclaimed_bytes = finish(silo, gate, rewrite)?;
+    report.bytes_read += read;
+    report.bytes_written += written;
+    report.cold = true;
+    Ok(())
 }
 
 /// A rewritten data file and index, synced but not yet published.
@@ -30,6 +36,10 @@ pub(crate) struct Rewrite {
     next: Tables,
     live_bytes: u64,
     old_end: u64,
+    /// Bytes of old records read.
+    pub(crate) bytes_read: u64,
+    /// Bytes written to the new data file.
+    pub(crate) bytes_written: u64,
 }
 
 impl Rewrite {
@@ -55,37 +65,67 @@ pub(crate) fn prepare(silo: &Core, _gate: &GateWrite<'_>) -> Result<Rewrite> {
     let live: Vec<(u64, u64)> = tables.index.live_entries().collect::<Result<_>>()?;
     let view = tables.data.view();
     let slack = silo.opts.value_slack_percent;
+    // Each record is read and checked once: the first pass keeps its
+    // sequence number, alloc and length (16 bytes a key), the second
+    // encodes its value from the same map without checking it again.
     let mut total = 0u64;
-    let mut allocs = Vec::with_capacity(live.len());
-    for (key, offset) in &live {
+    let mut read = 0u64;
+    let mut records = Vec::with_capacity(live.len());
+    for (i, (key, offset)) in live.iter().enumerate() {
+        // The live records are read in index order, scattered over the old
+        // file: ask for the ones a few keys ahead.
+        if let Some(ahead) = live
+            .get(i + PREFETCH_AHEAD)
+            .and_then(|(_, o)| usize::try_from(*o).ok())
+            .and_then(|o| view.as_slice().get(o..))
+        {
+            silo_io::hint::prefetch_slice(ahead, 2);
+        }
         let record = tables.data.record(&view, *offset, *key, READ_LIMIT)?;
         let alloc = alloc_for(record.value.len(), slack)
             .map_err(|e| Error::format(tables.data.path(), e))?;
         total += record_size(alloc) as u64;
-        allocs.push(alloc);
+        read += record.size() as u64;
+        let len = u32::try_from(record.value.len()).unwrap_or(u32::MAX);
+        records.push((record.seq, alloc, len));
     }
     let data = DataFile::create(&silo.dir, tables.data.id + 1, total)?;
     let mut cursor = data.reserve(total)?;
-    let mut writes = CoalescedWrites::new();
-    let mut buffered = 0usize;
-    let mut entries = Vec::with_capacity(live.len());
-    let mut buf = Vec::new();
-    for ((key, offset), alloc) in live.iter().zip(allocs) {
-        let record = tables.data.record(&view, *offset, *key, READ_LIMIT)?;
-        buf.clear();
-        buf.resize(record_size(alloc), 0);
-        encode_record(&mut buf, *key, record.seq, record.value, alloc)
+    let chunk = usize::try_from(total)
+        .unwrap_or(WRITE_CHUNK)
+        .min(WRITE_CHUNK);
+    let mut writes = CoalescedWrites::with_capacity(chunk / 64, chunk + 4096);
+    let mut entries = Vec::with_capacity(records.len());
+    let mut written = 0u64;
+    for (i, ((key, offset), (seq, alloc, len))) in live.iter().zip(&records).enumerate() {
+        if let Some(ahead) = live
+            .get(i + PREFETCH_AHEAD)
+            .and_then(|(_, o)| usize::try_from(*o).ok())
+            .and_then(|o| view.as_slice().get(o..))
+        {
+            silo_io::hint::prefetch_slice(ahead, 2);
+        }
+        let value = usize::try_from(*offset)
+            .ok()
+            .and_then(|o| o.checked_add(RECORD_HEADER_LEN))
+            .and_then(|o| view.as_slice().get(o..o + *len as usize))
+            .ok_or_else(|| {
+                Error::corrupt(tables.data.path(), *offset, "record moved while rewritten")
+            })?;
+        let size = record_size(*alloc);
+        writes
+            .push_with(cursor, size, |buf| {
+                encode_record(buf, *key, *seq, value, *alloc)
+            })
             .map_err(|e| Error::format(data.path(), e))?;
-        writes.push(cursor, &buf);
         entries.push((*key, cursor));
-        cursor += buf.len() as u64;
-        buffered += buf.len();
-        if buffered >= WRITE_CHUNK {
-            data.write(&mut writes)?;
-            buffered = 0;
+        cursor += size as u64;
+        if writes.buffered_bytes() >= WRITE_CHUNK {
+            written += data.write(&mut writes)?.bytes;
         }
     }
-    data.write(&mut writes)?;
+    drop(records);
+    written += data.write(&mut writes)?.bytes;
     data.sync_and_publish()?;
     let index = Index::create(
         &silo.dir,
@@ -101,6 +141,8 @@ pub(crate) fn prepare(silo: &Core, _gate: &GateWrite<'_>) -> Result<Rewrite> {
         },
         live_bytes: total,
         old_end,
+        bytes_read: read,
+        bytes_written: written,
     })
 }
 

@@ -40,8 +40,13 @@ pub struct CompactionReport {
     pub appended: u64,
     /// Keys removed from the index.
     pub deleted: u64,
-    /// Bytes written to the data file.
+    /// Bytes written to data files: the hot part's records and tombstones,
+    /// and a cold rewrite's whole new data file.
     pub bytes_written: u64,
+    /// Bytes read: the frozen log slot's frames, the stored records the
+    /// plan read (to fold merges into or to place a write), and the live
+    /// records a cold rewrite copied.
+    pub bytes_read: u64,
     /// Write system calls those bytes took.
     pub write_syscalls: u64,
     /// Log bytes retired.
@@ -80,8 +85,7 @@ impl Core {
         let gate = self.gate.write();
         let start = Instant::now();
         let mut report = self.hot_locked(&gate)?;
-        report.reclaimed_bytes = cold::run(self, &gate).map_err(|e| self.poison(e))?;
-        report.cold = true;
+        cold::run(self, &gate, &mut report).map_err(|e| self.poison(e))?;
         report.duration = start.elapsed();
         Ok(report)
     }
@@ -107,8 +111,7 @@ impl Core {
         let start = Instant::now();
         let mut report = self.hot_locked(gate)?;
         if policy::wants_cold(&self.policy_input(), &self.opts.thresholds) {
-            report.reclaimed_bytes = cold::run(self, gate).map_err(|e| self.poison(e))?;
-            report.cold = true;
+            cold::run(self, gate, &mut report).map_err(|e| self.poison(e))?;
         }
         report.duration = start.elapsed();
         Ok(report)
@@ -221,6 +224,7 @@ impl Core {
         // Apply, then retire the slot.
         let applied = apply::apply(self, &plan, frozen.generation).map_err(|e| self.poison(e))?;
         let (ops_folded, superseded) = (plan.ops, !plan.refused.is_empty());
+        let bytes_read = plan.bytes_read;
         drop(plan);
         // The refused keys' operands vanish with the frozen slot; the newer
         // puts and deletes that supersede them must be durable first.
@@ -259,6 +263,7 @@ impl Core {
             bytes_written: applied.bytes_written,
             write_syscalls: applied.write_syscalls,
             log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
+            bytes_read,
             cold: false,
             reclaimed_bytes: 0,
             duration: start.elapsed(),

@@ -9,6 +9,7 @@ use silo_format::{Tag, alloc_for, record_size};
 
 use crate::READ_LIMIT;
 use crate::error::{Error, Result};
+use crate::index::PREFETCH_AHEAD;
 use crate::log::replay::{LoggedOp, replay};
 use crate::store::{Core, Tables};
 
@@ -66,6 +67,8 @@ pub(crate) struct Plan<'a> {
     pub(crate) refused: Vec<(u64, Error)>,
     /// The highest tag of the slot's tagged batches (0: none).
     pub(crate) max_tag: u64,
+    /// Bytes read: the slot's body and the stored records looked at.
+    pub(crate) bytes_read: u64,
 }
 
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
@@ -89,11 +92,19 @@ pub(crate) fn compute<'a>(
         through_seq,
         ops: ops.len() as u64,
         max_tag: end.max_tag,
+        bytes_read: body.len() as u64,
         ..Plan::default()
     };
     let view = tables.data.view();
+    let mut at = 0;
     for group in ops.chunk_by(|a, b| a.key == b.key) {
         let key = group[0].key;
+        // Index slots are scattered: ask for the one of a key a few
+        // groups ahead (at most a few operations off) while this one runs.
+        if let Some(ahead) = ops.get(at + PREFETCH_AHEAD) {
+            tables.index.prefetch(ahead.key);
+        }
+        at += group.len();
         plan.touched.push(key);
         // Every key is folded, even one that a newer put or delete in the
         // active slot supersedes: retiring the frozen slot must not depend
@@ -104,6 +115,7 @@ pub(crate) fn compute<'a>(
             Some(offset) => Some((offset, tables.data.record(&view, offset, key, READ_LIMIT)?)),
             None => None,
         };
+        plan.bytes_read += stored.map_or(0, |(_, r)| r.size() as u64);
         // Operations at or below the record's sequence number are already in it.
         let floor = stored.map_or(0, |(_, r)| r.seq);
         let live: Vec<&LoggedOp<'_>> = group.iter().filter(|op| op.seq > floor).collect();

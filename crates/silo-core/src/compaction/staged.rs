@@ -131,6 +131,8 @@ impl StagedCompaction<'_> {
         let mut report = self.apply_hot(plan)?;
         if self.cold_due() {
             let rewrite = self.prepare_cold()?;
+            report.bytes_read += rewrite.bytes_read();
+            report.bytes_written += rewrite.bytes_written();
             report.reclaimed_bytes = self.finish_cold(rewrite)?;
             report.cold = true;
         }
@@ -213,6 +215,18 @@ impl StagedCompaction<'_> {
 /// them (what a crash leaves, the next open removes).
 pub struct ColdRewrite {
     rewrite: Option<cold::Rewrite>,
+}
+
+impl ColdRewrite {
+    /// Bytes of live records the rewrite read from the old data file.
+    pub fn bytes_read(&self) -> u64 {
+        self.rewrite.as_ref().map_or(0, |r| r.bytes_read)
+    }
+
+    /// Bytes the rewrite wrote to the new data file.
+    pub fn bytes_written(&self) -> u64 {
+        self.rewrite.as_ref().map_or(0, |r| r.bytes_written)
+    }
 }
 
 impl Drop for ColdRewrite {

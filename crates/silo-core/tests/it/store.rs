@@ -488,6 +488,7 @@ fn a_compaction_writes_in_few_calls_and_accounts_for_every_byte() {
     assert_eq!((end1 - end0) % 200, 0, "equal values take equal records");
     assert_eq!((r.appended, r.in_place, r.deleted), (200, 0, 0));
     assert_eq!(r.bytes_written, end1 - end0);
+    assert_eq!(r.bytes_read, r.log_bytes_retired, "only the slot is read");
     assert_eq!(r.write_syscalls, 1, "contiguous appends are one write");
     assert_eq!(
         (s.stats().live_bytes, s.stats().dead_bytes),
@@ -500,6 +501,11 @@ fn a_compaction_writes_in_few_calls_and_accounts_for_every_byte() {
     let r = s.compact().expect("compact");
     assert_eq!((r.appended, r.in_place, r.deleted), (0, 200, 0));
     assert_eq!(r.bytes_written, 200 * size);
+    assert_eq!(
+        r.bytes_read,
+        r.log_bytes_retired + 200 * size,
+        "the slot and each stored record"
+    );
     assert_eq!(r.write_syscalls, 1, "neighbouring rewrites are one write");
     assert_eq!(s.stats().data_end, end1);
     assert!(!journal.exists(), "the journal outlived its compaction");
@@ -546,6 +552,14 @@ fn a_compaction_writes_in_few_calls_and_accounts_for_every_byte() {
         };
         assert_eq!(s.get(k).expect("get"), want, "key {k}");
     }
+
+    // A cold rewrite reads each live record once and writes the new file.
+    let live = s.stats().live_bytes;
+    let r = s.compact_cold().expect("cold");
+    assert!(r.cold);
+    assert_eq!(r.bytes_read, live, "every live record, once");
+    assert_eq!(r.bytes_written, s.stats().data_end - end0);
+    assert_eq!(r.bytes_written, s.stats().live_bytes);
 }
 
 /// The index is rehashed into a bigger file more than once, each with a

@@ -298,6 +298,11 @@ fn parallel_and_sequential_compaction_give_the_same_reads() {
         .unwrap();
     assert_eq!(cold.shards.len(), 8);
     assert!(cold.shards.iter().all(|(_, r)| r.cold));
+    // A cold rewrite's bytes are counted: each shard wrote its whole new
+    // data file (its live bytes) and read every live record.
+    let live: u64 = two.stats().shards.iter().map(|s| s.live_bytes).sum();
+    assert_eq!(cold.bytes_written, live);
+    assert!(cold.bytes_read >= live);
     let unfetched = one
         .compact_with(CompactOptions {
             cold: true,
