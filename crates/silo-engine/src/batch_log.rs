@@ -115,16 +115,12 @@ impl BatchLog {
     /// to where it was (a failure to do even that is returned too; the next
     /// open cuts a torn frame anyway).
     pub(crate) fn append(&mut self, number: u64, ops: &[BatchOp<'_>]) -> Result<()> {
-        let payload_len: usize = ops.iter().map(|op| OP_HEADER_LEN + payload(op).len()).sum();
+        let payload_len: usize = ops.iter().map(|op| OP_HEADER_LEN + parts(op).1.len()).sum();
         let mut payload_bytes = std::mem::take(&mut self.scratch);
         payload_bytes.clear();
         payload_bytes.reserve(payload_len);
         for op in ops {
-            let (tag, body) = match op {
-                BatchOp::Put { value, .. } => (Tag::Put, *value),
-                BatchOp::Delete { .. } => (Tag::Delete, &[][..]),
-                BatchOp::Merge { operand, .. } => (Tag::Merge, *operand),
-            };
+            let (tag, body) = parts(op);
             payload_bytes.push(tag as u8);
             payload_bytes.extend_from_slice(&op.key().to_le_bytes());
             let len = u32::try_from(body.len()).map_err(|_| oversized(body.len()))?;
@@ -170,11 +166,12 @@ impl BatchLog {
     }
 }
 
-fn payload<'a>(op: &BatchOp<'a>) -> &'a [u8] {
+/// An operation's tag and body (the value, the operand, or nothing).
+fn parts<'a>(op: &BatchOp<'a>) -> (Tag, &'a [u8]) {
     match *op {
-        BatchOp::Put { value, .. } => value,
-        BatchOp::Delete { .. } => &[],
-        BatchOp::Merge { operand, .. } => operand,
+        BatchOp::Put { value, .. } => (Tag::Put, value),
+        BatchOp::Delete { .. } => (Tag::Delete, &[]),
+        BatchOp::Merge { operand, .. } => (Tag::Merge, operand),
     }
 }
 
@@ -371,6 +368,68 @@ mod tests {
             }
             other => panic!("expected Corrupt, got {other:?}"),
         }
+    }
+
+    /// Damage to a synced batch is told from a torn last one by a whole
+    /// batch after it, numbered from the log's base (not from 0).
+    #[test]
+    fn damage_followed_by_a_whole_batch_is_an_error_at_any_base_and_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BATCH_LOG_NAME);
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        log.reset(5).unwrap();
+        for (n, seed) in [(5, 1), (6, 2), (7, 3), (8, 4)] {
+            append(&mut log, n, seed);
+        }
+        drop(log);
+        let whole = std::fs::read(&path).unwrap();
+        let frame = (whole.len() - HEADER_LEN) / 4;
+        for damaged_batch in 0..3 {
+            let mut damaged = whole.clone();
+            damaged[HEADER_LEN + damaged_batch * frame + 20] ^= 0x40;
+            std::fs::write(&path, &damaged).unwrap();
+            match BatchLog::open(dir.path(), 1 << 20) {
+                Err(EngineError::Corrupt { offset, .. }) => {
+                    assert_eq!(offset, (HEADER_LEN + damaged_batch * frame) as u64);
+                }
+                other => panic!("batch {damaged_batch} damaged: expected Corrupt, got {other:?}"),
+            }
+        }
+        // The last batch damaged is a torn tail: cut, the others kept.
+        let mut torn = whole;
+        torn[HEADER_LEN + 3 * frame + 20] ^= 0x40;
+        std::fs::write(&path, &torn).unwrap();
+        let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((numbers(&found), log.base()), (vec![5, 6, 7], 5));
+    }
+
+    /// A torn last batch whose own bytes look like the start of a later
+    /// batch (the tag, then a number below, just above, or far above the
+    /// next one) is still a tear: only a frame that decodes whole counts.
+    #[test]
+    fn a_torn_last_batch_holding_frame_lookalikes_is_still_a_tear() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BATCH_LOG_NAME);
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        log.reset(5).unwrap();
+        append(&mut log, 5, 1);
+        append(&mut log, 6, 2);
+        let before = std::fs::metadata(&path).unwrap().len() as usize;
+        let mut value = Vec::new();
+        for number in [3u64, 7, 8, 9, u64::MAX] {
+            value.push(Tag::BatchBegin as u8);
+            value.extend_from_slice(&number.to_le_bytes());
+            value.extend_from_slice(&[0; 16]);
+        }
+        log.append(7, &[BatchOp::Put { key: 1, value: &value }])
+            .unwrap();
+        drop(log);
+        let mut torn = std::fs::read(&path).unwrap();
+        torn[before + 20] ^= 0x40;
+        std::fs::write(&path, &torn).unwrap();
+        let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((numbers(&found), log.base()), (vec![5, 6], 5));
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, before);
     }
 
     #[test]
