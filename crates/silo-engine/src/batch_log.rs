@@ -414,22 +414,28 @@ mod tests {
         log.reset(5).unwrap();
         append(&mut log, 5, 1);
         append(&mut log, 6, 2);
-        let before = std::fs::metadata(&path).unwrap().len() as usize;
+        let before = std::fs::read(&path).unwrap().len();
         let mut value = Vec::new();
         for number in [3u64, 7, 8, 9, u64::MAX] {
             value.push(Tag::BatchBegin as u8);
             value.extend_from_slice(&number.to_le_bytes());
             value.extend_from_slice(&[0; 16]);
         }
-        log.append(7, &[BatchOp::Put { key: 1, value: &value }])
-            .unwrap();
+        log.append(
+            7,
+            &[BatchOp::Put {
+                key: 1,
+                value: &value,
+            }],
+        )
+        .unwrap();
         drop(log);
         let mut torn = std::fs::read(&path).unwrap();
         torn[before + 20] ^= 0x40;
         std::fs::write(&path, &torn).unwrap();
         let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
         assert_eq!((numbers(&found), log.base()), (vec![5, 6], 5));
-        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, before);
+        assert_eq!(std::fs::read(&path).unwrap().len(), before);
     }
 
     #[test]

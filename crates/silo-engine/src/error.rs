@@ -75,6 +75,50 @@ pub enum EngineError {
         /// The first failure.
         cause: String,
     },
+    /// An argument is out of range (a bitmap value of 2^48 or more, an
+    /// empty field name); nothing was written.
+    #[error("invalid argument {name}: {reason}")]
+    InvalidArgument {
+        /// The argument.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A field name that is not registered (as the kind asked for).
+    #[error("unknown field `{name}` ({kind})")]
+    UnknownField {
+        /// The name.
+        name: String,
+        /// The kind of field looked for.
+        kind: &'static str,
+    },
+    /// A field id that this store did not give out, or gave out for
+    /// another kind of field.
+    #[error("field id {id} is not a registered {kind} field of this store")]
+    InvalidField {
+        /// The id.
+        id: u16,
+        /// The kind of field expected.
+        kind: &'static str,
+    },
+    /// Every user field id is taken.
+    #[error("the field registry is full ({max} fields)")]
+    TooManyFields {
+        /// How many fields a store can have.
+        max: usize,
+    },
+    /// A stored value (a bitmap, a document, a registry entry) did not
+    /// decode: damage the stores' checksums did not see, or bytes written
+    /// by something other than this layer.
+    #[error("the value of key {key:#018x} ({what}) does not decode: {reason}")]
+    Value {
+        /// What the key should hold.
+        what: &'static str,
+        /// The key.
+        key: u64,
+        /// What the decoder found.
+        reason: String,
+    },
     /// A checkpoint destination exists and is not empty.
     #[error("{0} exists and is not empty; checkpoints are written to a new directory")]
     DestinationExists(PathBuf),

@@ -27,27 +27,38 @@
 //! | `tuning.rs` | [`TuningProfile`]: default shard and thread counts from the machine |
 //! | `snapshot.rs` | [`EngineSnapshot`]: one point in time across every shard |
 //! | `options.rs`, `stats.rs`, `error.rs` | [`EngineOptions`], [`EngineStats`], [`EngineError`] |
+//! | [`keyspace`] | how the layers share the engine's keys: registry, user fields, system bitmaps, documents |
+//! | `registry.rs` | the field registry: names to [`FieldId`]s, per [`FieldKind`], kept in the engine |
+//! | `operator.rs` | [`LayerOperator`]: folds bitmap operands and partial documents |
+//! | `bitmap/` | [`BitmapStore`]: bitmaps with single-bit operations, [`BitmapBatch`], bulk builds ([`BulkBitmaps`]) |
 //!
-//! The bitmap, document and index layers are not built yet (see
+//! The document and index layers are not built yet (see
 //! docs/ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
 mod batch_log;
+mod bitmap;
 mod compaction;
 mod engine;
 mod error;
+pub mod keyspace;
 mod manifest;
+mod operator;
 mod options;
+mod registry;
 mod route;
 mod scheduler;
 mod snapshot;
 mod stats;
 mod tuning;
 
+pub use bitmap::{BitmapBatch, BitmapStore, BulkBitmaps, BulkPart, BulkReport};
 pub use compaction::{CompactOptions, EngineCompactionReport};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
+pub use operator::LayerOperator;
 pub use options::EngineOptions;
+pub use registry::{FieldId, FieldKind, MAX_FIELD_NAME};
 pub use route::{MAX_SHARDS, ROUTING_SCHEME, shard_of};
 pub use scheduler::{Background, SchedulerOptions, SchedulerStats};
 pub use snapshot::EngineSnapshot;

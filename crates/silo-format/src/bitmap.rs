@@ -3,7 +3,8 @@
 //!
 //! A bitmap is stored under a `u64` key packing a field id (top 16 bits)
 //! and a value (low 48 bits). Changes are logged as bit ops, 5 bytes each,
-//! `op u8 (1 = set, 2 = clear) | doc id u32`, many to a frame payload. The
+//! `op u8 (1 = set, 2 = clear) | doc id u32`, many to a frame payload, or
+//! as one union operand, `3 | bitmap`, that sets a whole bitmap's bits. The
 //! folded bitmap is stored in roaring's portable serialization, validated
 //! before it is handed to the roaring deserializer.
 
@@ -27,6 +28,10 @@ pub const BIT_OP_LEN: usize = BIT_OP_DOC_OFFSET + 4;
 pub const BIT_OP_SET: u8 = 1;
 /// Op byte of [`BitOp::Clear`].
 pub const BIT_OP_CLEAR: u8 = 2;
+/// First byte of a union operand: the rest of the operand is a bitmap in
+/// roaring's portable format whose bits are all set (see
+/// [`encode_union_operand`]). Never the code of a bit op.
+pub const BIT_OP_UNION: u8 = 3;
 
 /// The key of the bitmap for `(field, value)`: `field << 48 | value`.
 ///
@@ -165,6 +170,28 @@ pub fn apply_bit_ops(bitmap: &mut RoaringBitmap, bytes: &[u8]) -> Result<(), For
         };
     }
     Ok(())
+}
+
+/// Appends a union operand for `bitmap` to `out`: [`BIT_OP_UNION`], then
+/// the bitmap in roaring's portable serialization. Folded, it sets every bit
+/// of `bitmap` (one operand for a whole bitmap's worth of sets).
+pub fn encode_union_operand(bitmap: &RoaringBitmap, out: &mut Vec<u8>) {
+    out.push(BIT_OP_UNION);
+    serialize_bitmap(bitmap, out);
+}
+
+/// Folds one bitmap merge operand into `bitmap`: a union operand (first
+/// byte [`BIT_OP_UNION`]) ORs its bitmap in; any other operand is a payload
+/// of bit ops, applied in order. The operand is validated whole first: on
+/// error `bitmap` is unchanged.
+pub fn apply_bitmap_operand(bitmap: &mut RoaringBitmap, operand: &[u8]) -> Result<(), FormatError> {
+    match operand.split_first() {
+        Some((&BIT_OP_UNION, body)) => {
+            *bitmap |= deserialize_bitmap(body)?;
+            Ok(())
+        }
+        _ => apply_bit_ops(bitmap, operand),
+    }
 }
 
 /// Appends `bitmap` to `out` in roaring's portable serialization.
@@ -344,6 +371,35 @@ mod tests {
                 max: BITMAP_VALUE_MAX
             })
         );
+    }
+
+    #[test]
+    fn operands_fold_bit_ops_and_unions_in_order_and_damage_changes_nothing() {
+        let mut ops = Vec::new();
+        encode_bit_ops(&[BitOp::Set(1), BitOp::Set(9), BitOp::Clear(1)], &mut ops);
+        let union: RoaringBitmap = [2u32, 9, 70_000].into_iter().collect();
+        let mut un = Vec::new();
+        encode_union_operand(&union, &mut un);
+        assert_eq!(un[0], BIT_OP_UNION);
+        let mut clear = Vec::new();
+        encode_bit_ops(&[BitOp::Clear(9)], &mut clear);
+        let mut b = RoaringBitmap::new();
+        for operand in [&ops, &un, &clear] {
+            apply_bitmap_operand(&mut b, operand).unwrap();
+        }
+        assert_eq!(b.iter().collect::<Vec<_>>(), vec![2, 70_000]);
+        apply_bitmap_operand(&mut b, &[]).unwrap();
+        assert_eq!(b.len(), 2, "an empty operand changes nothing");
+        for bad in [
+            &un[..un.len() - 1],
+            &ops[..7],
+            &[BIT_OP_UNION][..],
+            &[9, 0, 0, 0, 0][..],
+        ] {
+            let before = b.clone();
+            assert!(apply_bitmap_operand(&mut b, bad).is_err(), "{bad:?}");
+            assert_eq!(b, before);
+        }
     }
 
     #[test]

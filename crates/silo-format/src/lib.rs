@@ -29,8 +29,9 @@ pub mod manifest;
 pub mod record;
 
 pub use bitmap::{
-    BIT_OP_LEN, BitOp, apply_bit_ops, bitmap_key, decode_bit_ops, deserialize_bitmap,
-    encode_bit_op, serialize_bitmap, split_bitmap_key,
+    BIT_OP_LEN, BIT_OP_UNION, BitOp, apply_bit_ops, apply_bitmap_operand, bitmap_key,
+    decode_bit_ops, deserialize_bitmap, encode_bit_op, encode_bit_ops, encode_union_operand,
+    serialize_bitmap, split_bitmap_key,
 };
 pub use document::{
     DocumentRef, DocumentWriter, I64ListRef, Value, ValueRef, compact, encode_document, merge,

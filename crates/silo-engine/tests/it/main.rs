@@ -1,5 +1,6 @@
 //! Integration tests of silo-engine, one binary.
 
+mod bitmap;
 mod common;
 mod concurrency;
 mod crash;

@@ -55,6 +55,10 @@ fn expected() -> Vec<(&'static str, String)> {
             silo_format::bitmap::BIT_OP_CLEAR.to_string(),
         ),
         (
+            "BIT_OP_UNION",
+            silo_format::bitmap::BIT_OP_UNION.to_string(),
+        ),
+        (
             "BITMAP_VALUE_BITS",
             silo_format::bitmap::BITMAP_VALUE_BITS.to_string(),
         ),

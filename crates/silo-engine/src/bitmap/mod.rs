@@ -1,0 +1,196 @@
+//! The bitmap layer: persistent roaring bitmaps keyed by (field, value),
+//! changed by single-bit operations that cost one 5-byte merge operand, and
+//! read as the frozen base with the pending operations applied (the
+//! stores' pending view folds them; no log is scanned).
+//!
+//! ```
+//! use silo_engine::{BitmapStore, EngineOptions};
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = BitmapStore::open(dir.path(), EngineOptions { shards: Some(2), ..Default::default() })?;
+//! let color = store.field("color")?;
+//! store.set(color, 7, 42)?; // document 42 has color 7
+//! store.set(color, 7, 43)?;
+//! store.clear(color, 7, 42)?;
+//! assert_eq!(store.get(color, 7)?.iter().collect::<Vec<_>>(), vec![43]);
+//! store.engine().compact()?; // folds the operations into the stored bitmap
+//! assert!(store.get(color, 7)?.contains(43));
+//! # Ok::<(), silo_engine::EngineError>(())
+//! ```
+
+mod batch;
+mod bulk;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use roaring::RoaringBitmap;
+use silo_format::{BitOp, deserialize_bitmap, serialize_bitmap};
+
+pub use batch::BitmapBatch;
+pub use bulk::{BulkBitmaps, BulkPart, BulkReport};
+
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::keyspace::{alive_key, key};
+use crate::operator::LayerOperator;
+use crate::options::EngineOptions;
+use crate::registry::{FieldId, FieldKind, Registry};
+
+/// Bitmaps over a sharded engine. See the module documentation.
+pub struct BitmapStore {
+    engine: Engine,
+    registry: RwLock<Registry>,
+}
+
+impl std::fmt::Debug for BitmapStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BitmapStore")
+            .field("fields", &self.registry.read().fields().count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl BitmapStore {
+    /// Opens (or creates) the bitmap store in `dir`: an engine whose merge
+    /// operator is the layers' ([`LayerOperator`]). `opts` must not set a
+    /// merge operator of its own.
+    pub fn open(dir: impl AsRef<Path>, mut opts: EngineOptions) -> Result<BitmapStore> {
+        if opts.store.merge_operator.is_some() {
+            return Err(EngineError::InvalidOptions {
+                name: "store.merge_operator",
+                reason: "the bitmap store installs its own".to_owned(),
+            });
+        }
+        opts.store.merge_operator = Some(Arc::new(LayerOperator));
+        let engine = Engine::open(dir, opts)?;
+        let registry = Registry::load(&engine)?;
+        Ok(BitmapStore {
+            engine,
+            registry: RwLock::new(registry),
+        })
+    }
+
+    /// The engine underneath: compaction, checkpoints, stats, flush.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Flushes and closes the engine.
+    pub fn close(self) -> Result<()> {
+        self.engine.close()
+    }
+
+    /// The id of bitmap field `name`, registering it (durably) if new.
+    pub fn field(&self, name: &str) -> Result<FieldId> {
+        if let Some(id) = self.field_id(name) {
+            return Ok(id);
+        }
+        self.registry
+            .write()
+            .register(&self.engine, name, FieldKind::Bitmap)
+    }
+
+    /// The id of bitmap field `name`, if registered.
+    pub fn field_id(&self, name: &str) -> Option<FieldId> {
+        self.registry.read().id(name, FieldKind::Bitmap)
+    }
+
+    /// The registered bitmap fields, in id order.
+    pub fn fields(&self) -> Vec<(FieldId, String)> {
+        self.registry
+            .read()
+            .fields()
+            .filter(|(_, _, k)| *k == FieldKind::Bitmap)
+            .map(|(id, n, _)| (id, n.to_owned()))
+            .collect()
+    }
+
+    /// The key of `(field, value)`, the field checked against the registry.
+    fn key_of(&self, field: FieldId, value: u64) -> Result<u64> {
+        self.registry.read().check(field, FieldKind::Bitmap)?;
+        key(field.0, value)
+    }
+
+    /// Sets `doc`'s bit in the bitmap of `(field, value)`.
+    pub fn set(&self, field: FieldId, value: u64, doc: u32) -> Result<()> {
+        let k = self.key_of(field, value)?;
+        self.engine.merge(k, &BitOp::Set(doc).to_bytes())
+    }
+
+    /// Clears `doc`'s bit in the bitmap of `(field, value)`.
+    pub fn clear(&self, field: FieldId, value: u64, doc: u32) -> Result<()> {
+        let k = self.key_of(field, value)?;
+        self.engine.merge(k, &BitOp::Clear(doc).to_bytes())
+    }
+
+    /// Replaces the bitmap of `(field, value)` with `bitmap`.
+    pub fn put_bitmap(&self, field: FieldId, value: u64, bitmap: &RoaringBitmap) -> Result<()> {
+        let k = self.key_of(field, value)?;
+        let mut bytes = Vec::new();
+        serialize_bitmap(bitmap, &mut bytes);
+        self.engine.put(k, &bytes)
+    }
+
+    /// Removes the bitmap of `(field, value)` (it reads as empty).
+    pub fn delete_bitmap(&self, field: FieldId, value: u64) -> Result<()> {
+        let k = self.key_of(field, value)?;
+        self.engine.delete(k)
+    }
+
+    /// The bitmap of `(field, value)`: empty if none was written.
+    pub fn get(&self, field: FieldId, value: u64) -> Result<RoaringBitmap> {
+        let k = self.key_of(field, value)?;
+        self.read(k)
+    }
+
+    /// Whether `doc`'s bit is set in the bitmap of `(field, value)`.
+    pub fn contains(&self, field: FieldId, value: u64, doc: u32) -> Result<bool> {
+        Ok(self.get(field, value)?.contains(doc))
+    }
+
+    /// Marks `doc` as existing (its bit in the alive bitmap).
+    pub fn set_alive(&self, doc: u32) -> Result<()> {
+        self.engine.merge(alive_key(), &BitOp::Set(doc).to_bytes())
+    }
+
+    /// Marks `doc` as gone.
+    pub fn clear_alive(&self, doc: u32) -> Result<()> {
+        self.engine
+            .merge(alive_key(), &BitOp::Clear(doc).to_bytes())
+    }
+
+    /// The documents that exist.
+    pub fn alive(&self) -> Result<RoaringBitmap> {
+        self.read(alive_key())
+    }
+
+    /// Applies every change of `batch` at once: after a crash all of them
+    /// are there or none, and readers never see part of them.
+    pub fn write(&self, batch: &BitmapBatch) -> Result<()> {
+        let registry = self.registry.read();
+        for field in batch.fields() {
+            registry.check(field, FieldKind::Bitmap)?;
+        }
+        drop(registry);
+        self.engine.write(&batch.to_write_batch())
+    }
+
+    /// A bulk build: `(field, value, doc)` triples from many threads,
+    /// inverted in memory, then one write per bitmap. See [`BulkBitmaps`].
+    pub fn bulk(&self) -> BulkBitmaps<'_> {
+        BulkBitmaps::new(self)
+    }
+
+    /// The bitmap stored under `k`, its pending operations applied.
+    fn read(&self, k: u64) -> Result<RoaringBitmap> {
+        self.engine.get_with(k, |bytes| match bytes {
+            None => Ok(RoaringBitmap::new()),
+            Some(bytes) => deserialize_bitmap(bytes).map_err(|e| EngineError::Value {
+                what: "bitmap",
+                key: k,
+                reason: e.to_string(),
+            }),
+        })?
+    }
+}

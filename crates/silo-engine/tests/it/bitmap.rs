@@ -1,0 +1,280 @@
+//! The bitmap layer: the registry, single-bit operations, whole bitmaps,
+//! batches, bulk builds and the alive bitmap, against `BTreeSet` models,
+//! across compactions and reopens (clean and not).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use roaring::RoaringBitmap;
+use silo_engine::{
+    BitmapBatch, BitmapStore, EngineError, EngineOptions, FieldKind, MAX_FIELD_NAME,
+};
+
+fn opts() -> EngineOptions {
+    let mut o = EngineOptions {
+        shards: Some(4),
+        compaction_threads: Some(2),
+        ..EngineOptions::default()
+    };
+    o.store.auto_compact = false;
+    o
+}
+
+fn bits(b: &RoaringBitmap) -> Vec<u32> {
+    b.iter().collect()
+}
+
+#[test]
+fn fields_keep_their_ids_across_reopen_and_kinds_do_not_mix() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = BitmapStore::open(dir.path(), opts()).unwrap();
+    let color = s.field("color").unwrap();
+    let size = s.field("size").unwrap();
+    assert_ne!(color, size);
+    assert_eq!(
+        s.field("color").unwrap(),
+        color,
+        "registering twice gives the same id"
+    );
+    s.set(size, 3, 9).unwrap();
+    s.close().unwrap();
+    let s = BitmapStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(s.field_id("color"), Some(color));
+    assert_eq!(s.field_id("size"), Some(size));
+    assert_eq!(s.field_id("weight"), None);
+    assert_eq!(
+        s.fields(),
+        vec![(color, "color".to_owned()), (size, "size".to_owned())]
+    );
+    assert_eq!(bits(&s.get(size, 3).unwrap()), vec![9]);
+    let weight = s.field("weight").unwrap();
+    assert!(weight.get() > size.get(), "ids are never reused");
+    drop(s);
+    // Registered before an unclean end: still there.
+    let s = BitmapStore::open(dir.path(), opts()).unwrap();
+    assert_eq!(s.field_id("weight"), Some(weight));
+    let _ = FieldKind::SortLayers;
+}
+
+#[test]
+fn bad_arguments_are_typed_errors_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let s = BitmapStore::open(dir.path(), opts()).unwrap();
+    let t = BitmapStore::open(other.path(), opts()).unwrap();
+    let a = s.field("a").unwrap();
+    assert!(matches!(
+        s.set(a, 1 << 48, 1),
+        Err(EngineError::InvalidArgument { name: "value", .. })
+    ));
+    assert!(matches!(
+        s.field(""),
+        Err(EngineError::InvalidArgument {
+            name: "field name",
+            ..
+        })
+    ));
+    assert!(matches!(
+        s.field(&"x".repeat(MAX_FIELD_NAME + 1)),
+        Err(EngineError::InvalidArgument { .. })
+    ));
+    assert!(s.field(&"x".repeat(MAX_FIELD_NAME)).is_ok());
+    // An id another store gave out, for a field this one does not have.
+    let t1 = t.field("t1").unwrap();
+    let t2 = t.field("t2").unwrap();
+    let t3 = t.field("t3").unwrap();
+    assert!(matches!(
+        s.set(t3, 1, 1),
+        Err(EngineError::InvalidField { .. })
+    ));
+    let mut batch = BitmapBatch::new();
+    batch.set(a, 1, 1).unwrap().set(t3, 1, 1).unwrap();
+    assert!(matches!(
+        s.write(&batch),
+        Err(EngineError::InvalidField { .. })
+    ));
+    assert!(
+        s.get(a, 1).unwrap().is_empty(),
+        "a refused batch writes nothing"
+    );
+    let bulk = s.bulk();
+    bulk.part().add(t3, 1, 1).unwrap();
+    bulk.part().add(a, 2, 2).unwrap();
+    assert!(bulk.finish().is_err());
+    assert!(
+        s.get(a, 2).unwrap().is_empty(),
+        "a refused build writes nothing"
+    );
+    let _ = (t1, t2);
+    // A merge operator of the caller's own is refused.
+    let mut o = opts();
+    o.store.merge_operator = Some(std::sync::Arc::new(silo_engine::LayerOperator));
+    let third = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        BitmapStore::open(third.path(), o),
+        Err(EngineError::InvalidOptions { .. })
+    ));
+}
+
+#[test]
+fn a_damaged_stored_bitmap_is_a_typed_error_not_a_wrong_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = BitmapStore::open(dir.path(), opts()).unwrap();
+    let a = s.field("a").unwrap();
+    s.set(a, 5, 1).unwrap();
+    // Bytes that are not a bitmap, put under the bitmap's key directly.
+    let k = (u64::from(a.get()) << 48) | 5;
+    s.engine().put(k, b"not a bitmap").unwrap();
+    assert!(matches!(
+        s.get(a, 5),
+        Err(EngineError::Value { what: "bitmap", .. })
+    ));
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set(u8, u64, u32),
+    Clear(u8, u64, u32),
+    Put(u8, u64, Vec<u32>),
+    Delete(u8, u64),
+    Alive(bool, u32),
+    Batch(Vec<(u8, u8, u64, u32)>),
+    Bulk(Vec<(u8, u64, u32)>),
+    Compact { cold: bool },
+    Reopen { clean: bool },
+}
+
+fn doc() -> impl Strategy<Value = u32> {
+    prop_oneof![4 => 0u32..40, 1 => any::<u32>(), 1 => 65_530u32..65_550]
+}
+
+fn value() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => 0u64..4, 1 => Just((1 << 48) - 1)]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u8..3, value(), doc()).prop_map(|(f, v, d)| Op::Set(f, v, d)),
+        3 => (0u8..3, value(), doc()).prop_map(|(f, v, d)| Op::Clear(f, v, d)),
+        1 => (0u8..3, value(), prop::collection::vec(doc(), 0..30)).prop_map(|(f, v, d)| Op::Put(f, v, d)),
+        1 => (0u8..3, value()).prop_map(|(f, v)| Op::Delete(f, v)),
+        2 => (any::<bool>(), doc()).prop_map(|(on, d)| Op::Alive(on, d)),
+        2 => prop::collection::vec((0u8..4, 0u8..3, value(), doc()), 1..12).prop_map(Op::Batch),
+        1 => prop::collection::vec((0u8..3, value(), doc()), 0..60).prop_map(Op::Bulk),
+        1 => any::<bool>().prop_map(|cold| Op::Compact { cold }),
+        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+    ]
+}
+
+/// `(field, value)` -> set bits; `None` field: the alive bitmap.
+type Model = BTreeMap<(Option<u8>, u64), BTreeSet<u32>>;
+
+fn set_bit(model: &mut Model, at: (Option<u8>, u64), doc: u32, on: bool) {
+    let bits = model.entry(at).or_default();
+    if on {
+        bits.insert(doc);
+    } else {
+        bits.remove(&doc);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SILO_ENGINE_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn bitmaps_match_btreesets(ops in prop::collection::vec(op(), 1..50)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = Model::new();
+        let mut rest: &[Op] = &ops;
+        loop {
+            let s = BitmapStore::open(dir.path(), opts()).unwrap();
+            let fields = [s.field("f0").unwrap(), s.field("f1").unwrap(), s.field("f2").unwrap()];
+            let mut reopen = None;
+            while let Some((op, tail)) = rest.split_first() {
+                rest = tail;
+                match op {
+                    Op::Set(f, v, d) => {
+                        s.set(fields[*f as usize], *v, *d).unwrap();
+                        set_bit(&mut model, (Some(*f), *v), *d, true);
+                    }
+                    Op::Clear(f, v, d) => {
+                        s.clear(fields[*f as usize], *v, *d).unwrap();
+                        set_bit(&mut model, (Some(*f), *v), *d, false);
+                    }
+                    Op::Put(f, v, docs) => {
+                        s.put_bitmap(fields[*f as usize], *v, &docs.iter().copied().collect()).unwrap();
+                        model.insert((Some(*f), *v), docs.iter().copied().collect());
+                    }
+                    Op::Delete(f, v) => {
+                        s.delete_bitmap(fields[*f as usize], *v).unwrap();
+                        model.remove(&(Some(*f), *v));
+                    }
+                    Op::Alive(on, d) => {
+                        if *on { s.set_alive(*d).unwrap() } else { s.clear_alive(*d).unwrap() }
+                        set_bit(&mut model, (None, 0), *d, *on);
+                    }
+                    Op::Batch(items) => {
+                        let mut b = BitmapBatch::new();
+                        for (kind, f, v, d) in items {
+                            let field = fields[*f as usize];
+                            match kind {
+                                0 => { b.set(field, *v, *d).unwrap(); set_bit(&mut model, (Some(*f), *v), *d, true); }
+                                1 => { b.clear(field, *v, *d).unwrap(); set_bit(&mut model, (Some(*f), *v), *d, false); }
+                                2 => {
+                                    let docs: RoaringBitmap = [*d, d.wrapping_add(1)].into_iter().collect();
+                                    b.put(field, *v, &docs).unwrap();
+                                    model.insert((Some(*f), *v), docs.iter().collect());
+                                }
+                                _ => { b.delete(field, *v).unwrap(); model.remove(&(Some(*f), *v)); }
+                            }
+                        }
+                        s.write(&b).unwrap();
+                    }
+                    Op::Bulk(triples) => {
+                        let bulk = s.bulk();
+                        std::thread::scope(|sc| {
+                            for half in triples.chunks(triples.len().div_ceil(2).max(1)) {
+                                let bulk = &bulk;
+                                sc.spawn(move || {
+                                    let mut part = bulk.part();
+                                    for (f, v, d) in half {
+                                        part.add(fields[*f as usize], *v, *d).unwrap();
+                                    }
+                                });
+                            }
+                        });
+                        bulk.finish().unwrap();
+                        for (f, v, d) in triples {
+                            set_bit(&mut model, (Some(*f), *v), *d, true);
+                        }
+                    }
+                    Op::Compact { cold } => {
+                        s.engine().compact_with(silo_engine::CompactOptions { cold: *cold, ..Default::default() }).unwrap();
+                    }
+                    Op::Reopen { clean } => {
+                        reopen = Some(*clean);
+                        break;
+                    }
+                }
+            }
+            match reopen {
+                Some(true) => s.close().unwrap(),
+                Some(false) => drop(s),
+                None => {
+                    for f in 0..3u8 {
+                        for v in [0, 1, 2, 3, (1 << 48) - 1] {
+                            let want: Vec<u32> = model.get(&(Some(f), v)).map(|b| b.iter().copied().collect()).unwrap_or_default();
+                            prop_assert_eq!(bits(&s.get(fields[f as usize], v).unwrap()), want, "field {} value {}", f, v);
+                        }
+                    }
+                    let alive: Vec<u32> = model.get(&(None, 0)).map(|b| b.iter().copied().collect()).unwrap_or_default();
+                    prop_assert_eq!(bits(&s.alive().unwrap()), alive);
+                    break;
+                }
+            }
+        }
+    }
+}
