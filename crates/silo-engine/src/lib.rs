@@ -52,7 +52,10 @@ mod snapshot;
 mod stats;
 mod tuning;
 
-pub use bitmap::{BitmapBatch, BitmapStore, BulkBitmaps, BulkPart, BulkReport};
+pub use bitmap::{
+    BitmapBatch, BitmapStore, BulkBitmaps, BulkPart, BulkReport, EXISTS_SLICE, Order, SORT_BITS,
+    SortCursor, SortPage, SortRange, sort_key_f64, sort_key_i64,
+};
 pub use compaction::{CompactOptions, EngineCompactionReport};
 pub use engine::Engine;
 pub use error::{EngineError, Result};

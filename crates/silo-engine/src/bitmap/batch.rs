@@ -4,11 +4,13 @@ use std::collections::BTreeMap;
 
 use roaring::RoaringBitmap;
 use silo_core::WriteBatch;
-use silo_format::{BitOp, encode_bit_ops, serialize_bitmap, split_bitmap_key};
+use silo_format::{BitOp, encode_bit_ops, serialize_bitmap};
 
+use crate::bitmap::slice_key;
+use crate::bitmap::sort::{value_ops, value_ops_unknown};
 use crate::error::Result;
-use crate::keyspace::{SYSTEM_FIELD, alive_key, key};
-use crate::registry::FieldId;
+use crate::keyspace::{alive_key, key};
+use crate::registry::{FieldId, FieldKind};
 
 /// What a batch does to one bitmap: an optional new base (a replacement
 /// or a removal), then bit operations over it.
@@ -26,6 +28,8 @@ struct Change {
 #[derive(Clone, Debug, Default)]
 pub struct BitmapBatch {
     changes: BTreeMap<u64, Change>,
+    /// The user fields touched, with the kind each was used as.
+    fields: BTreeMap<FieldId, FieldKind>,
 }
 
 impl BitmapBatch {
@@ -59,22 +63,60 @@ impl BitmapBatch {
         }
     }
 
+    /// The key of `(field, value)`, noting `field` as used as `kind`.
+    fn key_of(&mut self, field: FieldId, kind: FieldKind, value: u64) -> Result<u64> {
+        let k = key(field.0, value)?;
+        self.fields.insert(field, kind);
+        Ok(k)
+    }
+
     /// Sets `doc`'s bit in the bitmap of `(field, value)`.
     pub fn set(&mut self, field: FieldId, value: u64, doc: u32) -> Result<&mut Self> {
-        self.op(key(field.0, value)?, BitOp::Set(doc));
+        let k = self.key_of(field, FieldKind::Bitmap, value)?;
+        self.op(k, BitOp::Set(doc));
         Ok(self)
     }
 
     /// Clears `doc`'s bit in the bitmap of `(field, value)`.
     pub fn clear(&mut self, field: FieldId, value: u64, doc: u32) -> Result<&mut Self> {
-        self.op(key(field.0, value)?, BitOp::Clear(doc));
+        let k = self.key_of(field, FieldKind::Bitmap, value)?;
+        self.op(k, BitOp::Clear(doc));
         Ok(self)
+    }
+
+    /// Changes `doc`'s value in sort field `field` from `old` to `new`
+    /// (`None`: no value); only the slices that differ are written, so
+    /// `old` must be what the store holds. See
+    /// [`crate::BitmapStore::change_sort_value`].
+    pub fn change_sort_value(
+        &mut self,
+        field: FieldId,
+        doc: u32,
+        old: Option<u64>,
+        new: Option<u64>,
+    ) -> &mut Self {
+        self.fields.insert(field, FieldKind::SortLayers);
+        for (slice, op) in value_ops(doc, old, new) {
+            self.op(slice_key(field, slice), op);
+        }
+        self
+    }
+
+    /// Gives `doc` the value `new` in sort field `field` (`None`: no value)
+    /// whatever it held: every slice is written.
+    pub fn set_sort_value(&mut self, field: FieldId, doc: u32, new: Option<u64>) -> &mut Self {
+        self.fields.insert(field, FieldKind::SortLayers);
+        for (slice, op) in value_ops_unknown(doc, new) {
+            self.op(slice_key(field, slice), op);
+        }
+        self
     }
 
     /// Replaces the bitmap of `(field, value)`.
     pub fn put(&mut self, field: FieldId, value: u64, bitmap: &RoaringBitmap) -> Result<&mut Self> {
+        let k = self.key_of(field, FieldKind::Bitmap, value)?;
         self.changes.insert(
-            key(field.0, value)?,
+            k,
             Change {
                 base: Some(Some(bitmap.clone())),
                 ops: Vec::new(),
@@ -85,8 +127,9 @@ impl BitmapBatch {
 
     /// Removes the bitmap of `(field, value)`.
     pub fn delete(&mut self, field: FieldId, value: u64) -> Result<&mut Self> {
+        let k = self.key_of(field, FieldKind::Bitmap, value)?;
         self.changes.insert(
-            key(field.0, value)?,
+            k,
             Change {
                 base: Some(None),
                 ops: Vec::new(),
@@ -107,17 +150,9 @@ impl BitmapBatch {
         self
     }
 
-    /// The user fields the batch touches (each once).
-    pub(crate) fn fields(&self) -> impl Iterator<Item = FieldId> + '_ {
-        let mut last = None;
-        self.changes.keys().filter_map(move |k| {
-            let (field, _) = split_bitmap_key(*k);
-            if field == SYSTEM_FIELD || last == Some(field) {
-                return None;
-            }
-            last = Some(field);
-            Some(FieldId(field))
-        })
+    /// The user fields the batch touches, with the kind each was used as.
+    pub(crate) fn fields(&self) -> impl Iterator<Item = (FieldId, FieldKind)> + '_ {
+        self.fields.iter().map(|(f, k)| (*f, *k))
     }
 
     /// The store writes that do what the batch says.

@@ -19,6 +19,7 @@
 
 mod batch;
 mod bulk;
+mod sort;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,10 +30,19 @@ use silo_format::{BitOp, deserialize_bitmap, serialize_bitmap};
 
 pub use batch::BitmapBatch;
 pub use bulk::{BulkBitmaps, BulkPart, BulkReport};
+pub use sort::{
+    EXISTS_SLICE, Order, SORT_BITS, SortCursor, SortPage, SortRange, sort_key_f64, sort_key_i64,
+};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::keyspace::{alive_key, key};
+
+/// The key of slice `slice` (0..64, or [`EXISTS_SLICE`]) of sort field
+/// `field`.
+pub(crate) fn slice_key(field: FieldId, slice: u64) -> u64 {
+    (u64::from(field.0) << silo_format::bitmap::BITMAP_VALUE_BITS) | slice
+}
 use crate::operator::LayerOperator;
 use crate::options::EngineOptions;
 use crate::registry::{FieldId, FieldKind, Registry};
@@ -169,11 +179,95 @@ impl BitmapStore {
     /// are there or none, and readers never see part of them.
     pub fn write(&self, batch: &BitmapBatch) -> Result<()> {
         let registry = self.registry.read();
-        for field in batch.fields() {
-            registry.check(field, FieldKind::Bitmap)?;
+        for (field, kind) in batch.fields() {
+            registry.check(field, kind)?;
         }
         drop(registry);
         self.engine.write(&batch.to_write_batch())
+    }
+
+    /// The id of sort field `name` (bit-sliced sort layers), registering
+    /// it (durably) if new.
+    pub fn sort_field(&self, name: &str) -> Result<FieldId> {
+        if let Some(id) = self.sort_field_id(name) {
+            return Ok(id);
+        }
+        self.registry
+            .write()
+            .register(&self.engine, name, FieldKind::SortLayers)
+    }
+
+    /// The id of sort field `name`, if registered.
+    pub fn sort_field_id(&self, name: &str) -> Option<FieldId> {
+        self.registry.read().id(name, FieldKind::SortLayers)
+    }
+
+    /// Changes `doc`'s value in sort field `field` from `old` to `new`
+    /// (`None`: no value), writing only the slices that differ, atomically.
+    /// `old` must be what the store holds (the index layer knows it from
+    /// the stored document); when it is not known, use
+    /// [`BitmapStore::set_sort_value`].
+    pub fn change_sort_value(
+        &self,
+        field: FieldId,
+        doc: u32,
+        old: Option<u64>,
+        new: Option<u64>,
+    ) -> Result<()> {
+        let mut batch = BitmapBatch::new();
+        batch.change_sort_value(field, doc, old, new);
+        self.write(&batch)
+    }
+
+    /// Gives `doc` the value `new` in sort field `field` (`None`: no value)
+    /// whatever it held, atomically: all 65 slices are written.
+    pub fn set_sort_value(&self, field: FieldId, doc: u32, new: Option<u64>) -> Result<()> {
+        let mut batch = BitmapBatch::new();
+        batch.set_sort_value(field, doc, new);
+        self.write(&batch)
+    }
+
+    /// `doc`'s value in sort field `field`, if it has one.
+    pub fn sort_value(&self, field: FieldId, doc: u32) -> Result<Option<u64>> {
+        Ok(self.slices(field)?.value(doc))
+    }
+
+    /// The documents whose value in sort field `field` is in `range`.
+    pub fn sort_range(&self, field: FieldId, range: SortRange) -> Result<RoaringBitmap> {
+        Ok(self.slices(field)?.range(range))
+    }
+
+    /// The first `limit` documents of `filter` (among those with a value)
+    /// in `order` of their value in sort field `field`, ties by document
+    /// id, starting after `cursor`; with their values, and the cursor of
+    /// the next page.
+    pub fn top_k(
+        &self,
+        field: FieldId,
+        filter: &RoaringBitmap,
+        order: Order,
+        limit: usize,
+        cursor: Option<SortCursor>,
+    ) -> Result<SortPage> {
+        let hits = self.slices(field)?.top(filter, order, limit, cursor);
+        let next = (hits.len() == limit)
+            .then(|| hits.last())
+            .flatten()
+            .map(|(doc, value)| SortCursor {
+                value: *value,
+                doc: *doc,
+            });
+        Ok(SortPage { hits, next })
+    }
+
+    /// The 64 slices and the "has a value" bitmap of sort field `field`.
+    fn slices(&self, field: FieldId) -> Result<sort::Slices> {
+        self.registry.read().check(field, FieldKind::SortLayers)?;
+        let bits = (0..u64::from(SORT_BITS))
+            .map(|b| self.read(slice_key(field, b)))
+            .collect::<Result<Vec<_>>>()?;
+        let exists = self.read(slice_key(field, EXISTS_SLICE))?;
+        Ok(sort::Slices { bits, exists })
     }
 
     /// A bulk build: `(field, value, doc)` triples from many threads,

@@ -106,6 +106,23 @@ fn bad_arguments_are_typed_errors_and_write_nothing() {
         "a refused build writes nothing"
     );
     let _ = (t1, t2);
+    // A sort field's id is not a bitmap field's, nor the other way round.
+    let score = s.sort_field("a").unwrap();
+    assert_ne!(score, a, "one name, two kinds, two ids");
+    assert!(matches!(
+        s.set(score, 1, 1),
+        Err(EngineError::InvalidField { .. })
+    ));
+    assert!(matches!(
+        s.sort_range(a, silo_engine::SortRange::Lt(5)),
+        Err(EngineError::InvalidField { .. })
+    ));
+    let mut batch = BitmapBatch::new();
+    batch.change_sort_value(a, 1, None, Some(3));
+    assert!(matches!(
+        s.write(&batch),
+        Err(EngineError::InvalidField { .. })
+    ));
     // A merge operator of the caller's own is refused.
     let mut o = opts();
     o.store.merge_operator = Some(std::sync::Arc::new(silo_engine::LayerOperator));
@@ -272,6 +289,111 @@ proptest! {
                     }
                     let alive: Vec<u32> = model.get(&(None, 0)).map(|b| b.iter().copied().collect()).unwrap_or_default();
                     prop_assert_eq!(bits(&s.alive().unwrap()), alive);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum SortOp {
+    /// Change through the diff path (the model supplies the old value).
+    Change(u32, Option<u64>),
+    /// Set whatever the old value was.
+    Set(u32, Option<u64>),
+    Compact {
+        cold: bool,
+    },
+    Reopen {
+        clean: bool,
+    },
+}
+
+fn sort_value() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => 0u64..16, 1 => any::<u64>(), 1 => Just(u64::MAX)]
+}
+
+fn sort_op() -> impl Strategy<Value = SortOp> {
+    let doc = || prop_oneof![4 => 0u32..30, 1 => any::<u32>()];
+    prop_oneof![
+        6 => (doc(), prop::option::weighted(0.85, sort_value())).prop_map(|(d, v)| SortOp::Change(d, v)),
+        2 => (doc(), prop::option::weighted(0.85, sort_value())).prop_map(|(d, v)| SortOp::Set(d, v)),
+        1 => any::<bool>().prop_map(|cold| SortOp::Compact { cold }),
+        1 => any::<bool>().prop_map(|clean| SortOp::Reopen { clean }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("SILO_ENGINE_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        ..ProptestConfig::default()
+    })]
+
+    /// Sort layers through the store: values changed by diff or set whole,
+    /// across compactions and reopens; ranges, values and top-k pages
+    /// (both orders, ties by id) against a scan of the model.
+    #[test]
+    fn sort_layers_match_a_scan(
+        ops in prop::collection::vec(sort_op(), 1..40),
+        bounds in prop::collection::vec(sort_value(), 1..4),
+        limit in 1usize..6,
+    ) {
+        use silo_engine::{Order, SortCursor, SortRange};
+        let dir = tempfile::tempdir().unwrap();
+        let mut model: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut rest: &[SortOp] = &ops;
+        loop {
+            let s = BitmapStore::open(dir.path(), opts()).unwrap();
+            let score = s.sort_field("score").unwrap();
+            let mut reopen = None;
+            while let Some((op, tail)) = rest.split_first() {
+                rest = tail;
+                match op {
+                    SortOp::Change(d, v) => {
+                        s.change_sort_value(score, *d, model.get(d).copied(), *v).unwrap();
+                        match v { Some(v) => { model.insert(*d, *v); } None => { model.remove(d); } }
+                    }
+                    SortOp::Set(d, v) => {
+                        s.set_sort_value(score, *d, *v).unwrap();
+                        match v { Some(v) => { model.insert(*d, *v); } None => { model.remove(d); } }
+                    }
+                    SortOp::Compact { cold } => {
+                        s.engine().compact_with(silo_engine::CompactOptions { cold: *cold, ..Default::default() }).unwrap();
+                    }
+                    SortOp::Reopen { clean } => { reopen = Some(*clean); break; }
+                }
+            }
+            match reopen {
+                Some(true) => s.close().unwrap(),
+                Some(false) => drop(s),
+                None => {
+                    for (d, v) in &model {
+                        prop_assert_eq!(s.sort_value(score, *d).unwrap(), Some(*v));
+                    }
+                    for b in &bounds {
+                        for r in [SortRange::Lt(*b), SortRange::Ge(*b), SortRange::Eq(*b), SortRange::Between(b / 2, *b)] {
+                            let want: Vec<u32> = model.iter().filter(|(_, v)| r.contains(**v)).map(|(d, _)| *d).collect();
+                            prop_assert_eq!(bits(&s.sort_range(score, r).unwrap()), want, "{:?}", r);
+                        }
+                    }
+                    let everything: RoaringBitmap = (0..30).chain(model.keys().copied()).collect();
+                    for order in [Order::Descending, Order::Ascending] {
+                        let mut want: Vec<(u32, u64)> = model.iter().map(|(d, v)| (*d, *v)).collect();
+                        want.sort_by(|a, b| match order {
+                            Order::Descending => b.1.cmp(&a.1),
+                            Order::Ascending => a.1.cmp(&b.1),
+                        }.then(a.0.cmp(&b.0)));
+                        let mut got = Vec::new();
+                        let mut cursor: Option<SortCursor> = None;
+                        loop {
+                            let page = s.top_k(score, &everything, order, limit, cursor).unwrap();
+                            got.extend_from_slice(&page.hits);
+                            match page.next { Some(c) => cursor = Some(c), None => break }
+                            prop_assert!(got.len() <= want.len());
+                        }
+                        prop_assert_eq!(&got, &want, "{:?}", order);
+                    }
                     break;
                 }
             }
