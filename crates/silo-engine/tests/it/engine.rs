@@ -322,6 +322,42 @@ fn parallel_and_sequential_compaction_give_the_same_reads() {
     ));
 }
 
+/// `compact` chooses exactly the shards with work (operations to fold, or
+/// a policy that says so); `cold` chooses every shard. Each shard compacted
+/// is in the report, so the choice shows.
+#[test]
+fn compaction_chooses_exactly_the_shards_with_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 4);
+    let keys = keys_on_distinct_shards(4);
+    db.put(keys[2], b"v").unwrap();
+    let shards = |r: &silo_engine::EngineCompactionReport| -> Vec<usize> {
+        r.shards.iter().map(|(i, _)| *i).collect()
+    };
+    let only = shard_of(keys[2], 4);
+    let r = db.compact().unwrap();
+    assert_eq!(shards(&r), vec![only], "only the shard written to");
+    assert_eq!(r.ops_folded, 1);
+    assert_eq!(
+        shards(&db.compact().unwrap()),
+        Vec::<usize>::new(),
+        "nothing left to do"
+    );
+    db.delete(keys[0]).unwrap();
+    db.delete(keys[3]).unwrap();
+    let mut want = vec![shard_of(keys[0], 4), shard_of(keys[3], 4)];
+    want.sort_unstable();
+    assert_eq!(shards(&db.compact().unwrap()), want, "deletes are work too");
+    let cold = db
+        .compact_with(CompactOptions {
+            cold: true,
+            ..CompactOptions::default()
+        })
+        .unwrap();
+    assert_eq!(shards(&cold), vec![0, 1, 2, 3], "cold: every shard");
+    assert!(cold.shards.iter().all(|(_, r)| r.cold));
+}
+
 #[test]
 fn a_lost_manifest_with_data_in_a_shard_is_refused() {
     let dir = tempfile::tempdir().unwrap();
