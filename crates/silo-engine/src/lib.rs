@@ -30,18 +30,21 @@
 //! | [`keyspace`] | how the layers share the engine's keys: registry, user fields, system bitmaps, documents |
 //! | `registry.rs` | the field registry: names to [`FieldId`]s, per [`FieldKind`], kept in the engine |
 //! | `operator.rs` | [`LayerOperator`]: folds bitmap operands and partial documents |
-//! | `bitmap/` | [`BitmapStore`]: bitmaps with single-bit operations, [`BitmapBatch`], bulk builds ([`BulkBitmaps`]) |
+//! | `layers.rs` | what the bitmap and document layers share: one engine with [`LayerOperator`], and its registry |
+//! | `bitmap/` | [`BitmapStore`]: bitmaps with single-bit operations, [`BitmapBatch`], sort layers, bulk builds ([`BulkBitmaps`]) |
+//! | `docs.rs` | [`DocStore`]: documents by id, fields by name, merges, partial reads |
 //!
-//! The document and index layers are not built yet (see
-//! docs/ARCHITECTURE.md).
+//! The index layer is not built yet (see docs/ARCHITECTURE.md).
 #![forbid(unsafe_code)]
 
 mod batch_log;
 mod bitmap;
 mod compaction;
+mod docs;
 mod engine;
 mod error;
 pub mod keyspace;
+mod layers;
 mod manifest;
 mod operator;
 mod options;
@@ -57,6 +60,7 @@ pub use bitmap::{
     SortCursor, SortPage, SortRange, sort_key_f64, sort_key_i64,
 };
 pub use compaction::{CompactOptions, EngineCompactionReport};
+pub use docs::{DocStore, Document};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use operator::LayerOperator;

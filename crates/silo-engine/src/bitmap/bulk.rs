@@ -94,15 +94,12 @@ impl<'s> BulkBitmaps<'s> {
         let gathered = self.gathered.into_inner();
         let mut keys: Vec<u64> = gathered.keys().copied().collect();
         keys.sort_unstable();
-        {
-            let registry = self.store.registry.read();
-            let mut last = None;
-            for k in &keys {
-                let field = split_bitmap_key(*k).0;
-                if last != Some(field) {
-                    registry.check(FieldId(field), FieldKind::Bitmap)?;
-                    last = Some(field);
-                }
+        let mut last = None;
+        for k in &keys {
+            let field = split_bitmap_key(*k).0;
+            if last != Some(field) {
+                self.store.shared.check(FieldId(field), FieldKind::Bitmap)?;
+                last = Some(field);
             }
         }
         let mut report = BulkReport::default();
@@ -121,14 +118,14 @@ impl<'s> BulkBitmaps<'s> {
             report.bits += bitmap.len();
             report.bytes += operand.len() as u64;
             if batch_bytes >= WRITE_BYTES {
-                self.store.engine.write(&batch)?;
+                self.store.engine().write(&batch)?;
                 report.writes += 1;
                 batch.clear();
                 batch_bytes = 0;
             }
         }
         if !batch.is_empty() {
-            self.store.engine.write(&batch)?;
+            self.store.engine().write(&batch)?;
             report.writes += 1;
         }
         Ok(report)

@@ -24,7 +24,6 @@ mod sort;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
 use roaring::RoaringBitmap;
 use silo_format::{BitOp, deserialize_bitmap, serialize_bitmap};
 
@@ -37,101 +36,80 @@ pub use sort::{
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::keyspace::{alive_key, key};
+use crate::layers::Shared;
 
 /// The key of slice `slice` (0..64, or [`EXISTS_SLICE`]) of sort field
 /// `field`.
 pub(crate) fn slice_key(field: FieldId, slice: u64) -> u64 {
     (u64::from(field.0) << silo_format::bitmap::BITMAP_VALUE_BITS) | slice
 }
-use crate::operator::LayerOperator;
 use crate::options::EngineOptions;
-use crate::registry::{FieldId, FieldKind, Registry};
+use crate::registry::{FieldId, FieldKind};
 
 /// Bitmaps over a sharded engine. See the module documentation.
 pub struct BitmapStore {
-    engine: Engine,
-    registry: RwLock<Registry>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for BitmapStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BitmapStore")
-            .field("fields", &self.registry.read().fields().count())
+            .field("fields", &self.fields().len())
             .finish_non_exhaustive()
     }
 }
 
 impl BitmapStore {
     /// Opens (or creates) the bitmap store in `dir`: an engine whose merge
-    /// operator is the layers' ([`LayerOperator`]). `opts` must not set a
-    /// merge operator of its own.
-    pub fn open(dir: impl AsRef<Path>, mut opts: EngineOptions) -> Result<BitmapStore> {
-        if opts.store.merge_operator.is_some() {
-            return Err(EngineError::InvalidOptions {
-                name: "store.merge_operator",
-                reason: "the bitmap store installs its own".to_owned(),
-            });
-        }
-        opts.store.merge_operator = Some(Arc::new(LayerOperator));
-        let engine = Engine::open(dir, opts)?;
-        let registry = Registry::load(&engine)?;
+    /// operator is the layers' ([`crate::LayerOperator`]). `opts` must not
+    /// set a merge operator of its own.
+    pub fn open(dir: impl AsRef<Path>, opts: EngineOptions) -> Result<BitmapStore> {
         Ok(BitmapStore {
-            engine,
-            registry: RwLock::new(registry),
+            shared: Shared::open(dir.as_ref(), opts, "bitmap store")?,
         })
     }
 
     /// The engine underneath: compaction, checkpoints, stats, flush.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.shared.engine
     }
 
-    /// Flushes and closes the engine.
+    /// Flushes and closes the engine (if no other handle shares it).
     pub fn close(self) -> Result<()> {
-        self.engine.close()
+        Shared::close(self.shared)
     }
 
     /// The id of bitmap field `name`, registering it (durably) if new.
     pub fn field(&self, name: &str) -> Result<FieldId> {
-        if let Some(id) = self.field_id(name) {
-            return Ok(id);
-        }
-        self.registry
-            .write()
-            .register(&self.engine, name, FieldKind::Bitmap)
+        self.shared.field(name, FieldKind::Bitmap)
     }
 
     /// The id of bitmap field `name`, if registered.
     pub fn field_id(&self, name: &str) -> Option<FieldId> {
-        self.registry.read().id(name, FieldKind::Bitmap)
+        self.shared.field_id(name, FieldKind::Bitmap)
     }
 
     /// The registered bitmap fields, in id order.
     pub fn fields(&self) -> Vec<(FieldId, String)> {
-        self.registry
-            .read()
-            .fields()
-            .filter(|(_, _, k)| *k == FieldKind::Bitmap)
-            .map(|(id, n, _)| (id, n.to_owned()))
-            .collect()
+        self.shared.fields(FieldKind::Bitmap)
     }
 
     /// The key of `(field, value)`, the field checked against the registry.
     fn key_of(&self, field: FieldId, value: u64) -> Result<u64> {
-        self.registry.read().check(field, FieldKind::Bitmap)?;
+        self.shared.check(field, FieldKind::Bitmap)?;
         key(field.0, value)
     }
 
     /// Sets `doc`'s bit in the bitmap of `(field, value)`.
     pub fn set(&self, field: FieldId, value: u64, doc: u32) -> Result<()> {
         let k = self.key_of(field, value)?;
-        self.engine.merge(k, &BitOp::Set(doc).to_bytes())
+        self.engine().merge(k, &BitOp::Set(doc).to_bytes())
     }
 
     /// Clears `doc`'s bit in the bitmap of `(field, value)`.
     pub fn clear(&self, field: FieldId, value: u64, doc: u32) -> Result<()> {
         let k = self.key_of(field, value)?;
-        self.engine.merge(k, &BitOp::Clear(doc).to_bytes())
+        self.engine().merge(k, &BitOp::Clear(doc).to_bytes())
     }
 
     /// Replaces the bitmap of `(field, value)` with `bitmap`.
@@ -139,13 +117,13 @@ impl BitmapStore {
         let k = self.key_of(field, value)?;
         let mut bytes = Vec::new();
         serialize_bitmap(bitmap, &mut bytes);
-        self.engine.put(k, &bytes)
+        self.engine().put(k, &bytes)
     }
 
     /// Removes the bitmap of `(field, value)` (it reads as empty).
     pub fn delete_bitmap(&self, field: FieldId, value: u64) -> Result<()> {
         let k = self.key_of(field, value)?;
-        self.engine.delete(k)
+        self.engine().delete(k)
     }
 
     /// The bitmap of `(field, value)`: empty if none was written.
@@ -161,12 +139,13 @@ impl BitmapStore {
 
     /// Marks `doc` as existing (its bit in the alive bitmap).
     pub fn set_alive(&self, doc: u32) -> Result<()> {
-        self.engine.merge(alive_key(), &BitOp::Set(doc).to_bytes())
+        self.engine()
+            .merge(alive_key(), &BitOp::Set(doc).to_bytes())
     }
 
     /// Marks `doc` as gone.
     pub fn clear_alive(&self, doc: u32) -> Result<()> {
-        self.engine
+        self.engine()
             .merge(alive_key(), &BitOp::Clear(doc).to_bytes())
     }
 
@@ -178,28 +157,21 @@ impl BitmapStore {
     /// Applies every change of `batch` at once: after a crash all of them
     /// are there or none, and readers never see part of them.
     pub fn write(&self, batch: &BitmapBatch) -> Result<()> {
-        let registry = self.registry.read();
         for (field, kind) in batch.fields() {
-            registry.check(field, kind)?;
+            self.shared.check(field, kind)?;
         }
-        drop(registry);
-        self.engine.write(&batch.to_write_batch())
+        self.engine().write(&batch.to_write_batch())
     }
 
     /// The id of sort field `name` (bit-sliced sort layers), registering
     /// it (durably) if new.
     pub fn sort_field(&self, name: &str) -> Result<FieldId> {
-        if let Some(id) = self.sort_field_id(name) {
-            return Ok(id);
-        }
-        self.registry
-            .write()
-            .register(&self.engine, name, FieldKind::SortLayers)
+        self.shared.field(name, FieldKind::SortLayers)
     }
 
     /// The id of sort field `name`, if registered.
     pub fn sort_field_id(&self, name: &str) -> Option<FieldId> {
-        self.registry.read().id(name, FieldKind::SortLayers)
+        self.shared.field_id(name, FieldKind::SortLayers)
     }
 
     /// Changes `doc`'s value in sort field `field` from `old` to `new`
@@ -262,7 +234,7 @@ impl BitmapStore {
 
     /// The 64 slices and the "has a value" bitmap of sort field `field`.
     fn slices(&self, field: FieldId) -> Result<sort::Slices> {
-        self.registry.read().check(field, FieldKind::SortLayers)?;
+        self.shared.check(field, FieldKind::SortLayers)?;
         let bits = (0..u64::from(SORT_BITS))
             .map(|b| self.read(slice_key(field, b)))
             .collect::<Result<Vec<_>>>()?;
@@ -278,7 +250,7 @@ impl BitmapStore {
 
     /// The bitmap stored under `k`, its pending operations applied.
     fn read(&self, k: u64) -> Result<RoaringBitmap> {
-        self.engine.get_with(k, |bytes| match bytes {
+        self.engine().get_with(k, |bytes| match bytes {
             None => Ok(RoaringBitmap::new()),
             Some(bytes) => deserialize_bitmap(bytes).map_err(|e| EngineError::Value {
                 what: "bitmap",

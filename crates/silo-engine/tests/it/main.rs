@@ -4,6 +4,7 @@ mod bitmap;
 mod common;
 mod concurrency;
 mod crash;
+mod docs;
 mod engine;
 mod faults;
 mod model;
