@@ -2,14 +2,15 @@
 //! from many threads are inverted in memory, then each bitmap is written
 //! once, as one union operand, instead of one operation per bit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::Mutex;
 use roaring::RoaringBitmap;
 use silo_core::WriteBatch;
-use silo_format::{encode_union_operand, split_bitmap_key};
+use silo_format::encode_union_operand;
 
-use crate::bitmap::BitmapStore;
+use crate::bitmap::sort::{EXISTS_SLICE, SORT_BITS};
+use crate::bitmap::{BitmapStore, slice_key};
 use crate::error::Result;
 use crate::keyspace::key;
 use crate::registry::{FieldId, FieldKind};
@@ -48,7 +49,14 @@ const WRITE_BYTES: usize = 16 << 20;
 /// ```
 pub struct BulkBitmaps<'s> {
     store: &'s BitmapStore,
-    gathered: Mutex<HashMap<u64, RoaringBitmap>>,
+    gathered: Mutex<Gathered>,
+}
+
+/// What the parts gathered: bits per key, and the fields used, by kind.
+#[derive(Default)]
+struct Gathered {
+    bitmaps: HashMap<u64, RoaringBitmap>,
+    fields: BTreeMap<FieldId, FieldKind>,
 }
 
 /// What [`BulkBitmaps::finish`] wrote.
@@ -68,14 +76,14 @@ pub struct BulkReport {
 /// One thread's share of a bulk build; merged into the build when dropped.
 pub struct BulkPart<'b, 's> {
     bulk: &'b BulkBitmaps<'s>,
-    local: HashMap<u64, RoaringBitmap>,
+    local: Gathered,
 }
 
 impl<'s> BulkBitmaps<'s> {
     pub(crate) fn new(store: &'s BitmapStore) -> BulkBitmaps<'s> {
         BulkBitmaps {
             store,
-            gathered: Mutex::new(HashMap::new()),
+            gathered: Mutex::new(Gathered::default()),
         }
     }
 
@@ -83,7 +91,7 @@ impl<'s> BulkBitmaps<'s> {
     pub fn part(&self) -> BulkPart<'_, 's> {
         BulkPart {
             bulk: self,
-            local: HashMap::new(),
+            local: Gathered::default(),
         }
     }
 
@@ -92,16 +100,12 @@ impl<'s> BulkBitmaps<'s> {
     /// first; an unknown one writes nothing.
     pub fn finish(self) -> Result<BulkReport> {
         let gathered = self.gathered.into_inner();
+        for (field, kind) in &gathered.fields {
+            self.store.shared.check(*field, *kind)?;
+        }
+        let gathered = gathered.bitmaps;
         let mut keys: Vec<u64> = gathered.keys().copied().collect();
         keys.sort_unstable();
-        let mut last = None;
-        for k in &keys {
-            let field = split_bitmap_key(*k).0;
-            if last != Some(field) {
-                self.store.shared.check(FieldId(field), FieldKind::Bitmap)?;
-                last = Some(field);
-            }
-        }
         let mut report = BulkReport::default();
         let mut batch = WriteBatch::new();
         let mut batch_bytes = 0;
@@ -136,17 +140,39 @@ impl BulkPart<'_, '_> {
     /// Adds `doc` to the bitmap of `(field, value)`. The field is checked
     /// at [`BulkBitmaps::finish`]; a value of 2^48 or more is refused here.
     pub fn add(&mut self, field: FieldId, value: u64, doc: u32) -> Result<()> {
+        let k = key(field.0, value)?;
+        self.local.fields.insert(field, FieldKind::Bitmap);
+        self.local.bitmaps.entry(k).or_default().insert(doc);
+        Ok(())
+    }
+
+    /// Gives `doc` the value `value` in sort field `field`: its bit in each
+    /// slice where `value` has a one, and in the "has a value" slice. For
+    /// documents that have no value in the field yet (the build adds bits;
+    /// it clears none).
+    pub fn add_sort_value(&mut self, field: FieldId, doc: u32, value: u64) {
+        self.local.fields.insert(field, FieldKind::SortLayers);
+        for slice in (0..u64::from(SORT_BITS)).filter(|b| (value >> b) & 1 == 1) {
+            self.local
+                .bitmaps
+                .entry(slice_key(field, slice))
+                .or_default()
+                .insert(doc);
+        }
         self.local
-            .entry(key(field.0, value)?)
+            .bitmaps
+            .entry(slice_key(field, EXISTS_SLICE))
             .or_default()
             .insert(doc);
-        Ok(())
     }
 
     /// Adds sorted or unsorted `docs` to the bitmap of `(field, value)`.
     pub fn add_many(&mut self, field: FieldId, value: u64, docs: &[u32]) -> Result<()> {
+        let k = key(field.0, value)?;
+        self.local.fields.insert(field, FieldKind::Bitmap);
         self.local
-            .entry(key(field.0, value)?)
+            .bitmaps
+            .entry(k)
             .or_default()
             .extend(docs.iter().copied());
         Ok(())
@@ -157,8 +183,9 @@ impl Drop for BulkPart<'_, '_> {
     fn drop(&mut self) {
         let local = std::mem::take(&mut self.local);
         let mut gathered = self.bulk.gathered.lock();
-        for (k, bitmap) in local {
-            *gathered.entry(k).or_default() |= bitmap;
+        gathered.fields.extend(local.fields);
+        for (k, bitmap) in local.bitmaps {
+            *gathered.bitmaps.entry(k).or_default() |= bitmap;
         }
     }
 }

@@ -302,6 +302,8 @@ enum SortOp {
     Change(u32, Option<u64>),
     /// Set whatever the old value was.
     Set(u32, Option<u64>),
+    /// A bulk build of values for documents that have none yet.
+    Bulk(Vec<(u32, u64)>),
     Compact {
         cold: bool,
     },
@@ -319,6 +321,7 @@ fn sort_op() -> impl Strategy<Value = SortOp> {
     prop_oneof![
         6 => (doc(), prop::option::weighted(0.85, sort_value())).prop_map(|(d, v)| SortOp::Change(d, v)),
         2 => (doc(), prop::option::weighted(0.85, sort_value())).prop_map(|(d, v)| SortOp::Set(d, v)),
+        1 => prop::collection::vec((doc(), sort_value()), 0..12).prop_map(SortOp::Bulk),
         1 => any::<bool>().prop_map(|cold| SortOp::Compact { cold }),
         1 => any::<bool>().prop_map(|clean| SortOp::Reopen { clean }),
     ]
@@ -357,6 +360,18 @@ proptest! {
                     SortOp::Set(d, v) => {
                         s.set_sort_value(score, *d, *v).unwrap();
                         match v { Some(v) => { model.insert(*d, *v); } None => { model.remove(d); } }
+                    }
+                    SortOp::Bulk(items) => {
+                        let bulk = s.bulk();
+                        let mut part = bulk.part();
+                        for (d, v) in items {
+                            if !model.contains_key(d) {
+                                part.add_sort_value(score, *d, *v);
+                                model.insert(*d, *v);
+                            }
+                        }
+                        drop(part);
+                        bulk.finish().unwrap();
                     }
                     SortOp::Compact { cold } => {
                         s.engine().compact_with(silo_engine::CompactOptions { cold: *cold, ..Default::default() }).unwrap();

@@ -338,6 +338,7 @@ fn compaction_chooses_exactly_the_shards_with_work() {
     let r = db.compact().unwrap();
     assert_eq!(shards(&r), vec![only], "only the shard written to");
     assert_eq!(r.ops_folded, 1);
+    assert!(!r.shards[0].1.cold, "no dead space: no cold rewrite");
     assert_eq!(
         shards(&db.compact().unwrap()),
         Vec::<usize>::new(),
