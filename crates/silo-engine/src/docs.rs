@@ -54,6 +54,11 @@ impl DocStore {
         })
     }
 
+    /// A handle on `shared` (the index layer's).
+    pub(crate) fn on(shared: Arc<Shared>) -> DocStore {
+        DocStore { shared }
+    }
+
     /// The engine underneath: compaction, checkpoints, stats, flush.
     pub fn engine(&self) -> &Engine {
         &self.shared.engine

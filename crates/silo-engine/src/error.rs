@@ -101,6 +101,25 @@ pub enum EngineError {
         /// The kind of field expected.
         kind: &'static str,
     },
+    /// A field's value is not of the type the schema gives it.
+    #[error("field `{field}` takes {expected} values, got {found}")]
+    FieldType {
+        /// The field.
+        field: String,
+        /// The schema's type.
+        expected: &'static str,
+        /// The value's type.
+        found: &'static str,
+    },
+    /// An index was opened with another schema than the one it was
+    /// created with.
+    #[error("the index was created with schema\n{stored}but opened with\n{given}")]
+    SchemaMismatch {
+        /// The schema the index keeps, as text.
+        stored: String,
+        /// The schema given, as text.
+        given: String,
+    },
     /// Every user field id is taken.
     #[error("the field registry is full ({max} fields)")]
     TooManyFields {

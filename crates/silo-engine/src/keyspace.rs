@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | 0 ([`REGISTRY_FIELD`]) | the field registry: one entry per field | the field's id |
 //! | 1 ..= 0xFFFD | user fields: one bitmap per value (or per bit, for sort layers) | the value |
-//! | 0xFFFE ([`SYSTEM_FIELD`]) | system bitmaps: 0 is the alive bitmap | the bitmap's number |
+//! | 0xFFFE ([`SYSTEM_FIELD`]) | system entries: 0 the alive bitmap, 1 an index's schema | the entry's number |
 //! | 0xFFFF ([`DOC_FIELD`]) | documents | the document id |
 //!
 //! One engine holds them all, so that a document and its bitmaps change in
@@ -29,6 +29,8 @@ pub const SYSTEM_FIELD: u16 = 0xFFFE;
 pub const DOC_FIELD: u16 = 0xFFFF;
 /// The system bitmap of the documents that exist.
 pub const ALIVE_BITMAP: u64 = 0;
+/// The system entry holding an index's schema (text).
+pub const SCHEMA_ENTRY: u64 = 1;
 
 /// What a key holds, by its field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,12 +8,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
+use roaring::RoaringBitmap;
+use silo_format::deserialize_bitmap;
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::operator::LayerOperator;
 use crate::options::EngineOptions;
 use crate::registry::{FieldId, FieldKind, Registry};
+use crate::snapshot::EngineSnapshot;
 
 /// An engine holding the layers' keys, and its field registry.
 pub(crate) struct Shared {
@@ -76,4 +79,35 @@ impl Shared {
             Err(shared) => shared.engine.flush(),
         }
     }
+}
+
+/// Point reads, from the engine as it is or from a snapshot.
+pub(crate) trait Reader {
+    /// Calls `f` with the value of `key`.
+    fn read_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R>;
+}
+
+impl Reader for Engine {
+    fn read_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        self.get_with(key, f)
+    }
+}
+
+impl Reader for EngineSnapshot<'_> {
+    fn read_with<R>(&self, key: u64, f: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        self.get_with(key, f)
+    }
+}
+
+/// The bitmap stored under `key` (its pending operations applied): empty
+/// if none, [`EngineError::Value`] if the bytes do not decode.
+pub(crate) fn read_bitmap(reader: &impl Reader, key: u64) -> Result<RoaringBitmap> {
+    reader.read_with(key, |bytes| match bytes {
+        None => Ok(RoaringBitmap::new()),
+        Some(bytes) => deserialize_bitmap(bytes).map_err(|e| EngineError::Value {
+            what: "bitmap",
+            key,
+            reason: e.to_string(),
+        }),
+    })?
 }

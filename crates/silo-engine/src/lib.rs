@@ -34,7 +34,7 @@
 //! | `bitmap/` | [`BitmapStore`]: bitmaps with single-bit operations, [`BitmapBatch`], sort layers, bulk builds ([`BulkBitmaps`]) |
 //! | `docs.rs` | [`DocStore`]: documents by id, fields by name, merges, partial reads |
 //!
-//! The index layer is not built yet (see docs/ARCHITECTURE.md).
+//! | `index/` | [`Index`]: a [`Schema`], upserts, patches and deletes that keep bitmaps and sort layers consistent, queries ([`Filter`], sort, limit, [`Cursor`]), counts, facets |
 #![forbid(unsafe_code)]
 
 mod batch_log;
@@ -43,6 +43,7 @@ mod compaction;
 mod docs;
 mod engine;
 mod error;
+mod index;
 pub mod keyspace;
 mod layers;
 mod manifest;
@@ -63,6 +64,7 @@ pub use compaction::{CompactOptions, EngineCompactionReport};
 pub use docs::{DocStore, Document};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
+pub use index::{Cursor, FieldSpec, FieldType, Filter, Hit, Index, Query, QueryResult, Schema};
 pub use operator::LayerOperator;
 pub use options::EngineOptions;
 pub use registry::{FieldId, FieldKind, MAX_FIELD_NAME};

@@ -29,6 +29,9 @@ pub enum FieldKind {
     SortLayers,
     /// A field of the stored documents.
     Document,
+    /// The value dictionary of an index filter field: its values to the
+    /// ids its bitmaps are keyed by.
+    Dictionary,
 }
 
 impl FieldKind {
@@ -37,6 +40,7 @@ impl FieldKind {
             FieldKind::Bitmap => 1,
             FieldKind::SortLayers => 2,
             FieldKind::Document => 3,
+            FieldKind::Dictionary => 4,
         }
     }
 
@@ -45,6 +49,7 @@ impl FieldKind {
             1 => Some(FieldKind::Bitmap),
             2 => Some(FieldKind::SortLayers),
             3 => Some(FieldKind::Document),
+            4 => Some(FieldKind::Dictionary),
             _ => None,
         }
     }
@@ -55,6 +60,7 @@ impl FieldKind {
             FieldKind::Bitmap => "bitmap",
             FieldKind::SortLayers => "sort",
             FieldKind::Document => "document",
+            FieldKind::Dictionary => "dictionary",
         }
     }
 }

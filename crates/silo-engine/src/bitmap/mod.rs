@@ -19,13 +19,13 @@
 
 mod batch;
 mod bulk;
-mod sort;
+pub(crate) mod sort;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use roaring::RoaringBitmap;
-use silo_format::{BitOp, deserialize_bitmap, serialize_bitmap};
+use silo_format::{BitOp, serialize_bitmap};
 
 pub use batch::BitmapBatch;
 pub use bulk::{BulkBitmaps, BulkPart, BulkReport};
@@ -34,9 +34,9 @@ pub use sort::{
 };
 
 use crate::engine::Engine;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::keyspace::{alive_key, key};
-use crate::layers::Shared;
+use crate::layers::{Shared, read_bitmap};
 
 /// The key of slice `slice` (0..64, or [`EXISTS_SLICE`]) of sort field
 /// `field`.
@@ -235,11 +235,7 @@ impl BitmapStore {
     /// The 64 slices and the "has a value" bitmap of sort field `field`.
     fn slices(&self, field: FieldId) -> Result<sort::Slices> {
         self.shared.check(field, FieldKind::SortLayers)?;
-        let bits = (0..u64::from(SORT_BITS))
-            .map(|b| self.read(slice_key(field, b)))
-            .collect::<Result<Vec<_>>>()?;
-        let exists = self.read(slice_key(field, EXISTS_SLICE))?;
-        Ok(sort::Slices { bits, exists })
+        sort::Slices::read(self.engine(), field)
     }
 
     /// A bulk build: `(field, value, doc)` triples from many threads,
@@ -250,13 +246,6 @@ impl BitmapStore {
 
     /// The bitmap stored under `k`, its pending operations applied.
     fn read(&self, k: u64) -> Result<RoaringBitmap> {
-        self.engine().get_with(k, |bytes| match bytes {
-            None => Ok(RoaringBitmap::new()),
-            Some(bytes) => deserialize_bitmap(bytes).map_err(|e| EngineError::Value {
-                what: "bitmap",
-                key: k,
-                reason: e.to_string(),
-            }),
-        })?
+        read_bitmap(self.engine(), k)
     }
 }

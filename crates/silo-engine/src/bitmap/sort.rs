@@ -10,6 +10,11 @@
 use roaring::RoaringBitmap;
 use silo_format::BitOp;
 
+use crate::bitmap::slice_key;
+use crate::error::Result;
+use crate::layers::{Reader, read_bitmap};
+use crate::registry::FieldId;
+
 /// Bits of a sort value.
 pub const SORT_BITS: u32 = 64;
 /// The value part of the key of a sort field's "has a value" bitmap.
@@ -99,6 +104,15 @@ pub(crate) struct Slices {
 }
 
 impl Slices {
+    /// Reads the slices of sort field `field`.
+    pub(crate) fn read(reader: &impl Reader, field: FieldId) -> Result<Slices> {
+        let bits = (0..u64::from(SORT_BITS))
+            .map(|b| read_bitmap(reader, slice_key(field, b)))
+            .collect::<Result<Vec<_>>>()?;
+        let exists = read_bitmap(reader, slice_key(field, EXISTS_SLICE))?;
+        Ok(Slices { bits, exists })
+    }
+
     /// The highest slice that is not empty, plus one (0: every value is 0).
     fn width(&self) -> usize {
         self.bits

@@ -7,6 +7,7 @@ mod crash;
 mod docs;
 mod engine;
 mod faults;
+mod index;
 mod model;
 mod power_cut;
 mod scheduler;
