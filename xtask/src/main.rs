@@ -14,7 +14,7 @@ verbs:
   ci                          fmt, clippy, tests, docs, layering and tidy checks (fail fast)
   layering                    only the layering check
   fuzz <target> [--seconds N] run a cargo-fuzz target (needs nightly and cargo-fuzz)
-  crash [--iterations N] [--kill | --power-cut] [--layer core|engine|all]
+  crash [--iterations N] [--kill | --power-cut] [--layer core|engine|index|all]
                               crash tests: SIGKILL and power cut (default 200 each, both layers)
   bench [criterion args]      the benchmarks, including the peer comparison
   mutants [--crate C] [--file F]... [--output DIR] [--iterate] [--report DIR]

@@ -94,13 +94,22 @@ pub(crate) fn crash(args: &[String]) -> Result<(), String> {
     let kill = !args.iter().any(|a| a == "--power-cut");
     let power_cut = !args.iter().any(|a| a == "--kill");
     let layer = string_flag(args, "--layer").unwrap_or_else(|| "all".to_owned());
-    let packages: &[&str] = match layer.as_str() {
-        "core" => &["silo-core"],
-        "engine" => &["silo-engine"],
-        "all" => &["silo-core", "silo-engine"],
-        other => return Err(format!("--layer {other}: expected core, engine or all")),
+    // (package, SIGKILL test filter, power-cut test filter)
+    let core = ("silo-core", "crash::", Some("power_cut::random"));
+    let engine = ("silo-engine", "crash::", Some("power_cut::random"));
+    let index = ("silo-engine", "index_sigkill::", None);
+    let runs: &[(&str, &str, Option<&str>)] = match layer.as_str() {
+        "core" => &[core],
+        "engine" => &[engine],
+        "index" => &[index],
+        "all" => &[core, engine, index],
+        other => {
+            return Err(format!(
+                "--layer {other}: expected core, engine, index or all"
+            ));
+        }
     };
-    for package in packages {
+    for (package, kill_filter, power_cut_filter) in runs {
         let test = |filter: &str| {
             cargo(
                 &[
@@ -121,10 +130,10 @@ pub(crate) fn crash(args: &[String]) -> Result<(), String> {
             )
         };
         if kill {
-            test("crash::")?;
+            test(kill_filter)?;
         }
-        if power_cut {
-            test("power_cut::random")?;
+        if power_cut && let Some(filter) = power_cut_filter {
+            test(filter)?;
         }
     }
     Ok(())

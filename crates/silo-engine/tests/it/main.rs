@@ -8,6 +8,7 @@ mod docs;
 mod engine;
 mod faults;
 mod index;
+mod index_sigkill;
 mod model;
 mod power_cut;
 mod scheduler;

@@ -1,0 +1,323 @@
+//! Crash test of the index: a child process upserts, patches and deletes
+//! documents (with compactions of its own beside each shard's worker) and
+//! reports every acknowledged change; the parent kills it with SIGKILL
+//! after a random number of acknowledgements, reopens the index and checks
+//! that it holds the acknowledged documents (or those plus the change in
+//! flight) and that every filter bitmap, sort layer and the alive bitmap
+//! agree exactly with the documents found.
+//!
+//! `SILO_CRASH_ITERATIONS` sets the number of kills (default 6;
+//! `cargo xtask crash --layer index` runs 200).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use silo_core::Durability;
+use silo_engine::{
+    EngineOptions, FieldSpec, FieldType, Filter, Index, Order, Query, Schema, sort_key_i64,
+};
+use silo_format::Value;
+
+const CHILD_DIR: &str = "SILO_INDEX_CRASH_CHILD_DIR";
+const CHILD_SEED: &str = "SILO_INDEX_CRASH_CHILD_SEED";
+const ACK: &str = "SILO-ACK ";
+const DOCS: u64 = 40;
+const COLORS: [&str; 3] = ["red", "blue", "green"];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn schema() -> Schema {
+    Schema::new(vec![
+        FieldSpec::filter("color", FieldType::Str),
+        FieldSpec {
+            sort: true,
+            ..FieldSpec::filter("rank", FieldType::I64)
+        },
+        FieldSpec::filter("tags", FieldType::Tags),
+    ])
+}
+
+fn opts() -> EngineOptions {
+    let mut o = EngineOptions {
+        shards: Some(4),
+        compaction_threads: Some(2),
+        ..EngineOptions::default()
+    };
+    o.store.durability = Durability::Sync;
+    o.store.auto_compact = true;
+    o.store.thresholds.pending_ops = 32;
+    o.store.thresholds.min_interval = std::time::Duration::ZERO;
+    o
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Upsert(u32, Vec<(&'static str, Value)>),
+    Patch(u32, Vec<(&'static str, Value)>),
+    Delete(u32),
+    Compact,
+}
+
+fn workload(seed: u64, count: usize) -> Vec<Op> {
+    let mut rng = Rng(seed | 1);
+    (0..count)
+        .map(|_| {
+            let doc = u32::try_from(rng.below(DOCS)).unwrap_or(0);
+            let color = Value::Str(COLORS[usize::try_from(rng.below(3)).unwrap_or(0)].into());
+            let rank = Value::I64(i64::try_from(rng.below(9)).unwrap_or(0) - 4);
+            let tags = Value::I64List {
+                items: (0..rng.below(3))
+                    .map(|_| i64::try_from(rng.below(5)).unwrap_or(0))
+                    .collect(),
+                reset: rng.below(2) == 0,
+            };
+            match rng.below(100) {
+                0..=44 => Op::Upsert(doc, vec![("color", color), ("rank", rank), ("tags", tags)]),
+                45..=79 => Op::Patch(
+                    doc,
+                    match rng.below(3) {
+                        0 => vec![("rank", rank)],
+                        1 => vec![("tags", tags), ("color", Value::Deleted)],
+                        _ => vec![("color", color)],
+                    },
+                ),
+                80..=96 => Op::Delete(doc),
+                _ => Op::Compact,
+            }
+        })
+        .collect()
+}
+
+type Doc = BTreeMap<String, Value>;
+
+fn apply(model: &mut BTreeMap<u32, Doc>, op: &Op) {
+    let set = |doc: &mut Doc, fields: &[(&str, Value)]| {
+        for (name, v) in fields {
+            match v {
+                Value::Deleted => {
+                    doc.remove(*name);
+                }
+                Value::I64List {
+                    items,
+                    reset: false,
+                } => match doc.get_mut(*name) {
+                    Some(Value::I64List { items: old, .. }) => old.extend_from_slice(items),
+                    _ => {
+                        doc.insert(
+                            (*name).to_owned(),
+                            Value::I64List {
+                                items: items.clone(),
+                                reset: false,
+                            },
+                        );
+                    }
+                },
+                Value::I64List { items, reset: true } => {
+                    doc.insert(
+                        (*name).to_owned(),
+                        Value::I64List {
+                            items: items.clone(),
+                            reset: false,
+                        },
+                    );
+                }
+                v => {
+                    doc.insert((*name).to_owned(), v.clone());
+                }
+            }
+        }
+    };
+    match op {
+        Op::Upsert(d, fields) => {
+            let mut doc = Doc::new();
+            // An upsert stores lists without RESET.
+            set(&mut doc, fields);
+            model.insert(*d, doc);
+        }
+        Op::Patch(d, fields) => set(model.entry(*d).or_default(), fields),
+        Op::Delete(d) => {
+            model.remove(d);
+        }
+        Op::Compact => {}
+    }
+}
+
+fn run_op(index: &Index, op: &Op) {
+    match op {
+        Op::Upsert(d, fields) => index.upsert(*d, fields).expect("upsert"),
+        Op::Patch(d, fields) => index.patch(*d, fields).expect("patch"),
+        Op::Delete(d) => index.delete(*d).expect("delete"),
+        Op::Compact => {
+            index.engine().compact().expect("compact");
+        }
+    }
+}
+
+/// Not a test by itself: the body of the child process the crash test
+/// spawns (it does nothing unless the parent set its environment).
+#[test]
+fn crash_child_process() {
+    let (Ok(dir), Ok(seed)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_SEED)) else {
+        return;
+    };
+    let seed: u64 = seed.parse().expect("seed");
+    let index = Index::open(Path::new(&dir), schema(), opts()).expect("child open");
+    let mut out = std::io::stdout().lock();
+    for (i, op) in workload(seed, 100_000).iter().enumerate() {
+        run_op(&index, op);
+        writeln!(out, "{ACK}{i}").expect("stdout");
+        out.flush().expect("stdout");
+    }
+}
+
+/// Every bitmap and sort layer of `index` against the documents it holds.
+fn check_consistent(index: &Index, docs: &BTreeMap<u32, Doc>, context: &str) {
+    let ids = |f: Filter| -> Vec<u32> {
+        index
+            .query(&Query::new(f, 10_000))
+            .expect("query")
+            .hits
+            .iter()
+            .map(|h| h.doc)
+            .collect()
+    };
+    let want = |pred: &dyn Fn(&Doc) -> bool| -> Vec<u32> {
+        docs.iter()
+            .filter(|(_, d)| pred(d))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    assert_eq!(ids(Filter::All), want(&|_| true), "{context}: alive");
+    for c in COLORS {
+        let v = Value::Str(c.into());
+        assert_eq!(
+            ids(Filter::Eq("color".into(), v.clone())),
+            want(&|d| d.get("color") == Some(&v)),
+            "{context}: color {c}"
+        );
+    }
+    for r in -4..=4i64 {
+        let v = Value::I64(r);
+        assert_eq!(
+            ids(Filter::Eq("rank".into(), v.clone())),
+            want(&|d| d.get("rank") == Some(&v)),
+            "{context}: rank {r}"
+        );
+    }
+    for t in 0..5i64 {
+        assert_eq!(
+            ids(Filter::Eq("tags".into(), Value::I64(t))),
+            want(
+                &|d| matches!(d.get("tags"), Some(Value::I64List { items, .. }) if items.contains(&t))
+            ),
+            "{context}: tag {t}"
+        );
+    }
+    let sorted: Vec<u32> = index
+        .query(&Query::new(Filter::All, 10_000).sorted_by("rank", Order::Descending))
+        .expect("sorted")
+        .hits
+        .iter()
+        .map(|h| h.doc)
+        .collect();
+    let mut by_rank: Vec<(u32, u64)> = docs
+        .iter()
+        .filter_map(|(id, d)| match d.get("rank") {
+            Some(Value::I64(r)) => Some((*id, sort_key_i64(*r))),
+            _ => None,
+        })
+        .collect();
+    by_rank.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    assert_eq!(
+        sorted,
+        by_rank.into_iter().map(|(d, _)| d).collect::<Vec<_>>(),
+        "{context}: sort layers"
+    );
+}
+
+#[test]
+fn sigkill_during_changes_leaves_documents_and_bitmaps_in_agreement() {
+    let iterations: u64 = std::env::var("SILO_CRASH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let exe = std::env::current_exe().expect("test binary");
+    let mut rng = Rng(0x1d3c_5eed ^ iterations);
+    let mut checked = 0;
+    for iteration in 0..iterations {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seed = rng.next();
+        let kill_after = 1 + usize::try_from(rng.below(120)).unwrap_or(0);
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "index_sigkill::crash_child_process",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CHILD_DIR, dir.path())
+            .env(CHILD_SEED, seed.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let stdout = child.stdout.take().expect("child stdout");
+        let mut acked: Option<usize> = None;
+        let mut killed = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("child output");
+            if let Some(n) = line.strip_prefix(ACK) {
+                acked = Some(n.trim().parse().expect("ack number"));
+                if !killed && acked.is_some_and(|a| a + 1 >= kill_after) {
+                    child.kill().expect("SIGKILL");
+                    killed = true;
+                }
+            }
+        }
+        let status = child.wait().expect("wait child");
+        assert!(
+            killed,
+            "iteration {iteration}: child exited early ({status})"
+        );
+        let done = acked.map_or(0, |a| a + 1);
+        let ops = workload(seed, done + 1);
+        let mut before = BTreeMap::new();
+        for op in &ops[..done] {
+            apply(&mut before, op);
+        }
+        let mut after = before.clone();
+        if let Some(op) = ops.get(done) {
+            apply(&mut after, op);
+        }
+        let context = format!("iteration {iteration} (seed {seed}, {done} acknowledged)");
+        let index = Index::open(dir.path(), schema(), opts())
+            .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
+        let found: BTreeMap<u32, Doc> = (0..u32::try_from(DOCS).unwrap_or(0))
+            .filter_map(|d| index.get(d).expect("get").map(|doc| (d, doc)))
+            .collect();
+        assert!(
+            found == before || found == after,
+            "{context}: neither the acknowledged documents nor them plus the change in flight ({:?})",
+            ops.get(done)
+        );
+        check_consistent(&index, &found, &context);
+        checked += done;
+    }
+    println!("index crash test: {iterations} kills, {checked} acknowledged changes verified");
+}
