@@ -135,15 +135,7 @@ impl Engine {
             }
         }
         let used = threads.min(staged.len()).max(1);
-        let pool = (used > 1)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(used)
-                    .thread_name(|n| format!("silo-compact-{n}"))
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        let pool = pool_of(used);
         let used = if pool.is_some() { used } else { 1 };
         // 3. Apply and commit sequentially, shard by shard, each as soon as
         //    its plan (and every earlier one) is ready: the pool goes on
@@ -246,6 +238,20 @@ impl Engine {
         report.duration = start.elapsed();
         Ok(report)
     }
+}
+
+/// A pool of `threads` compaction threads; `None` for one thread (the
+/// sequential path) or if no thread can be started.
+fn pool_of(threads: usize) -> Option<rayon::ThreadPool> {
+    (threads > 1)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|n| format!("silo-compact-{n}"))
+                .build()
+                .ok()
+        })
+        .flatten()
 }
 
 /// The error of a shard whose compaction panicked (in a merge operator?).
