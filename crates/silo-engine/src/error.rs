@@ -120,6 +120,15 @@ pub enum EngineError {
         /// The schema given, as text.
         given: String,
     },
+    /// A line of an import is not a document of the schema (or the input
+    /// cannot be read); nothing of the import was written.
+    #[error("import, line {line}: {reason}")]
+    Import {
+        /// The line (from 1; 0: the input as a whole).
+        line: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Every user field id is taken.
     #[error("the field registry is full ({max} fields)")]
     TooManyFields {

@@ -64,7 +64,10 @@ pub use compaction::{CompactOptions, EngineCompactionReport};
 pub use docs::{DocStore, Document};
 pub use engine::Engine;
 pub use error::{EngineError, Result};
-pub use index::{Cursor, FieldSpec, FieldType, Filter, Hit, Index, Query, QueryResult, Schema};
+pub use index::{
+    Cursor, FieldSpec, FieldType, Filter, Hit, IMPORT_BATCH, ImportReport, ImportedDoc, Index,
+    Query, QueryResult, Schema,
+};
 pub use operator::LayerOperator;
 pub use options::EngineOptions;
 pub use registry::{FieldId, FieldKind, MAX_FIELD_NAME};

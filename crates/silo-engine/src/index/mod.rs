@@ -31,6 +31,7 @@
 //! ```
 
 mod dictionary;
+mod import;
 mod query;
 mod schema;
 
@@ -44,6 +45,7 @@ use roaring::RoaringBitmap;
 use silo_core::{Durability, WriteOptions};
 use silo_format::{DocumentRef, Value, encode_document};
 
+pub use import::{IMPORT_BATCH, ImportReport, ImportedDoc};
 pub use query::{Cursor, Filter, Hit, Query, QueryResult};
 pub use schema::{FieldSpec, FieldType, Schema};
 
@@ -281,7 +283,7 @@ impl Index {
     }
 
     fn lock(&self, doc: u32) -> parking_lot::MutexGuard<'_, ()> {
-        self.doc_locks[doc as usize % DOC_LOCKS].lock()
+        self.doc_locks[stripe(doc)].lock()
     }
 
     /// The stored row of `doc`.
@@ -314,14 +316,22 @@ impl Index {
     /// changed, and the alive bit. New filter values get dictionary ids
     /// first (a `Sync` write of their entries).
     fn write_change(&self, doc: u32, old: Option<&Row>, new: Option<&Row>) -> Result<()> {
+        self.write_changes(&[(doc, old, new)])
+    }
+
+    /// [`Index::write_change`] for many documents (each once) in one
+    /// atomic batch; the caller holds their locks.
+    fn write_changes(&self, changes: &[(u32, Option<&Row>, Option<&Row>)]) -> Result<()> {
         let mut fresh: Vec<(usize, FieldId, Canonical)> = Vec::new();
         {
             let dicts = self.dicts.read();
-            for (i, r) in self.fields.iter().enumerate() {
-                if let Some((_, dict, at)) = r.filter {
-                    for v in Self::values_of(new, i) {
-                        if dicts[at].id(&v).is_none() {
-                            fresh.push((at, dict, v));
+            for (_, _, new) in changes {
+                for (i, r) in self.fields.iter().enumerate() {
+                    if let Some((_, dict, at)) = r.filter {
+                        for v in Self::values_of(*new, i) {
+                            if dicts[at].id(&v).is_none() {
+                                fresh.push((at, dict, v));
+                            }
                         }
                     }
                 }
@@ -332,33 +342,60 @@ impl Index {
             add_values(self.engine(), &self.dicts, &fresh)?;
         }
         let mut batch = BitmapBatch::new();
+        let mut docs: Vec<(u32, Option<Vec<u8>>)> = Vec::with_capacity(changes.len());
         {
             let dicts = self.dicts.read();
-            for (i, r) in self.fields.iter().enumerate() {
-                if let Some((bitmap, _, at)) = r.filter {
-                    let (before, after) = (Self::values_of(old, i), Self::values_of(new, i));
-                    for v in before.difference(&after) {
-                        if let Some(id) = dicts[at].id(v) {
-                            batch.clear(bitmap, id, doc)?;
-                        }
-                    }
-                    for v in after.difference(&before) {
-                        let id = dicts[at]
-                            .id(v)
-                            .ok_or_else(|| EngineError::InvalidArgument {
-                                name: "document",
-                                reason: format!("field `{}`: a value without an id", r.spec.name),
-                            })?;
-                        batch.set(bitmap, id, doc)?;
+            for &(doc, old, new) in changes {
+                self.diff_into(&mut batch, &dicts, doc, old, new)?;
+                let bytes = match new {
+                    Some(row) => Some(self.encode_row(row)?),
+                    None => None,
+                };
+                docs.push((doc, bytes));
+            }
+        }
+        let mut write = batch.to_write_batch();
+        for (doc, bytes) in &docs {
+            match bytes {
+                Some(bytes) => write.put(doc_key(*doc), bytes),
+                None => write.delete(doc_key(*doc)),
+            };
+        }
+        self.engine().write(&write)
+    }
+
+    /// Adds to `batch` the bit changes that take `doc` from `old` to `new`.
+    fn diff_into(
+        &self,
+        batch: &mut BitmapBatch,
+        dicts: &[Dictionary],
+        doc: u32,
+        old: Option<&Row>,
+        new: Option<&Row>,
+    ) -> Result<()> {
+        for (i, r) in self.fields.iter().enumerate() {
+            if let Some((bitmap, _, at)) = r.filter {
+                let (before, after) = (Self::values_of(old, i), Self::values_of(new, i));
+                for v in before.difference(&after) {
+                    if let Some(id) = dicts[at].id(v) {
+                        batch.clear(bitmap, id, doc)?;
                     }
                 }
-                if let Some(sort) = r.sort {
-                    let value =
-                        |row: Option<&Row>| row.and_then(|r| r[i].as_ref()).and_then(sort_key);
-                    let (before, after) = (value(old), value(new));
-                    if before != after {
-                        batch.change_sort_value(sort, doc, before, after);
-                    }
+                for v in after.difference(&before) {
+                    let id = dicts[at]
+                        .id(v)
+                        .ok_or_else(|| EngineError::InvalidArgument {
+                            name: "document",
+                            reason: format!("field `{}`: a value without an id", r.spec.name),
+                        })?;
+                    batch.set(bitmap, id, doc)?;
+                }
+            }
+            if let Some(sort) = r.sort {
+                let value = |row: Option<&Row>| row.and_then(|r| r[i].as_ref()).and_then(sort_key);
+                let (before, after) = (value(old), value(new));
+                if before != after {
+                    batch.change_sort_value(sort, doc, before, after);
                 }
             }
         }
@@ -367,27 +404,62 @@ impl Index {
         } else {
             batch.clear_alive(doc);
         }
-        let mut write = batch.to_write_batch();
-        match new {
-            Some(row) => {
-                let fields: Vec<(u16, Value)> = self
-                    .fields
-                    .iter()
-                    .zip(row)
-                    .filter_map(|(r, v)| v.clone().map(|v| (r.doc.0, v)))
-                    .collect();
-                let mut bytes = Vec::new();
-                encode_document(&fields, &mut bytes).map_err(|e| EngineError::InvalidArgument {
-                    name: "document",
-                    reason: e.to_string(),
-                })?;
-                write.put(doc_key(doc), &bytes);
+        Ok(())
+    }
+
+    /// `row` in the document encoding, by document field id.
+    fn encode_row(&self, row: &Row) -> Result<Vec<u8>> {
+        let fields: Vec<(u16, Value)> = self
+            .fields
+            .iter()
+            .zip(row)
+            .filter_map(|(r, v)| v.clone().map(|v| (r.doc.0, v)))
+            .collect();
+        let mut bytes = Vec::new();
+        encode_document(&fields, &mut bytes).map_err(|e| EngineError::InvalidArgument {
+            name: "document",
+            reason: e.to_string(),
+        })?;
+        Ok(bytes)
+    }
+
+    /// Upserts many documents in one atomic batch (one sync of the engine's
+    /// batch log for all of them, and one operand per bitmap): the bulk
+    /// path. Every document is checked before anything is written; a
+    /// document id given twice is an error.
+    pub fn upsert_many(&self, docs: &[(u32, Vec<(&str, Value)>)]) -> Result<()> {
+        let mut rows = Vec::with_capacity(docs.len());
+        let mut seen = std::collections::HashSet::with_capacity(docs.len());
+        for (doc, fields) in docs {
+            if !seen.insert(*doc) {
+                return Err(EngineError::InvalidArgument {
+                    name: "documents",
+                    reason: format!("document {doc} given twice"),
+                });
             }
-            None => {
-                write.delete(doc_key(doc));
-            }
+            let row: Row = self
+                .checked(fields, false)?
+                .into_iter()
+                .map(|v| v.map(stored_form))
+                .collect();
+            rows.push((*doc, row));
         }
-        self.engine().write(&write)
+        let mut stripes: Vec<usize> = rows.iter().map(|(d, _)| stripe(*d)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        // In stripe order, so that two bulk writers never wait on each other
+        // in a cycle.
+        let _locks: Vec<_> = stripes.iter().map(|i| self.doc_locks[*i].lock()).collect();
+        let olds = rows
+            .iter()
+            .map(|(doc, _)| self.read_row(self.engine(), *doc))
+            .collect::<Result<Vec<_>>>()?;
+        let changes: Vec<(u32, Option<&Row>, Option<&Row>)> = rows
+            .iter()
+            .zip(&olds)
+            .map(|((doc, new), old)| (*doc, old.as_ref(), Some(new)))
+            .collect();
+        self.write_changes(&changes)
     }
 
     /// The documents matching `filter` (one snapshot).
@@ -593,6 +665,11 @@ impl Index {
         }
         Ok(out)
     }
+}
+
+/// The lock stripe of document `doc`.
+pub(crate) fn stripe(doc: u32) -> usize {
+    doc as usize % DOC_LOCKS
 }
 
 /// A value as a sort layer holds it.

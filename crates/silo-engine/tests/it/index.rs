@@ -237,6 +237,7 @@ fn apply_patch(doc: &mut Doc, patch: &[(&'static str, Value)]) {
 #[derive(Clone, Debug)]
 enum Op {
     Upsert(u32, Vec<(&'static str, Value)>),
+    UpsertMany(BTreeMap<u32, Vec<(&'static str, Value)>>),
     Patch(u32, Vec<(&'static str, Value)>),
     Delete(u32),
     Compact { cold: bool },
@@ -248,6 +249,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (id(), doc()).prop_map(|(d, f)| Op::Upsert(d, f)),
         3 => (id(), patch()).prop_map(|(d, f)| Op::Patch(d, f)),
+        2 => prop::collection::btree_map(id(), doc(), 0..6).prop_map(Op::UpsertMany),
         1 => id().prop_map(Op::Delete),
         1 => any::<bool>().prop_map(|cold| Op::Compact { cold }),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
@@ -296,6 +298,15 @@ proptest! {
                         let mut doc = Doc::new();
                         apply_patch(&mut doc, fields);
                         model.insert(*d, doc);
+                    }
+                    Op::UpsertMany(docs) => {
+                        let list: Vec<(u32, Vec<(&str, Value)>)> = docs.iter().map(|(d, f)| (*d, f.clone())).collect();
+                        index.upsert_many(&list).unwrap();
+                        for (d, fields) in docs {
+                            let mut doc = Doc::new();
+                            apply_patch(&mut doc, fields);
+                            model.insert(*d, doc);
+                        }
                     }
                     Op::Patch(d, fields) => {
                         index.patch(*d, fields).unwrap();
@@ -502,4 +513,89 @@ fn an_unchanged_upsert_writes_only_the_document_and_its_alive_bit() {
         .map(|h| h.doc)
         .collect();
     assert_eq!(all, BTreeSet::from([7]));
+}
+
+#[test]
+fn json_lines_import_checks_every_line_first_and_later_lines_win() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(dir.path(), schema(), opts()).unwrap();
+    let input = dir.path().join("docs.jsonl");
+    let mut text = String::new();
+    for id in 0..2500u32 {
+        let color = ["red", "blue", "green"][id as usize % 3];
+        text.push_str(&format!(
+            "{{\"id\": {id}, \"color\": \"{color}\", \"size\": {}, \"tags\": [{}, {}], \"price\": {}.5, \"flag\": {}}}\n",
+            i64::from(id % 7) - 3,
+            id % 5,
+            (id + 1) % 5,
+            id % 100,
+            id % 2 == 0
+        ));
+        if id % 1000 == 0 {
+            text.push('\n');
+        }
+    }
+    // A later line for document 7 replaces the earlier one.
+    text.push_str("{\"id\": 7, \"color\": \"blue\", \"title\": \"again\", \"size\": null}\n");
+    std::fs::write(&input, &text).unwrap();
+    let report = index.import_json_lines(&input, 2).unwrap();
+    assert_eq!(report.documents, 2501);
+    assert_eq!(report.blank_lines, 3);
+    assert!(report.batches >= 3);
+    assert_eq!(index.count(&Filter::All).unwrap(), 2500);
+    let doc7 = index.get(7).unwrap().unwrap();
+    assert_eq!(doc7.get("title"), Some(&Value::Str("again".into())));
+    assert_eq!(doc7.get("size"), None);
+    let reds = index
+        .count(&Filter::Eq("color".into(), Value::Str("red".into())))
+        .unwrap();
+    assert_eq!(
+        reds,
+        (0..2500u32).filter(|id| id % 3 == 0 && *id != 7).count() as u64
+    );
+    let tag4 = index
+        .count(&Filter::Eq("tags".into(), Value::I64(4)))
+        .unwrap();
+    assert_eq!(
+        tag4,
+        (0..2500u32)
+            .filter(|id| *id != 7 && (id % 5 == 4 || (id + 1) % 5 == 4))
+            .count() as u64
+    );
+
+    // A bad line anywhere: an error naming it, and nothing written.
+    let other = tempfile::tempdir().unwrap();
+    let fresh = Index::open(other.path(), schema(), opts()).unwrap();
+    for (bad, line, what) in [
+        ("{\"id\": 1, \"size\": \"big\"}", 3, "size"),
+        ("{\"id\": 1, \"colour\": \"red\"}", 3, "colour"),
+        ("{\"size\": 1}", 3, "id"),
+        ("{\"id\": 5000000000}", 3, "id"),
+        ("[1, 2]", 3, "object"),
+        ("{\"id\": 1, ", 3, "JSON"),
+        ("{\"id\": 1, \"tags\": [1, \"x\"]}", 3, "tags"),
+    ] {
+        let path = other.path().join("bad.jsonl");
+        std::fs::write(
+            &path,
+            format!("{{\"id\": 10}}\n{{\"id\": 11}}\n{bad}\n{{\"id\": 12}}\n"),
+        )
+        .unwrap();
+        match fresh.import_json_lines(&path, 2) {
+            Err(EngineError::Import { line: l, reason }) => {
+                assert_eq!(l, line, "{bad}");
+                assert!(reason.contains(what), "{bad}: {reason}");
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+        assert_eq!(
+            fresh.count(&Filter::All).unwrap(),
+            0,
+            "{bad}: nothing written"
+        );
+    }
+    assert!(matches!(
+        fresh.import_json_lines(&other.path().join("missing.jsonl"), 1),
+        Err(EngineError::Import { line: 0, .. })
+    ));
 }
