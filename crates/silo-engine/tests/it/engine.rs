@@ -357,6 +357,19 @@ fn compaction_chooses_exactly_the_shards_with_work() {
         .unwrap();
     assert_eq!(shards(&cold), vec![0, 1, 2, 3], "cold: every shard");
     assert!(cold.shards.iter().all(|(_, r)| r.cold));
+    assert_eq!(cold.threads, 2, "the engine's compaction_threads");
+    drop(db);
+    // The configured thread count, not the machine's, is what compacts.
+    let mut one = opts(4);
+    one.compaction_threads = Some(1);
+    let db = Engine::open(dir.path(), one).unwrap();
+    let cold = db
+        .compact_with(CompactOptions {
+            cold: true,
+            ..CompactOptions::default()
+        })
+        .unwrap();
+    assert_eq!(cold.threads, 1);
 }
 
 #[test]
