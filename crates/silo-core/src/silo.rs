@@ -227,7 +227,9 @@ impl Silo {
 
     /// [`Silo::compact`] in stages, so that a caller compacting many stores
     /// can compute their plans in parallel and apply them one by one:
-    /// freezes the log slot now (`None`: nothing to fold); then
+    /// freezes the log slot now (`None`: nothing to fold and no cold
+    /// rewrite asked for or due; with one, the stages are staged with an
+    /// empty plan and the rewrite); then
     /// [`StagedCompaction::plan`] and [`StagedCompaction::apply`]. With
     /// `cold`, the apply also rewrites the data file (as
     /// [`Silo::compact_cold`]). A thread holding an iterator or snapshot of

@@ -24,8 +24,9 @@ pub struct StagedCompaction<'a> {
     core: &'a Core,
     gate: GateWrite<'a>,
     _busy: BusyGuard<'a>,
-    frozen: Frozen,
-    map: ReadMap,
+    /// The frozen slot and its map; `None` when there was nothing to fold
+    /// and only a cold rewrite was staged.
+    frozen: Option<(Frozen, ReadMap)>,
     cold: bool,
     start: Instant,
     applied: AtomicBool,
@@ -35,7 +36,10 @@ impl std::fmt::Debug for StagedCompaction<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StagedCompaction")
             .field("dir", &self.core.dir)
-            .field("through_seq", &self.frozen.through_seq)
+            .field(
+                "through_seq",
+                &self.frozen.as_ref().map(|(f, _)| f.through_seq),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -91,16 +95,21 @@ impl Core {
         start: Instant,
     ) -> Result<Option<StagedCompaction<'a>>> {
         let busy = self.compacting.enter();
-        let Some(frozen) = self.freeze_locked(&gate)? else {
-            return Ok(None);
+        let frozen = match self.freeze_locked(&gate)? {
+            Some(frozen) => {
+                let map = ReadMap::new(&frozen.file)?;
+                Some((frozen, map))
+            }
+            // Nothing to fold: staged only for a cold rewrite that is asked
+            // for or due.
+            None if cold || policy::wants_cold(&self.policy_input(), &self.opts.thresholds) => None,
+            None => return Ok(None),
         };
-        let map = ReadMap::new(&frozen.file)?;
         Ok(Some(StagedCompaction {
             core: self,
             gate,
             _busy: busy,
             frozen,
-            map,
             cold,
             start,
             applied: AtomicBool::new(false),
@@ -120,7 +129,10 @@ impl StagedCompaction<'_> {
                 reason: "the compaction was already applied".to_owned(),
             });
         }
-        let plan = self.core.plan_frozen(&self.frozen, &self.map)?;
+        let plan = match &self.frozen {
+            Some((frozen, map)) => self.core.plan_frozen(frozen, map)?,
+            None => Plan::default(),
+        };
         Ok(CompactionPlan { plan })
     }
 
@@ -150,7 +162,10 @@ impl StagedCompaction<'_> {
                 reason: "the compaction was already applied".to_owned(),
             });
         }
-        let outcome = self.core.apply_frozen(&self.frozen, plan.plan, self.start);
+        let outcome = match &self.frozen {
+            Some((frozen, _)) => self.core.apply_frozen(frozen, plan.plan, self.start),
+            None => Ok(CompactionReport::default()),
+        };
         self.note(&outcome);
         outcome
     }

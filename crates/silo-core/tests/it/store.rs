@@ -783,7 +783,7 @@ fn advice_covers_the_compaction_inputs_and_changes_no_value() {
 }
 
 /// `stage_compaction` is `compact` in three steps: nothing to fold is
-/// `None`; a plan computed on another thread applies once; a cold stage
+/// `None` (unless a cold rewrite is asked for); a plan computed on another thread applies once; a cold stage
 /// rewrites the data file; a thread holding an iterator is refused.
 #[test]
 fn a_staged_compaction_is_a_compaction_in_three_steps() {
@@ -856,6 +856,17 @@ fn a_staged_compaction_is_a_compaction_in_three_steps() {
     assert_ne!(files(dir.path()), before, "the rewrite replaced the files");
     assert_eq!(s.get(90).expect("get"), Some(vec![1; 30]));
     assert_eq!(s.get(60).expect("get"), None);
+    // Nothing to fold: no stage, unless a cold rewrite is asked for; then
+    // an empty plan and the rewrite.
+    assert!(s.stage_compaction(false).expect("stage").is_none());
+    let staged = s.stage_compaction(true).expect("stage").expect("cold only");
+    let plan = staged.plan().expect("plan");
+    assert_eq!(plan.ops(), 0);
+    let report = staged.apply(plan).expect("apply");
+    assert!(report.cold && report.ops_folded == 0, "{report:?}");
+    assert_eq!(report.bytes_written, s.stats().live_bytes);
+    drop(staged);
+    assert_eq!(s.get(90).expect("get"), Some(vec![1; 30]));
     let it = s.iter();
     assert!(matches!(
         s.stage_compaction(false),
