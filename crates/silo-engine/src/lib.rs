@@ -34,11 +34,13 @@
 //! | `bitmap/` | [`BitmapStore`]: bitmaps with single-bit operations, [`BitmapBatch`], sort layers, bulk builds ([`BulkBitmaps`]) |
 //! | `docs.rs` | [`DocStore`]: documents by id, fields by name, merges, partial reads |
 //!
+//! | [`catalog`] | a synthetic product catalogue for benches, tests and demos |
 //! | `index/` | [`Index`]: a [`Schema`], upserts, patches and deletes that keep bitmaps and sort layers consistent, queries ([`Filter`], sort, limit, [`Cursor`]), counts, facets |
 #![forbid(unsafe_code)]
 
 mod batch_log;
 mod bitmap;
+pub mod catalog;
 mod compaction;
 mod docs;
 mod engine;

@@ -599,3 +599,70 @@ fn json_lines_import_checks_every_line_first_and_later_lines_win() {
         Err(EngineError::Import { line: 0, .. })
     ));
 }
+
+/// The catalogue generator's documents through a JSON lines import: counts,
+/// facets and a sorted page against a scan of the generated documents.
+#[test]
+fn the_catalogue_imports_and_answers_like_a_scan() {
+    use silo_engine::catalog::Catalog;
+    let dir = tempfile::tempdir().unwrap();
+    let cat = Catalog::new(11);
+    let index = Index::open(dir.path(), cat.schema(), opts()).unwrap();
+    let n = 3000u32;
+    let path = dir.path().join("catalog.jsonl");
+    let text: String = (0..n).map(|id| cat.json_line(id) + "\n").collect();
+    std::fs::write(&path, text).unwrap();
+    index.import_json_lines(&path, 2).unwrap();
+    let docs: Vec<(u32, BTreeMap<&str, Value>)> = (0..n)
+        .map(|id| (id, cat.document(id).into_iter().collect()))
+        .collect();
+    let red = Filter::And(vec![
+        Filter::Eq("color".into(), Value::Str("red".into())),
+        Filter::Eq("in_stock".into(), Value::Bool(true)),
+    ]);
+    let is_red = |d: &BTreeMap<&str, Value>| {
+        d["color"] == Value::Str("red".into()) && d["in_stock"] == Value::Bool(true)
+    };
+    assert_eq!(
+        index.count(&red).unwrap(),
+        docs.iter().filter(|(_, d)| is_red(d)).count() as u64
+    );
+    let mut by_price: Vec<(u32, u64)> = docs
+        .iter()
+        .filter(|(_, d)| is_red(d))
+        .map(|(id, d)| (*id, key_of(&d["price"])))
+        .collect();
+    by_price.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top: Vec<u32> = index
+        .query(&Query::new(red.clone(), 10).sorted_by("price", Order::Descending))
+        .unwrap()
+        .hits
+        .iter()
+        .map(|h| h.doc)
+        .collect();
+    assert_eq!(
+        top,
+        by_price
+            .iter()
+            .take(10)
+            .map(|(d, _)| *d)
+            .collect::<Vec<_>>()
+    );
+    let facets = index.facets("category", &red).unwrap();
+    let total: u64 = facets.iter().map(|(_, c)| c).sum();
+    assert_eq!(
+        total,
+        index.count(&red).unwrap(),
+        "each red document has one category"
+    );
+    let tag0 = docs
+        .iter()
+        .filter(|(_, d)| matches!(d.get("tags"), Some(Value::I64List { items, .. }) if items.contains(&0)))
+        .count() as u64;
+    assert_eq!(
+        index
+            .count(&Filter::Eq("tags".into(), Value::I64(0)))
+            .unwrap(),
+        tag0
+    );
+}
