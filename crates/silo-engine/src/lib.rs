@@ -64,7 +64,7 @@ pub use bitmap::{
 };
 pub use compaction::{CompactOptions, EngineCompactionReport};
 pub use docs::{DocStore, Document};
-pub use engine::Engine;
+pub use engine::{Engine, HOLD_BETWEEN_PARTS};
 pub use error::{EngineError, Result};
 pub use index::{
     Cursor, FieldSpec, FieldType, Filter, Hit, IMPORT_BATCH, ImportReport, ImportedDoc, Index,

@@ -21,7 +21,8 @@ pub struct EngineStats {
     pub writes_delayed: u64,
     /// See `writes_delayed`.
     pub write_delay: std::time::Duration,
-    /// Bytes of batches in the batch log.
+    /// Bytes of batches in the batch log (while a cross-shard batch is being
+    /// written, as of the last call to `stats` that found the log free).
     pub batch_log_bytes: u64,
     /// Why the last attempt to empty the batch log failed, if it did.
     pub last_batch_log_error: Option<String>,

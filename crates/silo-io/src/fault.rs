@@ -174,6 +174,15 @@ pub(crate) fn synced(_token: SyncToken) {}
 #[inline(always)]
 pub(crate) fn dir_synced(_dir: &Path) {}
 
+/// A named point in the code above silo-io (`name`, for the store or
+/// engine at `dir`) where a test may hold the calling thread until it
+/// releases it, to open a race window on purpose (see
+/// `FaultPlan::hold` with the `fault-injection` feature). Without the
+/// feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn hold_point(_dir: &Path, _name: &'static str) {}
+
 #[cfg(feature = "fault-injection")]
 pub use crate::powercut::Unsynced;
 #[cfg(feature = "fault-injection")]
@@ -183,7 +192,7 @@ pub use enabled::*;
 mod enabled {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
     use super::{FaultOp, WriteGate};
     use crate::error::IoError;
@@ -242,6 +251,8 @@ mod enabled {
     pub struct FaultPlan {
         rules: Vec<(FaultOp, When, FaultAction)>,
         track: bool,
+        /// Hold points that hold their callers until released.
+        holds: Vec<&'static str>,
     }
 
     impl FaultPlan {
@@ -252,6 +263,28 @@ mod enabled {
         /// ```
         pub fn new() -> FaultPlan {
             FaultPlan::default()
+        }
+
+        /// Holds every thread that reaches hold point `name` (see
+        /// [`hold_point`]) under the directory until
+        /// [`FaultGuard::release`]; after that, the point lets threads
+        /// through.
+        ///
+        /// ```
+        /// use silo_io::fault::{self, FaultPlan};
+        /// let dir = tempfile::tempdir().unwrap();
+        /// let guard = fault::install(dir.path(), FaultPlan::new().hold("between"));
+        /// std::thread::scope(|s| {
+        ///     let t = s.spawn(|| fault::hold_point(dir.path(), "between"));
+        ///     guard.wait_held("between", 1);
+        ///     guard.release("between");
+        ///     t.join().unwrap();
+        /// });
+        /// fault::hold_point(dir.path(), "between"); // released: passes
+        /// ```
+        pub fn hold(mut self, name: &'static str) -> FaultPlan {
+            self.holds.push(name);
+            self
         }
 
         /// Does `action` on the `nth` call (1-based) of `op` under the directory.
@@ -312,7 +345,7 @@ mod enabled {
         /// assert_eq!(silo_io::fault::FaultPlan::new().len(), 0);
         /// ```
         pub fn len(&self) -> usize {
-            self.rules.len()
+            self.rules.len() + self.holds.len()
         }
 
         /// True when the plan has no rules.
@@ -321,7 +354,7 @@ mod enabled {
         /// assert!(silo_io::fault::FaultPlan::new().is_empty());
         /// ```
         pub fn is_empty(&self) -> bool {
-            self.rules.is_empty()
+            self.rules.is_empty() && self.holds.is_empty()
         }
 
         /// The action for call number `n` of `op`, `Nth` rules first.
@@ -348,12 +381,16 @@ mod enabled {
         counts: [u64; FaultOp::ALL.len()],
         fired: u64,
         model: Option<Model>,
+        /// Threads that reached each hold point so far.
+        held: Vec<(&'static str, u64)>,
     }
 
     #[derive(Debug)]
     struct Installed {
         dirs: Vec<PathBuf>,
         state: Arc<Mutex<State>>,
+        /// Signalled when a thread reaches a hold point or one is released.
+        changed: Arc<Condvar>,
     }
 
     /// Number of installed plans: lets calls skip the lock when there are none.
@@ -396,13 +433,46 @@ mod enabled {
             counts: [0; FaultOp::ALL.len()],
             fired: 0,
             model,
+            held: Vec::new(),
         }));
+        let changed = Arc::new(Condvar::new());
         lock(&INSTALLED).push(Installed {
             dirs,
             state: Arc::clone(&state),
+            changed: Arc::clone(&changed),
         });
         ACTIVE.fetch_add(1, Ordering::SeqCst);
-        FaultGuard { state }
+        FaultGuard { state, changed }
+    }
+
+    /// See the no-feature version's documentation: holds the calling thread
+    /// while the plan installed for `dir` holds point `name`.
+    pub fn hold_point(dir: &Path, name: &'static str) {
+        if ACTIVE.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let found = {
+            let all = lock(&INSTALLED);
+            all.iter()
+                .rev()
+                .find(|p| p.dirs.iter().any(|d| dir.starts_with(d)))
+                .map(|p| (Arc::clone(&p.state), Arc::clone(&p.changed)))
+        };
+        let Some((state, changed)) = found else {
+            return;
+        };
+        let mut st = lock(&state);
+        if !st.plan.holds.contains(&name) {
+            return;
+        }
+        match st.held.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => st.held.push((name, 1)),
+        }
+        changed.notify_all();
+        while st.plan.holds.contains(&name) {
+            st = changed.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// Keeps a plan installed; dropping it removes the plan.
@@ -418,9 +488,44 @@ mod enabled {
     #[must_use = "the plan is removed when the guard drops"]
     pub struct FaultGuard {
         state: Arc<Mutex<State>>,
+        changed: Arc<Condvar>,
     }
 
     impl FaultGuard {
+        /// Threads that reached hold point `name` so far (held or since
+        /// released).
+        pub fn held(&self, name: &str) -> u64 {
+            lock(&self.state)
+                .held
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, c)| *c)
+        }
+
+        /// Waits until `count` threads have reached hold point `name`.
+        pub fn wait_held(&self, name: &str, count: u64) {
+            let mut st = lock(&self.state);
+            while st
+                .held
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, c)| *c)
+                < count
+            {
+                st = self
+                    .changed
+                    .wait(st)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+
+        /// Lets the threads held at point `name` go on, and every later one
+        /// pass.
+        pub fn release(&self, name: &str) {
+            lock(&self.state).plan.holds.retain(|n| *n != name);
+            self.changed.notify_all();
+        }
+
         /// How many calls of `op` were made under the directory so far.
         ///
         /// ```
@@ -506,6 +611,9 @@ mod enabled {
 
     impl Drop for FaultGuard {
         fn drop(&mut self) {
+            // Never leave a thread held behind a plan that is gone.
+            lock(&self.state).plan.holds.clear();
+            self.changed.notify_all();
             let mut all = lock(&INSTALLED);
             if let Some(i) = all.iter().position(|p| Arc::ptr_eq(&p.state, &self.state)) {
                 all.remove(i);

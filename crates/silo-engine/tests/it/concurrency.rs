@@ -80,3 +80,40 @@ fn writers_on_different_shards_run_side_by_side() {
     });
     assert_eq!(db.iter().count(), 10_000);
 }
+
+/// A writer held between the first and second part of a cross-shard batch
+/// (the fault seam's hold point): a reader started then waits for the
+/// whole batch, and sees all of it. Deterministic: without the wait the
+/// reader finishes while the writer is held and sees one part only.
+#[test]
+fn a_reader_during_a_half_applied_batch_waits_for_all_of_it() {
+    use silo_engine::HOLD_BETWEEN_PARTS;
+    use silo_io::fault::{FaultPlan, install};
+    let dir = tempfile::tempdir().unwrap();
+    let guard = install(dir.path(), FaultPlan::new().hold(HOLD_BETWEEN_PARTS));
+    let db = open(dir.path(), 4);
+    let keys = keys_on_distinct_shards(4);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut b = WriteBatch::new();
+            for k in &keys {
+                b.put(*k, b"new");
+            }
+            db.write(&b).unwrap();
+        });
+        guard.wait_held(HOLD_BETWEEN_PARTS, 1);
+        let reader = s.spawn(|| keys.iter().map(|k| db.get(*k).unwrap()).collect::<Vec<_>>());
+        // Until the reader is held back (or, if it is not, done).
+        while !reader.is_finished() && db.stats().reads_held_back == 0 {
+            std::thread::yield_now();
+        }
+        guard.release(HOLD_BETWEEN_PARTS);
+        let seen = reader.join().unwrap();
+        writer.join().unwrap();
+        assert!(
+            seen.iter().all(|v| v.as_deref() == Some(&b"new"[..])),
+            "the reader saw part of the batch: {seen:?}"
+        );
+        assert!(db.stats().reads_held_back > 0);
+    });
+}
