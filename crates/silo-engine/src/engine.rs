@@ -281,12 +281,7 @@ impl Engine {
             .fetch_add(1, Ordering::Relaxed);
         let mut spins = 0u32;
         while self.applying.load(Ordering::Acquire) == seen {
-            if spins < 64 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
+            backoff(&mut spins);
         }
     }
 
@@ -828,5 +823,15 @@ impl<'a> Applying<'a> {
 impl Drop for Applying<'_> {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One step of a wait: spin for the first 64 calls, then yield the CPU.
+fn backoff(spins: &mut u32) {
+    if *spins < 64 {
+        std::hint::spin_loop();
+        *spins += 1;
+    } else {
+        std::thread::yield_now();
     }
 }
