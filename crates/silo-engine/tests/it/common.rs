@@ -59,3 +59,74 @@ pub(crate) fn keys_on_distinct_shards(shards: usize) -> Vec<u64> {
 pub(crate) fn contents(db: &Engine) -> std::collections::BTreeMap<u64, Vec<u8>> {
     db.iter().map(|r| r.expect("iter")).collect()
 }
+
+/// The document merge rules on a model document: `Deleted` removes the
+/// field, a tags list without RESET extends a stored list (and replaces
+/// anything else), every other value replaces; stored lists never keep
+/// RESET.
+pub(crate) fn merge_field<K: Ord>(
+    doc: &mut std::collections::BTreeMap<K, silo_format::Value>,
+    name: K,
+    value: &silo_format::Value,
+) {
+    use silo_format::Value;
+    match value {
+        Value::Deleted => {
+            doc.remove(&name);
+        }
+        Value::I64List { items, reset } => match doc.get_mut(&name) {
+            Some(Value::I64List { items: old, .. }) if !reset => old.extend_from_slice(items),
+            _ => {
+                doc.insert(
+                    name,
+                    Value::I64List {
+                        items: items.clone(),
+                        reset: false,
+                    },
+                );
+            }
+        },
+        v => {
+            doc.insert(name, v.clone());
+        }
+    }
+}
+
+/// Runs test `child` of this binary in a child process with `env`, reading
+/// its `ack` lines (`<ack><n>`), and kills it with SIGKILL once `kill_after`
+/// operations are acknowledged. Returns the last acknowledged operation's
+/// number; panics if the child ends before it is killed.
+pub(crate) fn kill_child_after(
+    child: &str,
+    env: &[(&str, String)],
+    ack: &str,
+    kill_after: usize,
+) -> Option<usize> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("test binary");
+    let mut cmd = Command::new(&exe);
+    cmd.args(["--exact", child, "--nocapture", "--test-threads", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut proc = cmd.spawn().expect("spawn child");
+    let stdout = proc.stdout.take().expect("child stdout");
+    let mut acked: Option<usize> = None;
+    let mut killed = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("child output");
+        if let Some(n) = line.strip_prefix(ack) {
+            acked = Some(n.trim().parse().expect("ack number"));
+            if !killed && acked.is_some_and(|a| a + 1 >= kill_after) {
+                proc.kill().expect("SIGKILL");
+                killed = true;
+            }
+        }
+    }
+    let status = proc.wait().expect("wait child");
+    assert!(killed, "{child}: the child exited early ({status})");
+    acked
+}

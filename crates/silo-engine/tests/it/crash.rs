@@ -11,14 +11,13 @@
 //! `cargo xtask crash --layer engine` runs 200).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use silo_core::{Durability, WriteBatch, WriteOptions};
 use silo_engine::{Engine, EngineOptions};
 
-use crate::common::opts;
+use crate::common::{kill_child_after, opts};
 
 const CHILD_DIR: &str = "SILO_ENGINE_CRASH_CHILD_DIR";
 const CHILD_SEED: &str = "SILO_ENGINE_CRASH_CHILD_SEED";
@@ -166,44 +165,20 @@ fn sigkill_during_ingest_loses_no_acknowledged_write_and_splits_no_batch() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
-    let exe = std::env::current_exe().expect("test binary");
     let mut rng = Rng(0xe7e1_0e5e ^ iterations);
     let mut checked = 0;
     for iteration in 0..iterations {
         let dir = tempfile::tempdir().expect("tempdir");
         let seed = rng.next();
         let kill_after = 1 + usize::try_from(rng.below(150)).unwrap_or(0);
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash::crash_child_process",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_SEED, seed.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut acked: Option<usize> = None;
-        let mut killed = false;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("child output");
-            if let Some(n) = line.strip_prefix(ACK) {
-                acked = Some(n.trim().parse().expect("ack number"));
-                if !killed && acked.is_some_and(|a| a + 1 >= kill_after) {
-                    child.kill().expect("SIGKILL");
-                    killed = true;
-                }
-            }
-        }
-        let status = child.wait().expect("wait child");
-        assert!(
-            killed,
-            "iteration {iteration}: child exited early ({status})"
+        let acked = kill_child_after(
+            "crash::crash_child_process",
+            &[
+                (CHILD_DIR, dir.path().to_string_lossy().into_owned()),
+                (CHILD_SEED, seed.to_string()),
+            ],
+            ACK,
+            kill_after,
         );
         let ops = workload(seed, acked.map_or(0, |a| a + 2));
         let done = acked.map_or(0, |a| a + 1);

@@ -7,6 +7,8 @@ use proptest::prelude::*;
 use silo_engine::{DocStore, EngineError, EngineOptions};
 use silo_format::Value;
 
+use crate::common::merge_field;
+
 fn opts() -> EngineOptions {
     let mut o = EngineOptions {
         shards: Some(4),
@@ -66,39 +68,7 @@ type Doc = BTreeMap<String, Value>;
 /// The merge rules, on the model.
 fn merge(doc: &mut Doc, partial: &[(usize, Value)]) {
     for (f, v) in partial {
-        let name = NAMES[*f].to_owned();
-        match v {
-            Value::Deleted => {
-                doc.remove(&name);
-            }
-            Value::I64List {
-                items,
-                reset: false,
-            } => match doc.get_mut(&name) {
-                Some(Value::I64List { items: old, .. }) => old.extend_from_slice(items),
-                _ => {
-                    doc.insert(
-                        name,
-                        Value::I64List {
-                            items: items.clone(),
-                            reset: false,
-                        },
-                    );
-                }
-            },
-            Value::I64List { items, reset: true } => {
-                doc.insert(
-                    name,
-                    Value::I64List {
-                        items: items.clone(),
-                        reset: false,
-                    },
-                );
-            }
-            v => {
-                doc.insert(name, v.clone());
-            }
-        }
+        merge_field(doc, NAMES[*f].to_owned(), v);
     }
 }
 

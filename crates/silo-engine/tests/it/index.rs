@@ -13,6 +13,8 @@ use silo_engine::{
 };
 use silo_format::Value;
 
+use crate::common::merge_field;
+
 fn opts() -> EngineOptions {
     let mut o = EngineOptions {
         shards: Some(4),
@@ -199,38 +201,7 @@ fn matches(doc: &Doc, f: &Filter) -> bool {
 /// The model's patch rules.
 fn apply_patch(doc: &mut Doc, patch: &[(&'static str, Value)]) {
     for (name, v) in patch {
-        match v {
-            Value::Deleted => {
-                doc.remove(name);
-            }
-            Value::I64List {
-                items,
-                reset: false,
-            } => match doc.get_mut(name) {
-                Some(Value::I64List { items: old, .. }) => old.extend_from_slice(items),
-                _ => {
-                    doc.insert(
-                        name,
-                        Value::I64List {
-                            items: items.clone(),
-                            reset: false,
-                        },
-                    );
-                }
-            },
-            Value::I64List { items, reset: true } => {
-                doc.insert(
-                    name,
-                    Value::I64List {
-                        items: items.clone(),
-                        reset: false,
-                    },
-                );
-            }
-            v => {
-                doc.insert(name, v.clone());
-            }
-        }
+        merge_field(doc, *name, v);
     }
 }
 

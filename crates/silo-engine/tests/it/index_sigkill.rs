@@ -10,15 +10,16 @@
 //! `cargo xtask crash --layer index` runs 200).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use silo_core::Durability;
 use silo_engine::{
     EngineOptions, FieldSpec, FieldType, Filter, Index, Order, Query, Schema, sort_key_i64,
 };
 use silo_format::Value;
+
+use crate::common::{kill_child_after, merge_field};
 
 const CHILD_DIR: &str = "SILO_INDEX_CRASH_CHILD_DIR";
 const CHILD_SEED: &str = "SILO_INDEX_CRASH_CHILD_SEED";
@@ -106,50 +107,20 @@ fn workload(seed: u64, count: usize) -> Vec<Op> {
 type Doc = BTreeMap<String, Value>;
 
 fn apply(model: &mut BTreeMap<u32, Doc>, op: &Op) {
-    let set = |doc: &mut Doc, fields: &[(&str, Value)]| {
-        for (name, v) in fields {
-            match v {
-                Value::Deleted => {
-                    doc.remove(*name);
-                }
-                Value::I64List {
-                    items,
-                    reset: false,
-                } => match doc.get_mut(*name) {
-                    Some(Value::I64List { items: old, .. }) => old.extend_from_slice(items),
-                    _ => {
-                        doc.insert(
-                            (*name).to_owned(),
-                            Value::I64List {
-                                items: items.clone(),
-                                reset: false,
-                            },
-                        );
-                    }
-                },
-                Value::I64List { items, reset: true } => {
-                    doc.insert(
-                        (*name).to_owned(),
-                        Value::I64List {
-                            items: items.clone(),
-                            reset: false,
-                        },
-                    );
-                }
-                v => {
-                    doc.insert((*name).to_owned(), v.clone());
-                }
-            }
-        }
-    };
     match op {
         Op::Upsert(d, fields) => {
             let mut doc = Doc::new();
-            // An upsert stores lists without RESET.
-            set(&mut doc, fields);
+            for (name, v) in fields {
+                merge_field(&mut doc, (*name).to_owned(), v);
+            }
             model.insert(*d, doc);
         }
-        Op::Patch(d, fields) => set(model.entry(*d).or_default(), fields),
+        Op::Patch(d, fields) => {
+            let doc = model.entry(*d).or_default();
+            for (name, v) in fields {
+                merge_field(doc, (*name).to_owned(), v);
+            }
+        }
         Op::Delete(d) => {
             model.remove(d);
         }
@@ -256,44 +227,20 @@ fn sigkill_during_changes_leaves_documents_and_bitmaps_in_agreement() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let exe = std::env::current_exe().expect("test binary");
     let mut rng = Rng(0x1d3c_5eed ^ iterations);
     let mut checked = 0;
     for iteration in 0..iterations {
         let dir = tempfile::tempdir().expect("tempdir");
         let seed = rng.next();
         let kill_after = 1 + usize::try_from(rng.below(120)).unwrap_or(0);
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "index_sigkill::crash_child_process",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .env(CHILD_SEED, seed.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        let stdout = child.stdout.take().expect("child stdout");
-        let mut acked: Option<usize> = None;
-        let mut killed = false;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("child output");
-            if let Some(n) = line.strip_prefix(ACK) {
-                acked = Some(n.trim().parse().expect("ack number"));
-                if !killed && acked.is_some_and(|a| a + 1 >= kill_after) {
-                    child.kill().expect("SIGKILL");
-                    killed = true;
-                }
-            }
-        }
-        let status = child.wait().expect("wait child");
-        assert!(
-            killed,
-            "iteration {iteration}: child exited early ({status})"
+        let acked = kill_child_after(
+            "index_sigkill::crash_child_process",
+            &[
+                (CHILD_DIR, dir.path().to_string_lossy().into_owned()),
+                (CHILD_SEED, seed.to_string()),
+            ],
+            ACK,
+            kill_after,
         );
         let done = acked.map_or(0, |a| a + 1);
         let ops = workload(seed, done + 1);
