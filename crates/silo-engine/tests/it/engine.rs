@@ -90,6 +90,30 @@ fn bad_options_and_bad_batches_are_typed_errors() {
     );
 }
 
+/// A cross-shard batch may hold values of exactly the store's limit; one
+/// byte more is refused before anything is logged.
+#[test]
+fn a_value_of_exactly_the_limit_crosses_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(2);
+    o.store.max_value_len = 1000;
+    let db = Engine::open(dir.path(), o).unwrap();
+    let keys = keys_on_distinct_shards(2);
+    let mut b = WriteBatch::new();
+    b.put(keys[0], &[1u8; 1000]).merge(keys[1], &[2u8; 1000]);
+    db.write(&b).expect("values at the limit");
+    assert_eq!(db.get(keys[0]).unwrap().map(|v| v.len()), Some(1000));
+    let mut over = WriteBatch::new();
+    over.put(keys[0], b"x").put(keys[1], &[3u8; 1001]);
+    assert!(matches!(
+        db.write(&over),
+        Err(EngineError::Store(silo_core::Error::ValueTooLarge {
+            len: 1001,
+            max: 1000
+        }))
+    ));
+}
+
 #[test]
 fn a_merge_without_an_operator_is_refused_before_logging() {
     let dir = tempfile::tempdir().unwrap();
