@@ -151,6 +151,34 @@ fn everything_flushed_survives_a_power_cut_with_the_batch_log_emptied() {
     );
 }
 
+/// A checkpoint written into an empty directory the caller made (and never
+/// synced) survives a power cut: the checkpoint syncs the directory's entry
+/// in its parent last.
+#[test]
+fn a_checkpoint_into_a_directory_the_caller_made_survives_a_power_cut() {
+    let t = tracked();
+    let db = open(&t.db, 4);
+    let keys = keys_on_distinct_shards(4);
+    let mut b = WriteBatch::new();
+    for k in &keys {
+        b.put(*k, b"kept");
+    }
+    db.write(&b).unwrap();
+    let cp = t.db.with_file_name("cp");
+    std::fs::create_dir(&cp).unwrap();
+    db.checkpoint(&cp).unwrap();
+    let (_out, img) = image(&t, Unsynced::Drop);
+    drop(db);
+    let copy = Engine::open(img.with_file_name("cp"), opts(4)).unwrap();
+    for k in &keys {
+        assert_eq!(
+            copy.get(*k).unwrap().as_deref(),
+            Some(&b"kept"[..]),
+            "key {k}"
+        );
+    }
+}
+
 #[test]
 fn a_part_a_shard_synced_is_not_applied_twice() {
     let t = tracked();
