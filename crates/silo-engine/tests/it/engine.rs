@@ -114,6 +114,36 @@ fn a_value_of_exactly_the_limit_crosses_shards() {
     ));
 }
 
+/// `close` leaves nothing to redo: the batch log is cut to its header, and
+/// the next open replays no batch.
+#[test]
+fn close_empties_the_batch_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), 4);
+    let keys = keys_on_distinct_shards(4);
+    let mut b = WriteBatch::new();
+    for k in &keys {
+        b.merge(*k, b"m");
+    }
+    db.write(&b).unwrap();
+    let log = dir.path().join("batches");
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > 64,
+        "the batch is logged"
+    );
+    db.close().unwrap();
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().len(),
+        64,
+        "only the header is left"
+    );
+    let db = open(dir.path(), 4);
+    assert_eq!(db.stats().batches_replayed, 0);
+    for k in &keys {
+        assert_eq!(db.get(*k).unwrap().as_deref(), Some(&b"m"[..]));
+    }
+}
+
 #[test]
 fn a_merge_without_an_operator_is_refused_before_logging() {
     let dir = tempfile::tempdir().unwrap();
