@@ -428,44 +428,59 @@ fn compaction_chooses_exactly_the_shards_with_work() {
 
 #[test]
 fn a_lost_manifest_with_data_in_a_shard_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = open(dir.path(), 2);
-        db.put(1, b"one").unwrap();
-        db.close().unwrap();
-    }
-    std::fs::remove_file(dir.path().join("ENGINE")).unwrap();
-    match Engine::open(dir.path(), opts(2)) {
-        Err(EngineError::Corrupt { reason, .. }) => {
-            assert!(reason.contains("holds data"), "{reason}")
+    // Data pending in a shard's log, or only in its index (compacted).
+    for compacted in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open(dir.path(), 2);
+            db.put(1, b"one").unwrap();
+            if compacted {
+                db.compact().unwrap();
+            }
+            db.close().unwrap();
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        std::fs::remove_file(dir.path().join("ENGINE")).unwrap();
+        match Engine::open(dir.path(), opts(2)) {
+            Err(EngineError::Corrupt { reason, .. }) => {
+                assert!(reason.contains("holds data"), "{reason}")
+            }
+            other => panic!("compacted {compacted}: expected Corrupt, got {other:?}"),
+        }
     }
 }
 
 #[test]
 fn a_creation_cut_off_before_its_manifest_is_started_again() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let _guard = silo_io::fault::install(
-            dir.path(),
-            silo_io::fault::FaultPlan::new().on(
-                silo_io::fault::FaultOp::Rename,
-                // The shards' manifests are renamed first; the engine's last.
-                3,
-                silo_io::fault::FaultAction::Fail,
-            ),
+    // Renames: two for each shard's manifest, then the engine's manifest.
+    // Cut while the second shard is made (no batch log yet), and at the
+    // engine's manifest (an empty batch log made).
+    for (rename, log_made) in [(3, false), (5, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let _guard = silo_io::fault::install(
+                dir.path(),
+                silo_io::fault::FaultPlan::new().on(
+                    silo_io::fault::FaultOp::Rename,
+                    rename,
+                    silo_io::fault::FaultAction::Fail,
+                ),
+            );
+            assert!(Engine::open(dir.path(), opts(2)).is_err());
+        }
+        assert!(!dir.path().join("ENGINE").exists());
+        assert_eq!(
+            dir.path().join("batches").exists(),
+            log_made,
+            "rename {rename}"
         );
-        assert!(Engine::open(dir.path(), opts(2)).is_err());
+        let db = open(dir.path(), 2);
+        db.put(5, b"five").unwrap();
+        db.close().unwrap();
+        assert_eq!(
+            open(dir.path(), 2).get(5).unwrap().as_deref(),
+            Some(&b"five"[..])
+        );
     }
-    assert!(!dir.path().join("ENGINE").exists());
-    let db = open(dir.path(), 2);
-    db.put(5, b"five").unwrap();
-    db.close().unwrap();
-    assert_eq!(
-        open(dir.path(), 2).get(5).unwrap().as_deref(),
-        Some(&b"five"[..])
-    );
 }
 
 #[test]
