@@ -66,6 +66,17 @@ fn a_pass_compacts_every_due_shard() {
     // Nothing is due now: a pass does nothing.
     bg.run_pass();
     assert_eq!(bg.stats().compactions, 4);
+    // A kick starts a pass without waiting for the (hour-long) interval.
+    let before = bg.stats().passes;
+    bg.kick();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while bg.stats().passes == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a kick started no pass"
+        );
+        std::thread::yield_now();
+    }
     bg.stop();
 }
 
