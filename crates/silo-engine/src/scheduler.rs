@@ -75,6 +75,9 @@ pub struct SchedulerStats {
     pub errors: u64,
     /// The last of those failures.
     pub last_error: Option<String>,
+    /// The shards the last pass chose, in the order it compacts them
+    /// (emergencies first, then the most dead bytes).
+    pub last_pass: Vec<usize>,
 }
 
 enum Control {
@@ -244,6 +247,7 @@ fn pass(
     {
         let mut st = lock(stats);
         st.passes += 1;
+        st.last_pass = due.iter().map(|&(i, _, _)| i).collect();
         for &(i, kind, _) in &due {
             if kind == CompactionKind::Emergency {
                 st.emergencies += 1;

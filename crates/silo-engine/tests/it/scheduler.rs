@@ -231,3 +231,48 @@ fn the_scheduler_compacts_on_its_own_and_stops_on_drop() {
     drop(bg);
     db.close().unwrap();
 }
+
+/// A pass compacts the shard in an emergency first, then the others by
+/// dead bytes, most first.
+#[test]
+fn a_pass_takes_emergencies_first_then_the_most_dead_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = due_soon(4);
+    o.store.pending_limit_bytes = 64 << 10;
+    let db = Engine::open(dir.path(), o).unwrap();
+    // Keys of each shard.
+    let of = |shard: usize, n: usize| -> Vec<u64> {
+        (0u64..)
+            .filter(|k| silo_engine::shard_of(*k, 4) == shard)
+            .take(n)
+            .collect()
+    };
+    // Dead bytes: shard 1 rewrites 60 records with longer values, shard 2
+    // rewrites 20; both are then due (pending operations), not emergencies.
+    for (shard, moved) in [(1usize, 60usize), (2, 20)] {
+        for k in of(shard, 60) {
+            db.put(k, &[1; 32]).unwrap();
+        }
+        db.compact().unwrap();
+        for k in of(shard, moved) {
+            db.put(k, &[2; 200]).unwrap();
+        }
+        db.compact().unwrap();
+    }
+    for shard in [1usize, 2] {
+        for k in of(shard, 80).into_iter().skip(60) {
+            db.put(k, b"due").unwrap();
+        }
+    }
+    // Shard 3 in an emergency: over its pending limit.
+    for k in of(3, 1200) {
+        db.put(k, &[3; 64]).unwrap();
+    }
+    let dead: Vec<u64> = db.stats().shards.iter().map(|s| s.dead_bytes).collect();
+    assert!(dead[1] > dead[2] && dead[2] > 0, "{dead:?}");
+    let bg = db.start_background(quiet()).unwrap();
+    bg.run_pass();
+    let st = bg.stats();
+    assert_eq!(st.last_pass, vec![3, 1, 2], "{st:?}");
+    assert_eq!(st.errors, 0);
+}
