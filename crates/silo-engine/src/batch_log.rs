@@ -438,6 +438,30 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap().len(), before);
     }
 
+    /// A whole frame after the damage counts as a later batch only if its
+    /// number is within 2^32 of the next one: frames numbered 2^32 and 2^33
+    /// past it do not make a torn last batch into damage.
+    #[test]
+    fn only_plausibly_numbered_frames_count_as_later_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(BATCH_LOG_NAME);
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        log.reset(5).unwrap();
+        append(&mut log, 5, 1);
+        append(&mut log, 6, 2);
+        let torn_at = std::fs::read(&path).unwrap().len();
+        append(&mut log, 7, 3);
+        append(&mut log, 7 + (1 << 32), 4);
+        append(&mut log, 7 + (1 << 33), 5);
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[torn_at + 20] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((numbers(&found), log.base()), (vec![5, 6], 5));
+        assert_eq!(std::fs::read(&path).unwrap().len(), torn_at);
+    }
+
     #[test]
     fn a_batch_log_of_a_later_version_or_cut_inside_its_header_is_refused() {
         let dir = tempfile::tempdir().unwrap();
