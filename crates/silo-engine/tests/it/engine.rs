@@ -426,6 +426,43 @@ fn compaction_chooses_exactly_the_shards_with_work() {
     assert_eq!(cold.threads, 1);
 }
 
+/// A shard whose dead space is over the threshold is compacted (cold) by
+/// `compact` even with nothing to fold.
+#[test]
+fn compaction_chooses_a_shard_due_for_its_dead_space_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<u64> = (0u64..)
+        .filter(|k| silo_engine::shard_of(*k, 2) == 1)
+        .take(2000)
+        .collect();
+    {
+        // No cold rewrite yet: the dead space stays.
+        let mut o = opts(2);
+        o.store.thresholds.dead_ratio = 0.99;
+        o.store.thresholds.emergency_dead_ratio = 0.999;
+        let db = Engine::open(dir.path(), o).unwrap();
+        for k in &keys {
+            db.put(*k, &[1; 1000]).unwrap();
+        }
+        db.compact().unwrap();
+        for k in &keys {
+            db.put(*k, &[2; 2000]).unwrap();
+        }
+        db.compact().unwrap();
+        assert!(db.stats().shards[1].dead_bytes >= 1 << 20);
+        db.close().unwrap();
+    }
+    let mut o = opts(2);
+    o.store.thresholds.min_interval = std::time::Duration::ZERO;
+    let db = Engine::open(dir.path(), o).unwrap();
+    assert_eq!(db.stats().pending_ops(), 0, "nothing to fold");
+    let r = db.compact().unwrap();
+    let chosen: Vec<(usize, bool)> = r.shards.iter().map(|(i, r)| (*i, r.cold)).collect();
+    assert_eq!(chosen, vec![(1, true)]);
+    assert_eq!(db.stats().shards[1].dead_bytes, 0);
+    assert_eq!(db.get(keys[7]).unwrap(), Some(vec![2; 2000]));
+}
+
 #[test]
 fn a_lost_manifest_with_data_in_a_shard_is_refused() {
     // Data pending in a shard's log, or only in its index (compacted).
