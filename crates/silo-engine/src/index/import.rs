@@ -17,6 +17,15 @@ use crate::error::{EngineError, Result};
 use crate::index::schema::FieldType;
 use crate::index::{Index, stripe};
 
+/// A file opened through silo-io, read from start to end.
+struct ReadFile(silo_io::SiloFile);
+
+impl std::io::Read for ReadFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.as_std().read(buf)
+    }
+}
+
 /// Documents per atomic batch of an import.
 pub const IMPORT_BATCH: usize = 1000;
 
@@ -93,11 +102,11 @@ impl Index {
     pub fn import_json_lines(&self, path: &Path, threads: usize) -> Result<ImportReport> {
         let threads = threads.max(1);
         let lines = || -> Result<_> {
-            let file = std::fs::File::open(path).map_err(|e| EngineError::Import {
+            let file = silo_io::SiloFile::open_read(path).map_err(|e| EngineError::Import {
                 line: 0,
-                reason: format!("{}: {e}", path.display()),
+                reason: e.to_string(),
             })?;
-            Ok(BufReader::new(file).lines().enumerate().map(|(i, l)| {
+            Ok(BufReader::new(ReadFile(file)).lines().enumerate().map(|(i, l)| {
                 let n = i as u64 + 1;
                 l.map(|l| (n, l)).map_err(|e| EngineError::Import {
                     line: n,
