@@ -106,13 +106,16 @@ impl Index {
                 line: 0,
                 reason: e.to_string(),
             })?;
-            Ok(BufReader::new(ReadFile(file)).lines().enumerate().map(|(i, l)| {
-                let n = i as u64 + 1;
-                l.map(|l| (n, l)).map_err(|e| EngineError::Import {
-                    line: n,
-                    reason: format!("unreadable: {e}"),
-                })
-            }))
+            Ok(BufReader::new(ReadFile(file))
+                .lines()
+                .enumerate()
+                .map(|(i, l)| {
+                    let n = i as u64 + 1;
+                    l.map(|l| (n, l)).map_err(|e| EngineError::Import {
+                        line: n,
+                        reason: format!("unreadable: {e}"),
+                    })
+                }))
         };
         // 1. Check every line.
         for line in lines()? {
