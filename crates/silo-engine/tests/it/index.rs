@@ -637,3 +637,36 @@ fn the_catalogue_imports_and_answers_like_a_scan() {
         tag0
     );
 }
+
+/// A damaged registry entry or dictionary entry is a typed error at open,
+/// naming the key, never a wrong field or value.
+#[test]
+fn a_damaged_registry_or_dictionary_entry_refuses_to_open() {
+    use silo_engine::keyspace::REGISTRY_FIELD;
+    for damage_registry in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path(), schema(), opts()).unwrap();
+        index
+            .upsert(1, &[("color", Value::Str("red".into()))])
+            .unwrap();
+        // Registry id 1 is `color` as a document field; its dictionary is
+        // registered after it, and holds `red` as value 1.
+        let (field, value) = if damage_registry {
+            (REGISTRY_FIELD, 1u64)
+        } else {
+            let dict = 3u64; // color: document 1, bitmap 2, dictionary 3
+            (u16::try_from(dict).unwrap(), 1u64)
+        };
+        let key = (u64::from(field) << 48) | value;
+        assert!(
+            index.engine().get(key).unwrap().is_some(),
+            "the entry exists"
+        );
+        index.engine().put(key, &[9, 0xFF]).unwrap();
+        index.close().unwrap();
+        match Index::open(dir.path(), schema(), opts()) {
+            Err(EngineError::Value { key: k, .. }) => assert_eq!(k, key),
+            other => panic!("registry {damage_registry}: expected Value, got {other:?}"),
+        }
+    }
+}
