@@ -63,6 +63,8 @@ fn main() -> Res<()> {
         }
     }
     let index = Index::open(root.path().join("index"), cat.schema(), opts())?;
+    reset_peak_rss();
+    let base_rss = rss();
     let t = Instant::now();
     let report = index.import_json_lines(&input, 2)?;
     let imported = t.elapsed();
@@ -70,6 +72,7 @@ fn main() -> Res<()> {
     index.engine().compact()?;
     let compacted = t.elapsed();
     let total = imported + compacted;
+    let silo_rss = peak_rss().saturating_sub(base_rss);
     println!(
         "import of {n} documents from JSON lines: {imported:.2?} ({} batches) + compaction {compacted:.2?} = {:.0} documents/s; disk {:.0} bytes a document",
         report.batches,
@@ -78,17 +81,41 @@ fn main() -> Res<()> {
     );
 
     // The peers load the same JSON lines.
+    reset_peak_rss();
+    let base_rss = rss();
     let t = Instant::now();
     let conn = sqlite::load(root.path(), &input)?;
     let sqlite_load = t.elapsed();
+    let sqlite_rss = peak_rss().saturating_sub(base_rss);
+    reset_peak_rss();
+    let base_rss = rss();
     let t = Instant::now();
     let tv = tv::load(root.path(), &input)?;
     let tantivy_load = t.elapsed();
+    let tantivy_rss = peak_rss().saturating_sub(base_rss);
     println!(
         "  import: silo {:.1?}, SQLite {sqlite_load:.1?} ({:.2}x silo's time), tantivy {tantivy_load:.1?} ({:.2}x)",
         total,
         sqlite_load.as_secs_f64() / total.as_secs_f64(),
         tantivy_load.as_secs_f64() / total.as_secs_f64()
+    );
+
+    let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+    println!(
+        "  peak RSS growth during the import: silo {:.0} MiB, SQLite {:.0} MiB, tantivy {:.0} MiB",
+        mib(silo_rss),
+        mib(sqlite_rss),
+        mib(tantivy_rss)
+    );
+    println!(
+        "  bytes on disk a document: silo {:.0}, SQLite {:.0}, tantivy {:.0}",
+        disk(&root.path().join("index"))? as f64 / f64::from(n),
+        ["", "-wal", "-shm"]
+            .iter()
+            .map(|ext| allocated(&root.path().join(format!("catalog.sqlite{ext}"))))
+            .sum::<u64>() as f64
+            / f64::from(n),
+        disk(&root.path().join("tantivy"))? as f64 / f64::from(n)
     );
 
     // The query mix: the same questions to all three, answers checked.
@@ -207,6 +234,47 @@ fn main() -> Res<()> {
     }
     index.close()?;
     Ok(())
+}
+
+/// Resets the process's peak resident set size to its current one (Linux:
+/// `5` to `/proc/self/clear_refs`). Without it the peaks are the process's.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// A `/proc/self/status` line's kB value, in bytes (0 if unreadable).
+fn status_bytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The resident set size now.
+fn rss() -> u64 {
+    status_bytes("VmRSS:")
+}
+
+/// The peak resident set size since the last reset.
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+/// Bytes allocated by the file at `path` (0 if there is none).
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map_or(0, |m| m.blocks() * 512)
 }
 
 /// Bytes allocated by the files under `dir`.

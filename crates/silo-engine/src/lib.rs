@@ -67,8 +67,8 @@ pub use docs::{DocStore, Document};
 pub use engine::{Engine, HOLD_BETWEEN_PARTS};
 pub use error::{EngineError, Result};
 pub use index::{
-    Cursor, FieldSpec, FieldType, Filter, Hit, IMPORT_BATCH, ImportReport, ImportedDoc, Index,
-    Query, QueryResult, Schema,
+    Cursor, FieldSpec, FieldType, Filter, HOLD_IMPORT_WRITE_PASS, Hit, IMPORT_CHUNK_BYTES,
+    ImportOptions, ImportReport, ImportedDoc, Index, MAX_LINE_BYTES, Query, QueryResult, Schema,
 };
 pub use operator::LayerOperator;
 pub use options::EngineOptions;

@@ -5,7 +5,7 @@
 //! a new value's entry is durable (a `Sync` write) before any bitmap uses
 //! its id. Loaded whole at open; facets enumerate it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::RwLock;
 
@@ -45,6 +45,30 @@ pub(crate) fn canonical_values(value: &ValueRef<'_>) -> Vec<Canonical> {
     }
 }
 
+/// Calls `f` with the canonical bytes of each filter value `value` gives,
+/// built in `buf` (no allocation per value): as [`canonical_values`], but a
+/// tag repeated in a list is given again.
+pub(crate) fn each_canonical(
+    value: &ValueRef<'_>,
+    buf: &mut Vec<u8>,
+    mut f: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut one = |tag: u8, bytes: &[u8]| {
+        buf.clear();
+        buf.push(tag);
+        buf.extend_from_slice(bytes);
+        f(buf)
+    };
+    match value {
+        ValueRef::I64(v) => one(b'i', &v.to_le_bytes()),
+        ValueRef::U64(v) => one(b'u', &v.to_le_bytes()),
+        ValueRef::Bool(v) => one(b'b', &[u8::from(*v)]),
+        ValueRef::Str(s) => one(b's', s.as_bytes()),
+        ValueRef::I64List(list) => list.iter().try_for_each(|v| one(b'i', &v.to_le_bytes())),
+        ValueRef::Deleted | ValueRef::F64(_) | ValueRef::Bytes(_) => Ok(()),
+    }
+}
+
 /// The value canonical bytes stand for.
 pub(crate) fn decode_canonical(bytes: &[u8]) -> Option<Value> {
     let (&tag, rest) = bytes.split_first()?;
@@ -64,7 +88,9 @@ pub(crate) fn decode_canonical(bytes: &[u8]) -> Option<Value> {
 /// One field's dictionary.
 #[derive(Debug, Default)]
 pub(crate) struct Dictionary {
-    ids: HashMap<Canonical, u64>,
+    /// A fast hash: every value of every imported or changed document is
+    /// looked up here.
+    ids: HashMap<Canonical, u64, foldhash::fast::RandomState>,
     /// `values[n - 1]` is value `n`.
     values: Vec<Canonical>,
 }
@@ -118,13 +144,16 @@ pub(crate) fn add_values(
     let mut added: Vec<(usize, Canonical)> = Vec::new();
     {
         let dicts = dicts.read();
+        let mut queued: HashSet<(usize, &[u8])> = HashSet::new();
+        let mut next: HashMap<usize, u64> = HashMap::new();
         for (at, dict, value) in new {
             let d = &dicts[*at];
-            if d.id(value).is_some() || added.iter().any(|(a, v)| a == at && v == value) {
+            if d.id(value).is_some() || !queued.insert((*at, value.as_slice())) {
                 continue;
             }
-            let n = d.next_id() + added.iter().filter(|(a, _)| a == at).count() as u64;
-            batch.put(key(dict.0, n)?, value);
+            let n = next.entry(*at).or_insert_with(|| d.next_id());
+            batch.put(key(dict.0, *n)?, value);
+            *n += 1;
             added.push((*at, value.clone()));
         }
     }
@@ -170,6 +199,24 @@ mod tests {
             vec![Value::I64(1), Value::I64(5)]
         );
         assert!(canonical_values(&Value::F64(1.0).as_ref()).is_empty());
+        for v in [
+            Value::I64(-3),
+            Value::U64(9),
+            Value::Bool(false),
+            Value::Str("é".into()),
+            Value::F64(2.0),
+            tags,
+        ] {
+            let (mut buf, mut each) = (Vec::new(), Vec::new());
+            each_canonical(&v.as_ref(), &mut buf, |c| {
+                each.push(c.to_vec());
+                Ok(())
+            })
+            .unwrap();
+            each.sort();
+            each.dedup();
+            assert_eq!(each, canonical_values(&v.as_ref()), "{v:?}");
+        }
         assert_eq!(decode_canonical(b"x"), None);
         assert_eq!(decode_canonical(b"b\x02"), None);
         assert_eq!(decode_canonical(b"i123"), None);

@@ -30,8 +30,10 @@
 //! # Ok::<(), silo_engine::EngineError>(())
 //! ```
 
+mod chunks;
 mod dictionary;
 mod import;
+mod json;
 mod query;
 mod schema;
 
@@ -42,10 +44,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
-use silo_core::{Durability, WriteOptions};
-use silo_format::{DocumentRef, Value, encode_document};
+use silo_core::{Durability, WriteBatch, WriteOptions};
+use silo_format::{DocumentRef, DocumentWriter, Value, ValueRef};
 
-pub use import::{IMPORT_BATCH, ImportReport, ImportedDoc};
+pub use chunks::MAX_LINE_BYTES;
+pub use import::{
+    HOLD_IMPORT_WRITE_PASS, IMPORT_CHUNK_BYTES, ImportOptions, ImportReport, ImportedDoc,
+};
 pub use query::{Cursor, Filter, Hit, Query, QueryResult};
 pub use schema::{FieldSpec, FieldType, Schema};
 
@@ -59,6 +64,7 @@ use crate::layers::{Reader, Shared, read_bitmap};
 use crate::options::EngineOptions;
 use crate::registry::{FieldId, FieldKind};
 use dictionary::{Canonical, Dictionary, add_values, canonical_values, decode_canonical};
+use json::Row;
 use schema::type_name;
 
 /// Per-document locks: a change reads the stored document and writes the
@@ -78,9 +84,6 @@ struct Resolved {
     sort: Option<FieldId>,
 }
 
-/// A document's values by schema field.
-type Row = Vec<Option<Value>>;
-
 /// Documents, bitmaps and sort layers kept consistent. See the module
 /// documentation.
 pub struct Index {
@@ -90,6 +93,8 @@ pub struct Index {
     fields: Vec<Resolved>,
     /// Document field id to schema field.
     by_doc_field: HashMap<u16, usize>,
+    /// The schema fields in document field id order (the encoding's).
+    doc_order: Vec<usize>,
     dicts: RwLock<Vec<Dictionary>>,
     /// Serializes dictionary additions.
     adding: Mutex<()>,
@@ -157,7 +162,10 @@ impl Index {
             .enumerate()
             .map(|(i, r)| (r.doc.0, i))
             .collect();
+        let mut doc_order: Vec<usize> = (0..fields.len()).collect();
+        doc_order.sort_by_key(|i| fields[*i].doc.0);
         Ok(Index {
+            doc_order,
             docs: DocStore::on(Arc::clone(&shared)),
             shared,
             schema,
@@ -322,6 +330,13 @@ impl Index {
     /// [`Index::write_change`] for many documents (each once) in one
     /// atomic batch; the caller holds their locks.
     fn write_changes(&self, changes: &[(u32, Option<&Row>, Option<&Row>)]) -> Result<()> {
+        let batch = self.changes_batch(changes)?;
+        self.engine().write(&batch)
+    }
+
+    /// The batch [`Index::write_changes`] writes (new filter values get
+    /// their dictionary ids first).
+    fn changes_batch(&self, changes: &[(u32, Option<&Row>, Option<&Row>)]) -> Result<WriteBatch> {
         let mut fresh: Vec<(usize, FieldId, Canonical)> = Vec::new();
         {
             let dicts = self.dicts.read();
@@ -361,7 +376,7 @@ impl Index {
                 None => write.delete(doc_key(*doc)),
             };
         }
-        self.engine().write(&write)
+        Ok(write)
     }
 
     /// Adds to `batch` the bit changes that take `doc` from `old` to `new`.
@@ -409,18 +424,41 @@ impl Index {
 
     /// `row` in the document encoding, by document field id.
     fn encode_row(&self, row: &Row) -> Result<Vec<u8>> {
-        let fields: Vec<(u16, Value)> = self
-            .fields
-            .iter()
-            .zip(row)
-            .filter_map(|(r, v)| v.clone().map(|v| (r.doc.0, v)))
-            .collect();
         let mut bytes = Vec::new();
-        encode_document(&fields, &mut bytes).map_err(|e| EngineError::InvalidArgument {
-            name: "document",
-            reason: e.to_string(),
-        })?;
+        self.encode_row_into(row, &mut bytes)?;
         Ok(bytes)
+    }
+
+    /// [`Index::encode_row`] appending to `out`.
+    fn encode_row_into(&self, row: &Row, out: &mut Vec<u8>) -> Result<()> {
+        self.encode_fields_into(|i| row[i].as_ref().map(Value::as_ref), out)
+    }
+
+    /// The document whose schema field `i` holds `value(i)`, appended to
+    /// `out` in the document encoding.
+    fn encode_fields_into<'v>(
+        &self,
+        value: impl Fn(usize) -> Option<ValueRef<'v>>,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let start = out.len();
+        let written = (|| {
+            let mut writer = DocumentWriter::new(out);
+            for &i in &self.doc_order {
+                if let Some(v) = value(i) {
+                    writer.field(self.fields[i].doc.0, v)?;
+                }
+            }
+            writer.finish();
+            Ok(())
+        })();
+        written.map_err(|e: silo_format::FormatError| {
+            out.truncate(start);
+            EngineError::InvalidArgument {
+                name: "document",
+                reason: e.to_string(),
+            }
+        })
     }
 
     /// Upserts many documents in one atomic batch (one sync of the engine's
@@ -674,11 +712,16 @@ pub(crate) fn stripe(doc: u32) -> usize {
 
 /// A value as a sort layer holds it.
 fn sort_key(value: &Value) -> Option<u64> {
+    sort_key_ref(&value.as_ref())
+}
+
+/// [`sort_key`] of a borrowed value.
+fn sort_key_ref(value: &ValueRef<'_>) -> Option<u64> {
     match value {
-        Value::I64(v) => Some(sort_key_i64(*v)),
-        Value::U64(v) => Some(*v),
-        Value::F64(v) => Some(sort_key_f64(*v)),
-        Value::Bool(v) => Some(u64::from(*v)),
+        ValueRef::I64(v) => Some(sort_key_i64(*v)),
+        ValueRef::U64(v) => Some(*v),
+        ValueRef::F64(v) => Some(sort_key_f64(*v)),
+        ValueRef::Bool(v) => Some(u64::from(*v)),
         _ => None,
     }
 }

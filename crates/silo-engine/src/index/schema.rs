@@ -235,9 +235,166 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// Parses a schema written in TOML: one `[[field]]` table per field, in
+    /// order, each with a `name`, a `type` (`i64`, `u64`, `f64`, `bool`,
+    /// `str`, `tags`) and optional `filter` and `sort` booleans (false if
+    /// left out). Any other key is an error naming it.
+    ///
+    /// ```
+    /// use silo_engine::{FieldType, Schema};
+    /// let schema = Schema::from_toml(r#"
+    ///     [[field]]
+    ///     name = "color"
+    ///     type = "str"
+    ///     filter = true
+    ///
+    ///     [[field]]
+    ///     name = "price"
+    ///     type = "f64"
+    ///     sort = true
+    /// "#)?;
+    /// assert_eq!(schema.fields[1].ty, FieldType::F64);
+    /// assert_eq!(Schema::from_toml(&schema.to_toml())?, schema);
+    /// # Ok::<(), silo_engine::EngineError>(())
+    /// ```
+    pub fn from_toml(text: &str) -> Result<Schema> {
+        let bad = |reason: String| EngineError::InvalidArgument {
+            name: "schema",
+            reason,
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| bad(format!("not TOML: {}", e.message())))?;
+        if let Some(other) = table.keys().find(|k| *k != "field") {
+            return Err(bad(format!(
+                "unknown key `{other}` (fields are `[[field]]` tables)"
+            )));
+        }
+        let Some(list) = table.get("field") else {
+            return Err(bad("no `[[field]]` table".to_owned()));
+        };
+        let list = list
+            .as_array()
+            .ok_or_else(|| bad("`field` must be an array of tables (`[[field]]`)".to_owned()))?;
+        let mut fields = Vec::with_capacity(list.len());
+        for (n, entry) in list.iter().enumerate() {
+            let at = n + 1;
+            let entry = entry
+                .as_table()
+                .ok_or_else(|| bad(format!("field {at}: not a table")))?;
+            if let Some(other) = entry
+                .keys()
+                .find(|k| !matches!(k.as_str(), "name" | "type" | "filter" | "sort"))
+            {
+                return Err(bad(format!("field {at}: unknown key `{other}`")));
+            }
+            let text_of = |key: &str| -> Result<&str> {
+                entry
+                    .get(key)
+                    .ok_or_else(|| bad(format!("field {at}: no `{key}`")))?
+                    .as_str()
+                    .ok_or_else(|| bad(format!("field {at}: `{key}` must be a string")))
+            };
+            let flag = |key: &str| -> Result<bool> {
+                entry.get(key).map_or(Ok(false), |v| {
+                    v.as_bool()
+                        .ok_or_else(|| bad(format!("field {at}: `{key}` must be true or false")))
+                })
+            };
+            let name = text_of("name")?;
+            let ty = text_of("type")?;
+            let ty = FieldType::from_name(ty).ok_or_else(|| {
+                bad(format!(
+                    "field `{name}`: unknown type `{ty}` (i64, u64, f64, bool, str or tags)"
+                ))
+            })?;
+            fields.push(FieldSpec {
+                name: name.to_owned(),
+                ty,
+                filter: flag("filter")?,
+                sort: flag("sort")?,
+            });
+        }
+        let schema = Schema { fields };
+        schema.validate()?;
+        Ok(schema)
+    }
+
+    /// The schema in the TOML form [`Schema::from_toml`] reads.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for f in &self.fields {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str("[[field]]\n");
+            out.push_str(&format!("name = {}\n", toml::Value::String(f.name.clone())));
+            out.push_str(&format!("type = \"{}\"\n", f.ty.name()));
+            if f.filter {
+                out.push_str("filter = true\n");
+            }
+            if f.sort {
+                out.push_str("sort = true\n");
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_schemas_round_trip_and_bad_ones_name_the_problem() {
+        let s = Schema::new(vec![
+            FieldSpec::filter("color \"quoted\"", FieldType::Str),
+            FieldSpec {
+                sort: true,
+                ..FieldSpec::filter("year", FieldType::I64)
+            },
+            FieldSpec::sort("score", FieldType::F64),
+            FieldSpec::stored("title", FieldType::Str),
+        ]);
+        assert_eq!(Schema::from_toml(&s.to_toml()).unwrap(), s);
+        for (text, what) in [
+            ("[[field]\n", "not TOML"),
+            ("x = 1\n", "unknown key `x`"),
+            ("", "no `[[field]]`"),
+            ("field = 3\n", "array of tables"),
+            ("field = [1]\n", "not a table"),
+            ("[[field]]\ntype = \"str\"\n", "no `name`"),
+            ("[[field]]\nname = \"a\"\n", "no `type`"),
+            (
+                "[[field]]\nname = 1\ntype = \"str\"\n",
+                "`name` must be a string",
+            ),
+            (
+                "[[field]]\nname = \"a\"\ntype = \"i32\"\n",
+                "unknown type `i32`",
+            ),
+            (
+                "[[field]]\nname = \"a\"\ntype = \"str\"\nfilter = 1\n",
+                "`filter` must be",
+            ),
+            (
+                "[[field]]\nname = \"a\"\ntype = \"str\"\nindexed = true\n",
+                "unknown key `indexed`",
+            ),
+            (
+                "[[field]]\nname = \"a\"\ntype = \"str\"\nsort = true\n",
+                "cannot be a sort field",
+            ),
+        ] {
+            match Schema::from_toml(text) {
+                Err(EngineError::InvalidArgument { reason, .. }) => {
+                    assert!(reason.contains(what), "{text:?}: {reason}");
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn schemas_round_trip_through_text_and_bad_ones_are_refused() {
