@@ -63,8 +63,7 @@ fn main() -> Res<()> {
         }
     }
     let index = Index::open(root.path().join("index"), cat.schema(), opts())?;
-    reset_peak_rss();
-    let base_rss = rss();
+    let sampler = RssSampler::start();
     let t = Instant::now();
     let report = index.import_json_lines(&input, 2)?;
     let imported = t.elapsed();
@@ -72,7 +71,7 @@ fn main() -> Res<()> {
     index.engine().compact()?;
     let compacted = t.elapsed();
     let total = imported + compacted;
-    let silo_rss = peak_rss().saturating_sub(base_rss);
+    let silo_rss = sampler.stop();
     println!(
         "import of {n} documents from JSON lines: {imported:.2?} ({} batches) + compaction {compacted:.2?} = {:.0} documents/s; disk {:.0} bytes a document",
         report.batches,
@@ -81,18 +80,16 @@ fn main() -> Res<()> {
     );
 
     // The peers load the same JSON lines.
-    reset_peak_rss();
-    let base_rss = rss();
+    let sampler = RssSampler::start();
     let t = Instant::now();
     let conn = sqlite::load(root.path(), &input)?;
     let sqlite_load = t.elapsed();
-    let sqlite_rss = peak_rss().saturating_sub(base_rss);
-    reset_peak_rss();
-    let base_rss = rss();
+    let sqlite_rss = sampler.stop();
+    let sampler = RssSampler::start();
     let t = Instant::now();
     let tv = tv::load(root.path(), &input)?;
     let tantivy_load = t.elapsed();
-    let tantivy_rss = peak_rss().saturating_sub(base_rss);
+    let tantivy_rss = sampler.stop();
     println!(
         "  import: silo {:.1?}, SQLite {sqlite_load:.1?} ({:.2}x silo's time), tantivy {tantivy_load:.1?} ({:.2}x)",
         total,
@@ -102,10 +99,13 @@ fn main() -> Res<()> {
 
     let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
     println!(
-        "  peak RSS growth during the import: silo {:.0} MiB, SQLite {:.0} MiB, tantivy {:.0} MiB",
-        mib(silo_rss),
-        mib(sqlite_rss),
-        mib(tantivy_rss)
+        "  peak resident memory growth during the import, anonymous (heap) + file-backed (mapped files): silo {:.0} + {:.0} MiB, SQLite {:.0} + {:.0} MiB, tantivy {:.0} + {:.0} MiB",
+        mib(silo_rss.0),
+        mib(silo_rss.1),
+        mib(sqlite_rss.0),
+        mib(sqlite_rss.1),
+        mib(tantivy_rss.0),
+        mib(tantivy_rss.1)
     );
     println!(
         "  bytes on disk a document: silo {:.0}, SQLite {:.0}, tantivy {:.0}",
@@ -236,12 +236,6 @@ fn main() -> Res<()> {
     Ok(())
 }
 
-/// Resets the process's peak resident set size to its current one (Linux:
-/// `5` to `/proc/self/clear_refs`). Without it the peaks are the process's.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 /// A `/proc/self/status` line's kB value, in bytes (0 if unreadable).
 fn status_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -261,14 +255,46 @@ fn status_bytes(field: &str) -> u64 {
         * 1024
 }
 
-/// The resident set size now.
-fn rss() -> u64 {
-    status_bytes("VmRSS:")
+/// Samples the process's anonymous and file-backed resident memory every
+/// 20 ms while it runs; `stop` gives how far each peaked above its level
+/// at the start.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<(u64, u64)>,
+    base: (u64, u64),
 }
 
-/// The peak resident set size since the last reset.
-fn peak_rss() -> u64 {
-    status_bytes("VmHWM:")
+impl RssSampler {
+    fn sample() -> (u64, u64) {
+        (status_bytes("RssAnon:"), status_bytes("RssFile:"))
+    }
+
+    fn start() -> RssSampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let base = Self::sample();
+        let handle = std::thread::spawn(move || {
+            let mut peak = base;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = Self::sample();
+                peak = (peak.0.max(now.0), peak.1.max(now.1));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        RssSampler { stop, handle, base }
+    }
+
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let now = Self::sample();
+        let peak = self.handle.join().unwrap_or(now);
+        let peak = (peak.0.max(now.0), peak.1.max(now.1));
+        (
+            peak.0.saturating_sub(self.base.0),
+            peak.1.saturating_sub(self.base.1),
+        )
+    }
 }
 
 /// Bytes allocated by the file at `path` (0 if there is none).

@@ -82,7 +82,7 @@ impl DocStore {
     /// Encodes `fields` by field id (registering new names). A name given
     /// twice is an error; nothing is registered for a refused document
     /// beyond the names before the duplicate.
-    fn encode(&self, fields: &[(&str, Value)], keep_deleted: bool) -> Result<Vec<u8>> {
+    pub(crate) fn encode(&self, fields: &[(&str, Value)], keep_deleted: bool) -> Result<Vec<u8>> {
         let mut seen = HashSet::with_capacity(fields.len());
         let mut by_id = Vec::with_capacity(fields.len());
         for (name, value) in fields {

@@ -234,7 +234,14 @@ impl Engine {
         &self.opts
     }
 
-    fn route(&self, key: u64) -> usize {
+    /// Whether `dir` holds an engine (its manifest is there). Reads one
+    /// directory entry; opens nothing.
+    pub fn exists_in(dir: impl AsRef<Path>) -> bool {
+        manifest::path(dir.as_ref()).is_file()
+    }
+
+    /// The shard holding `key`.
+    pub(crate) fn route(&self, key: u64) -> usize {
         shard_of(key, self.shards.len())
     }
 
@@ -359,7 +366,7 @@ impl Engine {
 
     // ----- writes --------------------------------------------------------
 
-    fn check_poisoned(&self) -> Result<()> {
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
         if self.is_poisoned.load(Ordering::Acquire) {
             return Err(EngineError::Poisoned {
                 cause: self.poisoned.lock().clone().unwrap_or_default(),
@@ -378,7 +385,7 @@ impl Engine {
 
     /// Enters shard `i` as a writer, after the scheduler's emergency delay
     /// if it set one.
-    fn writer(&self, i: usize) -> RwLockReadGuard<'_, ()> {
+    pub(crate) fn writer(&self, i: usize) -> RwLockReadGuard<'_, ()> {
         let delay = self.shards[i].throttle_us.load(Ordering::Relaxed);
         if delay > 0 {
             std::thread::sleep(Duration::from_micros(u64::from(delay)));

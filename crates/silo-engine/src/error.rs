@@ -129,6 +129,14 @@ pub enum EngineError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A filter written as text does not parse (see `Filter::parse`).
+    #[error("query, column {column}: {reason}")]
+    QuerySyntax {
+        /// Where the problem was found (characters from 1).
+        column: usize,
+        /// What is wrong there.
+        reason: String,
+    },
     /// Every user field id is taken.
     #[error("the field registry is full ({max} fields)")]
     TooManyFields {

@@ -35,7 +35,12 @@ impl Shared {
             });
         }
         opts.store.merge_operator = Some(Arc::new(LayerOperator));
-        let engine = Engine::open(dir, opts)?;
+        Shared::on_engine(Engine::open(dir, opts)?)
+    }
+
+    /// Takes `engine`, opened with the layers' merge operator (see
+    /// [`crate::LayerOperator`]), and loads its registry.
+    pub(crate) fn on_engine(engine: Engine) -> Result<Arc<Shared>> {
         let registry = Registry::load(&engine)?;
         Ok(Arc::new(Shared {
             engine,

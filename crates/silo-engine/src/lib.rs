@@ -33,6 +33,8 @@
 //! | `layers.rs` | what the bitmap and document layers share: one engine with [`LayerOperator`], and its registry |
 //! | `bitmap/` | [`BitmapStore`]: bitmaps with single-bit operations, [`BitmapBatch`], sort layers, bulk builds ([`BulkBitmaps`]) |
 //! | `docs.rs` | [`DocStore`]: documents by id, fields by name, merges, partial reads |
+//! | `docs_bulk.rs` | [`DocBulkMerge`]: phased bulk merges, one merge per document through the merge writer |
+//! | `merge_writer.rs` | [`EngineMergeWriter`]: silo-core's merge writer on every shard |
 //!
 //! | [`catalog`] | a synthetic product catalogue for benches, tests and demos |
 //! | `index/` | [`Index`]: a [`Schema`], upserts, patches and deletes that keep bitmaps and sort layers consistent, queries ([`Filter`], sort, limit, [`Cursor`]), counts, facets |
@@ -43,12 +45,14 @@ mod bitmap;
 pub mod catalog;
 mod compaction;
 mod docs;
+mod docs_bulk;
 mod engine;
 mod error;
 mod index;
 pub mod keyspace;
 mod layers;
 mod manifest;
+mod merge_writer;
 mod operator;
 mod options;
 mod registry;
@@ -64,12 +68,14 @@ pub use bitmap::{
 };
 pub use compaction::{CompactOptions, EngineCompactionReport};
 pub use docs::{DocStore, Document};
+pub use docs_bulk::{DocBulkMerge, DocBulkPart, DocBulkReport};
 pub use engine::{Engine, HOLD_BETWEEN_PARTS};
 pub use error::{EngineError, Result};
 pub use index::{
     Cursor, FieldSpec, FieldType, Filter, HOLD_IMPORT_WRITE_PASS, Hit, IMPORT_CHUNK_BYTES,
     ImportOptions, ImportReport, ImportedDoc, Index, MAX_LINE_BYTES, Query, QueryResult, Schema,
 };
+pub use merge_writer::EngineMergeWriter;
 pub use operator::LayerOperator;
 pub use options::EngineOptions;
 pub use registry::{FieldId, FieldKind, MAX_FIELD_NAME};

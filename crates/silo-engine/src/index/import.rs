@@ -59,6 +59,9 @@ pub struct ImportOptions {
     pub threads: usize,
     /// Bytes of input per chunk: each chunk is one atomic batch.
     pub chunk_bytes: usize,
+    /// Lines at the start of the file that are not documents (a header):
+    /// skipped unread.
+    pub skip_lines: u64,
 }
 
 impl Default for ImportOptions {
@@ -66,6 +69,7 @@ impl Default for ImportOptions {
         ImportOptions {
             threads: 2,
             chunk_bytes: IMPORT_CHUNK_BYTES,
+            skip_lines: 0,
         }
     }
 }
@@ -76,6 +80,14 @@ impl ImportOptions {
         ImportOptions {
             threads,
             ..ImportOptions::default()
+        }
+    }
+
+    /// These options skipping the first `lines` lines (a header).
+    pub fn skip_lines(self, lines: u64) -> ImportOptions {
+        ImportOptions {
+            skip_lines: lines,
+            ..self
         }
     }
 
@@ -175,7 +187,7 @@ impl Index {
         let filters = self.fields.iter().filter(|r| r.filter.is_some()).count();
         // 1. Check every line.
         let checked = run_chunks(path, opts.chunk_bytes, threads, |chunk| {
-            self.check_chunk(chunk, filters)
+            self.check_chunk(chunk, filters, opts.skip_lines)
         })?;
         let mut report = ImportReport::default();
         let mut fresh: Vec<(usize, FieldId, Canonical)> = Vec::new();
@@ -229,7 +241,7 @@ impl Index {
         };
         silo_io::fault::hold_point(self.engine().dir(), HOLD_IMPORT_WRITE_PASS);
         let written = run_chunks(path, opts.chunk_bytes, threads, |chunk| {
-            self.write_chunk(chunk, &plan)
+            self.write_chunk(chunk, &plan, opts.skip_lines)
         })?;
         for w in written {
             report.superseded += w.superseded;
@@ -240,14 +252,14 @@ impl Index {
     }
 
     /// The check pass over one chunk.
-    fn check_chunk(&self, chunk: &Chunk, filters: usize) -> Result<Checked> {
+    fn check_chunk(&self, chunk: &Chunk, filters: usize, skip: u64) -> Result<Checked> {
         let mut out = Checked {
             ids: Vec::new(),
             values: vec![ValueSet::default(); filters],
             blank: 0,
         };
         let mut canonical = Vec::new();
-        for (line, text) in chunk.lines() {
+        for (line, text) in chunk.lines().filter(|(n, _)| *n > skip) {
             if is_blank(text) {
                 out.blank += 1;
                 continue;
@@ -271,11 +283,11 @@ impl Index {
     }
 
     /// The write pass over one chunk: its documents in one atomic batch.
-    fn write_chunk(&self, chunk: &Chunk, plan: &Plan) -> Result<Written> {
+    fn write_chunk(&self, chunk: &Chunk, plan: &Plan, skip: u64) -> Result<Written> {
         let mut written = Written::default();
         let mut new = Vec::new();
         let mut existing: Vec<(u32, Row)> = Vec::new();
-        for (line, text) in chunk.lines() {
+        for (line, text) in chunk.lines().filter(|(n, _)| *n > skip) {
             if is_blank(text) {
                 continue;
             }
@@ -319,7 +331,7 @@ impl Index {
                 batch.push(op);
             }
         }
-        self.engine().write(&batch)?;
+        self.apply(&batch)?;
         written.batches = 1;
         Ok(written)
     }

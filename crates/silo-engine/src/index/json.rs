@@ -71,9 +71,17 @@ pub(crate) fn parse_row<'a>(
     let parsed = RowSeed { schema }
         .deserialize(&mut de)
         .and_then(|row| de.end().map(|()| row));
-    parsed.map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => e.to_string(),
-        _ => format!("not JSON: {e}"),
+    parsed.map_err(|e| {
+        // serde_json says "at line 1 column N": the line is the file's
+        // line, so only the column is kept.
+        let text = e.to_string();
+        let what = text
+            .rfind(" at line ")
+            .map_or(text.as_str(), |at| &text[..at]);
+        match e.classify() {
+            serde_json::error::Category::Data => format!("{what} (column {})", e.column()),
+            _ => format!("not JSON: {what} (column {})", e.column()),
+        }
     })
 }
 

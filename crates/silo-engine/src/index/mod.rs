@@ -7,8 +7,11 @@
 //! batch holding the document and exactly the bitmap and sort-layer bits
 //! whose values changed (a diff against the stored document, read under a
 //! per-document lock). After a crash, a document and its bitmaps therefore
-//! always agree. Queries read one engine snapshot, so a query never mixes
-//! two points in time.
+//! always agree. Queries read the engine while no change is being written
+//! (an index-wide reader-writer lock: queries share it, the write of a
+//! change takes it alone), so a query never mixes two points in time, and
+//! costs no engine snapshot (whose copy of the pending operations grows
+//! until compaction).
 //!
 //! ```
 //! use silo_engine::{EngineOptions, FieldSpec, FieldType, Filter, Index, Order, Query, Schema};
@@ -32,6 +35,7 @@
 
 mod chunks;
 mod dictionary;
+mod filter_text;
 mod import;
 mod json;
 mod query;
@@ -98,6 +102,10 @@ pub struct Index {
     dicts: RwLock<Vec<Dictionary>>,
     /// Serializes dictionary additions.
     adding: Mutex<()>,
+    /// Queries hold it shared, the writes of changes exclusively: a query
+    /// reads the engine directly (no snapshot, whose cost grows with the
+    /// operations not yet compacted) and still sees one point in time.
+    view: RwLock<()>,
     doc_locks: Vec<Mutex<()>>,
 }
 
@@ -116,7 +124,42 @@ impl Index {
     /// merge operator.
     pub fn open(dir: impl AsRef<Path>, schema: Schema, opts: EngineOptions) -> Result<Index> {
         schema.validate()?;
-        let shared = Shared::open(dir.as_ref(), opts, "index")?;
+        Index::on_shared(Shared::open(dir.as_ref(), opts, "index")?, schema)
+    }
+
+    /// The schema an index was created with, if `engine` holds an index
+    /// (`None`: no index was ever created in it). `engine` must have been
+    /// opened with the layers' merge operator ([`crate::LayerOperator`]) if
+    /// it holds one.
+    pub fn stored_schema(engine: &Engine) -> Result<Option<Schema>> {
+        let schema_key = key(SYSTEM_FIELD, SCHEMA_ENTRY)?;
+        let Some(stored) = engine.get(schema_key)? else {
+            return Ok(None);
+        };
+        let text = std::str::from_utf8(&stored).map_err(|e| EngineError::Value {
+            what: "index schema",
+            key: schema_key,
+            reason: e.to_string(),
+        })?;
+        Schema::from_text(text)
+            .map(Some)
+            .map_err(|e| EngineError::Value {
+                what: "index schema",
+                key: schema_key,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Opens the index held by `engine` (which must have been opened with
+    /// the layers' merge operator: without it, reads of keys with pending
+    /// merges fail) with `schema` (as [`Index::open`]: created if `engine`
+    /// holds none; [`EngineError::SchemaMismatch`] if it holds another).
+    pub fn open_on(engine: Engine, schema: Schema) -> Result<Index> {
+        schema.validate()?;
+        Index::on_shared(Shared::on_engine(engine)?, schema)
+    }
+
+    fn on_shared(shared: Arc<Shared>, schema: Schema) -> Result<Index> {
         let text = schema.to_text();
         let schema_key = key(SYSTEM_FIELD, SCHEMA_ENTRY)?;
         match shared.engine.get(schema_key)? {
@@ -173,6 +216,7 @@ impl Index {
             by_doc_field,
             dicts: RwLock::new(dicts),
             adding: Mutex::new(()),
+            view: RwLock::new(()),
             doc_locks: (0..DOC_LOCKS).map(|_| Mutex::new(())).collect(),
         })
     }
@@ -331,7 +375,13 @@ impl Index {
     /// atomic batch; the caller holds their locks.
     fn write_changes(&self, changes: &[(u32, Option<&Row>, Option<&Row>)]) -> Result<()> {
         let batch = self.changes_batch(changes)?;
-        self.engine().write(&batch)
+        self.apply(&batch)
+    }
+
+    /// Writes `batch`, a change of the index, while no query runs.
+    fn apply(&self, batch: &WriteBatch) -> Result<()> {
+        let _view = self.view.write();
+        self.engine().write(batch)
     }
 
     /// The batch [`Index::write_changes`] writes (new filter values get
@@ -500,10 +550,39 @@ impl Index {
         self.write_changes(&changes)
     }
 
-    /// The documents matching `filter` (one snapshot).
+    /// Removes many documents (each id at most once; absent ones are
+    /// skipped) with their bits, in one atomic batch.
+    pub fn delete_many(&self, docs: &[u32]) -> Result<()> {
+        let mut seen = std::collections::HashSet::with_capacity(docs.len());
+        if let Some(twice) = docs.iter().find(|d| !seen.insert(**d)) {
+            return Err(EngineError::InvalidArgument {
+                name: "documents",
+                reason: format!("document {twice} given twice"),
+            });
+        }
+        let mut stripes: Vec<usize> = docs.iter().map(|d| stripe(*d)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let _locks: Vec<_> = stripes.iter().map(|i| self.doc_locks[*i].lock()).collect();
+        let olds = docs
+            .iter()
+            .map(|doc| Ok((*doc, self.read_row(self.engine(), *doc)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let changes: Vec<(u32, Option<&Row>, Option<&Row>)> = olds
+            .iter()
+            .filter_map(|(doc, old)| old.as_ref().map(|old| (*doc, Some(old), None)))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write_changes(&changes)
+    }
+
+    /// The documents matching `filter` (at one point in time).
     pub fn count(&self, filter: &Filter) -> Result<u64> {
-        let snap = self.engine().snapshot()?;
-        Ok(self.eval(&snap, filter)?.len())
+        let _view = self.view.read();
+        let snap = &self.shared.engine;
+        Ok(self.eval(snap, filter)?.len())
     }
 
     /// How many documents matching `filter` hold each value of filter field
@@ -514,12 +593,13 @@ impl Index {
         let Some((bitmap, _, at)) = self.fields[i].filter else {
             return Err(not_a(field, "filter"));
         };
-        let snap = self.engine().snapshot()?;
-        let matched = self.eval(&snap, filter)?;
+        let _view = self.view.read();
+        let snap = &self.shared.engine;
+        let matched = self.eval(snap, filter)?;
         let dicts = self.dicts.read();
         let mut out = Vec::new();
         for (id, value) in dicts[at].entries() {
-            let n = read_bitmap(&snap, key(bitmap.0, id)?)?.intersection_len(&matched);
+            let n = read_bitmap(snap, key(bitmap.0, id)?)?.intersection_len(&matched);
             if n > 0
                 && let Some(v) = decode_canonical(value)
             {
@@ -531,15 +611,16 @@ impl Index {
     }
 
     /// A page of the documents matching `q.filter`, in `q.sort` order, with
-    /// the stored fields asked for (one snapshot).
+    /// the stored fields asked for (all at one point in time).
     pub fn query(&self, q: &Query) -> Result<QueryResult> {
         let wanted: Vec<usize> = q
             .fields
             .iter()
             .map(|f| self.field_at(f))
             .collect::<Result<_>>()?;
-        let snap = self.engine().snapshot()?;
-        let matched = self.eval(&snap, &q.filter)?;
+        let _view = self.view.read();
+        let snap = &self.shared.engine;
+        let matched = self.eval(snap, &q.filter)?;
         let (docs, next): (Vec<u32>, Option<Cursor>) =
             match &q.sort {
                 Some((name, order)) => {
@@ -550,7 +631,7 @@ impl Index {
                         Some(Cursor::Sorted(c)) => Some(c),
                         Some(Cursor::Id(_)) => return Err(bad_cursor()),
                     };
-                    let hits = Slices::read(&snap, sort)?.top(&matched, *order, q.limit, after);
+                    let hits = Slices::read(snap, sort)?.top(&matched, *order, q.limit, after);
                     let next = (hits.len() == q.limit).then(|| hits.last()).flatten().map(
                         |(doc, value)| {
                             Cursor::Sorted(crate::bitmap::SortCursor {
@@ -582,7 +663,7 @@ impl Index {
             let fields = if wanted.is_empty() {
                 Vec::new()
             } else {
-                let row = self.read_row(&snap, doc)?;
+                let row = self.read_row(snap, doc)?;
                 wanted
                     .iter()
                     .map(|i| row.as_ref().and_then(|r| r[*i].clone()))

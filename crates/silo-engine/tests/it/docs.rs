@@ -48,8 +48,15 @@ enum Op {
     Put(u32, Vec<(usize, Value)>),
     Merge(u32, Vec<(usize, Value)>),
     Delete(u32),
-    Compact { cold: bool },
-    Reopen { clean: bool },
+    /// A phased bulk merge: the partials in order, the first `split` in one
+    /// part (handed over first), the rest in another.
+    BulkMerge(Vec<(u32, Vec<(usize, Value)>)>, usize),
+    Compact {
+        cold: bool,
+    },
+    Reopen {
+        clean: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -58,6 +65,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (doc(), fields(false)).prop_map(|(d, f)| Op::Put(d, f)),
         5 => (doc(), fields(true)).prop_map(|(d, f)| Op::Merge(d, f)),
         1 => doc().prop_map(Op::Delete),
+        2 => (prop::collection::vec((doc(), fields(true)), 0..10), 0usize..10)
+            .prop_map(|(m, split)| Op::BulkMerge(m, split)),
         1 => any::<bool>().prop_map(|cold| Op::Compact { cold }),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
     ]
@@ -106,6 +115,23 @@ proptest! {
                     Op::Delete(d) => {
                         s.delete(*d).unwrap();
                         model.remove(d);
+                    }
+                    Op::BulkMerge(merges, split) => {
+                        let bulk = s.bulk_merge();
+                        let (first, second) = merges.split_at((*split).min(merges.len()));
+                        for list in [first, second] {
+                            let mut part = bulk.part();
+                            for (d, f) in list {
+                                part.merge(*d, &named(f)).unwrap();
+                            }
+                        }
+                        let report = bulk.finish().unwrap();
+                        let docs: std::collections::BTreeSet<u32> = merges.iter().map(|(d, _)| *d).collect();
+                        prop_assert_eq!(report.documents, docs.len() as u64);
+                        prop_assert_eq!(report.in_place + report.fallbacks, report.documents);
+                        for (d, f) in merges {
+                            merge(model.entry(*d).or_default(), f);
+                        }
                     }
                     Op::Compact { cold } => {
                         s.engine().compact_with(silo_engine::CompactOptions { cold: *cold, ..Default::default() }).unwrap();
@@ -165,4 +191,63 @@ fn a_field_given_twice_or_a_damaged_document_is_a_typed_error() {
         .put(silo_engine::keyspace::doc_key(3), &doc)
         .unwrap();
     assert!(matches!(s.get(3), Err(EngineError::Value { .. })));
+}
+
+/// A phased bulk merge rewrites in place the documents whose merged form
+/// fits their record, and sends the others through the log: both counted,
+/// none lost.
+#[test]
+fn a_bulk_merge_rewrites_in_place_what_fits_and_logs_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = DocStore::open(dir.path(), opts()).unwrap();
+    for id in 0..200u32 {
+        s.put(
+            id,
+            &[
+                ("title", Value::Str(format!("t{id:04}"))),
+                ("size", Value::I64(1)),
+            ],
+        )
+        .unwrap();
+    }
+    s.engine().compact().unwrap();
+    let bulk = s.bulk_merge();
+    let mut part = bulk.part();
+    for id in 0..200u32 {
+        if id % 2 == 0 {
+            // The same size: fits the record.
+            part.merge(id, &[("size", Value::I64(2))]).unwrap();
+        } else {
+            // Far larger: cannot.
+            let tags = Value::I64List {
+                items: (0..200).collect(),
+                reset: false,
+            };
+            part.merge(id, &[("tags", tags)]).unwrap();
+        }
+    }
+    drop(part);
+    let report = bulk.finish().unwrap();
+    assert_eq!(report.documents, 200);
+    assert_eq!(report.in_place, 100, "{report:?}");
+    assert_eq!(report.fallbacks, 100, "{report:?}");
+    s.close().unwrap();
+    let s = DocStore::open(dir.path(), opts()).unwrap();
+    for id in 0..200u32 {
+        let doc = s.get(id).unwrap().unwrap();
+        assert_eq!(doc["title"], Value::Str(format!("t{id:04}")));
+        if id % 2 == 0 {
+            assert_eq!(doc["size"], Value::I64(2));
+            assert!(!doc.contains_key("tags"));
+        } else {
+            assert_eq!(doc["size"], Value::I64(1));
+            assert_eq!(
+                doc["tags"],
+                Value::I64List {
+                    items: (0..200).collect(),
+                    reset: false
+                }
+            );
+        }
+    }
 }

@@ -211,6 +211,7 @@ enum Op {
     UpsertMany(BTreeMap<u32, Vec<(&'static str, Value)>>),
     Patch(u32, Vec<(&'static str, Value)>),
     Delete(u32),
+    DeleteMany(std::collections::BTreeSet<u32>),
     /// JSON lines imported (ids may repeat: the last line wins), in chunks
     /// of `chunk` bytes.
     Import(Vec<(u32, Vec<(&'static str, Value)>)>, usize),
@@ -230,6 +231,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::collection::btree_map(id(), doc(), 0..6).prop_map(Op::UpsertMany),
         2 => (prop::collection::vec((id(), doc()), 0..12), 1usize..300).prop_map(|(d, c)| Op::Import(d, c)),
         1 => id().prop_map(Op::Delete),
+        1 => prop::collection::btree_set(id(), 0..5).prop_map(Op::DeleteMany),
         1 => any::<bool>().prop_map(|cold| Op::Compact { cold }),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
     ]
@@ -307,9 +309,12 @@ proptest! {
                     }
                     Op::Import(docs, chunk) => {
                         let path = dir.path().join("import.jsonl");
-                        let text: String = docs.iter().map(|(d, f)| json_line(*d, f) + "\n").collect();
+                        // A header line, skipped.
+                        let text: String = std::iter::once("not a document\n".to_owned())
+                            .chain(docs.iter().map(|(d, f)| json_line(*d, f) + "\n"))
+                            .collect();
                         std::fs::write(&path, text).unwrap();
-                        let opts = silo_engine::ImportOptions::threads(2).chunk_bytes(*chunk);
+                        let opts = silo_engine::ImportOptions::threads(2).chunk_bytes(*chunk).skip_lines(1);
                         let report = index.import_json_lines_with(&path, opts).unwrap();
                         prop_assert_eq!(report.documents, docs.len() as u64);
                         for (d, fields) in docs {
@@ -325,6 +330,12 @@ proptest! {
                     Op::Delete(d) => {
                         index.delete(*d).unwrap();
                         model.remove(d);
+                    }
+                    Op::DeleteMany(ds) => {
+                        index.delete_many(&ds.iter().copied().collect::<Vec<_>>()).unwrap();
+                        for d in ds {
+                            model.remove(d);
+                        }
                     }
                     Op::Compact { cold } => {
                         index.engine().compact_with(silo_engine::CompactOptions { cold: *cold, ..Default::default() }).unwrap();

@@ -1,0 +1,372 @@
+//! The built `silo` binary, driven as a user would: every verb, its output
+//! and its exit code, good stores and bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use silo_engine::{Engine, EngineOptions};
+
+fn silo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_silo"))
+        .args(args)
+        .output()
+        .expect("the silo binary runs")
+}
+
+fn text(out: &[u8]) -> String {
+    String::from_utf8_lossy(out).into_owned()
+}
+
+/// Runs `silo args`, expecting exit code `code`; returns stdout.
+fn expect(args: &[&str], code: i32) -> String {
+    let out = silo(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "silo {args:?}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    if code != 0 {
+        let err = text(&out.stderr);
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "an error is one line: {err}"
+        );
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{err}"
+        );
+    }
+    text(&out.stdout)
+}
+
+/// Runs `silo args` expecting failure with `code`; returns stderr.
+fn fails(args: &[&str], code: i32) -> String {
+    let out = silo(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "silo {args:?}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let err = text(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+const SCHEMA: &str = r#"
+[[field]]
+name = "user"
+type = "u64"
+filter = true
+
+[[field]]
+name = "tags"
+type = "tags"
+filter = true
+
+[[field]]
+name = "score"
+type = "f64"
+sort = true
+
+[[field]]
+name = "title"
+type = "str"
+"#;
+
+/// Documents 0..200: user id % 7, tags {id % 10, id % 3}, score (id * 37) % 101.
+fn write_docs(path: &Path) {
+    let mut text = String::new();
+    for id in 0..200u32 {
+        text.push_str(&format!(
+            "{{\"id\": {id}, \"user\": {}, \"tags\": [{}, {}], \"score\": {}.5, \"title\": \"doc {id}\"}}\n",
+            id % 7,
+            id % 10,
+            id % 3,
+            (id * 37) % 101
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn ids_of(lines: &str) -> Vec<u32> {
+    lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            u32::try_from(v["id"].as_u64().unwrap()).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn import_then_query_answers_like_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, docs, schema) = (
+        dir.path().join("idx"),
+        dir.path().join("docs.jsonl"),
+        dir.path().join("schema.toml"),
+    );
+    write_docs(&docs);
+    std::fs::write(&schema, SCHEMA).unwrap();
+    let out = expect(
+        &[
+            "import",
+            p(&store),
+            p(&docs),
+            "--schema",
+            p(&schema),
+            "--threads",
+            "2",
+        ],
+        0,
+    );
+    assert!(out.contains("imported 200 documents"), "{out}");
+    let got = expect(
+        &[
+            "query",
+            p(&store),
+            "tags = 5 and user = 3",
+            "--sort",
+            "score",
+            "--desc",
+            "--limit",
+            "10",
+        ],
+        0,
+    );
+    let mut want: Vec<(u32, u32)> = (0..200u32)
+        .filter(|id| (id % 10 == 5 || id % 3 == 5) && id % 7 == 3)
+        .map(|id| (id, (id * 37) % 101))
+        .collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let want: Vec<u32> = want.into_iter().take(10).map(|(id, _)| id).collect();
+    assert!(!want.is_empty());
+    assert_eq!(ids_of(&got), want);
+    // Every stored field comes back.
+    let first: serde_json::Value = serde_json::from_str(got.lines().next().unwrap()).unwrap();
+    assert_eq!(first["title"], format!("doc {}", want[0]));
+    let count = expect(
+        &["query", p(&store), "user in (1, 2) or tags = 9", "--count"],
+        0,
+    );
+    let want = (0..200u32)
+        .filter(|id| matches!(id % 7, 1 | 2) || id % 10 == 9)
+        .count();
+    assert_eq!(count.trim(), want.to_string());
+    // Unsorted: id order, limited.
+    let got = expect(&["query", p(&store), "score >= 100", "--limit", "3"], 0);
+    let want: Vec<u32> = (0..200u32)
+        .filter(|id| (id * 37) % 101 >= 100)
+        .take(3)
+        .collect();
+    assert_eq!(ids_of(&got), want);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_its_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, docs, schema) = (
+        dir.path().join("idx"),
+        dir.path().join("docs.jsonl"),
+        dir.path().join("schema.toml"),
+    );
+    write_docs(&docs);
+    std::fs::write(&schema, SCHEMA).unwrap();
+    expect(&["import", p(&store), p(&docs), "--schema", p(&schema)], 0);
+
+    // A query syntax error names its column.
+    let err = fails(&["query", p(&store), "user = 3 and tags ="], 4);
+    assert!(err.contains("column 20"), "{err}");
+    let err = fails(&["query", p(&store), "colour = red"], 4);
+    assert!(err.contains("colour") && err.contains("column 1"), "{err}");
+    // A bad line of an import names it, and nothing is written.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"id\": 500, \"user\": 1}\n{\"id\": 501, \"user\": \"x\"}\n",
+    )
+    .unwrap();
+    let err = fails(&["import", p(&store), p(&bad), "--schema", p(&schema)], 4);
+    assert!(err.contains("line 2") && err.contains("user"), "{err}");
+    assert_eq!(
+        expect(&["query", p(&store), "all", "--count"], 0).trim(),
+        "200"
+    );
+    // A bad schema.
+    let toml = dir.path().join("bad.toml");
+    std::fs::write(&toml, "[[field]]\nname = \"a\"\ntype = \"int\"\n").unwrap();
+    let err = fails(
+        &[
+            "import",
+            p(&dir.path().join("other")),
+            p(&docs),
+            "--schema",
+            p(&toml),
+        ],
+        4,
+    );
+    assert!(err.contains("unknown type `int`"), "{err}");
+    // No such store, or not a store.
+    let err = fails(&["stats", p(&dir.path().join("nowhere"))], 3);
+    assert!(err.contains("does not exist"), "{err}");
+    let err = fails(&["stats", p(dir.path())], 3);
+    assert!(err.contains("no silo store"), "{err}");
+    // Bad keys and a missing key.
+    fails(&["get", p(&store), "x3"], 4);
+    fails(&["get", p(&store), "4294967296"], 4);
+    fails(&["get", p(&store), "99999"], 1);
+    // A usage error is clap's, with code 2.
+    let out = silo(&["query", p(&store)]);
+    assert_eq!(out.status.code(), Some(2));
+    // A plain store is not an index.
+    let kv = dir.path().join("kv");
+    expect(&["put", p(&kv), "1", "one"], 0);
+    let err = fails(&["query", p(&kv), "all"], 4);
+    assert!(err.contains("not an index"), "{err}");
+}
+
+#[test]
+fn a_store_open_in_another_process_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("kv");
+    expect(&["put", p(&store), "7", "seven"], 0);
+    // This test process holds the store open: the silo process cannot.
+    let engine = Engine::open(&store, EngineOptions::default()).unwrap();
+    for args in [
+        vec!["stats", p(&store)],
+        vec!["get", p(&store), "7"],
+        vec!["put", p(&store), "8", "eight"],
+    ] {
+        let err = fails(&args, 3);
+        assert!(err.contains("open in another process"), "{args:?}: {err}");
+    }
+    engine.close().unwrap();
+    assert_eq!(expect(&["get", p(&store), "7"], 0), "seven\n");
+}
+
+#[test]
+fn put_get_del_and_dump_load_round_trip_a_plain_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("kv");
+    expect(&["put", p(&store), "1", "one"], 0);
+    expect(&["put", p(&store), "0x10", "sixteen"], 0);
+    expect(&["put", p(&store), "3", "three"], 0);
+    expect(&["del", p(&store), "3"], 0);
+    assert_eq!(expect(&["get", p(&store), "16"], 0), "sixteen\n");
+    fails(&["get", p(&store), "3"], 1);
+    // A value that is not UTF-8, written through the library.
+    {
+        let engine = Engine::open(&store, silo_options()).unwrap();
+        engine.put(u64::MAX, &[0, 159, 146, 150]).unwrap();
+        engine.close().unwrap();
+    }
+    let dump = expect(&["dump", p(&store)], 0);
+    let lines: Vec<&str> = dump.lines().collect();
+    assert_eq!(lines.len(), 4, "{dump}");
+    assert!(lines[0].contains("\"kind\":\"kv\""), "{dump}");
+    let mut rest = lines[1..].to_vec();
+    rest.sort_unstable();
+    assert_eq!(
+        rest,
+        [
+            r#"{"hex":"009f9296","key":18446744073709551615}"#,
+            r#"{"key":1,"value":"one"}"#,
+            r#"{"key":16,"value":"sixteen"}"#,
+        ]
+    );
+    let file = dir.path().join("dump.jsonl");
+    std::fs::write(&file, &dump).unwrap();
+    let copy = dir.path().join("copy");
+    expect(&["load", p(&copy), p(&file)], 0);
+    assert_eq!(expect(&["dump", p(&copy)], 0), dump);
+    // Loading into a store that exists is refused; a bad dump line names
+    // itself and leaves no store behind.
+    fails(&["load", p(&copy), p(&file)], 4);
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, format!("{}\n{{\"key\": 1}}\n", lines[0])).unwrap();
+    let err = fails(&["load", p(&dir.path().join("new")), p(&bad)], 4);
+    assert!(err.contains("line 2"), "{err}");
+    assert!(!dir.path().join("new").exists());
+}
+
+fn silo_options() -> EngineOptions {
+    let mut o = EngineOptions::default();
+    o.store.merge_operator = Some(std::sync::Arc::new(silo_engine::LayerOperator));
+    o
+}
+
+#[test]
+fn an_index_dumps_loads_checkpoints_and_compacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, docs, schema) = (
+        dir.path().join("idx"),
+        dir.path().join("docs.jsonl"),
+        dir.path().join("schema.toml"),
+    );
+    write_docs(&docs);
+    std::fs::write(&schema, SCHEMA).unwrap();
+    expect(&["import", p(&store), p(&docs), "--schema", p(&schema)], 0);
+    expect(&["del", p(&store), "5"], 0);
+    expect(&["put", p(&store), "6", r#"{"user": 99, "tags": [1]}"#], 0);
+    let doc6: serde_json::Value =
+        serde_json::from_str(&expect(&["get", p(&store), "6"], 0)).unwrap();
+    assert_eq!(doc6, serde_json::json!({"id": 6, "user": 99, "tags": [1]}));
+    assert_eq!(
+        expect(&["query", p(&store), "user = 99", "--count"], 0).trim(),
+        "1"
+    );
+    let dump = expect(&["dump", p(&store)], 0);
+    assert_eq!(dump.lines().count(), 1 + 199);
+    let file = dir.path().join("dump.jsonl");
+    std::fs::write(&file, &dump).unwrap();
+    let copy = dir.path().join("copy");
+    expect(&["load", p(&copy), p(&file)], 0);
+    assert_eq!(expect(&["dump", p(&copy)], 0), dump);
+    expect(&["compact", p(&copy), "--cold", "--threads", "2"], 0);
+    assert_eq!(expect(&["dump", p(&copy)], 0), dump);
+    let check = dir.path().join("check");
+    expect(&["checkpoint", p(&copy), p(&check)], 0);
+    assert_eq!(expect(&["dump", p(&check)], 0), dump);
+    let stats: serde_json::Value =
+        serde_json::from_str(&expect(&["stats", p(&check), "--json"], 0)).unwrap();
+    assert_eq!(stats["documents"], 199);
+    assert_eq!(stats["kind"], "index");
+    let text = expect(&["stats", p(&check)], 0);
+    assert!(text.contains("documents:          199"), "{text}");
+}
+
+#[test]
+fn the_demo_runs_reopens_and_reports_what_stats_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("demo");
+    let out = expect(&["demo", "--docs", "20000", "--dir", p(&work), "--keep"], 0);
+    assert!(out.contains("every answer is unchanged"), "{out}");
+    let field = |name: &str| -> u64 {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|rest| rest.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no `{name}` in the report:\n{out}"))
+    };
+    let stats: serde_json::Value =
+        serde_json::from_str(&expect(&["stats", p(&work.join("index")), "--json"], 0)).unwrap();
+    assert_eq!(stats["documents"].as_u64(), Some(field("documents:")));
+    assert_eq!(stats["disk_bytes"].as_u64(), Some(field("disk bytes:")));
+    assert!(field("documents:") < 20_000, "deletes happened");
+    // Without --keep nothing is left.
+    let gone = dir.path().join("gone");
+    expect(&["demo", "--docs", "2000", "--dir", p(&gone)], 0);
+    assert!(!gone.exists());
+    // A directory in use is refused.
+    let err = fails(&["demo", "--docs", "10", "--dir", p(&work)], 4);
+    assert!(err.contains("not empty"), "{err}");
+}
