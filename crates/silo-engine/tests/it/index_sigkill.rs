@@ -1,10 +1,12 @@
 //! Crash test of the index: a child process upserts, patches and deletes
-//! documents (with compactions of its own beside each shard's worker) and
-//! reports every acknowledged change; the parent kills it with SIGKILL
-//! after a random number of acknowledgements, reopens the index and checks
-//! that it holds the acknowledged documents (or those plus the change in
-//! flight) and that every filter bitmap, sort layer and the alive bitmap
-//! agree exactly with the documents found.
+//! documents and imports small JSON lines files (with compactions of its
+//! own beside each shard's worker) and reports every acknowledged change;
+//! the parent kills it with SIGKILL after a random number of
+//! acknowledgements, reopens the index and checks that it holds the
+//! acknowledged documents (or those plus the change in flight; an import
+//! in flight, written in several chunks, may have left each of its
+//! documents before or after) and that every filter bitmap, sort layer and
+//! the alive bitmap agree exactly with the documents found.
 //!
 //! `SILO_CRASH_ITERATIONS` sets the number of kills (default 6;
 //! `cargo xtask crash --layer index` runs 200).
@@ -71,6 +73,8 @@ enum Op {
     Upsert(u32, Vec<(&'static str, Value)>),
     Patch(u32, Vec<(&'static str, Value)>),
     Delete(u32),
+    /// JSON lines imported in chunks of a few lines (an id may repeat).
+    Import(Vec<(u32, Vec<(&'static str, Value)>)>),
     Compact,
 }
 
@@ -88,7 +92,22 @@ fn workload(seed: u64, count: usize) -> Vec<Op> {
                 reset: rng.below(2) == 0,
             };
             match rng.below(100) {
-                0..=44 => Op::Upsert(doc, vec![("color", color), ("rank", rank), ("tags", tags)]),
+                0..=39 => Op::Upsert(doc, vec![("color", color), ("rank", rank), ("tags", tags)]),
+                40..=44 => Op::Import(
+                    (0..1 + rng.below(6))
+                        .map(|_| {
+                            let doc = u32::try_from(rng.below(DOCS)).unwrap_or(0);
+                            let rank = Value::I64(i64::try_from(rng.below(9)).unwrap_or(0) - 4);
+                            let tags = Value::I64List {
+                                items: (0..rng.below(3))
+                                    .map(|_| i64::try_from(rng.below(5)).unwrap_or(0))
+                                    .collect(),
+                                reset: false,
+                            };
+                            (doc, vec![("rank", rank), ("tags", tags)])
+                        })
+                        .collect(),
+                ),
                 45..=79 => Op::Patch(
                     doc,
                     match rng.below(3) {
@@ -124,12 +143,41 @@ fn apply(model: &mut BTreeMap<u32, Doc>, op: &Op) {
         Op::Delete(d) => {
             model.remove(d);
         }
+        Op::Import(docs) => {
+            for (d, fields) in docs {
+                apply(model, &Op::Upsert(*d, fields.clone()));
+            }
+        }
         Op::Compact => {}
     }
 }
 
-fn run_op(index: &Index, op: &Op) {
+/// Document `id` with `fields` as a JSON line.
+fn json_line(id: u32, fields: &[(&str, Value)]) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert("id".into(), id.into());
+    for (name, v) in fields {
+        let json = match v {
+            Value::Str(s) => s.clone().into(),
+            Value::I64(v) => (*v).into(),
+            Value::I64List { items, .. } => items.clone().into(),
+            other => panic!("{other:?}"),
+        };
+        object.insert((*name).to_owned(), json);
+    }
+    serde_json::Value::Object(object).to_string()
+}
+
+fn run_op(index: &Index, op: &Op, scratch: &Path) {
     match op {
+        Op::Import(docs) => {
+            let text: String = docs.iter().map(|(d, f)| json_line(*d, f) + "\n").collect();
+            std::fs::write(scratch, text).expect("import file");
+            // One writer and chunks of about two lines: several batches,
+            // in file order.
+            let opts = silo_engine::ImportOptions::threads(1).chunk_bytes(60);
+            index.import_json_lines_with(scratch, opts).expect("import");
+        }
         Op::Upsert(d, fields) => index.upsert(*d, fields).expect("upsert"),
         Op::Patch(d, fields) => index.patch(*d, fields).expect("patch"),
         Op::Delete(d) => index.delete(*d).expect("delete"),
@@ -147,10 +195,11 @@ fn crash_child_process() {
         return;
     };
     let seed: u64 = seed.parse().expect("seed");
-    let index = Index::open(Path::new(&dir), schema(), opts()).expect("child open");
+    let index = Index::open(Path::new(&dir).join("index"), schema(), opts()).expect("child open");
+    let scratch = Path::new(&dir).join("import.jsonl");
     let mut out = std::io::stdout().lock();
     for (i, op) in workload(seed, 100_000).iter().enumerate() {
-        run_op(&index, op);
+        run_op(&index, op, &scratch);
         writeln!(out, "{ACK}{i}").expect("stdout");
         out.flush().expect("stdout");
     }
@@ -229,6 +278,7 @@ fn sigkill_during_changes_leaves_documents_and_bitmaps_in_agreement() {
         .unwrap_or(6);
     let mut rng = Rng(0x1d3c_5eed ^ iterations);
     let mut checked = 0;
+    let mut imports_cut = 0;
     for iteration in 0..iterations {
         let dir = tempfile::tempdir().expect("tempdir");
         let seed = rng.next();
@@ -253,18 +303,34 @@ fn sigkill_during_changes_leaves_documents_and_bitmaps_in_agreement() {
             apply(&mut after, op);
         }
         let context = format!("iteration {iteration} (seed {seed}, {done} acknowledged)");
-        let index = Index::open(dir.path(), schema(), opts())
+        let index = Index::open(dir.path().join("index"), schema(), opts())
             .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
         let found: BTreeMap<u32, Doc> = (0..u32::try_from(DOCS).unwrap_or(0))
             .filter_map(|d| index.get(d).expect("get").map(|doc| (d, doc)))
             .collect();
-        assert!(
-            found == before || found == after,
-            "{context}: neither the acknowledged documents nor them plus the change in flight ({:?})",
-            ops.get(done)
-        );
+        if let Some(Op::Import(_)) = ops.get(done) {
+            imports_cut += 1;
+            // Chunk by chunk: each document as before or as after.
+            for d in 0..u32::try_from(DOCS).unwrap_or(0) {
+                let f = found.get(&d);
+                assert!(
+                    f == before.get(&d) || f == after.get(&d),
+                    "{context}: document {d} is {f:?}, neither {:?} nor {:?}",
+                    before.get(&d),
+                    after.get(&d)
+                );
+            }
+        } else {
+            assert!(
+                found == before || found == after,
+                "{context}: neither the acknowledged documents nor them plus the change in flight ({:?})",
+                ops.get(done)
+            );
+        }
         check_consistent(&index, &found, &context);
         checked += done;
     }
-    println!("index crash test: {iterations} kills, {checked} acknowledged changes verified");
+    println!(
+        "index crash test: {iterations} kills ({imports_cut} during an import), {checked} acknowledged changes verified"
+    );
 }
