@@ -73,7 +73,7 @@ impl Fail {
             )),
             Kind::Input => Fail::input(text),
             Kind::Corrupt => Fail::store(format!(
-                "{d}: {text} (`silo verify {d}` reports every damaged file; `silo repair {d} --out NEW` salvages what is intact)"
+                "{d}: {text} (`silo verify {d}` reports every damaged file)"
             )),
             Kind::Full => Fail::system(format!(
                 "{d}: the disk is full: {text}; free space and retry"

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use silo_engine::{Engine, EngineOptions, Index, LayerOperator, Schema};
+use silo_engine::{Engine, EngineError, EngineOptions, Index, LayerOperator, Schema};
 
 use crate::fail::{Fail, Outcome};
 
@@ -37,6 +37,38 @@ pub(crate) fn open_existing(dir: &Path) -> Outcome<Store> {
         )));
     }
     open(dir)
+}
+
+/// Opens the store in `dir` read-only (it must exist): on failure, where
+/// the damage is (if the failure is damage) and what to tell the user.
+pub(crate) fn open_read_only(dir: &Path) -> Result<Store, (Option<String>, Fail)> {
+    if !dir.exists() || !Engine::exists_in(dir) {
+        return open_existing(dir).map_err(|f| (None, f));
+    }
+    let mut opts = options();
+    opts.store.read_only = true;
+    let engine = match Engine::open(dir, opts) {
+        Ok(e) => e,
+        Err(EngineError::Io(silo_io::IoError::Locked { .. })) => {
+            return Err((
+                None,
+                Fail::store(format!(
+                    "{} is open read-write in another process; a read-only open (verify) is refused until it closes: stop it, or verify a checkpoint it writes",
+                    dir.display()
+                )),
+            ));
+        }
+        Err(e) => return Err(failed(dir, e)),
+    };
+    let schema = Index::stored_schema(&engine).map_err(|e| failed(dir, e))?;
+    Ok(match schema {
+        Some(schema) => Store::Index(Index::open_on(engine, schema).map_err(|e| failed(dir, e))?),
+        None => Store::Plain(Box::new(engine)),
+    })
+}
+
+fn failed(dir: &Path, e: EngineError) -> (Option<String>, Fail) {
+    (crate::check::damage_of(&e), Fail::engine(dir, e))
 }
 
 /// Opens the store in `dir`, creating a plain one if there is none.

@@ -370,3 +370,121 @@ fn the_demo_runs_reopens_and_reports_what_stats_shows() {
     let err = fails(&["demo", "--docs", "10", "--dir", p(&work)], 4);
     assert!(err.contains("not empty"), "{err}");
 }
+
+/// Every file under `dir` (but the `LOCK`s) with its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(tree(&path));
+        } else if entry.file_name() != "LOCK" {
+            out.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn copy_tree(src: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dest.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn verify_reads_only_and_passes_a_good_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, docs, schema) = (
+        dir.path().join("idx"),
+        dir.path().join("docs.jsonl"),
+        dir.path().join("schema.toml"),
+    );
+    write_docs(&docs);
+    std::fs::write(&schema, SCHEMA).unwrap();
+    expect(&["import", p(&store), p(&docs), "--schema", p(&schema)], 0);
+    let before = tree(&store);
+    let out = expect(&["verify", p(&store)], 0);
+    assert!(out.contains("all well"), "{out}");
+    assert!(out.contains("index: 200 documents"), "{out}");
+    assert!(out.contains("they agree"), "{out}");
+    assert_eq!(tree(&store), before, "verify changed a file");
+
+    // Beside a read-only open in another process (this one): it works.
+    let mut ro = silo_options();
+    ro.store.read_only = true;
+    let shared = Engine::open(&store, ro).unwrap();
+    expect(&["verify", p(&store)], 0);
+    drop(shared);
+    // Beside a read-write open: refused, saying why.
+    let engine = Engine::open(&store, silo_options()).unwrap();
+    let err = fails(&["verify", p(&store)], 3);
+    assert!(err.contains("open read-write in another process"), "{err}");
+    engine.close().unwrap();
+}
+
+/// A plain store whose logs hold frames (no compaction at close), with
+/// cross-shard batches.
+fn store_with_logs(dir: &Path) {
+    let mut o = silo_options();
+    o.shards = Some(2);
+    o.store.compact_on_close = false;
+    let engine = Engine::open(dir, o).unwrap();
+    for k in 0..200u64 {
+        engine.put(k, format!("value {k}").as_bytes()).unwrap();
+    }
+    engine.compact().unwrap();
+    let mut batch = silo_core::WriteBatch::new();
+    for k in 0..50u64 {
+        batch.put(k * 7, b"batched");
+    }
+    engine.write(&batch).unwrap();
+    engine.close().unwrap();
+}
+
+#[test]
+fn verify_names_the_file_and_byte_of_damage_in_each_kind_of_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    store_with_logs(&good);
+    expect(&["verify", p(&good)], 0);
+    let header = silo_format::HEADER_LEN as u64;
+    let files: Vec<std::path::PathBuf> = tree(&good).into_keys().collect();
+    let mut kinds = std::collections::BTreeSet::new();
+    for (n, file) in files.iter().enumerate() {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let kind = name
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        let len = std::fs::metadata(file).unwrap().len();
+        // Inside the first record or frame where there is one, else in
+        // the header.
+        let at = if len > header + 40 && !name.starts_with("index") {
+            header + 20
+        } else {
+            20.min(len - 1)
+        };
+        let copy = dir.path().join(format!("bad-{n}"));
+        copy_tree(&good, &copy);
+        let target = copy.join(file.strip_prefix(&good).unwrap());
+        let mut bytes = std::fs::read(&target).unwrap();
+        bytes[usize::try_from(at).unwrap()] ^= 0x5A;
+        std::fs::write(&target, bytes).unwrap();
+        let out = silo(&["verify", p(&copy)]);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{name} at {at}: {all}");
+        assert!(all.contains(&name), "{name}: the file is not named: {all}");
+        assert!(all.contains("byte "), "{name}: no offset: {all}");
+        kinds.insert(kind);
+    }
+    // The engine manifest, the batch log, and each shard's manifest, data
+    // file, index and both log slots.
+    assert!(kinds.len() >= 6, "{kinds:?}");
+}

@@ -97,6 +97,20 @@ pub enum Error {
         /// The call that was refused.
         call: &'static str,
     },
+    /// The store was opened read-only (`Options::read_only`).
+    #[error("{call} changes the store, which is open read-only; open it read-write to do that")]
+    ReadOnly {
+        /// The call that was refused.
+        call: &'static str,
+    },
+    /// A read-only open found work that only a read-write open may do.
+    #[error("{}: {reason}; open it read-write once (that finishes the work), then read-only", dir.display())]
+    NeedsRecovery {
+        /// The store's directory.
+        dir: PathBuf,
+        /// What is left to do.
+        reason: String,
+    },
 }
 
 /// The result type of silo-core.

@@ -116,6 +116,15 @@ pub struct Options {
     /// On a corrupt frame in the middle of a log, keep what precedes it and
     /// drop the rest instead of refusing to open. Default off.
     pub recover_corrupt_log: bool,
+    /// Open without changing anything on disk: the directory lock is taken
+    /// shared (any number of read-only opens at once, in other processes;
+    /// none while a read-write open holds it), recovery writes nothing (a
+    /// torn log tail is skipped, not cut; a store with an interrupted
+    /// in-place write to finish is refused with
+    /// [`crate::Error::NeedsRecovery`]), no compaction worker runs, every
+    /// write, compaction and bulk writer is refused with
+    /// [`crate::Error::ReadOnly`], and close writes nothing. Default off.
+    pub read_only: bool,
     /// Compaction thresholds.
     pub thresholds: CompactionThresholds,
     /// The hash seed of a new store's index. Default `None`: a random one
@@ -137,6 +146,7 @@ impl Default for Options {
             auto_compact: true,
             compact_on_close: true,
             recover_corrupt_log: false,
+            read_only: false,
             thresholds: CompactionThresholds::default(),
             index_seed: None,
         }
@@ -154,6 +164,7 @@ impl std::fmt::Debug for Options {
             .field("auto_compact", &self.auto_compact)
             .field("compact_on_close", &self.compact_on_close)
             .field("recover_corrupt_log", &self.recover_corrupt_log)
+            .field("read_only", &self.read_only)
             .field("thresholds", &self.thresholds)
             .field("index_seed", &self.index_seed)
             .finish()

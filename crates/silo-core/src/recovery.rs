@@ -43,11 +43,29 @@ pub(crate) struct Recovered {
 /// Opens the store files in `dir`, creating them if the directory holds no store.
 pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let Some(mut m) = manifest::read(dir)? else {
+        if opts.read_only {
+            return Err(Error::NeedsRecovery {
+                dir: dir.to_path_buf(),
+                reason: "it holds no store (no manifest) to open read-only".to_owned(),
+            });
+        }
         return create(dir, opts.index_seed);
     };
-    remove_strays(dir, &m)?;
     let data = DataFile::open(dir, m.data_id, m.data_end)?;
-    journal::recover(dir, &data)?;
+    if opts.read_only {
+        // Strays are left where they are; a journal means records were
+        // being rewritten in place: only replaying it makes them whole.
+        if journal::path(dir).exists() {
+            return Err(Error::NeedsRecovery {
+                dir: dir.to_path_buf(),
+                reason: "an in-place rewrite of records was cut off (its journal is there)"
+                    .to_owned(),
+            });
+        }
+    } else {
+        remove_strays(dir, &m)?;
+        journal::recover(dir, &data)?;
+    }
     let counts = m.clean.then_some((m.index_live, m.index_used));
     let index = Index::open(dir, m.index_id, counts)?;
     if !m.clean {
@@ -112,7 +130,7 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
         // preallocation, or what follows recovered damage), so the map
         // below covers only frames that are never written again while
         // appends go on past them, and no old frame can follow new ones.
-        if opts.recover_corrupt_log || !slot.ends_at_synced_length()? {
+        if (opts.recover_corrupt_log || !slot.ends_at_synced_length()?) && !opts.read_only {
             let map = ReadMap::new(&slot.file)?;
             let body = map.as_slice().get(HEADER_LEN..).unwrap_or_default();
             let end = replay(
@@ -184,6 +202,11 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
             replay_part(0, 1)
         }
         .map_err(corrupt)?;
+        if opts.read_only {
+            // Nothing was cut above: what lies past the valid frames is
+            // counted here.
+            torn += end.dropped_bytes;
+        }
         slot.resume_at(end.valid_len, end.frames);
         max_tag = max_tag.max(end.max_tag);
         if !slot.is_empty() && base < next_seq {

@@ -58,7 +58,7 @@ impl Silo {
     /// `Error::Io(IoError::Locked)`. With `Options::auto_compact`, starts
     /// the store's compaction worker.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Silo> {
-        let auto = opts.auto_compact;
+        let auto = opts.auto_compact && !opts.read_only;
         let core = Arc::new(Core::open(dir, opts)?);
         let worker = if auto {
             Some(Worker::start(Arc::clone(&core))?)
@@ -124,36 +124,43 @@ impl Silo {
 
     /// Sets `key` to `value`.
     pub fn put(&self, key: u64, value: &[u8]) -> Result<()> {
+        self.core.refuse_read_only("put")?;
         self.core.put(key, value)
     }
 
     /// [`Silo::put`] with options for this call (its durability).
     pub fn put_with(&self, key: u64, value: &[u8], wo: WriteOptions) -> Result<()> {
+        self.core.refuse_read_only("put")?;
         self.core.put_with(key, value, wo)
     }
 
     /// Removes `key` (a no-op if absent).
     pub fn delete(&self, key: u64) -> Result<()> {
+        self.core.refuse_read_only("delete")?;
         self.core.delete(key)
     }
 
     /// [`Silo::delete`] with options for this call (its durability).
     pub fn delete_with(&self, key: u64, wo: WriteOptions) -> Result<()> {
+        self.core.refuse_read_only("delete")?;
         self.core.delete_with(key, wo)
     }
 
     /// Adds a merge operand for `key`; needs `Options::merge_operator`.
     pub fn merge(&self, key: u64, operand: &[u8]) -> Result<()> {
+        self.core.refuse_read_only("merge")?;
         self.core.merge(key, operand)
     }
 
     /// [`Silo::merge`] with options for this call (its durability).
     pub fn merge_with(&self, key: u64, operand: &[u8], wo: WriteOptions) -> Result<()> {
+        self.core.refuse_read_only("merge")?;
         self.core.merge_with(key, operand, wo)
     }
 
     /// Applies `batch` atomically: after a crash, all of it or none.
     pub fn write(&self, batch: &WriteBatch) -> Result<()> {
+        self.core.refuse_read_only("write")?;
         self.core.write(batch)
     }
 
@@ -161,6 +168,7 @@ impl Silo {
     /// `Durability::Sync` it returns once the batch (and everything
     /// written before it) is durable, through group commit.
     pub fn write_with(&self, batch: &WriteBatch, wo: WriteOptions) -> Result<()> {
+        self.core.refuse_read_only("write")?;
         self.core.write_with(batch, wo)
     }
 
@@ -180,6 +188,9 @@ impl Silo {
     /// pending memory passes its limit, or past twice the limit waits for a
     /// running compaction. Nothing when automatic compaction is off.
     pub fn pace_writer(&self) -> Result<()> {
+        if self.core.options().read_only {
+            return Ok(());
+        }
         self.core.after_write()
     }
 
@@ -191,11 +202,17 @@ impl Silo {
 
     /// Makes every write so far durable.
     pub fn flush(&self) -> Result<()> {
+        if self.core.options().read_only {
+            return Ok(());
+        }
         self.core.flush()
     }
 
     /// What the compaction policy says now.
     pub fn needs_compaction(&self) -> Option<CompactionKind> {
+        if self.core.options().read_only {
+            return None;
+        }
         self.core.needs_compaction()
     }
 
@@ -222,6 +239,7 @@ impl Silo {
     /// file and index, then rewrites the data file if its dead space is
     /// over the threshold.
     pub fn compact(&self) -> Result<CompactionReport> {
+        self.core.refuse_read_only("compact")?;
         self.core.compact()
     }
 
@@ -235,6 +253,7 @@ impl Silo {
     /// [`Silo::compact_cold`]). A thread holding an iterator or snapshot of
     /// this store gets [`crate::Error::WouldDeadlock`].
     pub fn stage_compaction(&self, cold: bool) -> Result<Option<StagedCompaction<'_>>> {
+        self.core.refuse_read_only("stage_compaction")?;
         self.core.stage_compaction(cold)
     }
 
@@ -242,11 +261,13 @@ impl Silo {
     /// once; `None` when there is nothing to fold or the gate is held (a
     /// compaction, bulk writer, iterator or snapshot).
     pub fn try_stage_compaction(&self, cold: bool) -> Result<Option<StagedCompaction<'_>>> {
+        self.core.refuse_read_only("try_stage_compaction")?;
         self.core.try_stage_compaction(cold)
     }
 
     /// Rewrites the data file and index with only live records, whatever the dead space.
     pub fn compact_cold(&self) -> Result<CompactionReport> {
+        self.core.refuse_read_only("compact_cold")?;
         self.core.compact_cold()
     }
 
@@ -254,6 +275,7 @@ impl Silo {
     /// exist or be empty). Writes continue meanwhile; compaction waits.
     /// The copy holds every write acknowledged before the call.
     pub fn checkpoint(&self, dest: impl AsRef<Path>) -> Result<()> {
+        self.core.refuse_read_only("checkpoint")?;
         self.core.checkpoint(dest)
     }
 
@@ -263,6 +285,7 @@ impl Silo {
     /// on. Compaction waits while the cut lives. A thread holding an
     /// iterator or snapshot of this store gets [`crate::Error::WouldDeadlock`].
     pub fn checkpoint_cut(&self) -> Result<CheckpointCut<'_>> {
+        self.core.refuse_read_only("checkpoint_cut")?;
         self.core.checkpoint_cut()
     }
 
@@ -271,17 +294,20 @@ impl Silo {
     /// holds its compaction gate (the sharded engine never waits for one
     /// shard while holding others).
     pub fn try_checkpoint_cut(&self) -> Result<Option<CheckpointCut<'_>>> {
+        self.core.refuse_read_only("try_checkpoint_cut")?;
         self.core.try_checkpoint_cut()
     }
 
     /// A bulk writer for this store, which must be empty (no keys, no
     /// pending operations).
     pub fn bulk_writer(&self) -> Result<BulkWriter<'_>> {
+        self.core.refuse_read_only("bulk_writer")?;
         self.core.bulk_writer()
     }
 
     /// A read-modify-write writer; compaction waits until it is finished.
     pub fn merge_writer(&self) -> Result<MergeWriter<'_>> {
+        self.core.refuse_read_only("merge_writer")?;
         self.core.merge_writer()
     }
 
@@ -338,6 +364,7 @@ impl Silo {
     /// the number of live keys. Space accounting is recounted. Compaction
     /// waits while it runs.
     pub fn rebuild_index(&self) -> Result<u64> {
+        self.core.refuse_read_only("rebuild_index")?;
         self.core.rebuild_index()
     }
 }

@@ -145,9 +145,13 @@ impl Core {
     pub(crate) fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Core> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        // A new store's directory entry must survive a power cut too.
-        silo_io::durable::create_dir_durable(&dir)?;
-        let lock = DirLock::acquire(&dir)?;
+        let lock = if opts.read_only {
+            DirLock::acquire_shared(&dir)?
+        } else {
+            // A new store's directory entry must survive a power cut too.
+            silo_io::durable::create_dir_durable(&dir)?;
+            DirLock::acquire(&dir)?
+        };
         let recovered = recovery::recover(&dir, &opts)?;
         let silo = Core {
             log: Log::new(recovered.log),
@@ -180,8 +184,9 @@ impl Core {
             _lock: lock,
         };
         // A compaction that was cut off left a frozen slot: finish it now,
-        // so at most one slot is ever waiting to be folded.
-        if silo.log.lock().frozen {
+        // so at most one slot is ever waiting to be folded. (Read-only:
+        // its operations are in the pending view; reads see them.)
+        if silo.log.lock().frozen && !silo.opts.read_only {
             match silo.compact_hot() {
                 Ok(_) => {}
                 // An operand the merge operator refuses must not make the
@@ -193,6 +198,15 @@ impl Core {
             }
         }
         Ok(silo)
+    }
+
+    /// [`Error::ReadOnly`] for `call` if the store is open read-only.
+    pub(crate) fn refuse_read_only(&self, call: &'static str) -> Result<()> {
+        if self.opts.read_only {
+            Err(Error::ReadOnly { call })
+        } else {
+            Ok(())
+        }
     }
 
     /// See [`crate::Silo::dir`].
@@ -715,7 +729,7 @@ impl Core {
     // ----- close -------------------------------------------------------
 
     pub(crate) fn shutdown(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if self.closed.swap(true, Ordering::AcqRel) || self.opts.read_only {
             return Ok(());
         }
         self.check_poisoned()?;

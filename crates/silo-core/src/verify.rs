@@ -10,6 +10,7 @@
 //! open.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -71,6 +72,10 @@ pub enum Problem {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {
+    /// The data file checked.
+    pub data_file: PathBuf,
+    /// The index file checked.
+    pub index_file: PathBuf,
     /// Records scanned in the data file.
     pub records: u64,
     /// Tombstones scanned.
@@ -87,6 +92,19 @@ impl VerifyReport {
     /// Whether nothing is wrong.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// The file and byte offset where `problem` lies: the data file's
+    /// record, or the index file's slot.
+    pub fn location(&self, problem: &Problem) -> (&Path, u64) {
+        match problem {
+            Problem::DamagedData { offset, .. }
+            | Problem::MissingFromIndex { offset, .. }
+            | Problem::WrongEntry { offset, .. } => (&self.data_file, *offset),
+            Problem::DamagedSlot { slot, .. } | Problem::UnreachableSlot { slot, .. } => {
+                (&self.index_file, silo_format::slot_offset(*slot))
+            }
+        }
     }
 }
 
@@ -154,7 +172,11 @@ impl Core {
         let _gate = self.gate_shared();
         let _held = reentry::hold(self.id, Hold::Iterator);
         let tables = self.tables();
-        let mut report = VerifyReport::default();
+        let mut report = VerifyReport {
+            data_file: tables.data.path().to_path_buf(),
+            index_file: tables.index.path().to_path_buf(),
+            ..VerifyReport::default()
+        };
         let newest = scan(&tables, &mut report);
         let index = &tables.index;
         for slot in 0..index.capacity() {
@@ -202,7 +224,11 @@ impl Core {
         reentry::refuse_held(self.id, "rebuild_index")?;
         let _gate = self.gate.write();
         let tables = self.tables();
-        let mut report = VerifyReport::default();
+        let mut report = VerifyReport {
+            data_file: tables.data.path().to_path_buf(),
+            index_file: tables.index.path().to_path_buf(),
+            ..VerifyReport::default()
+        };
         let newest = scan(&tables, &mut report);
         let entries: Vec<(u64, u64)> = newest
             .iter()

@@ -53,8 +53,18 @@ impl BatchLog {
     /// Opens (or creates) the batch log of `dir` and reads its whole
     /// batches. A torn last frame (a batch whose sync never finished) is
     /// cut off; damage followed by a later batch is an error.
-    pub(crate) fn open(dir: &Path, max_payload: u32) -> Result<(BatchLog, Vec<LoggedBatch>)> {
+    pub(crate) fn open(
+        dir: &Path,
+        max_payload: u32,
+        read_only: bool,
+    ) -> Result<(BatchLog, Vec<LoggedBatch>)> {
         let path = dir.join(BATCH_LOG_NAME);
+        if !path.exists() && read_only {
+            return Err(EngineError::Store(silo_core::Error::NeedsRecovery {
+                dir: dir.to_path_buf(),
+                reason: "the batch log is missing".to_owned(),
+            }));
+        }
         if !path.exists() {
             let header = FileHeader::new(FileKind::BatchLog);
             let file = create_with_header(&path, &header)?;
@@ -87,7 +97,8 @@ impl BatchLog {
                 }
             })?;
         let end = (HEADER_LEN + valid) as u64;
-        if end != len as u64 {
+        // A torn tail is cut (read-only: left, and never read).
+        if end != len as u64 && !read_only {
             file.set_len(end)?;
             file.sync_all()?;
         }
@@ -302,13 +313,13 @@ mod tests {
     #[test]
     fn batches_round_trip_and_reset_empties() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, found) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         assert!(found.is_empty());
         for (n, seed) in [(0, 1), (1, 2), (2, 3)] {
             append(&mut log, n, seed);
         }
         drop(log);
-        let (mut log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, found) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         assert_eq!(numbers(&found), [0, 1, 2]);
         let ops: Vec<BatchOp<'_>> = found[1].batch.ops().collect();
         assert_eq!(ops.len(), 5);
@@ -330,7 +341,7 @@ mod tests {
         log.reset(3).unwrap();
         append(&mut log, 3, 9);
         drop(log);
-        let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (log, found) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         assert_eq!((numbers(&found), log.base()), (vec![3], 3));
     }
 
@@ -338,7 +349,7 @@ mod tests {
     fn a_torn_last_batch_is_cut_and_damage_before_a_later_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BATCH_LOG_NAME);
-        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         for (n, seed) in [(0, 1), (1, 2), (2, 3)] {
             append(&mut log, n, seed);
         }
@@ -351,7 +362,7 @@ mod tests {
             *b = 0;
         }
         std::fs::write(&path, &torn).unwrap();
-        let (_, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (_, found) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         assert_eq!(numbers(&found), [0, 1]);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
@@ -362,7 +373,7 @@ mod tests {
         let mut damaged = whole;
         damaged[HEADER_LEN + frame + 20] ^= 0x40;
         std::fs::write(&path, &damaged).unwrap();
-        match BatchLog::open(dir.path(), 1 << 20) {
+        match BatchLog::open(dir.path(), 1 << 20, false) {
             Err(EngineError::Corrupt { offset, .. }) => {
                 assert_eq!(offset, (HEADER_LEN + frame) as u64);
             }
@@ -376,7 +387,7 @@ mod tests {
     fn damage_followed_by_a_whole_batch_is_an_error_at_any_base_and_position() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BATCH_LOG_NAME);
-        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         log.reset(5).unwrap();
         for (n, seed) in [(5, 1), (6, 2), (7, 3), (8, 4)] {
             append(&mut log, n, seed);
@@ -388,7 +399,7 @@ mod tests {
             let mut damaged = whole.clone();
             damaged[HEADER_LEN + damaged_batch * frame + 20] ^= 0x40;
             std::fs::write(&path, &damaged).unwrap();
-            match BatchLog::open(dir.path(), 1 << 20) {
+            match BatchLog::open(dir.path(), 1 << 20, false) {
                 Err(EngineError::Corrupt { offset, .. }) => {
                     assert_eq!(offset, (HEADER_LEN + damaged_batch * frame) as u64);
                 }
@@ -399,7 +410,7 @@ mod tests {
         let mut torn = whole;
         torn[HEADER_LEN + 3 * frame + 20] ^= 0x40;
         std::fs::write(&path, &torn).unwrap();
-        let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (log, found) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         assert_eq!((numbers(&found), log.base()), (vec![5, 6, 7], 5));
     }
 
@@ -410,7 +421,7 @@ mod tests {
     fn a_torn_last_batch_holding_frame_lookalikes_is_still_a_tear() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BATCH_LOG_NAME);
-        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         log.reset(5).unwrap();
         append(&mut log, 5, 1);
         append(&mut log, 6, 2);
@@ -433,7 +444,7 @@ mod tests {
         let mut torn = std::fs::read(&path).unwrap();
         torn[before + 20] ^= 0x40;
         std::fs::write(&path, &torn).unwrap();
-        let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (log, found) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         assert_eq!((numbers(&found), log.base()), (vec![5, 6], 5));
         assert_eq!(std::fs::read(&path).unwrap().len(), before);
     }
@@ -445,7 +456,7 @@ mod tests {
     fn only_plausibly_numbered_frames_count_as_later_batches() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(BATCH_LOG_NAME);
-        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         log.reset(5).unwrap();
         append(&mut log, 5, 1);
         append(&mut log, 6, 2);
@@ -457,7 +468,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[torn_at + 20] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        let (log, found) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (log, found) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         assert_eq!((numbers(&found), log.base()), (vec![5, 6], 5));
         assert_eq!(std::fs::read(&path).unwrap().len(), torn_at);
     }
@@ -471,20 +482,20 @@ mod tests {
             ..FileHeader::new(FileKind::BatchLog)
         };
         std::fs::write(&path, future.encode()).unwrap();
-        assert!(BatchLog::open(dir.path(), 1 << 20).is_err());
+        assert!(BatchLog::open(dir.path(), 1 << 20, false).is_err());
         std::fs::write(&path, &future.encode()[..20]).unwrap();
-        assert!(BatchLog::open(dir.path(), 1 << 20).is_err());
+        assert!(BatchLog::open(dir.path(), 1 << 20, false).is_err());
     }
 
     #[test]
     fn a_frame_out_of_sequence_is_damage() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20).unwrap();
+        let (mut log, _) = BatchLog::open(dir.path(), 1 << 20, false).unwrap();
         append(&mut log, 0, 1);
         append(&mut log, 5, 2);
         drop(log);
         assert!(matches!(
-            BatchLog::open(dir.path(), 1 << 20),
+            BatchLog::open(dir.path(), 1 << 20, false),
             Err(EngineError::Corrupt { .. })
         ));
     }

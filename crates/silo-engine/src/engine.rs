@@ -129,8 +129,13 @@ impl Engine {
                 reason: "at least one thread".to_owned(),
             });
         }
-        create_dir_durable(&dir)?;
-        let lock = DirLock::acquire(&dir)?;
+        let read_only = opts.store.read_only;
+        let lock = if read_only {
+            DirLock::acquire_shared(&dir)?
+        } else {
+            create_dir_durable(&dir)?;
+            DirLock::acquire(&dir)?
+        };
         let shard_count = match manifest::read(&dir)? {
             Some(m) => match opts.shards {
                 Some(n) if n != m.shards => {
@@ -142,6 +147,12 @@ impl Engine {
                 }
                 _ => m.shards,
             },
+            None if read_only => {
+                return Err(EngineError::Store(silo_core::Error::NeedsRecovery {
+                    dir,
+                    reason: "it holds no engine (no ENGINE manifest) to open read-only".to_owned(),
+                }));
+            }
             None => {
                 let n = opts
                     .shards
@@ -151,7 +162,7 @@ impl Engine {
             }
         };
         let shards = open_shards(&dir, shard_count, &opts)?;
-        let (log, logged) = BatchLog::open(&dir, silo_format::DEFAULT_MAX_PAYLOAD)?;
+        let (log, logged) = BatchLog::open(&dir, silo_format::DEFAULT_MAX_PAYLOAD, read_only)?;
         let engine = Engine {
             batches: Mutex::new(Batches {
                 next: 0,
@@ -183,6 +194,14 @@ impl Engine {
         for LoggedBatch { number, batch } in &logged {
             for (i, mut part) in self.split(batch) {
                 let store = &self.shards[i].store;
+                if store.batch_tag() < *number && self.opts.store.read_only {
+                    return Err(EngineError::Store(silo_core::Error::NeedsRecovery {
+                        dir: self.dir.clone(),
+                        reason: format!(
+                            "cross-shard batch {number} was cut off before shard {i} had its part"
+                        ),
+                    }));
+                }
                 if store.batch_tag() < *number {
                     part.set_tag(*number);
                     store
@@ -212,7 +231,7 @@ impl Engine {
             next = next.max(number + 1);
         }
         st.next = next;
-        if !logged.is_empty() || st.log.base() != next {
+        if (!logged.is_empty() || st.log.base() != next) && !self.opts.store.read_only {
             self.flush_shards()?;
             st.log.reset(next)?;
         }
@@ -459,6 +478,11 @@ impl Engine {
     /// at any time, and must never hold a part the batch log could lose);
     /// it is therefore durable when this returns.
     pub fn write_with(&self, batch: &WriteBatch, wo: WriteOptions) -> Result<()> {
+        if self.opts.store.read_only {
+            return Err(EngineError::Store(silo_core::Error::ReadOnly {
+                call: "write",
+            }));
+        }
         if batch.tag() != 0 {
             return Err(EngineError::TaggedBatch);
         }
@@ -599,6 +623,9 @@ impl Engine {
     /// fdatasync per shard with unsynced writes), then the batch log, whose
     /// batches are now all in synced shards, is emptied.
     pub fn flush(&self) -> Result<()> {
+        if self.opts.store.read_only {
+            return Ok(());
+        }
         let mut st = self.batches.lock();
         self.flush_shards()?;
         if st.log.body_len() > 0 {
@@ -682,7 +709,7 @@ impl Engine {
         }
         // Every cross-shard batch before the cut is whole in the shards'
         // copied logs: the copy's batch log starts empty.
-        let (mut log, _) = BatchLog::open(dest, silo_format::DEFAULT_MAX_PAYLOAD)?;
+        let (mut log, _) = BatchLog::open(dest, silo_format::DEFAULT_MAX_PAYLOAD, false)?;
         log.reset(next)?;
         manifest::write(
             dest,
@@ -703,7 +730,10 @@ impl Engine {
     /// every shard is closed regardless.
     pub fn close(self) -> Result<()> {
         let Engine {
-            shards, batches, ..
+            shards,
+            batches,
+            opts,
+            ..
         } = self;
         // No scheduler can hold them: its handle borrows the engine.
         let shards = Arc::try_unwrap(shards).map_err(|_| EngineError::InvalidOptions {
@@ -723,7 +753,7 @@ impl Engine {
             return Err(e);
         }
         let mut st = batches.into_inner();
-        if st.log.body_len() > 0 {
+        if st.log.body_len() > 0 && !opts.store.read_only {
             let next = st.next;
             st.log.reset(next)?;
         }
@@ -764,7 +794,7 @@ fn create(dir: &Path, n: usize, opts: &EngineOptions) -> Result<()> {
             let s = store.stats();
             s.index_keys > 0 || s.pending_ops > 0
         } else if name == BATCH_LOG_NAME {
-            !BatchLog::open(dir, silo_format::DEFAULT_MAX_PAYLOAD)?
+            !BatchLog::open(dir, silo_format::DEFAULT_MAX_PAYLOAD, false)?
                 .1
                 .is_empty()
         } else {
@@ -783,7 +813,7 @@ fn create(dir: &Path, n: usize, opts: &EngineOptions) -> Result<()> {
     for i in 0..n {
         Silo::open(shard_dir(dir, i), opts.store.clone()).map_err(EngineError::shard(i))?;
     }
-    BatchLog::open(dir, silo_format::DEFAULT_MAX_PAYLOAD)?;
+    BatchLog::open(dir, silo_format::DEFAULT_MAX_PAYLOAD, false)?;
     manifest::write(
         dir,
         &EngineManifest {

@@ -35,6 +35,7 @@
 //! | `docs.rs` | [`DocStore`]: documents by id, fields by name, merges, partial reads |
 //! | `docs_bulk.rs` | [`DocBulkMerge`]: phased bulk merges, one merge per document through the merge writer |
 //! | `merge_writer.rs` | [`EngineMergeWriter`]: silo-core's merge writer on every shard |
+//! | `verify.rs` | [`Engine::verify`]: every shard's data file against its index |
 //!
 //! | [`catalog`] | a synthetic product catalogue for benches, tests and demos |
 //! | `index/` | [`Index`]: a [`Schema`], upserts, patches and deletes that keep bitmaps and sort layers consistent, queries ([`Filter`], sort, limit, [`Cursor`]), counts, facets |
@@ -61,6 +62,7 @@ mod scheduler;
 mod snapshot;
 mod stats;
 mod tuning;
+mod verify;
 
 pub use bitmap::{
     BitmapBatch, BitmapStore, BulkBitmaps, BulkPart, BulkReport, EXISTS_SLICE, Order, SORT_BITS,
@@ -73,7 +75,8 @@ pub use engine::{Engine, HOLD_BETWEEN_PARTS};
 pub use error::{EngineError, Result};
 pub use index::{
     Cursor, FieldSpec, FieldType, Filter, HOLD_IMPORT_WRITE_PASS, Hit, IMPORT_CHUNK_BYTES,
-    ImportOptions, ImportReport, ImportedDoc, Index, MAX_LINE_BYTES, Query, QueryResult, Schema,
+    ImportOptions, ImportReport, ImportedDoc, Index, IndexProblem, MAX_LINE_BYTES, Query,
+    QueryResult, Schema,
 };
 pub use merge_writer::EngineMergeWriter;
 pub use operator::LayerOperator;

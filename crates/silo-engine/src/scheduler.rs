@@ -108,6 +108,11 @@ impl Engine {
     /// Shards opened with `Options::auto_compact` also compact on their own
     /// workers; turn it off to leave compaction to the scheduler alone.
     pub fn start_background(&self, opts: SchedulerOptions) -> Result<Background<'_>> {
+        if self.options().store.read_only {
+            return Err(EngineError::Store(silo_core::Error::ReadOnly {
+                call: "start_background",
+            }));
+        }
         let budget_ok = |p: u32| (1..=100).contains(&p);
         if opts.device_bytes_per_sec == 0
             || opts.interval.is_zero()

@@ -45,7 +45,8 @@ pub fn create_with_header(path: &Path, header: &FileHeader) -> Result<SiloFile, 
 }
 
 /// Reads and checks the 64-byte header of `file`, expecting kind `expected`.
-/// A file shorter than a header is `IoError::Format(FormatError::Truncated { .. })`.
+/// A file shorter than a header is `IoError::BadHeader` with
+/// `FormatError::Truncated`; every decoding error names the file.
 ///
 /// ```
 /// use silo_format::error::FormatError;
@@ -55,7 +56,7 @@ pub fn create_with_header(path: &Path, header: &FileHeader) -> Result<SiloFile, 
 /// let file = SiloFile::create_new(&dir.path().join("short"))?;
 /// file.write_all_at(b"abc", 0)?;
 /// let err = read_header(&file, FileKind::Index).unwrap_err();
-/// assert!(matches!(err, IoError::Format(FormatError::Truncated { .. })));
+/// assert!(matches!(err, IoError::BadHeader { source: FormatError::Truncated { .. }, .. }));
 /// # Ok::<(), silo_io::IoError>(())
 /// ```
 pub fn read_header(file: &SiloFile, expected: FileKind) -> Result<FileHeader, IoError> {
@@ -64,7 +65,10 @@ pub fn read_header(file: &SiloFile, expected: FileKind) -> Result<FileHeader, Io
         .min(HEADER_LEN);
     let mut buf = [0u8; HEADER_LEN];
     file.read_exact_at(&mut buf[..len], 0)?;
-    Ok(FileHeader::decode(&buf[..len], expected)?)
+    FileHeader::decode(&buf[..len], expected).map_err(|source| IoError::BadHeader {
+        path: file.path().to_path_buf(),
+        source,
+    })
 }
 
 /// Makes the entries of directory `dir` durable (fsync of the directory), so
@@ -258,7 +262,13 @@ mod tests {
         assert_eq!(read_header(&f, FileKind::Index).unwrap(), h);
         let e = read_header(&f, FileKind::Data).unwrap_err();
         assert!(
-            matches!(e, IoError::Format(FormatError::WrongKind { .. })),
+            matches!(
+                e,
+                IoError::BadHeader {
+                    source: FormatError::WrongKind { .. },
+                    ..
+                }
+            ),
             "{e}"
         );
         let e = create_with_header(&dir.path().join("index-1"), &h).unwrap_err();
@@ -273,7 +283,10 @@ mod tests {
         assert!(
             matches!(
                 e,
-                IoError::Format(FormatError::Truncated { available: 0, .. })
+                IoError::BadHeader {
+                    source: FormatError::Truncated { available: 0, .. },
+                    ..
+                }
             ),
             "{e}"
         );

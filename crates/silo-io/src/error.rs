@@ -44,6 +44,14 @@ pub enum IoError {
     /// The bytes of a file did not decode.
     #[error("file contents are invalid: {0}")]
     Format(#[from] FormatError),
+    /// A file's header (its first bytes, from offset 0) did not decode.
+    #[error("{}: its header (from byte 0) does not decode: {source}", path.display())]
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder found.
+        source: FormatError,
+    },
     /// A byte range reaches past the end of a file or mapping.
     #[error(
         "range of {len} bytes at offset {offset} is past the end ({size} bytes); grow the file and remap first"

@@ -68,6 +68,29 @@ impl DirLock {
     /// # Ok::<(), silo_io::IoError>(())
     /// ```
     pub fn acquire(dir: &Path) -> Result<DirLock, IoError> {
+        DirLock::lock(dir, false)
+    }
+
+    /// Locks `<dir>/LOCK`, which must exist, shared without waiting: any
+    /// number of processes may hold it shared at once, none while one holds
+    /// it exclusively ([`IoError::Locked`] then, or if this process holds
+    /// the directory in any mode). For read-only opens, which change
+    /// nothing, not even the lock file.
+    ///
+    /// ```
+    /// use silo_io::{DirLock, IoError};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// drop(DirLock::acquire(dir.path())?); // creates LOCK
+    /// let shared = DirLock::acquire_shared(dir.path())?;
+    /// assert!(matches!(DirLock::acquire(dir.path()), Err(IoError::Locked { .. })));
+    /// drop(shared);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn acquire_shared(dir: &Path) -> Result<DirLock, IoError> {
+        DirLock::lock(dir, true)
+    }
+
+    fn lock(dir: &Path, shared: bool) -> Result<DirLock, IoError> {
         let path = dir.join(DirLock::FILE_NAME);
         let meta =
             std::fs::metadata(dir).map_err(|e| IoError::io("stat store directory", dir, e))?;
@@ -78,12 +101,12 @@ impl DirLock {
         }
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
+            .write(!shared)
+            .create(!shared)
             .truncate(false)
             .open(&path)
             .map_err(|e| IoError::io("open lock file", &path, e))?;
-        match sys::lock_whole_file_nonblocking(&file) {
+        match sys::lock_whole_file_nonblocking(&file, shared) {
             Ok(()) => {
                 held.insert(key);
                 Ok(DirLock {
@@ -134,6 +157,25 @@ mod tests {
             other => panic!("expected Locked, got {other:?}"),
         }
         drop(a);
+        DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn a_shared_lock_needs_the_lock_file_and_excludes_this_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = DirLock::acquire_shared(dir.path()).unwrap_err();
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::NotFound));
+        drop(DirLock::acquire(dir.path()).unwrap());
+        let shared = DirLock::acquire_shared(dir.path()).unwrap();
+        assert!(matches!(
+            DirLock::acquire(dir.path()),
+            Err(IoError::Locked { .. })
+        ));
+        assert!(matches!(
+            DirLock::acquire_shared(dir.path()),
+            Err(IoError::Locked { .. })
+        ));
+        drop(shared);
         DirLock::acquire(dir.path()).unwrap();
     }
 

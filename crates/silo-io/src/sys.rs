@@ -95,19 +95,22 @@ pub(crate) fn fadvise(
     Ok(())
 }
 
-/// `fcntl(F_SETLK)` with an exclusive (write) lock over the whole file,
-/// retrying `EINTR`. A lock held by another process is reported as
-/// [`io::ErrorKind::WouldBlock`] (the kernel says `EACCES` or `EAGAIN`).
+/// `fcntl(F_SETLK)` with an exclusive (write) lock over the whole file, or
+/// a shared (read) one if `shared`, retrying `EINTR`. A conflicting lock
+/// held by another process is reported as [`io::ErrorKind::WouldBlock`]
+/// (the kernel says `EACCES` or `EAGAIN`). A shared lock needs `file` open
+/// for reading, an exclusive one for writing.
 ///
 /// These POSIX record locks belong to the process: a child made by `fork`
 /// does not inherit them, and closing *any* descriptor of the file in this
 /// process releases them (the caller must keep every other open away).
-pub(crate) fn lock_whole_file_nonblocking(file: &File) -> io::Result<()> {
+pub(crate) fn lock_whole_file_nonblocking(file: &File, shared: bool) -> io::Result<()> {
     // SAFETY: `flock` is a plain C struct of integers, for which all zero
     // bytes is a valid value.
     let mut range: libc::flock = unsafe { std::mem::zeroed() };
-    // Both constants are small (1 and 0); the conversions cannot fail.
-    range.l_type = libc::c_short::try_from(libc::F_WRLCK).unwrap_or(1);
+    let kind = if shared { libc::F_RDLCK } else { libc::F_WRLCK };
+    // The constants are small (0, 1 and 0); the conversions cannot fail.
+    range.l_type = libc::c_short::try_from(kind).unwrap_or(1);
     range.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0);
     range.l_start = 0;
     range.l_len = 0; // to the end of the file, however long it grows
@@ -215,13 +218,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("LOCK");
         let a = File::create(&p).unwrap();
-        lock_whole_file_nonblocking(&a).unwrap();
+        lock_whole_file_nonblocking(&a, false).unwrap();
         // Within one process a POSIX lock is re-granted (the registry in
         // lock.rs refuses the second open); closing the descriptor ends it.
-        lock_whole_file_nonblocking(&a).unwrap();
+        lock_whole_file_nonblocking(&a, false).unwrap();
         drop(a);
         let b = File::options().write(true).open(&p).unwrap();
-        lock_whole_file_nonblocking(&b).unwrap();
+        lock_whole_file_nonblocking(&b, false).unwrap();
     }
 
     #[test]
@@ -230,7 +233,12 @@ mod tests {
         let p = dir.path().join("LOCK");
         File::create(&p).unwrap();
         let r = File::open(&p).unwrap();
-        let e = lock_whole_file_nonblocking(&r).unwrap_err();
+        let e = lock_whole_file_nonblocking(&r, false).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+        // A shared lock needs only reading.
+        lock_whole_file_nonblocking(&r, true).unwrap();
+        let w = File::options().write(true).open(&p).unwrap();
+        let e = lock_whole_file_nonblocking(&w, true).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     }
 }

@@ -23,7 +23,7 @@ use crate::log::slot::to_usize;
 /// The journal's file name.
 pub(crate) const JOURNAL_NAME: &str = "journal";
 
-fn path(dir: &Path) -> PathBuf {
+pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(JOURNAL_NAME)
 }
 

@@ -15,5 +15,6 @@ mod index_damage;
 mod log_damage;
 mod model;
 mod power_cut;
+mod read_only;
 mod reentrancy;
 mod store;

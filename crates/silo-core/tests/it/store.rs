@@ -250,9 +250,10 @@ fn truncated_or_foreign_files_are_typed_errors() {
     std::fs::write(&data, &original).expect("restore");
     std::fs::copy(&data, dir.path().join("index-1")).expect("copy");
     match Silo::open(dir.path(), opts()) {
-        Err(Error::Io(silo_io::error::IoError::Format(silo_format::FormatError::WrongKind {
+        Err(Error::Io(silo_io::error::IoError::BadHeader {
+            source: silo_format::FormatError::WrongKind { .. },
             ..
-        }))) => {}
+        })) => {}
         other => panic!("expected WrongKind, got {other:?}"),
     }
 }

@@ -40,6 +40,7 @@ mod import;
 mod json;
 mod query;
 mod schema;
+mod verify;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
@@ -57,6 +58,7 @@ pub use import::{
 };
 pub use query::{Cursor, Filter, Hit, Query, QueryResult};
 pub use schema::{FieldSpec, FieldType, Schema};
+pub use verify::IndexProblem;
 
 use crate::bitmap::sort::Slices;
 use crate::bitmap::{BitmapBatch, SortRange, sort_key_f64, sort_key_i64};
@@ -797,7 +799,7 @@ fn sort_key(value: &Value) -> Option<u64> {
 }
 
 /// [`sort_key`] of a borrowed value.
-fn sort_key_ref(value: &ValueRef<'_>) -> Option<u64> {
+pub(crate) fn sort_key_ref(value: &ValueRef<'_>) -> Option<u64> {
     match value {
         ValueRef::I64(v) => Some(sort_key_i64(*v)),
         ValueRef::U64(v) => Some(*v),

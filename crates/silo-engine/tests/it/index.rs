@@ -383,6 +383,7 @@ proptest! {
                         }).collect();
                         prop_assert_eq!(got, counts, "facets {:?}", f);
                     }
+                    prop_assert_eq!(index.verify_consistency().unwrap(), vec![]);
                     // Stored fields come back with the hits.
                     let q = Query::new(Filter::All, 100).with_fields(&["title", "color"]);
                     for hit in index.query(&q).unwrap().hits {
@@ -786,4 +787,48 @@ fn a_damaged_registry_or_dictionary_entry_refuses_to_open() {
             other => panic!("registry {damage_registry}: expected Value, got {other:?}"),
         }
     }
+}
+
+/// The consistency check finds a document removed behind the index's back
+/// (its bits stay) and a damaged document.
+#[test]
+fn verify_consistency_finds_bits_without_documents_and_damaged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(dir.path(), schema(), opts()).unwrap();
+    for d in 0..20u32 {
+        let color = Value::Str(["red", "blue"][d as usize % 2].into());
+        index
+            .upsert(d, &[("color", color), ("size", Value::I64(i64::from(d)))])
+            .unwrap();
+    }
+    assert_eq!(index.verify_consistency().unwrap(), vec![]);
+    index
+        .engine()
+        .delete(silo_engine::keyspace::doc_key(4))
+        .unwrap();
+    index
+        .engine()
+        .put(silo_engine::keyspace::doc_key(7), b"garbage")
+        .unwrap();
+    let problems = index.verify_consistency().unwrap();
+    let text: Vec<&str> = problems.iter().map(|p| p.what.as_str()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("document 7 does not decode")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("the alive bitmap: 0 documents missing")
+                && t.contains("2 too many")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.starts_with("field `color`")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter().any(|t| t.starts_with("sort field `size`")),
+        "{text:?}"
+    );
 }

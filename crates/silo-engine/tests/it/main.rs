@@ -11,4 +11,5 @@ mod index;
 mod index_sigkill;
 mod model;
 mod power_cut;
+mod read_only;
 mod scheduler;

@@ -104,7 +104,7 @@ fn create_with_header_surfaces_each_fault() {
     let file = SiloFile::open_read(&path).unwrap();
     assert!(matches!(
         read_header(&file, FileKind::Data),
-        Err(IoError::Format(_))
+        Err(IoError::BadHeader { .. })
     ));
 }
 
