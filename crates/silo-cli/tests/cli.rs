@@ -98,6 +98,35 @@ fn write_docs(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Where an index, its JSON lines and its schema go in `dir`.
+struct Imported {
+    store: std::path::PathBuf,
+    docs: std::path::PathBuf,
+    schema: std::path::PathBuf,
+}
+
+/// The documents and schema written in `dir`, the index not yet made.
+fn inputs(dir: &Path) -> Imported {
+    let i = Imported {
+        store: dir.join("idx"),
+        docs: dir.join("docs.jsonl"),
+        schema: dir.join("schema.toml"),
+    };
+    write_docs(&i.docs);
+    std::fs::write(&i.schema, SCHEMA).unwrap();
+    i
+}
+
+/// [`inputs`], imported by `silo import`.
+fn imported(dir: &Path) -> Imported {
+    let i = inputs(dir);
+    expect(
+        &["import", p(&i.store), p(&i.docs), "--schema", p(&i.schema)],
+        0,
+    );
+    i
+}
+
 fn ids_of(lines: &str) -> Vec<u32> {
     lines
         .lines()
@@ -111,13 +140,11 @@ fn ids_of(lines: &str) -> Vec<u32> {
 #[test]
 fn import_then_query_answers_like_a_scan() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, docs, schema) = (
-        dir.path().join("idx"),
-        dir.path().join("docs.jsonl"),
-        dir.path().join("schema.toml"),
-    );
-    write_docs(&docs);
-    std::fs::write(&schema, SCHEMA).unwrap();
+    let Imported {
+        store,
+        docs,
+        schema,
+    } = inputs(dir.path());
     let out = expect(
         &[
             "import",
@@ -175,14 +202,11 @@ fn import_then_query_answers_like_a_scan() {
 #[test]
 fn bad_input_gets_one_line_and_its_exit_code() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, docs, schema) = (
-        dir.path().join("idx"),
-        dir.path().join("docs.jsonl"),
-        dir.path().join("schema.toml"),
-    );
-    write_docs(&docs);
-    std::fs::write(&schema, SCHEMA).unwrap();
-    expect(&["import", p(&store), p(&docs), "--schema", p(&schema)], 0);
+    let Imported {
+        store,
+        docs,
+        schema,
+    } = imported(dir.path());
 
     // A query syntax error names its column.
     let err = fails(&["query", p(&store), "user = 3 and tags ="], 4);
@@ -308,14 +332,7 @@ fn silo_options() -> EngineOptions {
 #[test]
 fn an_index_dumps_loads_checkpoints_and_compacts() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, docs, schema) = (
-        dir.path().join("idx"),
-        dir.path().join("docs.jsonl"),
-        dir.path().join("schema.toml"),
-    );
-    write_docs(&docs);
-    std::fs::write(&schema, SCHEMA).unwrap();
-    expect(&["import", p(&store), p(&docs), "--schema", p(&schema)], 0);
+    let store = imported(dir.path()).store;
     expect(&["del", p(&store), "5"], 0);
     expect(&["put", p(&store), "6", r#"{"user": 99, "tags": [1]}"#], 0);
     let doc6: serde_json::Value =
@@ -402,14 +419,7 @@ fn copy_tree(src: &Path, dest: &Path) {
 #[test]
 fn verify_reads_only_and_passes_a_good_index() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, docs, schema) = (
-        dir.path().join("idx"),
-        dir.path().join("docs.jsonl"),
-        dir.path().join("schema.toml"),
-    );
-    write_docs(&docs);
-    std::fs::write(&schema, SCHEMA).unwrap();
-    expect(&["import", p(&store), p(&docs), "--schema", p(&schema)], 0);
+    let store = imported(dir.path()).store;
     let before = tree(&store);
     let out = expect(&["verify", p(&store)], 0);
     assert!(out.contains("all well"), "{out}");

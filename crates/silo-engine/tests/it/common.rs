@@ -130,3 +130,22 @@ pub(crate) fn kill_child_after(
     assert!(killed, "{child}: the child exited early ({status})");
     acked
 }
+
+/// Document `id` with `fields` as a JSON line.
+pub(crate) fn json_line(id: u32, fields: &[(&str, silo_format::Value)]) -> String {
+    use silo_format::Value;
+    let mut object = serde_json::Map::new();
+    object.insert("id".into(), id.into());
+    for (name, v) in fields {
+        let json = match v {
+            Value::Str(s) => s.clone().into(),
+            Value::I64(v) => (*v).into(),
+            Value::F64(v) => (*v).into(),
+            Value::Bool(v) => (*v).into(),
+            Value::I64List { items, .. } => items.clone().into(),
+            other => panic!("{other:?}"),
+        };
+        object.insert((*name).to_owned(), json);
+    }
+    serde_json::Value::Object(object).to_string()
+}

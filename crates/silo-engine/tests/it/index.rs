@@ -13,7 +13,7 @@ use silo_engine::{
 };
 use silo_format::Value;
 
-use crate::common::merge_field;
+use crate::common::{json_line, merge_field};
 
 fn opts() -> EngineOptions {
     let mut o = EngineOptions {
@@ -235,24 +235,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|cold| Op::Compact { cold }),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
     ]
-}
-
-/// Document `id` with `fields` as a JSON line.
-fn json_line(id: u32, fields: &[(&str, Value)]) -> String {
-    let mut object = serde_json::Map::new();
-    object.insert("id".into(), id.into());
-    for (name, v) in fields {
-        let json = match v {
-            Value::Str(s) => s.clone().into(),
-            Value::I64(v) => (*v).into(),
-            Value::F64(v) => (*v).into(),
-            Value::Bool(v) => (*v).into(),
-            Value::I64List { items, .. } => items.clone().into(),
-            other => panic!("{other:?}"),
-        };
-        object.insert((*name).to_owned(), json);
-    }
-    serde_json::Value::Object(object).to_string()
 }
 
 /// Every page of `q` through its cursors.

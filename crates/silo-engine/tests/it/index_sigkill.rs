@@ -21,7 +21,7 @@ use silo_engine::{
 };
 use silo_format::Value;
 
-use crate::common::{kill_child_after, merge_field};
+use crate::common::{json_line, kill_child_after, merge_field};
 
 const CHILD_DIR: &str = "SILO_INDEX_CRASH_CHILD_DIR";
 const CHILD_SEED: &str = "SILO_INDEX_CRASH_CHILD_SEED";
@@ -150,22 +150,6 @@ fn apply(model: &mut BTreeMap<u32, Doc>, op: &Op) {
         }
         Op::Compact => {}
     }
-}
-
-/// Document `id` with `fields` as a JSON line.
-fn json_line(id: u32, fields: &[(&str, Value)]) -> String {
-    let mut object = serde_json::Map::new();
-    object.insert("id".into(), id.into());
-    for (name, v) in fields {
-        let json = match v {
-            Value::Str(s) => s.clone().into(),
-            Value::I64(v) => (*v).into(),
-            Value::I64List { items, .. } => items.clone().into(),
-            other => panic!("{other:?}"),
-        };
-        object.insert((*name).to_owned(), json);
-    }
-    serde_json::Value::Object(object).to_string()
 }
 
 fn run_op(index: &Index, op: &Op, scratch: &Path) {
