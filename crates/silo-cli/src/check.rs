@@ -134,3 +134,103 @@ fn verify_index(index: &Index, dir: &Path) -> Outcome<u64> {
     );
     Ok(problems.len() as u64)
 }
+
+/// Bytes of salvaged values per atomic write into the new store.
+const REPAIR_BATCH_BYTES: usize = 8 << 20;
+
+pub(crate) fn repair(dir: &Path, out: &Path) -> Outcome {
+    let d = dir.display();
+    if !dir.is_dir() {
+        return Err(Fail::store(format!("{d} is not a directory")));
+    }
+    let busy = out.exists()
+        && std::fs::read_dir(out)
+            .map_err(|e| Fail::input(format!("{}: {e}", out.display())))?
+            .next()
+            .is_some();
+    if busy {
+        return Err(Fail::input(format!(
+            "{} is not empty; repair writes a new store there",
+            out.display()
+        )));
+    }
+    // Nobody may be changing the files while they are read.
+    let _shared = if dir.join(silo_io::DirLock::FILE_NAME).exists() {
+        Some(silo_io::DirLock::acquire_shared(dir).map_err(|e| match e {
+            silo_io::IoError::Locked { .. } => Fail::store(format!(
+                "{d} is open read-write in another process; repair reads it only once that process has closed it"
+            )),
+            e => Fail::system(format!("{d}: {e}")),
+        })?)
+    } else {
+        None
+    };
+    let s = silo_engine::salvage(dir).map_err(|e| Fail::engine(dir, e))?;
+    let mut opts = store::options();
+    opts.shards = Some(s.shards);
+    let engine = silo_engine::Engine::open(out, opts).map_err(|e| Fail::engine(out, e))?;
+    let (mut keys, mut records, mut operations) = (0u64, 0u64, 0u64);
+    let mut damage: Vec<&silo_core::Damage> = s.damage.iter().collect();
+    for part in &s.parts {
+        records += part.records;
+        operations += part.operations;
+        damage.extend(&part.damage);
+        let mut batch = silo_core::WriteBatch::new();
+        let mut bytes = 0;
+        for (k, salvaged) in &part.keys {
+            if let Some(v) = &salvaged.value {
+                batch.put(*k, v);
+                bytes += v.len();
+            }
+            for m in &salvaged.merges {
+                batch.merge(*k, m);
+                bytes += m.len();
+            }
+            if salvaged.value.is_some() || !salvaged.merges.is_empty() {
+                keys += 1;
+            }
+            if bytes >= REPAIR_BATCH_BYTES {
+                engine.write(&batch).map_err(|e| Fail::engine(out, e))?;
+                batch.clear();
+                bytes = 0;
+            }
+        }
+        engine.write(&batch).map_err(|e| Fail::engine(out, e))?;
+    }
+    engine.close().map_err(|e| Fail::engine(out, e))?;
+    for dmg in &damage {
+        println!(
+            "{}: byte {}: {} bytes not saved: {}",
+            dmg.file.display(),
+            dmg.offset,
+            dmg.bytes,
+            dmg.what
+        );
+    }
+    println!(
+        "{} written from {d}: {keys} keys ({records} records of the data files, {operations} logged operations, {} cross-shard batch parts from the batch log); {d} is unchanged",
+        out.display(),
+        s.parts_applied
+    );
+    // The new store opens and checks clean (an index: its bitmaps too).
+    let store = store::open_existing(out)?;
+    if let Store::Index(index) = &store {
+        let problems = verify_index(index, out)?;
+        if problems > 0 {
+            println!(
+                "the salvaged index's bitmaps disagree with its documents in {problems} places (listed above): documents or bitmap changes were lost"
+            );
+        }
+    }
+    store.close(out)?;
+    if damage.is_empty() {
+        println!("nothing was lost");
+        Ok(())
+    } else {
+        Err(Fail::problem(format!(
+            "{} damaged stretches could not be saved (listed above); {} holds everything else",
+            damage.len(),
+            out.display()
+        )))
+    }
+}

@@ -12,7 +12,7 @@
 //! | `kv.rs` | `get`, `put`, `del` |
 //! | `dump.rs` | `dump` and `load` |
 //! | `admin.rs` | `stats`, `compact`, `checkpoint` |
-//! | `check.rs` | `verify` |
+//! | `check.rs` | `verify`, `repair` |
 //! | `search.rs` | `import` and `query` |
 //! | `demo.rs` | `demo`: the main job |
 //! | `progress.rs` | progress bars on a terminal, plain lines otherwise |
@@ -39,8 +39,8 @@ use crate::fail::{Outcome, code};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  a check found a problem (verify: damage; the demo's answers changed;
-     get: no such key)
+  1  a check found a problem (verify: damage; repair: something could not
+     be saved; the demo's answers changed; get: no such key)
   2  the command line is wrong
   3  the store cannot be used: missing, locked by another process, corrupt,
      or of an unknown format version
@@ -99,6 +99,20 @@ enum Verb {
     Verify {
         /// The store.
         dir: PathBuf,
+    },
+    /// Salvages a store that no longer opens: every record and logged
+    /// operation whose checksum holds (the index files are not needed),
+    /// written into a new store at OUT with a new index. DIR is never
+    /// changed. Each stretch that could not be saved is listed with its
+    /// file, byte offset and length; the exit code is 1 if there is one,
+    /// 0 if nothing was lost.
+    #[command(after_help = EXIT_CODES)]
+    Repair {
+        /// The damaged store.
+        dir: PathBuf,
+        /// Where the new store goes (a new or empty directory).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Compacts every shard that has something to compact.
     #[command(after_help = EXIT_CODES)]
@@ -218,6 +232,7 @@ fn run(verb: Verb) -> Outcome {
         Verb::Demo { dir, docs, keep } => demo::run(dir, docs, keep),
         Verb::Stats { dir, json } => admin::stats(&dir, json),
         Verb::Verify { dir } => check::verify(&dir),
+        Verb::Repair { dir, out } => check::repair(&dir, &out),
         Verb::Compact { dir, cold, threads } => admin::compact(&dir, cold, threads),
         Verb::Checkpoint { dir, dest } => admin::checkpoint(&dir, &dest),
         Verb::Get { dir, key } => kv::get(&dir, &key),

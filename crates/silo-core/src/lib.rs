@@ -21,6 +21,7 @@
 //! | [`compaction`] | hot and cold compaction, the journal, the policy |
 //! | `grace` | grace periods between in-place writes and readers |
 //! | `verify` | the index checked against the data file, and rebuilt from it |
+//! | `salvage` | what a damaged store still holds, read without opening it |
 //! | `iter`, `snapshot`, `checkpoint`, `bulk` | iteration, point-in-time reads, online copies, bulk writers |
 //!
 //! ```
@@ -54,6 +55,7 @@ mod options;
 mod pending;
 mod recovery;
 mod reentry;
+mod salvage;
 mod silo;
 mod snapshot;
 mod stats;
@@ -70,6 +72,7 @@ pub use error::{Error, Result};
 pub use iter::Iter;
 pub use merge::MergeOperator;
 pub use options::{CompactionThresholds, Durability, Options, WriteOptions};
+pub use salvage::{Damage, Salvage, SalvagedKey, salvage};
 pub use silo::Silo;
 pub use snapshot::Snapshot;
 pub use stats::Stats;

@@ -193,7 +193,7 @@ fn oversized(len: usize) -> EngineError {
 /// Reads the batches of `body`, numbered from `base`. Returns them and the
 /// length of the valid part, or `(offset, reason)` for damage that is not a
 /// torn last frame.
-fn scan(
+pub(crate) fn scan(
     body: &[u8],
     base: u64,
     max_payload: u32,

@@ -36,6 +36,7 @@
 //! | `docs_bulk.rs` | [`DocBulkMerge`]: phased bulk merges, one merge per document through the merge writer |
 //! | `merge_writer.rs` | [`EngineMergeWriter`]: silo-core's merge writer on every shard |
 //! | `verify.rs` | [`Engine::verify`]: every shard's data file against its index |
+//! | `salvage.rs` | [`salvage`]: what a damaged engine still holds, read without opening it |
 //!
 //! | [`catalog`] | a synthetic product catalogue for benches, tests and demos |
 //! | `index/` | [`Index`]: a [`Schema`], upserts, patches and deletes that keep bitmaps and sort layers consistent, queries ([`Filter`], sort, limit, [`Cursor`]), counts, facets |
@@ -58,6 +59,7 @@ mod operator;
 mod options;
 mod registry;
 mod route;
+mod salvage;
 mod scheduler;
 mod snapshot;
 mod stats;
@@ -83,6 +85,7 @@ pub use operator::LayerOperator;
 pub use options::EngineOptions;
 pub use registry::{FieldId, FieldKind, MAX_FIELD_NAME};
 pub use route::{MAX_SHARDS, ROUTING_SCHEME, shard_of};
+pub use salvage::{EngineSalvage, salvage};
 pub use scheduler::{Background, SchedulerOptions, SchedulerStats};
 pub use snapshot::EngineSnapshot;
 pub use stats::{ENGINE_FILES, EngineStats, FILES_PER_SHARD, MAPS_PER_SHARD};
