@@ -1361,6 +1361,36 @@ fn main() -> Res<()> {
         }
     }
     println!("{md}");
+    // The results page's rows: each scenario measured against its best peer.
+    let advantages: Vec<(String, String, f64)> = out
+        .rows
+        .iter()
+        .filter(|r| r.reference.is_none())
+        .filter_map(|r| {
+            let (peer, best) = r.best_peer()?;
+            let silo = r.figures[0]?;
+            if best <= 0.0 || silo <= 0.0 {
+                return None;
+            }
+            let factor = if r.unit.higher_is_better() {
+                silo / best
+            } else {
+                best / silo
+            };
+            Some((r.scenario.clone(), peer, factor))
+        })
+        .collect();
+    silo_benches::write_advantages(
+        "compare",
+        &advantages
+            .iter()
+            .map(|(scenario, peer, factor)| silo_benches::Advantage {
+                scenario,
+                peer,
+                factor: *factor,
+            })
+            .collect::<Vec<_>>(),
+    )?;
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-compare.md");
     let mut f = File::create(&target)?;
     f.write_all(md.as_bytes())?;

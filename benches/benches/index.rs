@@ -149,9 +149,31 @@ fn main() -> Res<()> {
         "  query mix ({} of each, answers checked equal), median / p99:",
         all.len()
     );
+    // The results page's rows: silo against the faster peer.
+    let mut advantages: Vec<(String, &str, f64)> = Vec::new();
+    let against_best = |name: String, silo: f64, sqlite: f64, tantivy: f64| {
+        let (peer, best) = if sqlite <= tantivy {
+            ("SQLite", sqlite)
+        } else {
+            ("tantivy", tantivy)
+        };
+        (name, peer, best / silo.max(1e-12))
+    };
+    advantages.push(against_best(
+        format!("index: import of {n} documents from JSON lines"),
+        total.as_secs_f64(),
+        sqlite_load.as_secs_f64(),
+        tantivy_load.as_secs_f64(),
+    ));
     let mut merged: [Vec<Duration>; 3] = Default::default();
     for (kind, slot) in times.into_iter().enumerate() {
         let m: Vec<Duration> = slot.iter().map(|d| percentile(d.clone(), 50)).collect();
+        advantages.push(against_best(
+            format!("index: {} (median)", KINDS[kind]),
+            m[0].as_secs_f64(),
+            m[1].as_secs_f64(),
+            m[2].as_secs_f64(),
+        ));
         let q: Vec<Duration> = slot.iter().map(|d| percentile(d.clone(), 99)).collect();
         println!(
             "    {}: silo {:.2?} / {:.2?}; SQLite {:.2?} / {:.2?} ({:.1}x); tantivy {:.2?} / {:.2?} ({:.1}x)",
@@ -182,6 +204,23 @@ fn main() -> Res<()> {
         q[2],
         m[2].as_secs_f64() / m[0].as_secs_f64()
     );
+    advantages.push(against_best(
+        "index: the whole query mix (median)".to_owned(),
+        m[0].as_secs_f64(),
+        m[1].as_secs_f64(),
+        m[2].as_secs_f64(),
+    ));
+    silo_benches::write_advantages(
+        "index",
+        &advantages
+            .iter()
+            .map(|(scenario, peer, factor)| silo_benches::Advantage {
+                scenario,
+                peer,
+                factor: *factor,
+            })
+            .collect::<Vec<_>>(),
+    )?;
     drop(conn);
     drop(tv);
 

@@ -39,3 +39,36 @@ pub fn sequential_write(dir: &Path, bytes: usize) -> Result<f64, Box<dyn std::er
     std::fs::remove_file(&path)?;
     Ok(rate)
 }
+
+/// One comparison for the results page (`cargo xtask bench`): silo's
+/// advantage over the best peer in a scenario (above 1: silo is better, by
+/// that factor, whether the figure is a rate or a time).
+pub struct Advantage<'a> {
+    /// The scenario.
+    pub scenario: &'a str,
+    /// The best peer's name.
+    pub peer: &'a str,
+    /// Best peer's figure over silo's for times and sizes, silo's over the
+    /// best peer's for rates.
+    pub factor: f64,
+}
+
+/// Writes `rows` to `target/bench/<name>.tsv` (scenario, peer, factor a
+/// line), which `cargo xtask bench` turns into the results page.
+pub fn write_advantages(name: &str, rows: &[Advantage<'_>]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let mut text = String::new();
+    for r in rows {
+        text.push_str(&format!(
+            "{}\t{}\t{:.4}\n",
+            r.scenario.replace(['\t', '\n'], " "),
+            r.peer,
+            r.factor
+        ));
+    }
+    let file = silo_io::SiloFile::create(&dir.join(format!("{name}.tsv")))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    file.as_std().write_all(text.as_bytes())
+}

@@ -2,6 +2,7 @@
 //! in [`verbs`]; adding a verb means adding a function and a match arm.
 
 mod layering;
+mod results;
 mod tidy;
 mod verbs;
 
@@ -16,7 +17,9 @@ verbs:
   fuzz <target> [--seconds N] run a cargo-fuzz target (needs nightly and cargo-fuzz)
   crash [--iterations N] [--kill | --power-cut] [--layer core|engine|index|all]
                               crash tests: SIGKILL and power cut (default 200 each, both layers)
-  bench [criterion args]      the benchmarks, including the peer comparison
+  bench [--quick]             the peer and index comparisons, written to
+                              docs/bench/RESULTS.md with docs/bench/ratio.svg
+                              (the only verb that builds the peers)
   mutants [--crate C] [--file F]... [--output DIR] [--iterate] [--report DIR]
                               cargo-mutants over silo-core's data path (installs it if missing)
 ";
@@ -32,7 +35,7 @@ fn main() -> ExitCode {
         "layering" => layering::check(),
         "fuzz" => verbs::fuzz(rest),
         "crash" => verbs::crash(rest),
-        "bench" => verbs::bench(rest),
+        "bench" => results::bench(rest),
         "mutants" => verbs::mutants(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
