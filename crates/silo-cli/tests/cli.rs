@@ -360,6 +360,13 @@ fn an_index_dumps_loads_checkpoints_and_compacts() {
     assert_eq!(stats["kind"], "index");
     let text = expect(&["stats", p(&check)], 0);
     assert!(text.contains("documents:          199"), "{text}");
+    // The checkpoint's data files were written just now.
+    assert!(text.contains("last compaction:    20"), "{text}");
+    assert!(
+        stats["data_last_written_unix"]
+            .as_u64()
+            .is_some_and(|t| t > 1_700_000_000)
+    );
 }
 
 #[test]
