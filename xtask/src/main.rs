@@ -20,6 +20,10 @@ verbs:
   bench [--quick]             the peer and index comparisons, written to
                               docs/bench/RESULTS.md with docs/bench/ratio.svg
                               (the only verb that builds the peers)
+  sanitize [--address | --thread]
+                              the tests under ASan and TSan (nightly)
+  soak [--minutes M]          a mixed workload with the scheduler, reads checked,
+                              resources sampled (default 10 minutes)
   mutants [--crate C] [--file F]... [--output DIR] [--iterate] [--report DIR]
                               cargo-mutants over silo-core's data path (installs it if missing)
 ";
@@ -37,6 +41,8 @@ fn main() -> ExitCode {
         "crash" => verbs::crash(rest),
         "bench" => results::bench(rest),
         "mutants" => verbs::mutants(rest),
+        "soak" => verbs::soak(rest),
+        "sanitize" => verbs::sanitize(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -63,27 +63,10 @@ pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
         .ok_or("fuzz needs a target: frame_reader or document_decoder")?;
     let seconds = flag_value(rest, "--seconds")?.unwrap_or(60);
     let max_time = format!("-max_total_time={seconds}");
-    // `$CARGO` is the toolchain's own cargo, which does not understand
-    // `+nightly`: go through rustup.
-    let status = Command::new("rustup")
-        .args([
-            "run",
-            "nightly",
-            "cargo",
-            "fuzz",
-            "run",
-            "--fuzz-dir",
-            "fuzz",
-        ])
-        .args([target.as_str(), "--", &max_time])
-        .current_dir(workspace_root())
-        .status()
-        .map_err(|e| format!("could not run rustup (cargo fuzz needs nightly): {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo fuzz run {target} failed ({status})"))
-    }
+    nightly_cargo(
+        &["fuzz", "run", "--fuzz-dir", "fuzz", target, "--", &max_time],
+        &[],
+    )
 }
 
 /// `cargo xtask crash [--iterations N] [--kill | --power-cut]`: the crash
@@ -139,6 +122,104 @@ pub(crate) fn crash(args: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Runs `cargo <args>` of the nightly toolchain in the workspace root with
+/// `envs` set. Through rustup: `$CARGO` is the running toolchain's own
+/// cargo, which does not understand `+nightly`.
+fn nightly_cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    println!("$ cargo +nightly {}", args.join(" "));
+    let status = Command::new("rustup")
+        .args(["run", "nightly", "cargo"])
+        .args(args)
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .envs(envs.iter().copied())
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("could not run rustup: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "`cargo +nightly {}` failed ({status})",
+            args.join(" ")
+        ))
+    }
+}
+
+/// `cargo xtask sanitize [--address | --thread]`: the test suite (every
+/// crate but silo-benches) under AddressSanitizer and ThreadSanitizer on the
+/// installed nightly, failing on any report. Both by default. The crash and
+/// power-cut tests run at small sizes (their children are instrumented
+/// too), the model tests at CI size.
+pub(crate) fn sanitize(args: &[String]) -> Result<(), String> {
+    let which: Vec<&str> = match args.first().map(String::as_str) {
+        None => vec!["address", "thread"],
+        Some("--address") => vec!["address"],
+        Some("--thread") => vec!["thread"],
+        Some(other) => {
+            return Err(format!(
+                "sanitize takes --address or --thread, not `{other}`"
+            ));
+        }
+    };
+    let target = "x86_64-unknown-linux-gnu";
+    for sanitizer in which {
+        let flags = format!("-Zsanitizer={sanitizer} -Cdebug-assertions=on");
+        // A separate target directory: instrumented and plain builds never mix.
+        let dir = workspace_root().join(format!("target/sanitize-{sanitizer}"));
+        let dir = dir.to_string_lossy().into_owned();
+        nightly_cargo(
+            &[
+                "test",
+                "--workspace",
+                "--exclude",
+                "silo-benches",
+                "--exclude",
+                "xtask",
+                "--target",
+                target,
+                "--target-dir",
+                &dir,
+                "--lib",
+                "--tests",
+            ],
+            &[
+                ("RUSTFLAGS", &flags),
+                ("SILO_CRASH_ITERATIONS", "4"),
+                ("PROPTEST_CASES", "32"),
+                ("SILO_ENGINE_MODEL_CASES", "12"),
+                // Leaks are not memory errors here (tests leak on purpose
+                // when they simulate a crash by forgetting a store).
+                ("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1"),
+                ("TSAN_OPTIONS", "halt_on_error=1"),
+            ],
+        )?;
+    }
+    println!("xtask sanitize: no reports");
+    Ok(())
+}
+
+/// `cargo xtask soak [--minutes M]`: the soak (`crates/silo-engine/examples/soak.rs`),
+/// 10 minutes by default.
+pub(crate) fn soak(args: &[String]) -> Result<(), String> {
+    let minutes = flag_value(args, "--minutes")?.unwrap_or(10).to_string();
+    cargo(
+        &[
+            "run",
+            "--release",
+            "-p",
+            "silo-engine",
+            "--example",
+            "soak",
+            "--",
+            "--minutes",
+            &minutes,
+        ],
+        &[],
+    )
 }
 
 /// The number after `flag` in `args`, if the flag is there.
