@@ -163,7 +163,7 @@ fn run_in(dir: &Path, docs: u32) -> Outcome {
     let (mut upserts, mut deletes) = (0u64, 0u64);
     for round in 0..rounds {
         let batch: Vec<(u32, Vec<(&str, Value)>)> = (0..BATCH)
-            .map(|i| (round * BATCH + i) * 7 % docs)
+            .map(|i| spread(round, BATCH, i, 7, docs))
             .collect::<std::collections::BTreeSet<u32>>()
             .into_iter()
             .map(|id| (id, changed.document(id)))
@@ -173,7 +173,7 @@ fn run_in(dir: &Path, docs: u32) -> Outcome {
             .upsert_many(&batch)
             .map_err(|e| Fail::engine(&store_dir, e))?;
         let gone: Vec<u32> = (0..BATCH / 5)
-            .map(|i| (round * (BATCH / 5) + i) * 13 % docs)
+            .map(|i| spread(round, BATCH / 5, i, 13, docs))
             .collect::<std::collections::BTreeSet<u32>>()
             .into_iter()
             .collect();
@@ -262,6 +262,13 @@ fn run_in(dir: &Path, docs: u32) -> Outcome {
     );
     println!("  major faults:      {faults}");
     Ok(())
+}
+
+/// Document `(round * per + i) * step % docs`, computed without overflow:
+/// the `i`-th document of a round's batch, spread over the catalogue.
+fn spread(round: u32, per: u32, i: u32, step: u64, docs: u32) -> u32 {
+    let n = (u64::from(round) * u64::from(per) + u64::from(i)) * step % u64::from(docs);
+    u32::try_from(n).unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {

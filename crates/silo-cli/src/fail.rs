@@ -133,3 +133,49 @@ fn kind_of_io(e: &silo_io::IoError) -> Kind {
 
 /// A `Result` whose error is a [`Fail`].
 pub(crate) type Outcome<T = ()> = std::result::Result<T, Fail>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_their_exit_codes_with_advice() {
+        let dir = Path::new("/d");
+        let full = EngineError::Io(silo_io::IoError::io(
+            "write",
+            Path::new("/d/log-0"),
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        ));
+        let f = Fail::engine(dir, full);
+        assert_eq!(f.code, code::SYSTEM);
+        assert!(f.message.contains("the disk is full"), "{f}");
+        let locked = EngineError::Io(silo_io::IoError::Locked {
+            path: "/d/LOCK".into(),
+        });
+        let f = Fail::engine(dir, locked);
+        assert_eq!(f.code, code::STORE);
+        assert!(f.message.contains("open in another process"), "{f}");
+        let corrupt = EngineError::Shard {
+            shard: 1,
+            source: silo_core::Error::Corrupt {
+                file: "/d/shard-0001/log-0".into(),
+                offset: 77,
+                reason: "bad".into(),
+            },
+        };
+        let f = Fail::engine(dir, corrupt);
+        assert_eq!(f.code, code::STORE);
+        assert!(f.message.contains("silo verify /d"), "{f}");
+        let input = EngineError::QuerySyntax {
+            column: 3,
+            reason: "x".into(),
+        };
+        assert_eq!(Fail::engine(dir, input).code, code::INPUT);
+        let io = EngineError::Io(silo_io::IoError::io(
+            "open",
+            Path::new("/d/x"),
+            std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        ));
+        assert_eq!(Fail::engine(dir, io).code, code::SYSTEM);
+    }
+}

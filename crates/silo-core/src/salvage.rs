@@ -13,6 +13,7 @@ use silo_format::{
     decode_frame,
 };
 use silo_io::SiloFile;
+use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
 use crate::error::Result;
@@ -69,13 +70,10 @@ impl Salvage {
     }
 }
 
-fn read_all(path: &Path) -> Result<Vec<u8>> {
+/// The file at `path`, mapped read-only (no copy, whatever its size).
+fn map(path: &Path) -> Result<ReadMap> {
     let file = SiloFile::open_read(path)?;
-    let len = usize::try_from(file.len()?).unwrap_or(usize::MAX);
-    // The allocation is the file's real length, not a length field.
-    let mut bytes = vec![0u8; len];
-    file.read_exact_at(&mut bytes, 0)?;
-    Ok(bytes)
+    Ok(ReadMap::new(&file)?)
 }
 
 /// Reads what the store in `dir` still holds; see the module
@@ -129,7 +127,7 @@ pub fn salvage(dir: &Path) -> Result<Salvage> {
     let mut slots = Vec::new();
     for number in 0..2 {
         let path = slot_path(dir, number);
-        let bytes = match read_all(&path) {
+        let bytes = match map(&path) {
             Ok(b) => b,
             Err(e) => {
                 out.damage.push(Damage {
@@ -141,19 +139,19 @@ pub fn salvage(dir: &Path) -> Result<Salvage> {
                 continue;
             }
         };
-        match FileHeader::decode(&bytes, FileKind::OpsLog) {
+        match FileHeader::decode(bytes.as_slice(), FileKind::OpsLog) {
             Ok(h) => slots.push((h.generation, path, h, bytes)),
             Err(e) => out.damage.push(Damage {
                 file: path,
                 offset: 0,
-                bytes: bytes.len() as u64,
+                bytes: bytes.as_slice().len() as u64,
                 what: format!("the header does not decode ({e}): the slot is skipped"),
             }),
         }
     }
     slots.sort_by_key(|(generation, ..)| *generation);
     for (_, path, header, bytes) in &slots {
-        let body = bytes.get(HEADER_LEN..).unwrap_or_default();
+        let body = bytes.as_slice().get(HEADER_LEN..).unwrap_or_default();
         let durable = usize::try_from(header.param_a)
             .unwrap_or(usize::MAX)
             .saturating_sub(HEADER_LEN);
@@ -169,8 +167,9 @@ fn scan_data(
     newest: &mut BTreeMap<u64, (u64, Option<Vec<u8>>)>,
     out: &mut Salvage,
 ) -> Result<()> {
-    let bytes = read_all(path)?;
-    if let Err(e) = FileHeader::decode(&bytes, FileKind::Data) {
+    let map = map(path)?;
+    let bytes = map.as_slice();
+    if let Err(e) = FileHeader::decode(bytes, FileKind::Data) {
         out.damage.push(Damage {
             file: path.to_path_buf(),
             offset: 0,

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::IoError;
 
-/// Granularity of [`Unsynced::Scramble`]: the page size the kernel writes back.
+/// Granularity of [`Unsynced::Scramble`] (the page size the kernel writes
+/// back) and of the model's sync bookkeeping (ranged syncs are
+/// page-aligned).
 const PAGE: usize = 4096;
 
 /// What an image does with bytes written after a file's last sync.
@@ -51,6 +53,8 @@ pub(crate) struct PendingSync {
     ino: u64,
     bytes: Vec<u8>,
     range: Option<(u64, u64)>,
+    /// When it started, in the order of all syncs' starts.
+    started: u64,
 }
 
 /// The durable state under one root, as far as the seam's syncs say.
@@ -60,6 +64,15 @@ pub(crate) struct Model {
     root_ino: u64,
     /// Durable bytes of each file, by inode.
     files: HashMap<u64, Vec<u8>>,
+    /// For each file, per page of [`PAGE`] bytes, when the sync that made
+    /// the page's durable bytes started; and when the one that set its
+    /// durable length did. Syncs overlap: one that started earlier and
+    /// ends later saw older bytes, which the later one covered, and must
+    /// not take them back.
+    page_at: HashMap<u64, Vec<u64>>,
+    len_at: HashMap<u64, u64>,
+    /// Syncs started so far.
+    starts: std::sync::atomic::AtomicU64,
     /// Durable entries of each directory, by inode.
     dirs: HashMap<u64, Vec<Entry>>,
     /// Every file's bytes at the moment of the cut (page cache included).
@@ -149,6 +162,9 @@ impl Model {
             root: root.to_path_buf(),
             root_ino: ino_of(root)?,
             files,
+            page_at: HashMap::new(),
+            len_at: HashMap::new(),
+            starts: std::sync::atomic::AtomicU64::new(0),
             dirs,
             at_cut: None,
         })
@@ -168,8 +184,17 @@ impl Model {
         }
         // A file that vanished meanwhile has nothing left to make durable.
         let ino = ino_of(path).ok()?;
+        let started = self
+            .starts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         let bytes = std::fs::read(path).ok()?;
-        Some(PendingSync { ino, bytes, range })
+        Some(PendingSync {
+            ino,
+            bytes,
+            range,
+            started,
+        })
     }
 
     /// Records that the sync `pending` describes succeeded.
@@ -181,22 +206,49 @@ impl Model {
             ino,
             bytes: now,
             range,
+            started,
         } = pending;
-        match range {
-            None => {
-                self.files.insert(ino, now);
-            }
-            Some((offset, len)) => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(now.len());
-                let end = usize::try_from(offset.saturating_add(len))
+        let durable = self.files.entry(ino).or_default();
+        let pages = self.page_at.entry(ino).or_default();
+        let len_at = self.len_at.entry(ino).or_insert(0);
+        // A whole-file sync newer than the one that set the length sets it
+        // (a file may have shrunk); an older one writes within it only.
+        let limit = if range.is_none() && started > *len_at {
+            *len_at = started;
+            durable.resize(now.len(), 0);
+            pages.truncate(now.len().div_ceil(PAGE));
+            now.len()
+        } else if range.is_none() {
+            durable.len().min(now.len())
+        } else {
+            now.len()
+        };
+        let (start, end) = match range {
+            None => (0, limit),
+            Some((offset, len)) => (
+                usize::try_from(offset).unwrap_or(usize::MAX).min(limit),
+                usize::try_from(offset.saturating_add(len))
                     .unwrap_or(usize::MAX)
-                    .min(now.len());
-                let durable = self.files.entry(ino).or_default();
-                if durable.len() < end {
-                    durable.resize(end, 0);
-                }
-                durable[start..end].copy_from_slice(&now[start..end]);
+                    .min(limit),
+            ),
+        };
+        if start >= end {
+            return;
+        }
+        if durable.len() < end {
+            durable.resize(end, 0);
+        }
+        if pages.len() < end.div_ceil(PAGE) {
+            pages.resize(end.div_ceil(PAGE), 0);
+        }
+        let first = start / PAGE;
+        for (page, at) in pages[first..end.div_ceil(PAGE)].iter_mut().zip(first..) {
+            if *page >= started {
+                continue;
             }
+            *page = started;
+            let (from, to) = ((at * PAGE).max(start), ((at + 1) * PAGE).min(end));
+            durable[from..to].copy_from_slice(&now[from..to]);
         }
     }
 
@@ -341,6 +393,38 @@ mod tests {
         assert_eq!(std::fs::read(dest.join("old")).unwrap(), b"kept");
         assert_eq!(std::fs::read(dest.join("named")).unwrap(), b"");
         assert!(!dest.join("late").exists());
+    }
+
+    /// Regression (the sanitizer run): a sync that started before another
+    /// one and ended after it took the other's bytes back, so a write its
+    /// writer had seen synced was missing from the image. Overlapping syncs
+    /// keep the newer bytes, page by page.
+    #[test]
+    fn an_earlier_sync_ending_later_never_takes_back_what_a_later_one_made_durable() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("f");
+        std::fs::write(&path, [1u8; 100]).unwrap();
+        let mut m = Model::new(root.path()).unwrap();
+        let early = m.sync_start(&path, None).expect("file");
+        std::fs::write(&path, [2u8; 150]).unwrap();
+        let late = m.sync_start(&path, None).expect("file");
+        m.sync_done(late);
+        m.sync_done(early);
+        // A ranged sync newer than a whole one that ends after it.
+        std::fs::write(&path, [3u8; 150]).unwrap();
+        let whole = m.sync_start(&path, None).expect("file");
+        let mut bytes = vec![3u8; 8192];
+        bytes[..4096].fill(4);
+        std::fs::write(&path, &bytes).unwrap();
+        let range = m.sync_start(&path, Some((0, 4096))).expect("file");
+        m.sync_done(range);
+        m.sync_done(whole);
+        let out = tempfile::tempdir().unwrap();
+        let dest = out.path().join("img");
+        m.image(&dest, Unsynced::Drop).unwrap();
+        let mut want = vec![3u8; 150];
+        want.fill(4);
+        assert_eq!(std::fs::read(dest.join("f")).unwrap(), want);
     }
 
     #[test]

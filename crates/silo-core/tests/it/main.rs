@@ -17,4 +17,5 @@ mod model;
 mod power_cut;
 mod read_only;
 mod reentrancy;
+mod salvage;
 mod store;

@@ -301,6 +301,23 @@ fn power_cut_run(seed: u64, durability: Durability, unsynced: Unsynced) {
         }
     }
     let prefix = (durable..=ops.len()).find(|n| model_after(&ops, *n) == found);
+    if prefix.is_none() {
+        // What the image holds, for the failure's diagnosis.
+        eprintln!("first ops: {:?}", &ops[..durable.max(3).min(ops.len())]);
+        for e in std::fs::read_dir(&img).unwrap() {
+            let e = e.unwrap();
+            let bytes = std::fs::read(e.path()).unwrap();
+            let h = silo_format::FileHeader::decode(&bytes, silo_format::FileKind::OpsLog)
+                .map(|h| {
+                    format!(
+                        "gen {} base {} param_a {}",
+                        h.generation, h.base_seq, h.param_a
+                    )
+                })
+                .unwrap_or_else(|e| format!("{e}"));
+            eprintln!("  {:?} {} bytes: {h}", e.file_name(), bytes.len());
+        }
+    }
     assert!(
         prefix.is_some(),
         "seed {seed} {durability:?} {unsynced:?} cut at sync {cut_at}: the store is no prefix of \

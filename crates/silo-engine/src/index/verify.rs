@@ -29,7 +29,8 @@ impl Index {
     /// slice and the alive bitmap must hold, and compares each with what
     /// is stored: each disagreement, and each document that does not
     /// decode, is a problem. Reads every document once; the expected
-    /// bitmaps are held in memory.
+    /// bitmaps are held in memory. Changes of the index wait while it runs
+    /// (it holds the index's read lock, as a query does).
     pub fn verify_consistency(&self) -> Result<Vec<IndexProblem>> {
         let _view = self.view.read();
         let engine = self.engine();
