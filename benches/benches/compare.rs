@@ -1380,17 +1380,7 @@ fn main() -> Res<()> {
             Some((r.scenario.clone(), peer, factor))
         })
         .collect();
-    silo_benches::write_advantages(
-        "compare",
-        &advantages
-            .iter()
-            .map(|(scenario, peer, factor)| silo_benches::Advantage {
-                scenario,
-                peer,
-                factor: *factor,
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    silo_benches::write_advantages("compare", &advantages)?;
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-compare.md");
     let mut f = File::create(&target)?;
     f.write_all(md.as_bytes())?;

@@ -210,17 +210,7 @@ fn main() -> Res<()> {
         m[1].as_secs_f64(),
         m[2].as_secs_f64(),
     ));
-    silo_benches::write_advantages(
-        "index",
-        &advantages
-            .iter()
-            .map(|(scenario, peer, factor)| silo_benches::Advantage {
-                scenario,
-                peer,
-                factor: *factor,
-            })
-            .collect::<Vec<_>>(),
-    )?;
+    silo_benches::write_advantages("index", &advantages)?;
     drop(conn);
     drop(tv);
 

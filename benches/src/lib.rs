@@ -40,32 +40,24 @@ pub fn sequential_write(dir: &Path, bytes: usize) -> Result<f64, Box<dyn std::er
     Ok(rate)
 }
 
-/// One comparison for the results page (`cargo xtask bench`): silo's
-/// advantage over the best peer in a scenario (above 1: silo is better, by
-/// that factor, whether the figure is a rate or a time).
-pub struct Advantage<'a> {
-    /// The scenario.
-    pub scenario: &'a str,
-    /// The best peer's name.
-    pub peer: &'a str,
-    /// Best peer's figure over silo's for times and sizes, silo's over the
-    /// best peer's for rates.
-    pub factor: f64,
-}
-
-/// Writes `rows` to `target/bench/<name>.tsv` (scenario, peer, factor a
-/// line), which `cargo xtask bench` turns into the results page.
-pub fn write_advantages(name: &str, rows: &[Advantage<'_>]) -> std::io::Result<()> {
+/// Writes the results page's rows to `target/bench/<name>.tsv`, which
+/// `cargo xtask bench` turns into the page: per scenario, the best peer and
+/// silo's advantage over it (above 1: silo is better by that factor,
+/// whether the figure is a rate or a time; best peer's figure over silo's
+/// for times and sizes, silo's over the best peer's for rates).
+pub fn write_advantages<S: AsRef<str>, P: AsRef<str>>(
+    name: &str,
+    rows: &[(S, P, f64)],
+) -> std::io::Result<()> {
     use std::io::Write as _;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir)?;
     let mut text = String::new();
-    for r in rows {
+    for (scenario, peer, factor) in rows {
         text.push_str(&format!(
-            "{}\t{}\t{:.4}\n",
-            r.scenario.replace(['\t', '\n'], " "),
-            r.peer,
-            r.factor
+            "{}\t{}\t{factor:.4}\n",
+            scenario.as_ref().replace(['\t', '\n'], " "),
+            peer.as_ref()
         ));
     }
     let file = silo_io::SiloFile::create(&dir.join(format!("{name}.tsv")))

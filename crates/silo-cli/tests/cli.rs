@@ -17,45 +17,38 @@ fn text(out: &[u8]) -> String {
     String::from_utf8_lossy(out).into_owned()
 }
 
-/// Runs `silo args`, expecting exit code `code`; returns stdout.
-fn expect(args: &[&str], code: i32) -> String {
+/// Runs `silo args`, expecting exit code `code` (an error: one line on
+/// standard error, never a panic); returns (stdout, stderr).
+fn run(args: &[&str], code: i32) -> (String, String) {
     let out = silo(args);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(
         out.status.code(),
         Some(code),
-        "silo {args:?}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
+        "silo {args:?}\nstdout: {stdout}\nstderr: {stderr}"
     );
     if code != 0 {
-        let err = text(&out.stderr);
         assert_eq!(
-            err.trim_end().lines().count(),
+            stderr.trim_end().lines().count(),
             1,
-            "an error is one line: {err}"
+            "an error is one line: {stderr}"
         );
         assert!(
-            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-            "{err}"
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{stderr}"
         );
     }
-    text(&out.stdout)
+    (stdout, stderr)
+}
+
+/// Runs `silo args`, expecting exit code `code`; returns stdout.
+fn expect(args: &[&str], code: i32) -> String {
+    run(args, code).0
 }
 
 /// Runs `silo args` expecting failure with `code`; returns stderr.
 fn fails(args: &[&str], code: i32) -> String {
-    let out = silo(args);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "silo {args:?}\nstdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    let err = text(&out.stderr);
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    err
+    run(args, code).1
 }
 
 fn p(path: &Path) -> &str {
