@@ -149,11 +149,28 @@ fn nightly_cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
     }
 }
 
+/// Whether the nightly toolchain has its standard library's sources
+/// (`rust-src`), which `-Zbuild-std` needs.
+fn nightly_has_rust_src() -> bool {
+    Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .is_some_and(|root| {
+            PathBuf::from(root.trim())
+                .join("lib/rustlib/src/rust/library")
+                .is_dir()
+        })
+}
+
 /// `cargo xtask sanitize [--address | --thread]`: the test suite (every
 /// crate but silo-benches) under AddressSanitizer and ThreadSanitizer on the
 /// installed nightly, failing on any report. Both by default. The crash and
 /// power-cut tests run at small sizes (their children are instrumented
-/// too), the model tests at CI size.
+/// too), the model tests at CI size. ThreadSanitizer needs the standard
+/// library instrumented too (`-Zbuild-std`, from the nightly's `rust-src`):
+/// over an uninstrumented one it reports races inside std's own channels.
 pub(crate) fn sanitize(args: &[String]) -> Result<(), String> {
     let which: Vec<&str> = match args.first().map(String::as_str) {
         None => vec!["address", "thread"],
@@ -165,27 +182,38 @@ pub(crate) fn sanitize(args: &[String]) -> Result<(), String> {
             ));
         }
     };
-    let target = "x86_64-unknown-linux-gnu";
     for sanitizer in which {
+        let build_std = sanitizer == "thread";
+        if build_std && !nightly_has_rust_src() {
+            return Err(
+                "ThreadSanitizer needs the nightly's standard library sources for -Zbuild-std: \
+                 rustup component add rust-src --toolchain nightly"
+                    .to_owned(),
+            );
+        }
         let flags = format!("-Zsanitizer={sanitizer} -Cdebug-assertions=on");
         // A separate target directory: instrumented and plain builds never mix.
         let dir = workspace_root().join(format!("target/sanitize-{sanitizer}"));
         let dir = dir.to_string_lossy().into_owned();
+        let mut args = vec!["test"];
+        if build_std {
+            args.push("-Zbuild-std");
+        }
+        args.extend([
+            "--workspace",
+            "--exclude",
+            "silo-benches",
+            "--exclude",
+            "xtask",
+            "--target",
+            "x86_64-unknown-linux-gnu",
+            "--target-dir",
+            &dir,
+            "--lib",
+            "--tests",
+        ]);
         nightly_cargo(
-            &[
-                "test",
-                "--workspace",
-                "--exclude",
-                "silo-benches",
-                "--exclude",
-                "xtask",
-                "--target",
-                target,
-                "--target-dir",
-                &dir,
-                "--lib",
-                "--tests",
-            ],
+            &args,
             &[
                 ("RUSTFLAGS", &flags),
                 ("SILO_CRASH_ITERATIONS", "4"),
