@@ -16,7 +16,7 @@ verbs:
   layering                    only the layering check
   fuzz <target> [--seconds N] run a cargo-fuzz target (needs nightly and cargo-fuzz)
   crash [--iterations N] [--kill | --power-cut] [--layer core|engine|index|all]
-                              crash tests: SIGKILL and power cut (default 200 each, both layers)
+                              crash tests: SIGKILL and power cut (default 500 each, every layer)
   bench [--quick]             the peer and index comparisons, written to
                               docs/bench/RESULTS.md with docs/bench/ratio.svg
                               (the only verb that builds the peers)
