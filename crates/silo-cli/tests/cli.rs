@@ -594,3 +594,30 @@ fn repair_salvages_every_intact_record_around_a_damaged_index_and_log() {
         sorted(expect(&["dump", p(&good)], 0))
     );
 }
+
+/// A store whose engine manifest says another format version (checksum
+/// correct): `stats` refuses it with exit 3 and `verify` names the file;
+/// neither changes a byte.
+#[test]
+fn an_unknown_format_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("kv");
+    expect(&["put", p(&store), "1", "one"], 0);
+    let manifest = store.join("ENGINE");
+    let bytes = std::fs::read(&manifest).unwrap();
+    let mut header =
+        silo_format::FileHeader::decode(&bytes, silo_format::FileKind::EngineManifest).unwrap();
+    header.version = 99;
+    std::fs::write(&manifest, header.encode()).unwrap();
+    let before = tree(&store);
+    let err = fails(&["stats", p(&store)], 3);
+    assert!(err.contains("ENGINE") && err.contains("99"), "{err}");
+    let run = silo(&["verify", p(&store)]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        text(&run.stdout).contains("ENGINE"),
+        "{}",
+        text(&run.stdout)
+    );
+    assert_eq!(tree(&store), before);
+}
