@@ -814,3 +814,27 @@ fn verify_consistency_finds_bits_without_documents_and_damaged_ones() {
         "{text:?}"
     );
 }
+
+/// `parse_json_line` gives the id and the fields present, by name, with
+/// typed values; a bad line is an import error naming the given line.
+#[test]
+fn a_json_line_parses_into_named_typed_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = Index::open(dir.path(), schema(), opts()).unwrap();
+    let (id, fields) = index
+        .parse_json_line(r#"{"id": 9, "size": -2, "color": "red", "title": null}"#, 4)
+        .unwrap();
+    assert_eq!(id, 9);
+    let fields: BTreeMap<String, Value> = fields.into_iter().collect();
+    assert_eq!(
+        fields,
+        BTreeMap::from([
+            ("color".to_owned(), Value::Str("red".into())),
+            ("size".to_owned(), Value::I64(-2)),
+        ])
+    );
+    assert!(matches!(
+        index.parse_json_line(r#"{"id": 1, "size": "x"}"#, 4),
+        Err(EngineError::Import { line: 4, .. })
+    ));
+}
