@@ -17,6 +17,8 @@ verbs:
   fuzz <target> [--seconds N] run a cargo-fuzz target (needs nightly and cargo-fuzz)
   crash [--iterations N] [--kill | --power-cut] [--layer core|engine|index|all]
                               crash tests: SIGKILL and power cut (default 500 each, every layer)
+  faults                      the fault matrix of every layer, a full disk, low
+                              descriptor and address-space limits
   bench [--quick]             the peer and index comparisons, written to
                               docs/bench/RESULTS.md with docs/bench/ratio.svg
                               (the only verb that builds the peers)
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         "layering" => layering::check(),
         "fuzz" => verbs::fuzz(rest),
         "crash" => verbs::crash(rest),
+        "faults" => verbs::faults(rest),
         "bench" => results::bench(rest),
         "mutants" => verbs::mutants(rest),
         "soak" => verbs::soak(rest),

@@ -56,6 +56,25 @@ pub(crate) fn ci() -> Result<(), String> {
     Ok(())
 }
 
+/// `cargo xtask faults`: the fault matrix of every layer (each write, sync,
+/// rename, allocation, truncation, creation and removal of a workload failed
+/// or torn in turn, then a reopen checked against the acknowledged writes),
+/// a full disk, and exhausted descriptors and address space.
+pub(crate) fn faults(_args: &[String]) -> Result<(), String> {
+    let runs: [(&str, &[&str]); 2] = [
+        ("silo-core", &["faults::"]),
+        ("silo-engine", &["faults::", "full_disk::", "limits::"]),
+    ];
+    for (package, filters) in runs {
+        let mut args = vec!["test", "--release", "-p", package, "--test", "it", "--"];
+        args.extend_from_slice(filters);
+        args.push("--nocapture");
+        cargo(&args, &[])?;
+    }
+    println!("xtask faults: every case recovered the acknowledged writes");
+    Ok(())
+}
+
 /// `cargo xtask fuzz <target> [--seconds N]`: runs one cargo-fuzz target on nightly.
 pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
     let (target, rest) = args
@@ -216,6 +235,8 @@ pub(crate) fn sanitize(args: &[String]) -> Result<(), String> {
             &args,
             &[
                 ("RUSTFLAGS", &flags),
+                // Tests that cannot run instrumented ask for it by name.
+                ("SILO_SANITIZER", sanitizer),
                 ("SILO_CRASH_ITERATIONS", "4"),
                 ("PROPTEST_CASES", "32"),
                 ("SILO_ENGINE_MODEL_CASES", "12"),

@@ -135,6 +135,21 @@ impl Error {
         )
     }
 
+    /// The operating system's error number of a failed file operation
+    /// (for example 28, `ENOSPC`, for a full disk), if this is one.
+    ///
+    /// ```
+    /// let io = std::io::Error::from_raw_os_error(28);
+    /// let e = silo_core::Error::Io(silo_io::IoError::io("write", "/x".as_ref(), io));
+    /// assert_eq!(e.raw_os_error(), Some(28));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Io(e) => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
     /// A corruption error at `offset` of `file`.
     pub(crate) fn corrupt(
         file: impl Into<PathBuf>,

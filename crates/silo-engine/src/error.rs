@@ -164,6 +164,23 @@ pub enum EngineError {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
+    /// The operating system's error number of a failed file operation, in
+    /// a shard or in the engine's own files (for example 28, `ENOSPC`, for
+    /// a full disk), if this is one.
+    ///
+    /// ```
+    /// let io = std::io::Error::from_raw_os_error(28);
+    /// let e = silo_engine::EngineError::Io(silo_io::IoError::io("write", "/x".as_ref(), io));
+    /// assert_eq!(e.raw_os_error(), Some(28));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            EngineError::Io(e) => e.raw_os_error(),
+            EngineError::Shard { source, .. } | EngineError::Store(source) => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
     /// Wraps a store error of shard `shard`.
     pub(crate) fn shard(shard: usize) -> impl FnOnce(silo_core::Error) -> EngineError {
         move |source| EngineError::Shard { shard, source }

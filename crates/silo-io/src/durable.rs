@@ -22,26 +22,44 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Creates `path` (it must not exist), writes `header` as its first 64 bytes,
-/// syncs the file and then its directory, and returns it open for writing.
+/// Creates `path` (it must not exist) holding `header` as its first 64
+/// bytes, atomically and durably, and returns it open for writing.
 ///
-/// On error a partly written file may remain; [`read_header`] reports it as
-/// truncated or corrupt.
+/// The header is written to `<path>.tmp` (a leftover of an interrupted
+/// creation is removed first), synced, and renamed to `path`, and the
+/// directory is synced. After a failure or a crash at any step, `path`
+/// either does not exist or holds the whole header: a file shorter than a
+/// header is damage, never an interrupted creation.
 ///
 /// ```
 /// use silo_format::header::{FileHeader, FileKind};
 /// use silo_io::durable::{create_with_header, read_header};
 /// let dir = tempfile::tempdir().unwrap();
-/// let file = create_with_header(&dir.path().join("data-1"), &FileHeader::new(FileKind::Data))?;
+/// let path = dir.path().join("data-1");
+/// let file = create_with_header(&path, &FileHeader::new(FileKind::Data))?;
 /// assert_eq!(read_header(&file, FileKind::Data)?.kind, FileKind::Data);
+/// assert!(create_with_header(&path, &FileHeader::new(FileKind::Data)).is_err());
 /// # Ok::<(), silo_io::IoError>(())
 /// ```
 pub fn create_with_header(path: &Path, header: &FileHeader) -> Result<SiloFile, IoError> {
-    let file = SiloFile::create_new(path)?;
+    if path.exists() {
+        return Err(IoError::io(
+            "create",
+            path,
+            io::Error::from(io::ErrorKind::AlreadyExists),
+        ));
+    }
+    let tmp = tmp_path(path);
+    if tmp.exists() {
+        remove_file(&tmp)?;
+    }
+    let file = SiloFile::create_new(&tmp)?;
     file.write_all_at(&header.encode(), 0)?;
     file.sync_all()?;
+    drop(file);
+    rename(&tmp, path)?;
     sync_dir(parent_dir(path))?;
-    Ok(file)
+    SiloFile::open(path)
 }
 
 /// Reads and checks the 64-byte header of `file`, expecting kind `expected`.

@@ -20,10 +20,7 @@ use silo_format::error::FormatError;
 #[non_exhaustive]
 pub enum IoError {
     /// A system call failed.
-    #[error(
-        "{op} failed on {}: {source}; check that the path exists, is writable and the disk has free space",
-        path.display()
-    )]
+    #[error("{op} failed on {}: {source}; {}", path.display(), hint(source))]
     Io {
         /// The operation that failed (`"open"`, `"write"`, `"fsync"`, ...).
         op: &'static str,
@@ -140,6 +137,26 @@ impl IoError {
             IoError::Io { source, .. } => Some(source.kind()),
             _ => None,
         }
+    }
+}
+
+/// What to do about a failed system call, by its error number.
+fn hint(source: &std::io::Error) -> &'static str {
+    match source.raw_os_error() {
+        Some(libc::ENOSPC | libc::EDQUOT) => {
+            "the disk is full: free space, then reopen the store (nothing acknowledged is lost)"
+        }
+        Some(libc::EMFILE | libc::ENFILE) => {
+            "out of file descriptors: raise the open-file limit (ulimit -n) or open fewer shards"
+        }
+        Some(libc::ENOMEM) => {
+            "out of memory or address space: raise ulimit -v or vm.max_map_count, or map less"
+        }
+        Some(libc::EACCES | libc::EPERM | libc::EROFS) => {
+            "the path is not writable by this process"
+        }
+        Some(libc::ENOENT | libc::ENOTDIR) => "the path does not exist",
+        _ => "check that the path exists, is writable and the disk has free space",
     }
 }
 

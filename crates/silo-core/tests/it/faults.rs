@@ -36,6 +36,15 @@ fn workload() -> Vec<Op> {
             (20 + round, b"batch".to_vec()),
             (21 + round, vec![7; 300]),
         ]));
+        if round == 2 {
+            // Past the smallest index's load limit: the compaction after it
+            // grows the index (a new, larger index file).
+            ops.push(Op::Batch(
+                (1000..1900u64)
+                    .map(|k| (k, k.to_le_bytes().to_vec()))
+                    .collect(),
+            ));
+        }
         ops.push(Op::Compact);
         if round == 1 {
             ops.push(Op::Cold);
@@ -85,10 +94,17 @@ fn run(silo: &Silo, op: &Op) -> silo_core::Result<()> {
 /// Runs the workload with `plan` installed; returns (acknowledged state,
 /// state with the failed op) and how many faults fired.
 fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64) {
-    let silo = open(dir);
+    // Installed before the store is created: creating its files is in the matrix.
     let guard = install(dir, plan);
     let mut acked = BTreeMap::new();
     let mut maybe = BTreeMap::new();
+    let silo = match Silo::open(dir, opts()) {
+        Ok(silo) => silo,
+        Err(_) => {
+            let fired = guard.fired();
+            return (acked, maybe, fired);
+        }
+    };
     for op in workload() {
         match run(&silo, &op) {
             Ok(()) => apply(&mut acked, &op),
@@ -107,13 +123,28 @@ fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64) {
     (acked, maybe, fired)
 }
 
+/// Bytes of the store's index file.
+fn index_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("index-"))
+        .map(|e| e.metadata().expect("metadata").len())
+        .sum()
+}
+
 fn counts(dir: &Path) -> Vec<(FaultOp, u64)> {
-    let silo = open(dir);
     let guard = install(dir, FaultPlan::new());
+    let silo = open(dir);
+    let first_index = index_bytes(dir);
     for op in workload() {
         run(&silo, &op).expect("no faults");
     }
     drop(silo);
+    assert!(
+        index_bytes(dir) > first_index,
+        "the workload must grow the index (so that its growth is in the matrix)"
+    );
     FaultOp::ALL
         .iter()
         .map(|op| (*op, guard.count(*op)))
@@ -173,6 +204,7 @@ fn every_failed_or_torn_call_leaves_a_store_that_recovers_acknowledged_writes() 
             }
         }
     }
+    println!("core fault matrix: {cases} cases");
     assert!(cases > 20, "only {cases} fault cases ran");
 }
 

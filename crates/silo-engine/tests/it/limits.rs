@@ -1,0 +1,158 @@
+//! Exhausted descriptors and address space: a child process of this test
+//! binary runs under a low `RLIMIT_NOFILE` (or `RLIMIT_AS`) set by the
+//! shell's `ulimit`, and every call that needs more than the limit allows
+//! must fail with a clear, typed error (`EMFILE`, `ENOMEM`) — never a panic
+//! or a signal — and lose nothing: the parent reopens the store without the
+//! limit and finds every write the child had acknowledged.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use silo_engine::{Engine, EngineError};
+
+use crate::common::{contents, opts};
+
+const CHILD_DIR: &str = "SILO_LIMITS_CHILD_DIR";
+const CHILD_KIND: &str = "SILO_LIMITS_CHILD_KIND";
+/// `EMFILE`, `ENFILE` and `ENOMEM` on Linux.
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+const ENOMEM: i32 = 12;
+
+/// The error of a call made under the limit: it must name the exhausted
+/// resource. Returns whether the call failed.
+fn check<T>(what: &str, r: Result<T, EngineError>, out: &mut impl std::io::Write) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let code = e.raw_os_error();
+            let clear = matches!(code, Some(EMFILE | ENFILE | ENOMEM))
+                || e.to_string().contains("Too many open files")
+                || e.to_string().contains("Cannot allocate memory");
+            assert!(clear, "{what}: not a clear resource error: {e}");
+            writeln!(out, "LIMITED {what}: {e}").expect("stdout");
+            None
+        }
+    }
+}
+
+/// Not a test by itself: the body of the child process (it does nothing
+/// unless the parent set its environment).
+#[test]
+fn limits_child_process() {
+    let (Ok(dir), Ok(kind)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_KIND)) else {
+        return;
+    };
+    let dir = Path::new(&dir);
+    let mut out = std::io::stdout().lock();
+    if kind == "nofile" {
+        // 16 shards need 82 descriptors: more than the limit allows.
+        assert!(
+            check(
+                "open 16 shards",
+                Engine::open(dir.join("wide"), opts(16)),
+                &mut out
+            )
+            .is_none(),
+            "16 shards opened under a limit of 40 descriptors"
+        );
+    }
+    let Some(db) = check("open", Engine::open(dir.join("db"), opts(2)), &mut out) else {
+        return;
+    };
+    let mut acked = 0u64;
+    let value = vec![7u8; if kind == "nofile" { 200 } else { 64 << 10 }];
+    for k in 0..4000u64 {
+        if check("put", db.put(k, &value), &mut out).is_none() {
+            break;
+        }
+        acked = k + 1;
+        writeln!(out, "ACK {k}").expect("stdout");
+        if k % 500 == 499 {
+            // Compactions and checkpoints open files of their own.
+            let _ = check("compact", db.compact(), &mut out);
+            let cp = dir.join(format!("cp-{k}"));
+            let _ = check("checkpoint", db.checkpoint(&cp), &mut out);
+        }
+    }
+    writeln!(out, "DONE {acked}").expect("stdout");
+}
+
+/// Runs the child under `ulimit -<flag> <limit>`; returns its stdout.
+fn run_child(dir: &Path, kind: &str, flag: &str, limit: u64) -> String {
+    let exe = std::env::current_exe().expect("test binary");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -{flag} {limit} && exec \"$0\" \"$@\""))
+        .arg(exe)
+        .args([
+            "--exact",
+            "limits::limits_child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_KIND, kind)
+        .output()
+        .expect("spawn child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "child under ulimit -{flag} {limit} failed ({:?}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Every key the child acknowledged is in the store, with its value.
+fn check_acknowledged(dir: &Path, stdout: &str) {
+    let acked: Vec<u64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("ACK ")?.parse().ok())
+        .collect();
+    let db = Engine::open(dir.join("db"), opts(2)).expect("reopen without the limit");
+    let found: BTreeMap<u64, Vec<u8>> = contents(&db);
+    for k in &acked {
+        assert!(found.contains_key(k), "acknowledged key {k} lost");
+    }
+    db.put(u64::MAX, b"after")
+        .expect("writes go on without the limit");
+}
+
+#[test]
+fn too_few_descriptors_give_a_clear_error_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 18 descriptors: stdio, the test harness and the 12 of a two-shard
+    // engine fit; 16 shards do not, nor does a checkpoint's copy beside
+    // them.
+    let stdout = run_child(dir.path(), "nofile", "n", 18);
+    assert!(stdout.contains("LIMITED open 16 shards"), "{stdout}");
+    assert!(
+        stdout.contains("LIMITED checkpoint") || stdout.contains("LIMITED compact"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("DONE"), "{stdout}");
+    check_acknowledged(dir.path(), &stdout);
+}
+
+#[test]
+fn too_little_address_space_gives_a_clear_error_and_loses_nothing() {
+    if let Ok(s) = std::env::var("SILO_SANITIZER") {
+        // The sanitizers reserve terabytes of shadow address space up
+        // front: no process of theirs starts under an address-space limit.
+        println!("under {s}: an address-space limit cannot apply; not run");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 400 MB of address space: the binary, its threads and a store's
+    // first maps fit, but not 250 MB of values mapped beside their
+    // compaction's new data file.
+    let stdout = run_child(dir.path(), "as", "v", 400_000);
+    assert!(stdout.contains("LIMITED"), "{stdout}");
+    assert!(stdout.contains("Cannot allocate memory"), "{stdout}");
+    assert!(stdout.contains("DONE"), "{stdout}");
+    check_acknowledged(dir.path(), &stdout);
+}
