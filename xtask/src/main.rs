@@ -14,7 +14,9 @@ usage: cargo xtask <verb> [args]
 verbs:
   ci                          fmt, clippy, tests, docs, layering and tidy checks (fail fast)
   layering                    only the layering check
-  fuzz <target> [--seconds N] run a cargo-fuzz target (needs nightly and cargo-fuzz)
+  fuzz <target|all> [--seconds N]
+                              cargo-fuzz targets on nightly (default 60 s each): frame_reader,
+                              document_decoder, bitmap_decoder, query_parser, directory_image, workload
   crash [--iterations N] [--kill | --power-cut] [--layer core|engine|index|all]
                               crash tests: SIGKILL and power cut (default 500 each, every layer)
   faults                      the fault matrix of every layer, a full disk, low

@@ -75,17 +75,53 @@ pub(crate) fn faults(_args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask fuzz <target> [--seconds N]`: runs one cargo-fuzz target on nightly.
+/// The cargo-fuzz targets in `fuzz/fuzz_targets`.
+pub(crate) const FUZZ_TARGETS: [&str; 6] = [
+    "frame_reader",
+    "document_decoder",
+    "bitmap_decoder",
+    "query_parser",
+    "directory_image",
+    "workload",
+];
+
+/// `cargo xtask fuzz <target|all> [--seconds N]`: runs cargo-fuzz targets on
+/// nightly (installing cargo-fuzz if missing), N seconds each (default 60),
+/// under AddressSanitizer, starting from `fuzz/seeds/<target>` where there
+/// are seeds. A crash leaves its input in `fuzz/artifacts/<target>`.
 pub(crate) fn fuzz(args: &[String]) -> Result<(), String> {
-    let (target, rest) = args
-        .split_first()
-        .ok_or("fuzz needs a target: frame_reader or document_decoder")?;
+    let usage = || format!("fuzz needs a target: all, {}", FUZZ_TARGETS.join(", "));
+    let (target, rest) = args.split_first().ok_or_else(usage)?;
+    let targets: Vec<&str> = match target.as_str() {
+        "all" => FUZZ_TARGETS.to_vec(),
+        t if FUZZ_TARGETS.contains(&t) => vec![t],
+        _ => return Err(usage()),
+    };
     let seconds = flag_value(rest, "--seconds")?.unwrap_or(60);
+    let installed = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        nightly_cargo(&["install", "cargo-fuzz", "--locked"], &[])?;
+    }
     let max_time = format!("-max_total_time={seconds}");
-    nightly_cargo(
-        &["fuzz", "run", "--fuzz-dir", "fuzz", target, "--", &max_time],
-        &[],
-    )
+    let root = workspace_root();
+    for target in targets {
+        let corpus = root.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        let corpus = corpus.to_string_lossy().into_owned();
+        let seeds = root.join("fuzz/seeds").join(target);
+        let mut args = vec!["fuzz", "run", "--fuzz-dir", "fuzz", target, &corpus];
+        let seeds = seeds.to_string_lossy().into_owned();
+        if root.join("fuzz/seeds").join(target).is_dir() {
+            args.push(&seeds);
+        }
+        // Each input gets 10 s and 2 GiB; one that takes more is a finding.
+        args.extend(["--", &max_time, "-timeout=10", "-rss_limit_mb=2048"]);
+        nightly_cargo(&args, &[])?;
+    }
+    Ok(())
 }
 
 /// `cargo xtask crash [--iterations N] [--kill | --power-cut]`: the crash

@@ -77,8 +77,8 @@ pub use engine::{Engine, HOLD_BETWEEN_PARTS};
 pub use error::{EngineError, Result};
 pub use index::{
     Cursor, FieldSpec, FieldType, Filter, HOLD_IMPORT_WRITE_PASS, Hit, IMPORT_CHUNK_BYTES,
-    ImportOptions, ImportReport, ImportedDoc, Index, IndexProblem, MAX_LINE_BYTES, Query,
-    QueryResult, Schema,
+    ImportOptions, ImportReport, ImportedDoc, Index, IndexProblem, MAX_FILTER_DEPTH,
+    MAX_LINE_BYTES, Query, QueryResult, Schema,
 };
 pub use merge_writer::EngineMergeWriter;
 pub use operator::LayerOperator;

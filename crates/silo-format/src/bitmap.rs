@@ -207,7 +207,9 @@ pub fn serialize_bitmap(bitmap: &RoaringBitmap, out: &mut Vec<u8>) {
 ///
 /// The layout is walked and bounds-checked first (cookie, container count
 /// at most 65536, container keys strictly increasing, every container within
-/// the input), so nothing is allocated from an unchecked length; then the
+/// the input and holding as many bits as its header says, none empty), so
+/// nothing is allocated from an unchecked length and roaring never holds an
+/// empty container (found by fuzzing: its serializer then panics); then the
 /// checked roaring deserializer builds the bitmap. Bytes after the bitmap are
 /// [`FormatError::TrailingBytes`].
 pub fn deserialize_bitmap(bytes: &[u8]) -> Result<RoaringBitmap, FormatError> {
@@ -324,8 +326,14 @@ mod portable {
                 .is_some_and(|b| b & (1 << (i % 8)) != 0);
             if is_run {
                 let runs = usize::from(c.u16()?);
+                if runs == 0 {
+                    // An empty container breaks roaring's invariants (its
+                    // serializer then underflows): never let one through.
+                    return Err(invalid("run container without runs"));
+                }
                 let intervals = c.take(runs * 4)?;
                 let mut next_start: u32 = 0;
+                let mut bits = 0usize;
                 for iv in intervals.chunks_exact(4) {
                     let start = u32::from(u16::from_le_bytes([
                         iv.first().copied().unwrap_or(0),
@@ -341,11 +349,21 @@ mod portable {
                         ));
                     }
                     next_start = start + len + 1;
+                    bits += len as usize + 1;
+                }
+                if bits != cardinality {
+                    return Err(invalid("run container holds another count than its header"));
                 }
             } else if cardinality <= ARRAY_LIMIT {
                 c.take(cardinality * 2)?;
             } else {
-                c.take(BITMAP_BYTES)?;
+                let words = c.take(BITMAP_BYTES)?;
+                let bits: u32 = words.iter().map(|b| b.count_ones()).sum();
+                if bits as usize != cardinality {
+                    return Err(invalid(
+                        "bitmap container holds another count than its header",
+                    ));
+                }
             }
         }
         Ok(c.pos)
@@ -500,5 +518,59 @@ mod tests {
         let mut huge = 12346u32.to_le_bytes().to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(deserialize_bitmap(&huge).is_err());
+    }
+
+    #[test]
+    fn containers_that_would_be_empty_or_miscounted_are_refused() {
+        // Found by `cargo xtask fuzz bitmap_decoder`: a run container with
+        // no runs deserialized into an empty container, and serializing the
+        // bitmap panicked.
+        let no_runs = [0x3b, 0x30, 0, 0, 0x01, 0x01, 0, 0, 0x24, 0, 0];
+        assert!(matches!(
+            deserialize_bitmap(&no_runs),
+            Err(FormatError::InvalidBitmap { .. })
+        ));
+        // A run container of one run of 3 bits (start 5, length 2) whose
+        // header says 1 bit (stored as 0), then the same header saying 3.
+        let run = |card_minus_one: u8| {
+            vec![
+                0x3b,
+                0x30,
+                0,
+                0,
+                0x01,
+                0,
+                0,
+                card_minus_one,
+                0,
+                1,
+                0,
+                5,
+                0,
+                2,
+                0,
+            ]
+        };
+        assert!(deserialize_bitmap(&run(0)).is_err());
+        let ok = deserialize_bitmap(&run(2)).expect("a consistent run container");
+        assert_eq!(ok.iter().collect::<Vec<_>>(), vec![5, 6, 7]);
+        // A bitmap container whose header says 4097 bits over 4097 set bits,
+        // then over 4096 and over none.
+        let bitset = |set: usize| {
+            let mut b = vec![0x3a, 0x30, 0, 0, 1, 0, 0, 0, 0, 0, 0x00, 0x10, 16, 0, 0, 0];
+            let mut words = vec![0u8; 8192];
+            for i in 0..set {
+                words[i / 8] |= 1 << (i % 8);
+            }
+            b.extend_from_slice(&words);
+            b
+        };
+        let full = deserialize_bitmap(&bitset(4097)).expect("a consistent bitmap container");
+        assert_eq!(full.len(), 4097);
+        let mut out = Vec::new();
+        serialize_bitmap(&full, &mut out);
+        assert_eq!(deserialize_bitmap(&out).unwrap(), full);
+        assert!(deserialize_bitmap(&bitset(4096)).is_err());
+        assert!(deserialize_bitmap(&bitset(0)).is_err());
     }
 }

@@ -66,7 +66,14 @@ fn syntax(column: usize, reason: impl Into<String>) -> EngineError {
 fn tokens(text: &str) -> Result<Vec<(usize, Token)>> {
     let mut out = Vec::new();
     let mut chars = text.char_indices().peekable();
-    let column = |byte: usize| text[..byte].chars().count() + 1;
+    // The column of a byte offset, counted on from the last one asked for
+    // (offsets only grow): linear in the text, however many tokens.
+    let mut counted = (0usize, 1usize);
+    let mut column = |byte: usize| {
+        counted.1 += text[counted.0..byte].chars().count();
+        counted.0 = byte;
+        counted.1
+    };
     while let Some(&(at, c)) = chars.peek() {
         if c.is_whitespace() {
             chars.next();
@@ -130,12 +137,17 @@ fn tokens(text: &str) -> Result<Vec<(usize, Token)>> {
     Ok(out)
 }
 
+/// How deep `not` and parentheses may nest in a filter written as text.
+pub const MAX_FILTER_DEPTH: usize = 64;
+
 struct Parser<'s> {
     tokens: Vec<(usize, Token)>,
     at: usize,
     /// The column just past the text, for "ended early" errors.
     end: usize,
     schema: &'s Schema,
+    /// `not`s and parentheses open around the token being parsed.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -191,21 +203,33 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Filter> {
-        if self.keyword("not") {
-            self.at += 1;
-            return Ok(Filter::Not(Box::new(self.unary()?)));
-        }
         if self.keyword("all") {
             self.at += 1;
             return Ok(Filter::All);
         }
-        if self.symbol("(") {
-            self.at += 1;
+        let not = self.keyword("not");
+        if !not && !self.symbol("(") {
+            return self.test();
+        }
+        // The parser recurses here: bound it, so that no text can
+        // overflow the stack (here, or in evaluating or dropping the filter).
+        if self.depth == MAX_FILTER_DEPTH {
+            return Err(syntax(
+                self.column(),
+                format!("`not` and parentheses nested deeper than {MAX_FILTER_DEPTH}"),
+            ));
+        }
+        self.depth += 1;
+        self.at += 1;
+        let inner = if not {
+            Filter::Not(Box::new(self.unary()?))
+        } else {
             let inner = self.or()?;
             self.expect_symbol(")")?;
-            return Ok(inner);
-        }
-        self.test()
+            inner
+        };
+        self.depth -= 1;
+        Ok(inner)
     }
 
     fn test(&mut self) -> Result<Filter> {
@@ -353,6 +377,7 @@ impl Filter {
             tokens,
             at: 0,
             end: text.chars().count() + 1,
+            depth: 0,
             schema,
         };
         if p.tokens.is_empty() {
@@ -490,6 +515,24 @@ mod tests {
                     assert!(reason.contains(what), "{text}: {reason}");
                 }
                 other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_an_error_not_a_stack_overflow() {
+        let deep = |n: usize| format!("{}color = red{}", "(".repeat(n), ")".repeat(n));
+        assert!(Filter::parse(&deep(MAX_FILTER_DEPTH - 1), &schema()).is_ok());
+        for text in [
+            deep(MAX_FILTER_DEPTH + 1),
+            deep(1_000_000),
+            format!("{}color = red", "not ".repeat(1_000_000)),
+        ] {
+            match Filter::parse(&text, &schema()) {
+                Err(EngineError::QuerySyntax { reason, .. }) => {
+                    assert!(reason.contains("nested deeper"), "{reason}")
+                }
+                other => panic!("{other:?}"),
             }
         }
     }

@@ -53,6 +53,7 @@ use silo_core::{Durability, WriteBatch, WriteOptions};
 use silo_format::{DocumentRef, DocumentWriter, Value, ValueRef};
 
 pub use chunks::MAX_LINE_BYTES;
+pub use filter_text::MAX_FILTER_DEPTH;
 pub use import::{
     HOLD_IMPORT_WRITE_PASS, IMPORT_CHUNK_BYTES, ImportOptions, ImportReport, ImportedDoc,
 };
