@@ -1,0 +1,244 @@
+//! A running node: its storage, its `Raft`, and the TCP server that takes
+//! openraft's RPCs and client calls on one port.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::error::{RaftStoreError, Result};
+use crate::keys::{RESERVED_FROM, SM_APPLIED_KEY, decode_record};
+use crate::network::Network;
+use crate::node_dir::open_node;
+use crate::state_machine::StateReader;
+use crate::types::{NodeId, Request, Response, TypeConfig};
+use crate::wire::{
+    ClientReply, ClientRequest, NodeStatus, StateDigest, WireReply, WireRequest, digest_of,
+    read_frame, write_frame,
+};
+
+/// How to run a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The node's id.
+    pub id: NodeId,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The address it listens on (RPCs and clients).
+    pub listen: String,
+    /// Every member's address, this node's included (for `Init`).
+    pub peers: BTreeMap<NodeId, String>,
+    /// Build a snapshot (and purge the log) every this many applied entries.
+    pub snapshot_logs: u64,
+}
+
+/// A running node.
+#[derive(Clone)]
+pub struct Node {
+    raft: Raft<TypeConfig>,
+    state: StateReader,
+    id: NodeId,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// openraft's configuration for a node on a LAN or loopback.
+fn raft_config(snapshot_logs: u64) -> Result<Config> {
+    Config {
+        cluster_name: "silo-raft".to_owned(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs),
+        // Purge everything a snapshot holds: lagging nodes catch up from it.
+        max_in_snapshot_log_to_keep: 0,
+        ..Config::default()
+    }
+    .validate()
+    .map_err(|e| RaftStoreError::Usage(e.to_string()))
+}
+
+impl Node {
+    /// Opens the node's storage and starts its `Raft`.
+    pub async fn start(opts: &NodeOptions) -> Result<Node> {
+        let (log, sm) = open_node(&opts.dir, opts.id)?;
+        let state = sm.reader();
+        let config = Arc::new(raft_config(opts.snapshot_logs)?);
+        let raft = Raft::new(opts.id, config, Network, log, sm)
+            .await
+            .map_err(|e| RaftStoreError::Raft(e.to_string()))?;
+        Ok(Node {
+            raft,
+            state,
+            id: opts.id,
+        })
+    }
+
+    /// Serves RPCs and clients on `listener` until the process ends.
+    pub async fn serve(self, listener: TcpListener) -> Result<()> {
+        loop {
+            let (stream, _) = listener
+                .accept()
+                .await
+                .map_err(|source| RaftStoreError::Net {
+                    context: "accept".to_owned(),
+                    source,
+                })?;
+            let node = self.clone();
+            tokio::spawn(async move {
+                // A broken connection ends only itself.
+                let _ = node.connection(stream).await;
+            });
+        }
+    }
+
+    async fn connection(&self, mut stream: TcpStream) -> Result<()> {
+        stream
+            .set_nodelay(true)
+            .map_err(|source| RaftStoreError::Net {
+                context: "set nodelay".to_owned(),
+                source,
+            })?;
+        while let Some(req) = read_frame::<WireRequest>(&mut stream).await? {
+            let reply = self.handle(req).await;
+            write_frame(&mut stream, &reply).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: WireRequest) -> WireReply {
+        match req {
+            WireRequest::AppendEntries(r) => {
+                WireReply::AppendEntries(self.raft.append_entries(r).await)
+            }
+            WireRequest::Vote(r) => WireReply::Vote(self.raft.vote(r).await),
+            WireRequest::InstallSnapshot(r) => {
+                WireReply::InstallSnapshot(self.raft.install_snapshot(r).await)
+            }
+            WireRequest::Client(c) => WireReply::Client(self.client(c).await),
+        }
+    }
+
+    async fn write(&self, req: Request) -> ClientReply {
+        match self.raft.client_write(req).await {
+            Ok(resp) => match resp.data {
+                Response::Applied => ClientReply::Written {
+                    index: resp.log_id.index,
+                },
+                Response::ReservedKey { key } => ClientReply::Failed(format!(
+                    "key {key:#x} is reserved (from {RESERVED_FROM:#x} up)"
+                )),
+            },
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => ClientReply::NotLeader {
+                    leader_id: f.leader_id,
+                    leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+                },
+                None => ClientReply::Failed(e.to_string()),
+            },
+        }
+    }
+
+    async fn client(&self, req: ClientRequest) -> ClientReply {
+        match req {
+            ClientRequest::Put { key, value } => self.write(Request::Put { key, value }).await,
+            ClientRequest::Delete { key } => self.write(Request::Delete { key }).await,
+            ClientRequest::Get { key, linearizable } => {
+                if linearizable && let Err(e) = self.raft.ensure_linearizable().await {
+                    return match e.forward_to_leader() {
+                        Some(f) => ClientReply::NotLeader {
+                            leader_id: f.leader_id,
+                            leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+                        },
+                        None => ClientReply::Failed(e.to_string()),
+                    };
+                }
+                match self.state.get(key) {
+                    Ok(v) => ClientReply::Value(v),
+                    Err(e) => ClientReply::Failed(e.to_string()),
+                }
+            }
+            ClientRequest::Init { members } => {
+                let members: BTreeMap<NodeId, BasicNode> = members
+                    .into_iter()
+                    .map(|(id, addr)| (id, BasicNode::new(addr)))
+                    .collect();
+                match self.raft.initialize(members).await {
+                    Ok(()) => ClientReply::Done,
+                    Err(e) => ClientReply::Failed(e.to_string()),
+                }
+            }
+            ClientRequest::AddLearner { id, addr } => {
+                match self.raft.add_learner(id, BasicNode::new(addr), true).await {
+                    Ok(r) => ClientReply::Written {
+                        index: r.log_id.index,
+                    },
+                    Err(e) => ClientReply::Failed(e.to_string()),
+                }
+            }
+            ClientRequest::ChangeMembership { voters } => {
+                match self.raft.change_membership(voters, false).await {
+                    Ok(r) => ClientReply::Written {
+                        index: r.log_id.index,
+                    },
+                    Err(e) => ClientReply::Failed(e.to_string()),
+                }
+            }
+            ClientRequest::Status => {
+                let m = self.raft.metrics().borrow().clone();
+                ClientReply::Status(NodeStatus {
+                    id: self.id,
+                    is_leader: m.state == ServerState::Leader,
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    applied: m.last_applied.map(|l| l.index),
+                    purged: m.purged.map(|l| l.index),
+                    snapshot: m.snapshot.map(|l| l.index),
+                })
+            }
+            ClientRequest::Digest => match self.digest() {
+                Ok(d) => ClientReply::Digest(d),
+                Err(e) => ClientReply::Failed(e.to_string()),
+            },
+        }
+    }
+
+    /// The digest of the live state machine, from one point in time.
+    fn digest(&self) -> Result<StateDigest> {
+        let engine = self.state.engine();
+        let snap = engine.snapshot()?;
+        let mut pairs = Vec::new();
+        for kv in snap.iter() {
+            let (k, v) = kv?;
+            if k < RESERVED_FROM {
+                pairs.push((k, v));
+            }
+        }
+        let applied: Option<openraft::LogId<NodeId>> = match snap.get(SM_APPLIED_KEY)? {
+            Some(b) => Some(decode_record("last applied log id", SM_APPLIED_KEY, &b)?),
+            None => None,
+        };
+        let applied = applied.map(|l| l.index);
+        Ok(digest_of(applied, pairs))
+    }
+}
+
+/// Opens the node, binds its address and serves until the process ends.
+pub async fn run(opts: NodeOptions) -> Result<()> {
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .map_err(|source| RaftStoreError::Net {
+            context: format!("listen on {}", opts.listen),
+            source,
+        })?;
+    let node = Node::start(&opts).await?;
+    node.serve(listener).await
+}

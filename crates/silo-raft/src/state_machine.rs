@@ -1,0 +1,553 @@
+//! [`StateMachine`]: the replicated key-value state in a silo engine under
+//! `<node>/sm/gen-<g>`, with the last applied log id and membership written
+//! in the same batch as each applied run of entries; snapshots built from
+//! a checkpoint and installed by switching the `sm/CURRENT` pointer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta,
+    StorageError, StoredMembership,
+};
+use parking_lot::{Mutex, RwLock};
+use silo_core::{Durability, WriteBatch, WriteOptions};
+use silo_engine::{Engine, EngineOptions};
+use silo_io::durable::{create_dir_durable, remove_file, rename, sync_dir};
+
+use crate::archive;
+use crate::error::{RaftStoreError, Result};
+use crate::keys::{SM_APPLIED_KEY, SM_MEMBERSHIP_KEY, decode_record, encode_record};
+use crate::meta_file::{self, POINTER_MAGIC};
+use crate::snapshot_file::SnapshotFile;
+use crate::types::{Request, Response, TypeConfig};
+
+/// The applied state: last applied log id and last membership.
+pub type AppliedState = (
+    Option<LogId<u64>>,
+    StoredMembership<u64, openraft::BasicNode>,
+);
+
+/// The name of the current snapshot archive in `<node>/snap`.
+pub const CURRENT_SNAPSHOT: &str = "current.snap";
+
+fn engine_options() -> EngineOptions {
+    EngineOptions {
+        shards: Some(1),
+        compaction_threads: Some(1),
+        ..EngineOptions::default()
+    }
+}
+
+/// The applied state stored in `engine`.
+pub fn applied_state_of(engine: &Engine) -> Result<AppliedState> {
+    let applied = match engine.get(SM_APPLIED_KEY)? {
+        Some(b) => Some(decode_record("last applied log id", SM_APPLIED_KEY, &b)?),
+        None => None,
+    };
+    let membership = match engine.get(SM_MEMBERSHIP_KEY)? {
+        Some(b) => decode_record("last membership", SM_MEMBERSHIP_KEY, &b)?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
+}
+
+/// What the state machine and its snapshot builders share.
+#[derive(Debug)]
+struct SmShared {
+    /// `<node>/sm`.
+    sm_dir: PathBuf,
+    /// `<node>/snap`.
+    snap_dir: PathBuf,
+    /// The live engine and its generation (swapped by an install).
+    engine: RwLock<(u64, Arc<Engine>)>,
+    /// Serializes builds and installs (both replace `current.snap`).
+    snapshot_lock: Mutex<()>,
+    /// Names temporary files uniquely within this process.
+    seq: AtomicU64,
+}
+
+/// The directory of state machine generation `g`.
+fn gen_dir(sm_dir: &Path, g: u64) -> PathBuf {
+    sm_dir.join(format!("gen-{g}"))
+}
+
+impl SmShared {
+    fn engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine.read().1)
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn current_path(&self) -> PathBuf {
+        self.snap_dir.join(CURRENT_SNAPSHOT)
+    }
+
+    /// Checkpoints the engine, packs the checkpoint into `current.snap`.
+    fn build(&self) -> Result<Snapshot<TypeConfig>> {
+        let _guard = self.snapshot_lock.lock();
+        let seq = self.next_seq();
+        let ckpt = self.snap_dir.join(format!("build-{seq}"));
+        remove_tree(&ckpt)?;
+        let result = self.build_from(&ckpt, seq);
+        let cleanup = remove_tree(&ckpt);
+        let snapshot = result?;
+        cleanup?;
+        Ok(snapshot)
+    }
+
+    fn build_from(&self, ckpt: &Path, seq: u64) -> Result<Snapshot<TypeConfig>> {
+        self.engine().checkpoint(ckpt)?;
+        // The meta comes from the checkpoint itself: applies go on while it
+        // is taken, and only the copy says which of them it holds.
+        let (last_log_id, last_membership) = {
+            // Opened read-write: a read-only open needs the LOCK files the
+            // copy does not have (they stay out of the archive anyway).
+            let copy = Engine::open(ckpt, engine_options())?;
+            let state = applied_state_of(&copy)?;
+            copy.close()?;
+            state
+        };
+        let snapshot_id = match last_log_id {
+            Some(id) => format!("{}-{}-{}-{seq}", id.leader_id, id.index, unique()),
+            None => format!("none-{}-{seq}", unique()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id,
+            last_membership,
+            snapshot_id,
+        };
+        let meta_bytes = serde_json::to_vec(&meta).map_err(|source| RaftStoreError::Encode {
+            what: "snapshot meta",
+            source,
+        })?;
+        let tmp = self.snap_dir.join(format!("build-{seq}.tmp"));
+        remove_file(&tmp)?;
+        archive::pack(ckpt, &meta_bytes, &tmp)?;
+        let current = self.current_path();
+        rename(&tmp, &current)?;
+        sync_dir(&self.snap_dir)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile::open_read(&current)?),
+        })
+    }
+
+    /// The current snapshot, if one was built or installed.
+    fn current(&self) -> Result<Option<Snapshot<TypeConfig>>> {
+        let _guard = self.snapshot_lock.lock();
+        let path = self.current_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        let file = SnapshotFile::open_read(&path)?;
+        let meta = decode_meta(&path, &archive::read_meta(file.file())?)?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
+    }
+
+    /// Installs the archive `data` as the state machine: unpack and check
+    /// it into a fresh generation, check its applied state against `meta`,
+    /// keep the archive as `current.snap`, publish the generation in
+    /// `sm/CURRENT`, and swap the engine. Until the pointer is published
+    /// nothing the state machine reads changes; on an error before it the
+    /// new generation and the archive are removed.
+    fn install(
+        &self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        data: &SnapshotFile,
+    ) -> Result<()> {
+        let _guard = self.snapshot_lock.lock();
+        let seq = self.next_seq();
+        // The archive to keep: the receiving file itself, or a copy of
+        // another (openraft may hand over any snapshot file).
+        let staged = if data.path().parent() == Some(self.snap_dir.as_path())
+            && data
+                .path()
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("recv-"))
+        {
+            data.file().sync_all()?;
+            data.path().to_owned()
+        } else {
+            let copy = self.snap_dir.join(format!("recv-{seq}.tmp"));
+            remove_file(&copy)?;
+            copy_file_streaming(data.file(), &copy)?;
+            copy
+        };
+        let generation = self.engine.read().0 + 1;
+        let dest = gen_dir(&self.sm_dir, generation);
+        remove_tree(&dest)?;
+        let opened = match self.open_archive(&staged, &dest, meta) {
+            Ok(engine) => engine,
+            Err(e) => {
+                // The failed generation and the bad archive are dropped;
+                // the live state machine was never touched.
+                let _ = remove_tree(&dest);
+                let _ = remove_file(&staged);
+                return Err(e);
+            }
+        };
+        // The archive first, then the pointer: a node stopped between the
+        // two finds the snapshot ahead of its state machine at open and
+        // installs it again (`finish_install`).
+        if staged != self.current_path() {
+            rename(&staged, &self.current_path())?;
+            sync_dir(&self.snap_dir)?;
+        }
+        meta_file::write(&self.sm_dir.join("CURRENT"), POINTER_MAGIC, generation)?;
+        let old = {
+            let mut live = self.engine.write();
+            std::mem::replace(&mut *live, (generation, Arc::new(opened)))
+        };
+        let old_dir = gen_dir(&self.sm_dir, old.0);
+        // A builder may still hold the old engine: then its directory is
+        // left for the next open to remove.
+        if let Ok(engine) = Arc::try_unwrap(old.1) {
+            let _ = engine.close();
+            remove_tree(&old_dir)?;
+        }
+        Ok(())
+    }
+
+    fn open_archive(
+        &self,
+        staged: &Path,
+        dest: &Path,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+    ) -> Result<Engine> {
+        let file = silo_io::SiloFile::open_read(staged)?;
+        let archived = decode_meta(staged, &archive::unpack(&file, dest)?)?;
+        if archived.last_log_id != meta.last_log_id
+            || archived.last_membership != meta.last_membership
+        {
+            return Err(RaftStoreError::SnapshotMismatch {
+                snapshot_id: meta.snapshot_id.clone(),
+                reason: format!(
+                    "the archive's meta ({:?}) differs from the one sent with it ({:?})",
+                    archived.last_log_id, meta.last_log_id
+                ),
+            });
+        }
+        sync_dir(&self.sm_dir)?;
+        let engine = Engine::open(dest, engine_options())?;
+        let (applied, membership) = applied_state_of(&engine)?;
+        if applied != meta.last_log_id || membership != meta.last_membership {
+            drop(engine);
+            return Err(RaftStoreError::SnapshotMismatch {
+                snapshot_id: meta.snapshot_id.clone(),
+                reason: format!(
+                    "its state machine was applied up to {applied:?}, the meta says {:?}",
+                    meta.last_log_id
+                ),
+            });
+        }
+        Ok(engine)
+    }
+}
+
+/// Runs `f` on tokio's blocking pool and waits for it.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RaftStoreError::Raft(format!("snapshot task failed: {e}")))?
+}
+
+/// A number unique enough to tell snapshots apart across restarts.
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn decode_meta(path: &Path, bytes: &[u8]) -> Result<SnapshotMeta<u64, openraft::BasicNode>> {
+    serde_json::from_slice(bytes).map_err(|e| RaftStoreError::Invalid {
+        path: path.to_owned(),
+        what: "snapshot meta",
+        offset: 0,
+        reason: e.to_string(),
+    })
+}
+
+/// Removes the directory tree at `path` if it exists.
+pub(crate) fn remove_tree(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(silo_io::IoError::io("remove directory", path, e).into()),
+    }
+}
+
+/// Copies `src` into the new file `dest` in 1 MiB chunks and syncs it.
+fn copy_file_streaming(src: &silo_io::SiloFile, dest: &Path) -> Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let out = silo_io::SiloFile::create_new(dest)?;
+    let len = src.len()?;
+    let mut buf = vec![0_u8; usize::try_from(CHUNK).unwrap_or(1 << 20)];
+    let mut at = 0_u64;
+    while at < len {
+        let n = usize::try_from((len - at).min(CHUNK)).unwrap_or(buf.len());
+        src.read_exact_at(&mut buf[..n], at)?;
+        out.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+    }
+    out.sync_all()?;
+    Ok(())
+}
+
+/// The state machine of one node.
+#[derive(Debug)]
+pub struct StateMachine {
+    shared: Arc<SmShared>,
+}
+
+/// Builds a snapshot of the state machine (openraft runs it beside applies).
+#[derive(Debug)]
+pub struct SnapshotBuilder {
+    shared: Arc<SmShared>,
+}
+
+impl StateMachine {
+    /// Opens the state machine under `node_dir` (`sm/` and `snap/`),
+    /// creating generation 1 if there is none, and removes leftovers of
+    /// interrupted builds, receives and installs.
+    pub fn open(node_dir: &Path) -> Result<StateMachine> {
+        let sm_dir = node_dir.join("sm");
+        let snap_dir = node_dir.join("snap");
+        create_dir_durable(&sm_dir)?;
+        create_dir_durable(&snap_dir)?;
+        let pointer = sm_dir.join("CURRENT");
+        let generation = match meta_file::read(&pointer, "state machine pointer", POINTER_MAGIC)? {
+            Some(g) => g,
+            None => {
+                meta_file::write(&pointer, POINTER_MAGIC, 1)?;
+                1
+            }
+        };
+        let live = gen_dir(&sm_dir, generation);
+        for entry in read_dir_names(&sm_dir)? {
+            if entry.starts_with("gen-") && sm_dir.join(&entry) != live {
+                remove_tree(&sm_dir.join(&entry))?;
+            }
+        }
+        for entry in read_dir_names(&snap_dir)? {
+            if entry != CURRENT_SNAPSHOT {
+                let p = snap_dir.join(&entry);
+                if p.is_dir() {
+                    remove_tree(&p)?;
+                } else {
+                    remove_file(&p)?;
+                }
+            }
+        }
+        let engine = Engine::open(&live, engine_options())?;
+        let sm = StateMachine {
+            shared: Arc::new(SmShared {
+                sm_dir,
+                snap_dir,
+                engine: RwLock::new((generation, Arc::new(engine))),
+                snapshot_lock: Mutex::new(()),
+                seq: AtomicU64::new(0),
+            }),
+        };
+        sm.finish_install()?;
+        Ok(sm)
+    }
+
+    /// An install publishes the archive as `current.snap` before it
+    /// switches `sm/CURRENT`; if the node stopped in between, the snapshot
+    /// is ahead of the state machine: install it now.
+    fn finish_install(&self) -> Result<()> {
+        let path = self.shared.current_path();
+        if !path.exists() {
+            return Ok(());
+        }
+        let file = SnapshotFile::open_read(&path)?;
+        let meta = decode_meta(&path, &archive::read_meta(file.file())?)?;
+        let (applied, _) = applied_state_of(&self.shared.engine())?;
+        if meta.last_log_id > applied {
+            self.shared.install(&meta, &file)?;
+        }
+        Ok(())
+    }
+
+    /// The live engine (reads of the replicated state).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.shared.engine()
+    }
+
+    /// A cheap handle for reading the live state from other tasks.
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The generation of the live state machine directory.
+    pub fn generation(&self) -> u64 {
+        self.shared.engine.read().0
+    }
+
+    /// Installs the archive `data` as a snapshot described by `meta` (what
+    /// `install_snapshot` does, with the crate's typed error).
+    pub fn install_archive(
+        &self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        data: &SnapshotFile,
+    ) -> Result<()> {
+        self.shared.install(meta, data)
+    }
+
+    fn apply_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+    ) -> Result<Vec<Response>> {
+        let engine = self.shared.engine();
+        let mut batch = WriteBatch::new();
+        let mut responses = Vec::new();
+        let mut last = None;
+        let mut membership = None;
+        for entry in entries {
+            last = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => responses.push(Response::Applied),
+                EntryPayload::Normal(req) => responses.push(apply_request(&mut batch, &req)),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    responses.push(Response::Applied);
+                }
+            }
+        }
+        let Some(last) = last else {
+            return Ok(responses);
+        };
+        batch.put(
+            SM_APPLIED_KEY,
+            &encode_record("last applied log id", &last)?,
+        );
+        if let Some(m) = membership {
+            batch.put(SM_MEMBERSHIP_KEY, &encode_record("last membership", &m)?);
+        }
+        engine.write_with(&batch, WriteOptions::durability(Durability::Sync))?;
+        Ok(responses)
+    }
+}
+
+/// Adds `req` to `batch`, or refuses it whole if it touches a reserved key.
+fn apply_request(batch: &mut WriteBatch, req: &Request) -> Response {
+    if let Some(key) = req.reserved_key() {
+        return Response::ReservedKey { key };
+    }
+    fn add(batch: &mut WriteBatch, req: &Request) {
+        match req {
+            Request::Put { key, value } => {
+                batch.put(*key, value);
+            }
+            Request::Delete { key } => {
+                batch.delete(*key);
+            }
+            Request::Batch(reqs) => reqs.iter().for_each(|r| add(batch, r)),
+        }
+    }
+    add(batch, req);
+    Response::Applied
+}
+
+/// Reads the live state machine from any task (the engine may be swapped
+/// by a snapshot install between two calls).
+#[derive(Clone, Debug)]
+pub struct StateReader {
+    shared: Arc<SmShared>,
+}
+
+impl StateReader {
+    /// The value of `key` in the live state machine.
+    pub fn get(&self, key: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.shared.engine().get(key)?)
+    }
+
+    /// The live engine.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.shared.engine()
+    }
+}
+
+fn read_dir_names(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| silo_io::IoError::io("read directory", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| silo_io::IoError::io("read directory", dir, e))?;
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(out)
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        // Checkpoint and pack copy the whole state: off the async workers,
+        // so heartbeats and elections go on meanwhile.
+        let shared = Arc::clone(&self.shared);
+        blocking(move || shared.build())
+            .await
+            .map_err(|e| e.snapshot(ErrorVerb::Write))
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<AppliedState, StorageError<u64>> {
+        applied_state_of(&self.shared.engine()).map_err(RaftStoreError::read_sm)
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.apply_entries(entries)
+            .map_err(RaftStoreError::write_sm)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotFile>, StorageError<u64>> {
+        let seq = self.shared.next_seq();
+        let path = self.shared.snap_dir.join(format!("recv-{seq}.tmp"));
+        let _ = remove_file(&path);
+        SnapshotFile::create_new(&path)
+            .map(Box::new)
+            .map_err(|e| RaftStoreError::from(e).snapshot(ErrorVerb::Write))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError<u64>> {
+        let shared = Arc::clone(&self.shared);
+        let meta = meta.clone();
+        blocking(move || shared.install(&meta, &snapshot))
+            .await
+            .map_err(|e| e.snapshot(ErrorVerb::Write))
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        self.shared
+            .current()
+            .map_err(|e| e.snapshot(ErrorVerb::Read))
+    }
+}
