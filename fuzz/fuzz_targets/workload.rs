@@ -8,28 +8,10 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use silo_core::{MergeOperator, Options, Silo, WriteBatch};
-
-struct Concat;
-
-impl MergeOperator for Concat {
-    fn merge(
-        &self,
-        _key: u64,
-        existing: Option<&[u8]>,
-        operands: &[&[u8]],
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        out.extend_from_slice(existing.unwrap_or_default());
-        for op in operands {
-            out.extend_from_slice(op);
-        }
-        Ok(())
-    }
-}
+use silo_core::{Append, Options, Silo, WriteBatch};
 
 fn opts() -> Options {
-    let mut o = Options::default().with_merge_operator(Concat);
+    let mut o = Options::default().with_merge_operator(Append);
     o.auto_compact = false;
     o
 }

@@ -70,7 +70,7 @@ pub use compaction::policy::{CompactionKind, PolicyInput};
 pub use compaction::staged::{ColdRewrite, CompactionPlan, StagedCompaction};
 pub use error::{Error, Result};
 pub use iter::Iter;
-pub use merge::MergeOperator;
+pub use merge::{Append, MergeOperator};
 pub use options::{CompactionThresholds, Durability, Options, WriteOptions};
 pub use salvage::{Damage, Salvage, SalvagedKey, salvage};
 pub use silo::Silo;

@@ -51,3 +51,33 @@ pub trait MergeOperator: Send + Sync + 'static {
         out: &mut Vec<u8>,
     ) -> Result<(), String>;
 }
+
+/// The append operator: the value becomes the stored value (empty when
+/// absent) followed by every operand, oldest first. For logs, lists of
+/// fixed-size items and tests (an operand folded twice shows as a doubled
+/// suffix). It folds in steps as the trait requires, and never fails.
+///
+/// ```
+/// use silo_core::{Append, MergeOperator};
+/// let mut out = Vec::new();
+/// Append.merge(1, Some(b"ab"), &[b"c", b"de"], &mut out).unwrap();
+/// assert_eq!(out, b"abcde");
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Append;
+
+impl MergeOperator for Append {
+    fn merge(
+        &self,
+        _key: u64,
+        existing: Option<&[u8]>,
+        operands: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        out.extend_from_slice(existing.unwrap_or_default());
+        for op in operands {
+            out.extend_from_slice(op);
+        }
+        Ok(())
+    }
+}

@@ -9,7 +9,7 @@
 //! `SILO_POWER_CUT_SEED` the first seed, so a failure replays exactly.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use silo_core::{Durability, Options, Silo, WriteBatch, WriteOptions};
@@ -286,6 +286,13 @@ fn power_cut_run(seed: u64, durability: Durability, unsynced: Unsynced) {
     });
     let (_out, img) = image(&t, unsynced);
     drop(silo);
+    // With SILO_POWER_CUT_KEEP=DIR, the image as the cut left it (before
+    // the reopen's recovery changes it) is kept for a failure's diagnosis.
+    let keep = std::env::var_os("SILO_POWER_CUT_KEEP").map(PathBuf::from);
+    let pristine = _out.path().join("pristine");
+    if keep.is_some() {
+        copy_dir(&img, &pristine);
+    }
     let reopened = Silo::open(&img, o).unwrap_or_else(|e| {
         panic!(
             "seed {seed} {durability:?} {unsynced:?}: the image does not open: {e} \
@@ -301,6 +308,17 @@ fn power_cut_run(seed: u64, durability: Durability, unsynced: Unsynced) {
         }
     }
     let prefix = (durable..=ops.len()).find(|n| model_after(&ops, *n) == found);
+    if let (None, Some(keep)) = (prefix, &keep) {
+        let dest = keep.join(format!("seed-{seed}-{durability:?}-cut-{cut_at}"));
+        copy_dir(&pristine, &dest.join("image"));
+        copy_dir(&t.db, &dest.join("live"));
+        std::fs::write(
+            dest.join("ops.txt"),
+            format!("durable {durable}\n{ops:?}\n"),
+        )
+        .unwrap();
+        eprintln!("kept the image in {}", dest.display());
+    }
     if prefix.is_none() {
         // What the image holds, for the failure's diagnosis.
         eprintln!("first ops: {:?}", &ops[..durable.max(3).min(ops.len())]);
@@ -383,4 +401,15 @@ fn a_batch_tag_survives_exactly_when_its_batch_does() {
     assert_eq!(reopened.batch_tag(), 11, "12 was never synced");
     assert_eq!(get(&reopened, 3).as_deref(), Some(&b"three"[..]));
     assert_eq!(get(&reopened, 4), None);
+}
+
+/// Copies the files of `from` (no subdirectories) into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }

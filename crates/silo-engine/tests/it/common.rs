@@ -1,35 +1,16 @@
 //! Helpers shared by the engine's integration tests.
 
-use silo_core::MergeOperator;
+use silo_core::Append;
 use silo_engine::{Engine, EngineOptions};
 
-/// Concatenates operands onto the value (so a doubled operand shows).
-pub(crate) struct Concat;
-
-impl MergeOperator for Concat {
-    fn merge(
-        &self,
-        _key: u64,
-        existing: Option<&[u8]>,
-        operands: &[&[u8]],
-        out: &mut Vec<u8>,
-    ) -> Result<(), String> {
-        out.extend_from_slice(existing.unwrap_or_default());
-        for op in operands {
-            out.extend_from_slice(op);
-        }
-        Ok(())
-    }
-}
-
-/// `shards` shards, the concat operator, no automatic compaction.
+/// `shards` shards, the append operator, no automatic compaction.
 pub(crate) fn opts(shards: usize) -> EngineOptions {
     let mut o = EngineOptions {
         shards: Some(shards),
         compaction_threads: Some(2),
         ..EngineOptions::default()
     }
-    .with_merge_operator(Concat);
+    .with_merge_operator(Append);
     o.store.auto_compact = false;
     o
 }

@@ -28,6 +28,16 @@ enum Op {
 
 type Model = BTreeMap<u64, Vec<u8>>;
 
+/// What each call of `op` is made to do in turn: fail, and for writes also
+/// tear (70 bytes: past a file header, inside a record or frame).
+fn actions(op: FaultOp) -> &'static [FaultAction] {
+    if op == FaultOp::Write {
+        &[FaultAction::Fail, FaultAction::Torn { keep: 70 }]
+    } else {
+        &[FaultAction::Fail]
+    }
+}
+
 fn workload() -> Vec<Op> {
     let keys = keys_on_distinct_shards(2);
     let mut ops = Vec::new();
@@ -149,13 +159,8 @@ fn every_failed_or_torn_call_leaves_an_engine_that_recovers_acknowledged_writes(
     assert_eq!(clean.checkpoints.len(), 2, "both checkpoints ran");
     let mut cases = 0;
     for (op, n) in clean.counts {
-        let actions: &[FaultAction] = if op == FaultOp::Write {
-            &[FaultAction::Fail, FaultAction::Torn { keep: 70 }]
-        } else {
-            &[FaultAction::Fail]
-        };
         for nth in 1..=n {
-            for action in actions {
+            for action in actions(op) {
                 let root = tempfile::tempdir().unwrap();
                 let o = run_with(root.path(), FaultPlan::new().on(op, nth, *action));
                 if o.fired == 0 {
@@ -357,13 +362,8 @@ fn every_failed_or_torn_call_of_index_upserts_and_imports_leaves_a_consistent_in
     assert!(clean[0].len() > 10, "{clean:?}");
     let mut cases = 0;
     for (op, n) in counts {
-        let actions: &[FaultAction] = if op == FaultOp::Write {
-            &[FaultAction::Fail, FaultAction::Torn { keep: 70 }]
-        } else {
-            &[FaultAction::Fail]
-        };
         for nth in 1..=n {
-            for action in actions {
+            for action in actions(op) {
                 let root = tempfile::tempdir().unwrap();
                 let (allowed, fired, _) =
                     run_index_with(root.path(), FaultPlan::new().on(op, nth, *action));
