@@ -330,11 +330,14 @@ fn remove_strays(dir: &Path, m: &Manifest) -> Result<()> {
     let mut removed = false;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let stray = match name.split_once('-') {
-            Some(("data", id)) => id.parse::<u64>().is_ok_and(|id| id != m.data_id),
-            Some(("index", id)) => id.parse::<u64>().is_ok_and(|id| id != m.index_id),
-            _ => name.ends_with(".tmp"),
-        };
+        // A `.tmp` is an atomic replace or a file creation that was cut off
+        // (`data-3.tmp` included: only a header, never renamed).
+        let stray = name.ends_with(".tmp")
+            || match name.split_once('-') {
+                Some(("data", id)) => id.parse::<u64>().is_ok_and(|id| id != m.data_id),
+                Some(("index", id)) => id.parse::<u64>().is_ok_and(|id| id != m.index_id),
+                _ => false,
+            };
         if stray {
             remove_file(&entry.path())?;
             removed = true;

@@ -4,6 +4,9 @@
 # leaves the nodes running; stop them with `kill $(cat ROOT/pids)`.
 #
 #   crates/silo-raft/scripts/three-nodes.sh [ROOT] [BASE]
+#
+# With SCHEMA=path/to/schema.toml every node gets that index schema
+# (`--schema`), for the document calls (`upsert`, `patch`, `query`, ...).
 set -euo pipefail
 root=${1:-/tmp/silo-raft-cluster}
 base=${2:-7100}
@@ -11,11 +14,18 @@ target=${CARGO_TARGET_DIR:-target}
 cargo build -q -p silo-raft --bin silo-raft
 bin="$target/debug/silo-raft"
 peers="1=127.0.0.1:$((base + 1)),2=127.0.0.1:$((base + 2)),3=127.0.0.1:$((base + 3))"
+schema_args=()
+key=1
+if [ -n "${SCHEMA:-}" ]; then
+    schema_args=(--schema "$SCHEMA")
+    # Beside an index, user keys lie in 0x8000 << 48 .. 0xFFFE << 48.
+    key=9223372036854775809
+fi
 mkdir -p "$root"
 : > "$root/pids"
 for id in 1 2 3; do
     "$bin" --id "$id" --dir "$root/node$id" --listen "127.0.0.1:$((base + id))" \
-        --peers "$peers" > /dev/null 2> "$root/node$id.err" &
+        --peers "$peers" ${schema_args[@]+"${schema_args[@]}"} > /dev/null 2> "$root/node$id.err" &
     echo $! >> "$root/pids"
 done
 # Wait until node 1 answers, then initialize (an already initialized
@@ -27,6 +37,6 @@ done
 "$bin" client "127.0.0.1:$((base + 1))" init "$peers" || true
 sleep 1
 for id in 1 2 3; do "$bin" client "127.0.0.1:$((base + id))" status; done
-"$bin" client "127.0.0.1:$((base + 1))" put 1 hello
-"$bin" client "127.0.0.1:$((base + 1))" get 1
+"$bin" client "127.0.0.1:$((base + 1))" put "$key" hello
+"$bin" client "127.0.0.1:$((base + 1))" get "$key"
 echo "pids in $root/pids"

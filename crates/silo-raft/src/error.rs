@@ -118,6 +118,35 @@ pub enum RaftStoreError {
         /// What differs.
         reason: String,
     },
+    /// A committed entry holds a document command but this node has no
+    /// index: start every node of the cluster with the same `--schema`.
+    #[error(
+        "log entry {index}: a document command, but this node has no index schema (start it with the cluster's --schema)"
+    )]
+    NoIndex {
+        /// The entry's log index.
+        index: u64,
+    },
+    /// A committed document command was written for another index schema
+    /// than this node's: every node of a cluster needs the same
+    /// `--schema`; the node stops rather than answer differently.
+    #[error(
+        "log entry {index}: a document command for index schema {command:#010x}, but this node's is {node:#010x} (start every node with the same --schema)"
+    )]
+    SchemaFingerprint {
+        /// The entry's log index.
+        index: u64,
+        /// The fingerprint the command carries.
+        command: u32,
+        /// This node's.
+        node: u32,
+    },
+    /// The index schema given cannot be used on this state machine.
+    #[error("index schema: {reason}")]
+    SchemaRefused {
+        /// Why (and what to do).
+        reason: String,
+    },
     /// A network or protocol failure of the node (phase 2 server and client).
     #[error("{context}: {source}")]
     Net {

@@ -26,6 +26,33 @@ pub const LOG_LAST_KEY: u64 = u64::MAX - 3;
 pub const SM_APPLIED_KEY: u64 = u64::MAX;
 /// State machine engine: the last applied membership.
 pub const SM_MEMBERSHIP_KEY: u64 = u64::MAX - 1;
+/// State machine engine: the resolved document commands of the entry being
+/// applied ([`crate::documents::DocIntent`]), present only between their
+/// first index write and the applied id that covers them.
+pub const SM_DOC_INTENT_KEY: u64 = u64::MAX - 2;
+
+/// With an index, user keys must lie in `INDEXED_USER_KEYS_FROM ..
+/// INDEXED_USER_KEYS_TO`: bitmap fields `0x8000 ..= 0xFFFD` (top 16 bits).
+/// The index keeps its registry in field 0, the fields of a schema in the
+/// registry ids from 1 up (at most 4 per schema field, so below 0x8000
+/// for any schema of at most [`MAX_INDEXED_FIELDS`] fields), its system
+/// entries in 0xFFFE and documents in 0xFFFF.
+pub const INDEXED_USER_KEYS_FROM: u64 = 0x8000 << 48;
+/// The end (exclusive) of the user keys beside an index.
+pub const INDEXED_USER_KEYS_TO: u64 = 0xFFFE << 48;
+/// The most fields an index schema of a node may have (so that its
+/// registry ids stay below [`INDEXED_USER_KEYS_FROM`]).
+pub const MAX_INDEXED_FIELDS: usize = 0x7FFF / 4;
+
+/// Whether `key` is a user key a command may touch: below
+/// [`RESERVED_FROM`], and with an index inside the user window.
+pub fn user_key_allowed(key: u64, indexed: bool) -> bool {
+    if indexed {
+        (INDEXED_USER_KEYS_FROM..INDEXED_USER_KEYS_TO).contains(&key)
+    } else {
+        key < RESERVED_FROM
+    }
+}
 
 /// The version byte every stored value starts with.
 pub const RECORD_VERSION: u8 = 1;

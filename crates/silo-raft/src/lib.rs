@@ -9,6 +9,7 @@
 //! | `types.rs` | [`TypeConfig`], [`Request`], [`Response`] |
 //! | `keys.rs` | the key layout of both engines and the record encoding (version byte + JSON) |
 //! | `meta_file.rs` | the `NODE` and `sm/CURRENT` files (magic, version, value, CRC32) |
+//! | [`documents`] | document commands: JSON fields to typed values, resolved ops, the intent record |
 //! | `node_dir.rs` | [`open_node`]: a node directory, checked against its node id |
 //! | `log_store.rs` | [`LogStore`] (`RaftLogStorage`), [`LogReader`], the flusher thread (group commit) |
 //! | `state_machine.rs` | [`StateMachine`] (`RaftStateMachine`), [`SnapshotBuilder`], snapshot build and install |
@@ -23,6 +24,7 @@
 
 pub mod archive;
 pub mod bench;
+pub mod documents;
 mod error;
 pub mod keys;
 mod log_store;
@@ -38,9 +40,10 @@ pub mod wire;
 pub use error::{RaftStoreError, Result};
 pub use log_store::{COMPACT_AFTER_PURGED, LogReader, LogStore};
 pub use network::{Connection, Network};
-pub use node_dir::open_node;
+pub use node_dir::{open_node, open_node_with};
 pub use snapshot_file::SnapshotFile;
 pub use state_machine::{
-    AppliedState, CURRENT_SNAPSHOT, SnapshotBuilder, StateMachine, StateReader, applied_state_of,
+    AppliedState, CURRENT_SNAPSHOT, SmStore, SnapshotBuilder, StateMachine, StateReader,
+    applied_state_of,
 };
 pub use types::{NodeId, Request, Response, TypeConfig};

@@ -2,9 +2,11 @@
 //! send a client call to one.
 //!
 //! ```text
-//! silo-raft --id 1 --dir d1 --listen 127.0.0.1:7001 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//! silo-raft --id 1 --dir d1 --listen 127.0.0.1:7001 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003 [--schema schema.toml]
 //! silo-raft client 127.0.0.1:7001 init 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
 //! silo-raft client 127.0.0.1:7001 put 7 hello | get 7 | get-local 7 | delete 7 | status | digest
+//! silo-raft client 127.0.0.1:7001 upsert 3 '{"color":"red"}' | patch 3 '{"tags":[4]}' | delete-doc 3 | get-doc 3
+//! silo-raft client 127.0.0.1:7001 query 'color = "red"' [LIMIT] | count 'color = "red"'
 //! silo-raft client 127.0.0.1:7001 add-learner 4 127.0.0.1:7004 | change-membership 1,2,3,4
 //! silo-raft bench 127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 CLIENTS WRITES_PER_CLIENT [VALUE_LEN]
 //! silo-raft bench-local DIR CLIENTS WRITES_PER_CLIENT [VALUE_LEN]
@@ -46,6 +48,7 @@ fn node_options(args: &[String]) -> Result<NodeOptions> {
     let mut listen = None;
     let mut peers = BTreeMap::new();
     let mut snapshot_logs = 1000;
+    let mut schema = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it
@@ -57,6 +60,7 @@ fn node_options(args: &[String]) -> Result<NodeOptions> {
             "--listen" => listen = Some(value.clone()),
             "--peers" => peers = parse_peers(value)?,
             "--snapshot-logs" => snapshot_logs = parse_u64("--snapshot-logs", value)?,
+            "--schema" => schema = Some(read_schema(value)?),
             other => return Err(usage(format!("unknown flag {other}"))),
         }
     }
@@ -66,7 +70,36 @@ fn node_options(args: &[String]) -> Result<NodeOptions> {
         listen: listen.ok_or_else(|| usage("--listen is required"))?,
         peers,
         snapshot_logs,
+        schema,
     })
+}
+
+/// The longest schema file read.
+const MAX_SCHEMA_FILE: u64 = 1 << 20;
+
+/// The index schema in the TOML file `path` (read through silo-io).
+fn read_schema(path: &str) -> Result<silo_engine::Schema> {
+    let file = silo_io::SiloFile::open_read(std::path::Path::new(path))?;
+    let len = file.len()?;
+    if len > MAX_SCHEMA_FILE {
+        return Err(usage(format!(
+            "--schema {path}: {len} bytes, at most {MAX_SCHEMA_FILE}"
+        )));
+    }
+    let mut bytes = vec![0_u8; usize::try_from(len).unwrap_or(0)];
+    file.read_exact_at(&mut bytes, 0)?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| usage(format!("--schema {path}: not UTF-8 text")))?;
+    Ok(silo_engine::Schema::from_toml(&text)?)
+}
+
+fn parse_doc(s: &str) -> Result<u32> {
+    s.parse()
+        .map_err(|_| usage(format!("document id: {s:?} is not a number below 2^32")))
+}
+
+fn parse_fields(s: &str) -> Result<silo_raft::documents::JsonFields> {
+    serde_json::from_str(s).map_err(|e| usage(format!("fields: not a JSON object: {e}")))
 }
 
 fn client_request(args: &[String]) -> Result<ClientRequest> {
@@ -99,6 +132,37 @@ fn client_request(args: &[String]) -> Result<ClientRequest> {
                 .split(',')
                 .map(|s| parse_u64("voter", s))
                 .collect::<Result<BTreeSet<u64>>>()?,
+        },
+        "upsert" => ClientRequest::UpsertDoc {
+            doc: parse_doc(arg(1)?)?,
+            fields: parse_fields(arg(2)?)?,
+        },
+        "patch" => ClientRequest::PatchDoc {
+            doc: parse_doc(arg(1)?)?,
+            fields: parse_fields(arg(2)?)?,
+        },
+        "delete-doc" => ClientRequest::DeleteDoc {
+            doc: parse_doc(arg(1)?)?,
+        },
+        "get-doc" => ClientRequest::GetDoc {
+            doc: parse_doc(arg(1)?)?,
+            linearizable: true,
+        },
+        "query" => ClientRequest::Query {
+            filter: arg(1)?.to_owned(),
+            sort: None,
+            descending: false,
+            limit: match args.get(2) {
+                Some(n) => usize::try_from(parse_u64("limit", n)?)
+                    .map_err(|_| usage("limit: too large"))?,
+                None => 100,
+            },
+            fields: Vec::new(),
+            linearizable: true,
+        },
+        "count" => ClientRequest::Count {
+            filter: arg(1)?.to_owned(),
+            linearizable: true,
         },
         "status" => ClientRequest::Status,
         "digest" => ClientRequest::Digest,

@@ -14,6 +14,16 @@ use crate::state_machine::StateMachine;
 /// holds none. A directory created for another node is
 /// [`RaftStoreError::NodeIdMismatch`].
 pub fn open_node(dir: &Path, node_id: u64) -> Result<(LogStore, StateMachine)> {
+    open_node_with(dir, node_id, None)
+}
+
+/// [`open_node`] with an index schema for the state machine
+/// ([`StateMachine::open_with`]).
+pub fn open_node_with(
+    dir: &Path,
+    node_id: u64,
+    schema: Option<silo_engine::Schema>,
+) -> Result<(LogStore, StateMachine)> {
     create_dir_durable(dir)?;
     let node_file = dir.join("NODE");
     match meta_file::read(&node_file, "node id file", NODE_MAGIC)? {
@@ -28,6 +38,6 @@ pub fn open_node(dir: &Path, node_id: u64) -> Result<(LogStore, StateMachine)> {
         None => meta_file::write(&node_file, NODE_MAGIC, node_id)?,
     }
     let log = LogStore::open(&dir.join("log"))?;
-    let sm = StateMachine::open(dir)?;
+    let sm = StateMachine::open_with(dir, schema)?;
     Ok((log, sm))
 }

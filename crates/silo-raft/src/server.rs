@@ -8,14 +8,18 @@ use std::sync::Arc;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::documents::{json_document, schema_fingerprint};
 use crate::error::{RaftStoreError, Result};
-use crate::keys::{RESERVED_FROM, SM_APPLIED_KEY, decode_record};
+use crate::keys::{
+    INDEXED_USER_KEYS_FROM, INDEXED_USER_KEYS_TO, RESERVED_FROM, SM_APPLIED_KEY, decode_record,
+    user_key_allowed,
+};
 use crate::network::Network;
-use crate::node_dir::open_node;
+use crate::node_dir::open_node_with;
 use crate::state_machine::StateReader;
 use crate::types::{NodeId, Request, Response, TypeConfig};
 use crate::wire::{
-    ClientReply, ClientRequest, NodeStatus, StateDigest, WireReply, WireRequest, digest_of,
+    ClientReply, ClientRequest, DocHit, NodeStatus, StateDigest, WireReply, WireRequest, digest_of,
     read_frame, write_frame,
 };
 
@@ -32,6 +36,9 @@ pub struct NodeOptions {
     pub peers: BTreeMap<NodeId, String>,
     /// Build a snapshot (and purge the log) every this many applied entries.
     pub snapshot_logs: u64,
+    /// The index schema for document commands; every node of a cluster
+    /// must be given the same one.
+    pub schema: Option<silo_engine::Schema>,
 }
 
 /// A running node.
@@ -69,7 +76,7 @@ fn raft_config(snapshot_logs: u64) -> Result<Config> {
 impl Node {
     /// Opens the node's storage and starts its `Raft`.
     pub async fn start(opts: &NodeOptions) -> Result<Node> {
-        let (log, sm) = open_node(&opts.dir, opts.id)?;
+        let (log, sm) = open_node_with(&opts.dir, opts.id, opts.schema.clone())?;
         let state = sm.reader();
         let config = Arc::new(raft_config(opts.snapshot_logs)?);
         let raft = Raft::new(opts.id, config, Network, log, sm)
@@ -133,9 +140,12 @@ impl Node {
                 Response::Applied => ClientReply::Written {
                     index: resp.log_id.index,
                 },
-                Response::ReservedKey { key } => ClientReply::Failed(format!(
-                    "key {key:#x} is reserved (from {RESERVED_FROM:#x} up)"
-                )),
+                Response::ReservedKey { key } => reserved(key),
+                Response::DocumentRefused { doc, refusal } => ClientReply::DocumentRefused {
+                    index: resp.log_id.index,
+                    doc,
+                    refusal,
+                },
             },
             Err(e) => match e.forward_to_leader() {
                 Some(f) => ClientReply::NotLeader {
@@ -151,15 +161,106 @@ impl Node {
         match req {
             ClientRequest::Put { key, value } => self.write(Request::Put { key, value }).await,
             ClientRequest::Delete { key } => self.write(Request::Delete { key }).await,
+            ClientRequest::UpsertDoc { doc, fields } => match self.fingerprint() {
+                Ok(schema) => {
+                    self.write(Request::UpsertDoc {
+                        schema,
+                        doc,
+                        fields,
+                    })
+                    .await
+                }
+                Err(reply) => reply,
+            },
+            ClientRequest::PatchDoc { doc, fields } => match self.fingerprint() {
+                Ok(schema) => {
+                    self.write(Request::PatchDoc {
+                        schema,
+                        doc,
+                        fields,
+                    })
+                    .await
+                }
+                Err(reply) => reply,
+            },
+            ClientRequest::DeleteDoc { doc } => match self.fingerprint() {
+                Ok(schema) => self.write(Request::DeleteDoc { schema, doc }).await,
+                Err(reply) => reply,
+            },
+            ClientRequest::GetDoc { doc, linearizable } => {
+                if let Some(reply) = self.read_barrier(linearizable).await {
+                    return reply;
+                }
+                self.with_index(|index| {
+                    Ok(ClientReply::Document(
+                        index.get(doc)?.as_ref().map(json_document),
+                    ))
+                })
+            }
+            ClientRequest::Query {
+                filter,
+                sort,
+                descending,
+                limit,
+                fields,
+                linearizable,
+            } => {
+                if let Some(reply) = self.read_barrier(linearizable).await {
+                    return reply;
+                }
+                self.with_index(|index| {
+                    let mut q = silo_engine::Query::new(
+                        silo_engine::Filter::parse(&filter, index.schema())?,
+                        limit,
+                    );
+                    if let Some(field) = &sort {
+                        let order = if descending {
+                            silo_engine::Order::Descending
+                        } else {
+                            silo_engine::Order::Ascending
+                        };
+                        q = q.sorted_by(field, order);
+                    }
+                    q.fields.clone_from(&fields);
+                    let result = index.query(&q)?;
+                    let hits = result
+                        .hits
+                        .into_iter()
+                        .map(|hit| DocHit {
+                            doc: hit.doc,
+                            fields: fields
+                                .iter()
+                                .zip(&hit.fields)
+                                .filter_map(|(name, v)| {
+                                    v.as_ref()
+                                        .map(|v| (name.clone(), crate::documents::json_of(v)))
+                                })
+                                .collect(),
+                        })
+                        .collect();
+                    Ok(ClientReply::Hits(hits))
+                })
+            }
+            ClientRequest::Count {
+                filter,
+                linearizable,
+            } => {
+                if let Some(reply) = self.read_barrier(linearizable).await {
+                    return reply;
+                }
+                self.with_index(|index| {
+                    let filter = silo_engine::Filter::parse(&filter, index.schema())?;
+                    Ok(ClientReply::Count(index.count(&filter)?))
+                })
+            }
             ClientRequest::Get { key, linearizable } => {
-                if linearizable && let Err(e) = self.raft.ensure_linearizable().await {
-                    return match e.forward_to_leader() {
-                        Some(f) => ClientReply::NotLeader {
-                            leader_id: f.leader_id,
-                            leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
-                        },
-                        None => ClientReply::Failed(e.to_string()),
-                    };
+                if let Some(reply) = self.read_barrier(linearizable).await {
+                    return reply;
+                }
+                // Beside an index, keys outside the user window are the
+                // index's own.
+                if self.state.engine().index().is_some() && !user_key_allowed(key, true) {
+                    return reserved(key);
                 }
                 match self.state.get(key) {
                     Ok(v) => ClientReply::Value(v),
@@ -211,6 +312,45 @@ impl Node {
         }
     }
 
+    /// For a linearizable read: confirms leadership and waits for the
+    /// state machine; the reply to send instead of reading, if any.
+    async fn read_barrier(&self, linearizable: bool) -> Option<ClientReply> {
+        if !linearizable {
+            return None;
+        }
+        let e = self.raft.ensure_linearizable().await.err()?;
+        Some(match e.forward_to_leader() {
+            Some(f) => ClientReply::NotLeader {
+                leader_id: f.leader_id,
+                leader_addr: f.leader_node.as_ref().map(|n| n.addr.clone()),
+            },
+            None => ClientReply::Failed(e.to_string()),
+        })
+    }
+
+    /// The fingerprint of this node's index schema, stamped on the
+    /// document commands it proposes (`Failed` without an index: nothing
+    /// is proposed).
+    fn fingerprint(&self) -> std::result::Result<u32, ClientReply> {
+        self.state
+            .engine()
+            .index()
+            .map(|index| schema_fingerprint(index.schema()))
+            .ok_or_else(no_index)
+    }
+
+    /// Runs `read` on the live index (`Failed` without one).
+    fn with_index(
+        &self,
+        read: impl FnOnce(&silo_engine::Index) -> silo_engine::Result<ClientReply>,
+    ) -> ClientReply {
+        let store = self.state.engine();
+        let Some(index) = store.index() else {
+            return no_index();
+        };
+        read(index).unwrap_or_else(|e| ClientReply::Failed(e.to_string()))
+    }
+
     /// The digest of the live state machine, from one point in time.
     fn digest(&self) -> Result<StateDigest> {
         let engine = self.state.engine();
@@ -229,6 +369,17 @@ impl Node {
         let applied = applied.map(|l| l.index);
         Ok(digest_of(applied, pairs))
     }
+}
+
+fn reserved(key: u64) -> ClientReply {
+    ClientReply::Failed(format!(
+        "key {key:#x} is reserved (user keys are below {RESERVED_FROM:#x}, and with an index \
+         from {INDEXED_USER_KEYS_FROM:#x} to {INDEXED_USER_KEYS_TO:#x})"
+    ))
+}
+
+fn no_index() -> ClientReply {
+    ClientReply::Failed("this node has no index schema (start it with --schema)".to_owned())
 }
 
 /// Opens the node, binds its address and serves until the process ends.

@@ -2,6 +2,16 @@
 //! `<node>/sm/gen-<g>`, with the last applied log id and membership written
 //! in the same batch as each applied run of entries; snapshots built from
 //! a checkpoint and installed by switching the `sm/CURRENT` pointer.
+//!
+//! With an index schema the engine is held by a [`silo_engine::Index`]
+//! ([`SmStore`]): document commands go through it, in the same engine,
+//! so snapshots carry the documents and an install swaps them with the
+//! rest. Each entry with document commands first writes its resolved ops
+//! as an intent record, with the applied id of the entries before it, in
+//! one batch; the index's own batches follow; the next applied id removes
+//! the intent. A crash in between replays the entry from its intent: the
+//! ops are whole-document puts and removes, idempotent, so a patch that
+//! extends a tags list is not applied twice.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,12 +24,16 @@ use openraft::{
 };
 use parking_lot::{Mutex, RwLock};
 use silo_core::{Durability, WriteBatch, WriteOptions};
-use silo_engine::{Engine, EngineOptions};
+use silo_engine::{Engine, EngineOptions, Index, LayerOperator, Schema};
 use silo_io::durable::{create_dir_durable, remove_file, rename, sync_dir};
 
 use crate::archive;
+use crate::documents::{self, DocIntent};
 use crate::error::{RaftStoreError, Result};
-use crate::keys::{SM_APPLIED_KEY, SM_MEMBERSHIP_KEY, decode_record, encode_record};
+use crate::keys::{
+    MAX_INDEXED_FIELDS, SM_APPLIED_KEY, SM_DOC_INTENT_KEY, SM_MEMBERSHIP_KEY, decode_record,
+    encode_record,
+};
 use crate::meta_file::{self, POINTER_MAGIC};
 use crate::snapshot_file::SnapshotFile;
 use crate::types::{Request, Response, TypeConfig};
@@ -33,11 +47,95 @@ pub type AppliedState = (
 /// The name of the current snapshot archive in `<node>/snap`.
 pub const CURRENT_SNAPSHOT: &str = "current.snap";
 
+/// The state machine engine's options: one shard, and always the index
+/// layers' merge operator (key-value commands never merge, so it costs
+/// them nothing, and an engine holding an index can always be opened).
 fn engine_options() -> EngineOptions {
     EngineOptions {
         shards: Some(1),
         compaction_threads: Some(1),
         ..EngineOptions::default()
+    }
+    .with_merge_operator(LayerOperator)
+}
+
+/// The live state machine store: its engine, held by an index when the
+/// node has a schema. Derefs to the engine.
+#[derive(Debug)]
+pub struct SmStore {
+    inner: StoreInner,
+}
+
+#[derive(Debug)]
+enum StoreInner {
+    Plain(Box<Engine>),
+    Indexed(Index),
+}
+
+impl SmStore {
+    /// Wraps `engine`: with `schema` (or a schema the engine already holds)
+    /// an index over it. A schema other than the stored one, or a schema
+    /// given to a state machine that already applied entries without one,
+    /// is refused.
+    fn open(engine: Engine, schema: Option<&Schema>) -> Result<SmStore> {
+        let stored = Index::stored_schema(&engine)?;
+        let schema = match (schema, stored) {
+            (None, None) => {
+                return Ok(SmStore {
+                    inner: StoreInner::Plain(Box::new(engine)),
+                });
+            }
+            (None, Some(stored)) => stored,
+            (Some(given), None) => {
+                if applied_state_of(&engine)?.0.is_some() {
+                    return Err(RaftStoreError::SchemaRefused {
+                        reason: "this state machine has applied entries without an index: an \
+                                 index schema can only be given to a new cluster"
+                            .to_owned(),
+                    });
+                }
+                given.clone()
+            }
+            (Some(given), Some(_)) => given.clone(),
+        };
+        if schema.fields.len() > MAX_INDEXED_FIELDS {
+            return Err(RaftStoreError::SchemaRefused {
+                reason: format!(
+                    "{} fields, at most {MAX_INDEXED_FIELDS}",
+                    schema.fields.len()
+                ),
+            });
+        }
+        Ok(SmStore {
+            inner: StoreInner::Indexed(Index::open_on(engine, schema)?),
+        })
+    }
+
+    /// The index, if the state machine has one.
+    pub fn index(&self) -> Option<&Index> {
+        match &self.inner {
+            StoreInner::Plain(_) => None,
+            StoreInner::Indexed(index) => Some(index),
+        }
+    }
+
+    fn close(self) -> Result<()> {
+        match self.inner {
+            StoreInner::Plain(engine) => engine.close()?,
+            StoreInner::Indexed(index) => index.close()?,
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for SmStore {
+    type Target = Engine;
+
+    fn deref(&self) -> &Engine {
+        match &self.inner {
+            StoreInner::Plain(engine) => engine,
+            StoreInner::Indexed(index) => index.engine(),
+        }
     }
 }
 
@@ -61,8 +159,10 @@ struct SmShared {
     sm_dir: PathBuf,
     /// `<node>/snap`.
     snap_dir: PathBuf,
-    /// The live engine and its generation (swapped by an install).
-    engine: RwLock<(u64, Arc<Engine>)>,
+    /// The live store and its generation (swapped by an install).
+    engine: RwLock<(u64, Arc<SmStore>)>,
+    /// The node's index schema, if it was given one.
+    schema: Option<Schema>,
     /// Serializes builds and installs (both replace `current.snap`).
     snapshot_lock: Mutex<()>,
     /// Names temporary files uniquely within this process.
@@ -75,7 +175,7 @@ fn gen_dir(sm_dir: &Path, g: u64) -> PathBuf {
 }
 
 impl SmShared {
-    fn engine(&self) -> Arc<Engine> {
+    fn engine(&self) -> Arc<SmStore> {
         Arc::clone(&self.engine.read().1)
     }
 
@@ -221,7 +321,7 @@ impl SmShared {
         staged: &Path,
         dest: &Path,
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
-    ) -> Result<Engine> {
+    ) -> Result<SmStore> {
         let file = silo_io::SiloFile::open_read(staged)?;
         let archived = decode_meta(staged, &archive::unpack(&file, dest)?)?;
         if archived.last_log_id != meta.last_log_id
@@ -248,7 +348,7 @@ impl SmShared {
                 ),
             });
         }
-        Ok(engine)
+        SmStore::open(engine, self.schema.as_ref())
     }
 }
 
@@ -318,6 +418,14 @@ impl StateMachine {
     /// creating generation 1 if there is none, and removes leftovers of
     /// interrupted builds, receives and installs.
     pub fn open(node_dir: &Path) -> Result<StateMachine> {
+        StateMachine::open_with(node_dir, None)
+    }
+
+    /// [`StateMachine::open`] with an index schema: document commands go
+    /// through an index in the state machine's engine (see [`SmStore`]).
+    /// Without one, a state machine that holds an index keeps using the
+    /// schema it holds.
+    pub fn open_with(node_dir: &Path, schema: Option<Schema>) -> Result<StateMachine> {
         let sm_dir = node_dir.join("sm");
         let snap_dir = node_dir.join("snap");
         create_dir_durable(&sm_dir)?;
@@ -346,12 +454,13 @@ impl StateMachine {
                 }
             }
         }
-        let engine = Engine::open(&live, engine_options())?;
+        let engine = SmStore::open(Engine::open(&live, engine_options())?, schema.as_ref())?;
         let sm = StateMachine {
             shared: Arc::new(SmShared {
                 sm_dir,
                 snap_dir,
                 engine: RwLock::new((generation, Arc::new(engine))),
+                schema,
                 snapshot_lock: Mutex::new(()),
                 seq: AtomicU64::new(0),
             }),
@@ -377,8 +486,9 @@ impl StateMachine {
         Ok(())
     }
 
-    /// The live engine (reads of the replicated state).
-    pub fn engine(&self) -> Arc<Engine> {
+    /// The live store (reads of the replicated state; derefs to the
+    /// engine).
+    pub fn engine(&self) -> Arc<SmStore> {
         self.shared.engine()
     }
 
@@ -408,21 +518,82 @@ impl StateMachine {
         &self,
         entries: impl IntoIterator<Item = Entry<TypeConfig>>,
     ) -> Result<Vec<Response>> {
-        let engine = self.shared.engine();
+        let store = self.shared.engine();
+        let indexed = store.index().is_some();
+        // An intent left by a crash: the entry it names is the first one
+        // openraft applies again.
+        let mut intent: Option<DocIntent> = match store.get(SM_DOC_INTENT_KEY)? {
+            Some(b) => Some(decode_record("document intent", SM_DOC_INTENT_KEY, &b)?),
+            None => None,
+        };
+        let mut clear_intent = intent.is_some();
         let mut batch = WriteBatch::new();
         let mut responses = Vec::new();
         let mut last = None;
         let mut membership = None;
         for entry in entries {
-            last = Some(entry.log_id);
+            let log_id = entry.log_id;
             match entry.payload {
                 EntryPayload::Blank => responses.push(Response::Applied),
-                EntryPayload::Normal(req) => responses.push(apply_request(&mut batch, &req)),
+                EntryPayload::Normal(req) => {
+                    if let Some(key) = req.reserved_key(indexed) {
+                        responses.push(Response::ReservedKey { key });
+                    } else if req.has_documents() {
+                        let Some(index) = store.index() else {
+                            return Err(RaftStoreError::NoIndex {
+                                index: log_id.index,
+                            });
+                        };
+                        let resolved = match intent.take() {
+                            Some(i) if i.log_id == log_id => Ok(i.ops),
+                            _ => documents::resolve(index, &req, log_id.index)?,
+                        };
+                        match resolved {
+                            Err((doc, refusal)) => {
+                                responses.push(Response::DocumentRefused { doc, refusal });
+                            }
+                            Ok(ops) => {
+                                // The intent, with everything applied before
+                                // it, in one batch; then the index's batches.
+                                if let Some(prev) = last {
+                                    batch.put(
+                                        SM_APPLIED_KEY,
+                                        &encode_record("last applied log id", &prev)?,
+                                    );
+                                }
+                                if let Some(m) = membership.take() {
+                                    batch.put(
+                                        SM_MEMBERSHIP_KEY,
+                                        &encode_record("last membership", &m)?,
+                                    );
+                                }
+                                let intent = DocIntent { log_id, ops };
+                                batch.put(
+                                    SM_DOC_INTENT_KEY,
+                                    &encode_record("document intent", &intent)?,
+                                );
+                                let written = std::mem::replace(&mut batch, WriteBatch::new());
+                                store.write_with(
+                                    &written,
+                                    WriteOptions::durability(Durability::Sync),
+                                )?;
+                                documents::apply_ops(index, &intent.ops)?;
+                                clear_intent = true;
+                                add_key_values(&mut batch, &req);
+                                responses.push(Response::Applied);
+                            }
+                        }
+                    } else {
+                        add_key_values(&mut batch, &req);
+                        responses.push(Response::Applied);
+                    }
+                }
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    membership = Some(StoredMembership::new(Some(log_id), m));
                     responses.push(Response::Applied);
                 }
             }
+            last = Some(log_id);
         }
         let Some(last) = last else {
             return Ok(responses);
@@ -434,29 +605,27 @@ impl StateMachine {
         if let Some(m) = membership {
             batch.put(SM_MEMBERSHIP_KEY, &encode_record("last membership", &m)?);
         }
-        engine.write_with(&batch, WriteOptions::durability(Durability::Sync))?;
+        if clear_intent {
+            batch.delete(SM_DOC_INTENT_KEY);
+        }
+        store.write_with(&batch, WriteOptions::durability(Durability::Sync))?;
         Ok(responses)
     }
 }
 
-/// Adds `req` to `batch`, or refuses it whole if it touches a reserved key.
-fn apply_request(batch: &mut WriteBatch, req: &Request) -> Response {
-    if let Some(key) = req.reserved_key() {
-        return Response::ReservedKey { key };
-    }
-    fn add(batch: &mut WriteBatch, req: &Request) {
-        match req {
-            Request::Put { key, value } => {
-                batch.put(*key, value);
-            }
-            Request::Delete { key } => {
-                batch.delete(*key);
-            }
-            Request::Batch(reqs) => reqs.iter().for_each(|r| add(batch, r)),
+/// Adds the key-value commands of `req` (checked: no reserved key) to
+/// `batch`; its document commands go through the index.
+fn add_key_values(batch: &mut WriteBatch, req: &Request) {
+    match req {
+        Request::Put { key, value } => {
+            batch.put(*key, value);
         }
+        Request::Delete { key } => {
+            batch.delete(*key);
+        }
+        Request::Batch(reqs) => reqs.iter().for_each(|r| add_key_values(batch, r)),
+        Request::UpsertDoc { .. } | Request::PatchDoc { .. } | Request::DeleteDoc { .. } => {}
     }
-    add(batch, req);
-    Response::Applied
 }
 
 /// Reads the live state machine from any task (the engine may be swapped
@@ -472,8 +641,8 @@ impl StateReader {
         Ok(self.shared.engine().get(key)?)
     }
 
-    /// The live engine.
-    pub fn engine(&self) -> Arc<Engine> {
+    /// The live store (derefs to the engine; holds the index if any).
+    pub fn engine(&self) -> Arc<SmStore> {
         self.shared.engine()
     }
 }

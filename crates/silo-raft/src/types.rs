@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::RESERVED_FROM;
+use crate::documents::{DocRefusal, JsonFields};
+use crate::keys::user_key_allowed;
 use crate::snapshot_file::SnapshotFile;
 
 openraft::declare_raft_types!(
@@ -27,7 +28,8 @@ pub type NodeId = u64;
 pub enum Request {
     /// Store `value` under `key`.
     Put {
-        /// The key; keys from [`RESERVED_FROM`] up are reserved.
+        /// The key; keys from [`crate::keys::RESERVED_FROM`] up are reserved
+        /// (and with an index, keys outside the user window).
         key: u64,
         /// The value.
         value: Vec<u8>,
@@ -39,16 +41,67 @@ pub enum Request {
     },
     /// Several commands applied atomically, in order.
     Batch(Vec<Request>),
+    /// Store document `doc` with exactly `fields` (JSON values of the
+    /// index schema's types; `null`: absent), replacing any earlier one.
+    UpsertDoc {
+        /// The fingerprint of the index schema the command was written
+        /// for ([`crate::documents::schema_fingerprint`]): a node whose
+        /// schema differs stops instead of applying it.
+        schema: u32,
+        /// The document id.
+        doc: u32,
+        /// Its fields.
+        fields: JsonFields,
+    },
+    /// Change the given fields of document `doc` (creating it if absent):
+    /// values replace, a `tags` array extends the stored tags, `null`
+    /// removes the field.
+    PatchDoc {
+        /// The fingerprint of the index schema the command was written
+        /// for ([`crate::documents::schema_fingerprint`]): a node whose
+        /// schema differs stops instead of applying it.
+        schema: u32,
+        /// The document id.
+        doc: u32,
+        /// The fields to change.
+        fields: JsonFields,
+    },
+    /// Remove document `doc` (nothing if absent).
+    DeleteDoc {
+        /// The fingerprint of the index schema the command was written
+        /// for ([`crate::documents::schema_fingerprint`]): a node whose
+        /// schema differs stops instead of applying it.
+        schema: u32,
+        /// The document id.
+        doc: u32,
+    },
 }
 
 impl Request {
-    /// The first key of this command in the reserved range, if any.
-    pub fn reserved_key(&self) -> Option<u64> {
+    /// The first key of this command a user may not touch, if any: from
+    /// [`crate::keys::RESERVED_FROM`] up, and with an index (`indexed`)
+    /// any key outside [`crate::keys::INDEXED_USER_KEYS_FROM`]
+    /// `..` [`crate::keys::INDEXED_USER_KEYS_TO`].
+    pub fn reserved_key(&self, indexed: bool) -> Option<u64> {
         match self {
             Request::Put { key, .. } | Request::Delete { key } => {
-                (*key >= RESERVED_FROM).then_some(*key)
+                (!user_key_allowed(*key, indexed)).then_some(*key)
             }
-            Request::Batch(reqs) => reqs.iter().find_map(Request::reserved_key),
+            Request::Batch(reqs) => reqs.iter().find_map(|r| r.reserved_key(indexed)),
+            Request::UpsertDoc { .. } | Request::PatchDoc { .. } | Request::DeleteDoc { .. } => {
+                None
+            }
+        }
+    }
+
+    /// Whether this command holds a document command.
+    pub fn has_documents(&self) -> bool {
+        match self {
+            Request::Put { .. } | Request::Delete { .. } => false,
+            Request::Batch(reqs) => reqs.iter().any(Request::has_documents),
+            Request::UpsertDoc { .. } | Request::PatchDoc { .. } | Request::DeleteDoc { .. } => {
+                true
+            }
         }
     }
 }
@@ -63,6 +116,14 @@ pub enum Response {
     ReservedKey {
         /// The offending key.
         key: u64,
+    },
+    /// A document command did not fit the index schema; nothing of the
+    /// entry was applied (every node decides it the same way).
+    DocumentRefused {
+        /// The document.
+        doc: u32,
+        /// Why.
+        refusal: DocRefusal,
     },
 }
 
@@ -99,6 +160,57 @@ mod tests {
         assert_eq!(
             json,
             r#"{"leader_id":{"term":3,"node_id":1},"committed":false}"#
+        );
+    }
+
+    /// The document shapes docs/FORMAT.md shows, byte for byte.
+    #[test]
+    fn document_json_shapes_match_the_format_document() {
+        let fields: crate::documents::JsonFields =
+            serde_json::from_str(r#"{"tags":[1,2],"price":30,"color":"red"}"#).expect("json");
+        assert_eq!(
+            serde_json::to_string(&fields).expect("encodes"),
+            r#"{"color":"red","price":30,"tags":[1,2]}"#
+        );
+        let upsert = Request::UpsertDoc {
+            schema: 0x1234,
+            doc: 3,
+            fields: fields.clone(),
+        };
+        assert_eq!(
+            serde_json::to_string(&upsert).expect("encodes"),
+            r#"{"UpsertDoc":{"schema":4660,"doc":3,"fields":{"color":"red","price":30,"tags":[1,2]}}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::DeleteDoc {
+                schema: 0x1234,
+                doc: 3
+            })
+            .expect("encodes"),
+            r#"{"DeleteDoc":{"schema":4660,"doc":3}}"#
+        );
+        let refused = Response::DocumentRefused {
+            doc: 3,
+            refusal: DocRefusal::WrongType {
+                field: "price".into(),
+                expected: "u64".into(),
+                found: "a string".into(),
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&refused).expect("encodes"),
+            r#"{"DocumentRefused":{"doc":3,"refusal":{"WrongType":{"field":"price","expected":"u64","found":"a string"}}}}"#
+        );
+        let intent = crate::documents::DocIntent {
+            log_id: log_id(2, 1, 5),
+            ops: vec![
+                crate::documents::DocOp::Put { doc: 3, fields },
+                crate::documents::DocOp::Remove { doc: 4 },
+            ],
+        };
+        assert_eq!(
+            serde_json::to_string(&intent).expect("encodes"),
+            r#"{"log_id":{"leader_id":{"term":2,"node_id":1},"index":5},"ops":[{"Put":{"doc":3,"fields":{"color":"red","price":30,"tags":[1,2]}}},{"Remove":{"doc":4}}]}"#
         );
     }
 }

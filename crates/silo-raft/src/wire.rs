@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::documents::{DocRefusal, JsonFields};
 use crate::error::{RaftStoreError, Result};
 use crate::types::{NodeId, TypeConfig};
 
@@ -74,6 +75,55 @@ pub enum ClientRequest {
         /// Whether the read must be linearizable.
         linearizable: bool,
     },
+    /// Replicate `UpsertDoc`.
+    UpsertDoc {
+        /// The document id.
+        doc: u32,
+        /// Its fields (JSON values of the schema's types).
+        fields: JsonFields,
+    },
+    /// Replicate `PatchDoc`.
+    PatchDoc {
+        /// The document id.
+        doc: u32,
+        /// The fields to change (`null` removes one).
+        fields: JsonFields,
+    },
+    /// Replicate `DeleteDoc`.
+    DeleteDoc {
+        /// The document id.
+        doc: u32,
+    },
+    /// Read a document (`linearizable` as for `Get`).
+    GetDoc {
+        /// The document id.
+        doc: u32,
+        /// Whether the read must be linearizable.
+        linearizable: bool,
+    },
+    /// The documents matching `filter` (the index's filter text syntax),
+    /// in id order or sorted by a sort field, with the asked-for fields.
+    Query {
+        /// The filter, as text (`color = "red" and price < 10`).
+        filter: String,
+        /// A sort field, if any.
+        sort: Option<String>,
+        /// Sort largest first.
+        descending: bool,
+        /// At most this many hits.
+        limit: usize,
+        /// The stored fields to return with each hit.
+        fields: Vec<String>,
+        /// Whether the read must be linearizable.
+        linearizable: bool,
+    },
+    /// How many documents match `filter`.
+    Count {
+        /// The filter, as text.
+        filter: String,
+        /// Whether the read must be linearizable.
+        linearizable: bool,
+    },
     /// Initialize a new cluster with these voters (id to address).
     Init {
         /// The members.
@@ -118,10 +168,34 @@ pub enum ClientReply {
     },
     /// The call failed.
     Failed(String),
+    /// A document command was refused: nothing of it was applied.
+    DocumentRefused {
+        /// The log index of the refused command.
+        index: u64,
+        /// The document.
+        doc: u32,
+        /// Why.
+        refusal: DocRefusal,
+    },
+    /// The document read (`None`: absent).
+    Document(Option<JsonFields>),
+    /// The hits of a query, in order.
+    Hits(Vec<DocHit>),
+    /// How many documents matched.
+    Count(u64),
     /// This node's view of the cluster.
     Status(NodeStatus),
     /// A digest of the state machine.
     Digest(StateDigest),
+}
+
+/// One hit of a query: the document and the asked-for fields it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocHit {
+    /// The document.
+    pub doc: u32,
+    /// The asked-for fields it holds.
+    pub fields: JsonFields,
 }
 
 /// A node's view of the cluster.

@@ -16,10 +16,12 @@ use silo_raft::wire::{
 /// killed node misses is purged before it returns).
 const SNAPSHOT_LOGS: u64 = 40;
 
-struct Cluster {
-    root: PathBuf,
-    addrs: BTreeMap<u64, String>,
-    children: BTreeMap<u64, Child>,
+pub(crate) struct Cluster {
+    pub(crate) root: PathBuf,
+    pub(crate) addrs: BTreeMap<u64, String>,
+    pub(crate) children: BTreeMap<u64, Child>,
+    /// A schema file every node is started with (`--schema`), if any.
+    pub(crate) schema: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -31,8 +33,12 @@ impl Cluster {
             .join(",")
     }
 
-    fn start(&mut self, id: u64) {
-        let child = Command::new(env!("CARGO_BIN_EXE_silo-raft"))
+    pub(crate) fn start(&mut self, id: u64) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_silo-raft"));
+        if let Some(schema) = &self.schema {
+            cmd.arg("--schema").arg(schema);
+        }
+        let child = cmd
             .args(["--id", &id.to_string()])
             .arg("--dir")
             .arg(self.root.join(format!("node{id}")))
@@ -48,7 +54,7 @@ impl Cluster {
         self.children.insert(id, child);
     }
 
-    fn kill(&mut self, id: u64) {
+    pub(crate) fn kill(&mut self, id: u64) {
         let mut child = self.children.remove(&id).expect("running");
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
@@ -64,7 +70,7 @@ impl Drop for Cluster {
     }
 }
 
-fn free_addrs(n: u64) -> BTreeMap<u64, String> {
+pub(crate) fn free_addrs(n: u64) -> BTreeMap<u64, String> {
     let listeners: Vec<_> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
         .collect();
@@ -74,7 +80,7 @@ fn free_addrs(n: u64) -> BTreeMap<u64, String> {
         .collect()
 }
 
-async fn status(addr: &str) -> Option<NodeStatus> {
+pub(crate) async fn status(addr: &str) -> Option<NodeStatus> {
     match client_call(addr, ClientRequest::Status).await {
         Ok(ClientReply::Status(s)) => Some(s),
         _ => None,
@@ -89,7 +95,12 @@ async fn digest(addr: &str) -> Option<StateDigest> {
 }
 
 /// Polls until a node among `ids` leads in a term above `after_term`; its id and term.
-async fn wait_leader(c: &Cluster, ids: &[u64], after_term: u64, deadline: Instant) -> (u64, u64) {
+pub(crate) async fn wait_leader(
+    c: &Cluster,
+    ids: &[u64],
+    after_term: u64,
+    deadline: Instant,
+) -> (u64, u64) {
     loop {
         for id in ids {
             if let Some(s) = status(&c.addrs[id]).await
@@ -106,12 +117,32 @@ async fn wait_leader(c: &Cluster, ids: &[u64], after_term: u64, deadline: Instan
 
 /// Sends a write, following redirects and retrying (writes are idempotent
 /// here) until it is acknowledged; returns its log index.
-async fn write(c: &Cluster, alive: &[u64], req: ClientRequest, deadline: Instant) -> u64 {
+pub(crate) async fn write(
+    c: &Cluster,
+    alive: &[u64],
+    req: ClientRequest,
+    deadline: Instant,
+) -> u64 {
+    match write_reply(c, alive, req, deadline).await {
+        ClientReply::Written { index } => index,
+        other => panic!("expected Written, got {other:?}"),
+    }
+}
+
+/// As [`write`], returning the leader's reply (`Written` or a refusal).
+pub(crate) async fn write_reply(
+    c: &Cluster,
+    alive: &[u64],
+    req: ClientRequest,
+    deadline: Instant,
+) -> ClientReply {
     let mut addr = c.addrs[&alive[0]].clone();
     let mut next = 0;
     loop {
         match client_call(&addr, req.clone()).await {
-            Ok(ClientReply::Written { index }) => return index,
+            Ok(reply @ (ClientReply::Written { .. } | ClientReply::DocumentRefused { .. })) => {
+                return reply;
+            }
             Ok(ClientReply::NotLeader {
                 leader_addr: Some(leader),
                 ..
@@ -163,23 +194,12 @@ async fn write_range(
     last
 }
 
-fn data_dir_exists(root: &Path, id: u64) -> bool {
-    root.join(format!("node{id}/NODE")).exists()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_survive_a_killed_leader() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = Cluster {
-        root: dir.path().to_owned(),
-        addrs: free_addrs(3),
-        children: BTreeMap::new(),
-    };
+/// Starts nodes 1 to 3, waits until each answers, initializes the
+/// cluster and waits for a leader: its id and term.
+pub(crate) async fn start_cluster(c: &mut Cluster, deadline: Instant) -> (u64, u64) {
     for id in 1..=3 {
         c.start(id);
     }
-    let deadline = Instant::now() + Duration::from_secs(25);
-    // Wait until every node answers, then initialize the cluster.
     for id in 1..=3 {
         while status(&c.addrs[&id]).await.is_none() {
             assert!(Instant::now() < deadline, "node {id} never answered",);
@@ -195,8 +215,25 @@ async fn three_processes_survive_a_killed_leader() {
     .await
     .expect("init call");
     assert_eq!(init, ClientReply::Done);
+    wait_leader(c, &[1, 2, 3], 0, deadline).await
+}
+
+pub(crate) fn data_dir_exists(root: &Path, id: u64) -> bool {
+    root.join(format!("node{id}/NODE")).exists()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_survive_a_killed_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = Cluster {
+        root: dir.path().to_owned(),
+        addrs: free_addrs(3),
+        children: BTreeMap::new(),
+        schema: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(25);
     let all = [1, 2, 3];
-    let (leader, term) = wait_leader(&c, &all, 0, deadline).await;
+    let (leader, term) = start_cluster(&mut c, deadline).await;
 
     let mut expected = BTreeMap::new();
     let before_kill = write_range(&c, &all, 0..30, &mut expected, deadline).await;
