@@ -74,7 +74,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         m.dead_bytes = data.end().saturating_sub(HEADER_LEN as u64 + live);
         (m.index_live, m.index_used) = index.counts();
     }
-    let (log, pending, torn_tail_bytes, logged_tag) = replay_logs(dir, opts)?;
+    let (log, pending, torn_tail_bytes, logged_tag) = replay_logs(dir, opts, m.folded_seq)?;
     Ok(Recovered {
         log,
         pending,
@@ -102,7 +102,16 @@ fn live_bytes(data: &DataFile, index: &Index) -> Result<u64> {
 
 /// Replays both slots into a new pending view; returns it with the log
 /// state, the torn bytes cut off and the highest batch tag replayed.
-fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64, u64)> {
+///
+/// Operations at or below `folded_seq` are in the data file and the index
+/// already (the manifest says so only once both are synced) and are not
+/// recorded: a slot that a crash cut off while it was being emptied can
+/// still hold an old put of a key the fold deleted, which would come back.
+fn replay_logs(
+    dir: &Path,
+    opts: &Options,
+    folded_seq: u64,
+) -> Result<(LogState, PendingView, u64, u64)> {
     let mut slots = [LogSlot::open(dir, 0)?, LogSlot::open(dir, 1)?];
     let (g0, g1) = (slots[0].header.generation, slots[1].header.generation);
     if g0 == g1 {
@@ -161,7 +170,9 @@ fn replay_logs(dir: &Path, opts: &Options) -> Result<(LogState, PendingView, u64
                 READ_LIMIT,
                 opts.recover_corrupt_log,
                 |op| {
-                    if parts > 1 && PendingView::part_of(op.key, parts) != part {
+                    if op.seq <= folded_seq
+                        || (parts > 1 && PendingView::part_of(op.key, parts) != part)
+                    {
                         return;
                     }
                     // The payload lies inside the map by construction.

@@ -307,11 +307,13 @@ impl SmShared {
             std::mem::replace(&mut *live, (generation, Arc::new(opened)))
         };
         let old_dir = gen_dir(&self.sm_dir, old.0);
-        // A builder may still hold the old engine: then its directory is
-        // left for the next open to remove.
+        // The new state is live from here: removing the old generation is
+        // best effort (a builder may still hold its engine, or the removal
+        // may fail), and the next open removes what is left, so no error
+        // reaches openraft (which would stop the node).
         if let Ok(engine) = Arc::try_unwrap(old.1) {
             let _ = engine.close();
-            remove_tree(&old_dir)?;
+            let _ = remove_tree(&old_dir);
         }
         Ok(())
     }

@@ -164,12 +164,12 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     };
 
     // 6. The manifest records the new data end (and index file) before the
-    //    index points past the old end.
+    //    index points past the old end, still with the old folded sequence:
+    //    until the index is synced, the frozen slot's operations must be
+    //    replayed after a crash.
     add(&silo.space.live_bytes, live_delta);
     add(&silo.space.dead_bytes, dead_delta);
-    let mut manifest = silo.current_manifest(plan.through_seq, false);
-    manifest.batch_tag = manifest.batch_tag.max(plan.max_tag);
-    silo.store_manifest(manifest)?;
+    silo.store_manifest(silo.current_manifest(0, false))?;
 
     // 7. Index, then sync.
     tables.index.set_many(&new_locs)?;
@@ -178,6 +178,15 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
         applied.deleted += 1;
     }
     tables.index.flush()?;
+
+    // 7b. Data file and index hold everything through `through_seq`, durably:
+    //    the manifest says so, and from now on a replay skips those
+    //    operations (were the frozen slot's frames left behind by a crash
+    //    while it is emptied, an old put would otherwise come back over a
+    //    key the fold deleted).
+    let mut manifest = silo.current_manifest(plan.through_seq, false);
+    manifest.batch_tag = manifest.batch_tag.max(plan.max_tag);
+    silo.store_manifest(manifest)?;
 
     // 8. The in-place writes are durable: the journal has done its job.
     if in_place_count > 0 {

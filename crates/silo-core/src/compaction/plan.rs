@@ -96,6 +96,16 @@ pub(crate) fn compute<'a>(
         ..Plan::default()
     };
     let view = tables.data.view();
+    // Operations at or below the manifest's folded sequence are in the data
+    // file and the index already, deletes included (which leave no record
+    // whose sequence number would say so). A frozen slot holds such
+    // operations only when a crash cut off the emptying of a slot an
+    // earlier compaction had folded.
+    let folded = silo
+        .manifest
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .folded_seq;
     let mut at = 0;
     for group in ops.chunk_by(|a, b| a.key == b.key) {
         let key = group[0].key;
@@ -117,7 +127,7 @@ pub(crate) fn compute<'a>(
         };
         plan.bytes_read += stored.map_or(0, |(_, r)| r.size() as u64);
         // Operations at or below the record's sequence number are already in it.
-        let floor = stored.map_or(0, |(_, r)| r.seq);
+        let floor = stored.map_or(0, |(_, r)| r.seq).max(folded);
         let live: Vec<&LoggedOp<'_>> = group.iter().filter(|op| op.seq > floor).collect();
         let Some(last) = live.last() else { continue };
         let seq = last.seq;

@@ -111,14 +111,22 @@ fn a_full_disk_fails_writes_clearly_and_loses_nothing_acknowledged() {
     // File systems of several sizes run out at different points: in a log
     // append, a log rotation, a compaction's new data file, a checkpoint.
     let mut seen = Vec::new();
+    // Where mounting is refused (not root), the fault seam plays the full
+    // disk instead; `SILO_REQUIRE_MOUNT=1` makes that a failure.
+    let probe = tempfile::tempdir().expect("tempdir");
+    if Tmpfs::mount(&probe.path().join("mnt"), 1).is_none() {
+        assert!(
+            std::env::var_os("SILO_REQUIRE_MOUNT").is_none(),
+            "mounting a tmpfs was refused"
+        );
+        println!("mount not permitted: the fault seam plays the full disk");
+        seam_full_disk(&probe.path().join("seam"));
+        return;
+    }
     for (mib, compact_every) in [(3, 25), (4, 1000), (5, 1000), (7, 25), (9, 7)] {
         let root = tempfile::tempdir().expect("tempdir");
         let mnt = root.path().join("mnt");
-        let Some(tmpfs) = Tmpfs::mount(&mnt, mib) else {
-            println!("mount not permitted: the fault seam plays the full disk");
-            seam_full_disk(&mnt);
-            return;
-        };
+        let tmpfs = Tmpfs::mount(&mnt, mib).expect("mounting worked a moment ago");
         let dir = mnt.join("db");
         let mut acked = Model::new();
         let db = Engine::open(&dir, opts(2)).expect("open");

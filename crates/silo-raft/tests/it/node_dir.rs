@@ -14,6 +14,25 @@ pub(crate) fn entry(index: u64, req: Request) -> Entry<TypeConfig> {
     }
 }
 
+/// Normal entries for the indexes in `range`, entry `i` putting `value(i)`
+/// at key `i`.
+pub(crate) fn put_entries(
+    range: std::ops::RangeInclusive<u64>,
+    value: impl Fn(u64) -> Vec<u8>,
+) -> Vec<Entry<TypeConfig>> {
+    range
+        .map(|i| {
+            entry(
+                i,
+                Request::Put {
+                    key: i,
+                    value: value(i),
+                },
+            )
+        })
+        .collect()
+}
+
 /// Appends `entries` and waits for the flusher's callback (the sync).
 pub(crate) async fn append(log: &mut silo_raft::LogStore, entries: Vec<Entry<TypeConfig>>) {
     log.blocking_append(entries).await.expect("append, synced");
@@ -26,17 +45,7 @@ async fn reopen_keeps_vote_log_and_applied_state() {
     {
         let (mut log, mut sm) = open_node(&node, 1).expect("opens");
         log.save_vote(&Vote::new(3, 1)).await.expect("vote");
-        let entries: Vec<_> = (1..=5)
-            .map(|i| {
-                entry(
-                    i,
-                    Request::Put {
-                        key: i,
-                        value: i.to_le_bytes()[..3].to_vec(),
-                    },
-                )
-            })
-            .collect();
+        let entries: Vec<_> = put_entries(1..=5, |i| i.to_le_bytes()[..3].to_vec());
         append(&mut log, entries.clone()).await;
         log.save_committed(Some(log_id(1, 1, 4)))
             .await

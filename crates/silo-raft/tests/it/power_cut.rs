@@ -5,9 +5,9 @@ use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::log_id;
 use openraft::{RaftLogReader, Vote};
 use silo_io::fault::{FaultPlan, Unsynced, install};
-use silo_raft::{Request, open_node};
+use silo_raft::open_node;
 
-use crate::node_dir::{append, entry};
+use crate::node_dir::{append, put_entries};
 
 fn images() -> [Unsynced; 2] {
     [Unsynced::Drop, Unsynced::Scramble { seed: 7 }]
@@ -21,17 +21,7 @@ async fn acknowledged_vote_entries_and_applies_survive_a_power_cut() {
         let node = root.path().join("n");
         let (mut log, mut sm) = open_node(&node, 1).expect("opens");
         log.save_vote(&Vote::new(5, 1)).await.expect("vote");
-        let entries: Vec<_> = (1..=10)
-            .map(|i| {
-                entry(
-                    i,
-                    Request::Put {
-                        key: i,
-                        value: i.to_le_bytes().to_vec(),
-                    },
-                )
-            })
-            .collect();
+        let entries: Vec<_> = put_entries(1..=10, |i| i.to_le_bytes().to_vec());
         // Acknowledged: the flusher called back after its sync.
         append(&mut log, entries.clone()).await;
         sm.apply(entries[..6].to_vec()).await.expect("apply");
@@ -68,17 +58,7 @@ async fn an_installed_snapshot_survives_a_power_cut() {
         let guard = install(root.path(), FaultPlan::new().track_durability());
         let (_l1, mut leader) = open_node(&root.path().join("n1"), 1).expect("opens n1");
         let (_l2, mut follower) = open_node(&root.path().join("n2"), 2).expect("opens n2");
-        let entries: Vec<_> = (1..=30)
-            .map(|i| {
-                entry(
-                    i,
-                    Request::Put {
-                        key: i,
-                        value: vec![1; 64],
-                    },
-                )
-            })
-            .collect();
+        let entries: Vec<_> = put_entries(1..=30, |_| vec![1; 64]);
         leader.apply(entries).await.expect("apply");
         let snap = leader
             .get_snapshot_builder()

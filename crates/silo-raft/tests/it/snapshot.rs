@@ -6,24 +6,14 @@ use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::testing::log_id;
 use silo_raft::{RaftStoreError, Request, SnapshotFile, open_node};
 
-use crate::node_dir::entry;
+use crate::node_dir::{entry, put_entries};
 
 #[tokio::test]
 async fn snapshot_moves_state_and_bad_checksum_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_l1, mut leader) = open_node(&dir.path().join("n1"), 1).expect("opens n1");
     let (_l2, mut follower) = open_node(&dir.path().join("n2"), 2).expect("opens n2");
-    let entries: Vec<_> = (1..=200)
-        .map(|i| {
-            entry(
-                i,
-                Request::Put {
-                    key: i,
-                    value: i.to_le_bytes().repeat(125),
-                },
-            )
-        })
-        .collect();
+    let entries: Vec<_> = put_entries(1..=200, |i| i.to_le_bytes().repeat(125));
     leader.apply(entries).await.expect("apply");
     follower
         .apply(vec![entry(
@@ -110,17 +100,7 @@ async fn snapshot_moves_state_and_bad_checksum_is_refused() {
 async fn an_install_cut_off_before_the_pointer_is_finished_at_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_l1, mut leader) = open_node(&dir.path().join("n1"), 1).expect("opens n1");
-    let entries: Vec<_> = (1..=20)
-        .map(|i| {
-            entry(
-                i,
-                Request::Put {
-                    key: i,
-                    value: i.to_le_bytes().to_vec(),
-                },
-            )
-        })
-        .collect();
+    let entries: Vec<_> = put_entries(1..=20, |i| i.to_le_bytes().to_vec());
     leader.apply(entries).await.expect("apply");
     let snap = leader
         .get_snapshot_builder()
