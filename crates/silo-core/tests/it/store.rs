@@ -2,7 +2,7 @@
 
 use silo_core::{Durability, Error, Options, Silo, WriteBatch};
 
-use crate::common::{open, opts};
+use crate::common::{open, opts, value};
 
 #[test]
 fn every_key_including_zero_and_max_survives_compaction_and_reopen() {
@@ -927,4 +927,41 @@ fn creating_a_store_leaves_foreign_files_alone() {
     );
     assert!(dir.path().join("LOCK").exists());
     s.put(1, b"one").expect("put");
+}
+
+/// A slot longer than the parallel replay's threshold (8 MiB) is replayed
+/// by two threads, each recording its half of the keys: every key comes
+/// back, each with its own last value, deletes included.
+#[test]
+fn a_long_log_replayed_by_two_threads_loses_and_mixes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut o = opts();
+    o.compact_on_close = false;
+    let keys = 12_000u64;
+    {
+        let s = Silo::open(dir.path(), o.clone()).expect("open");
+        for round in 0..3u64 {
+            for k in 0..keys {
+                s.put(k, &value(k, round, 240)).expect("put");
+            }
+        }
+        for k in (0..keys).step_by(7) {
+            s.delete(k).expect("delete");
+        }
+        s.close().expect("close");
+    }
+    let longest = ["log-0", "log-1"]
+        .iter()
+        .map(|n| std::fs::metadata(dir.path().join(n)).expect("slot").len())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        longest > (8 << 20) + 64,
+        "a slot of {longest} bytes is replayed by one thread"
+    );
+    let s = Silo::open(dir.path(), o).expect("reopen");
+    for k in 0..keys {
+        let expected = (k % 7 != 0).then(|| value(k, 2, 240));
+        assert_eq!(s.get(k).expect("get"), expected, "key {k}");
+    }
 }
