@@ -13,7 +13,10 @@
 //! place (journaled, so a crash cannot tear it), unless a put or delete of
 //! the key is pending in the log (a restart would replay it above the
 //! record); otherwise it is written through the log like a `put` and
-//! counted in [`crate::Stats::merge_fallbacks`]. Nothing is dropped. A flush
+//! counted in [`crate::Stats::merge_fallbacks`]. Nothing is dropped. While
+//! read-only opens in other processes have the files mapped, every result
+//! goes through the log; a merge writer that rewrites in place keeps new
+//! read-only opens waiting until it is finished. A flush
 //! first makes the log durable (the records claim its sequence numbers),
 //! and excludes updates while it rewrites records.
 //!
@@ -267,6 +270,12 @@ struct InPlace {
 /// Concurrent read-modify-write; see the module docs.
 pub struct MergeWriter<'a> {
     silo: &'a Core,
+    /// Held while results may be rewritten in place: no read-only open in
+    /// another process has the files mapped, and none starts until the
+    /// writer is finished. `None` when readers were there: every result
+    /// goes through the log. Declared before the gate, so that it is
+    /// released first: a compaction that takes the gate next takes its own.
+    in_place: Option<silo_io::lock::LockGuard<'a>>,
     _gate: GateWrite<'a>,
     _held: HoldGuard,
     stripes: Box<[Mutex<()>]>,
@@ -290,9 +299,13 @@ impl Core {
     pub(crate) fn merge_writer(&self) -> Result<MergeWriter<'_>> {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "merge_writer")?;
+        let gate = self.gate.write();
+        // Taken under the gate, like every in-place guard of the store.
+        let in_place = self.lock.try_rewrite_in_place()?;
         Ok(MergeWriter {
             silo: self,
-            _gate: self.gate.write(),
+            in_place,
+            _gate: gate,
             _held: reentry::hold(self.id, Hold::GateWriter),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             flushing: RwLock::new(()),
@@ -360,7 +373,9 @@ impl MergeWriter<'_> {
             Some(base) => mine == Some(base.seq()),
         };
         match record {
-            Some((offset, r)) if r.alloc as usize >= new.len() && base_ok => {
+            Some((offset, r))
+                if r.alloc as usize >= new.len() && base_ok && self.in_place.is_some() =>
+            {
                 silo.pending.overlay(key, seq, Bytes::copy_of(&new));
                 let full = {
                     let mut buffered = self.buffered.lock().unwrap_or_else(|p| p.into_inner());

@@ -72,6 +72,7 @@ pub use error::{Error, Result};
 pub use iter::Iter;
 pub use merge::{Append, MergeOperator};
 pub use options::{CompactionThresholds, Durability, Options, WriteOptions};
+pub use recovery::HOLD_READ_ONLY_REPLAY;
 pub use salvage::{Damage, Salvage, SalvagedKey, salvage};
 pub use silo::Silo;
 pub use snapshot::Snapshot;

@@ -7,8 +7,9 @@ use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::Arc;
 
-use silo_format::{HEADER_LEN, Manifest, Tag, record_size};
-use silo_io::durable::{remove_file, sync_dir};
+use silo_format::{FileKind, HEADER_LEN, Manifest, Tag, record_size};
+use silo_io::DirLock;
+use silo_io::durable::{read_header, remove_file, sync_dir};
 use silo_io::map::ReadMap;
 
 use crate::compaction::journal;
@@ -40,8 +41,92 @@ pub(crate) struct Recovered {
     pub(crate) batch_tag: u64,
 }
 
-/// Opens the store files in `dir`, creating them if the directory holds no store.
-pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+/// The fault seam's hold point of a read-only open between reading the log
+/// slots' headers and replaying their frames (tests hold a reader there
+/// while a writer in another process rotates the slots; nothing without
+/// silo-io's `fault-injection` feature).
+pub const HOLD_READ_ONLY_REPLAY: &str = "core: a read-only open, before its replay";
+
+/// Attempts a read-only open makes beside a writer that keeps changing what
+/// it reads (a log slot restamped while it was replayed, an index file
+/// replaced before it was opened) before it reports what stopped the last.
+const READ_ONLY_ATTEMPTS: u32 = 16;
+
+/// Opens the store files in `dir`, creating them if the directory holds no
+/// store. `lock` is the store's lock: a writer's (held while it cuts a log
+/// slot's torn tail) or a reader's (whose opening byte is released here,
+/// once everything is read).
+///
+/// A read-only open may run beside a writer in another process. The writer
+/// rewrites nothing in place while readers are there, and neither empties
+/// nor cuts a log slot while one is opening (see `DirLock`), so the data
+/// file and index the manifest names are a fixed pair, and the log slots
+/// hold every operation after the manifest's folded sequence. What can
+/// still change under the open is a slot's header (a rotation restamps the
+/// emptied slot; replaying a slot under a header it no longer has would
+/// number its operations wrongly) and which index file is current (the
+/// old one removed before it was opened): either makes the open start
+/// again.
+pub(crate) fn recover(dir: &Path, opts: &Options, lock: &DirLock) -> Result<Recovered> {
+    if !opts.read_only {
+        return recover_files(dir, opts, lock);
+    }
+    let mut attempt = 1;
+    loop {
+        let outcome = recover_files(dir, opts, lock).and_then(|r| {
+            let unchanged = slot_headers_unchanged(dir, &r.log)?;
+            Ok(unchanged.then_some(r))
+        });
+        match outcome {
+            Ok(Some(recovered)) => {
+                lock.opened()?;
+                return Ok(recovered);
+            }
+            Ok(None) if attempt < READ_ONLY_ATTEMPTS => {}
+            Ok(None) => {
+                return Err(Error::NeedsRecovery {
+                    dir: dir.to_path_buf(),
+                    reason: format!(
+                        "a writer rotated its log slots during each of {READ_ONLY_ATTEMPTS} attempts to read them; retry the read-only open"
+                    ),
+                });
+            }
+            Err(e) if attempt < READ_ONLY_ATTEMPTS && may_pass_beside_a_writer(&e) => {}
+            Err(e) => return Err(e),
+        }
+        attempt += 1;
+    }
+}
+
+/// Whether a read-only open that failed with `e` may succeed when tried
+/// again beside a working writer: a file it named was replaced and removed
+/// in between, or a header was read while it was being rewritten. Real
+/// damage fails every attempt the same way and is reported.
+fn may_pass_beside_a_writer(e: &Error) -> bool {
+    match e {
+        Error::Io(io) => {
+            io.io_kind() == Some(std::io::ErrorKind::NotFound)
+                || matches!(io, silo_io::IoError::BadHeader { .. })
+        }
+        Error::Corrupt { .. } | Error::Format { .. } => true,
+        _ => false,
+    }
+}
+
+/// Whether both log slots still have the generation and base sequence
+/// number they were replayed under.
+fn slot_headers_unchanged(dir: &Path, log: &LogState) -> Result<bool> {
+    for slot in &log.slots {
+        let file = silo_io::file::SiloFile::open_read(&slot_path(dir, slot.number))?;
+        let now = read_header(&file, FileKind::OpsLog)?;
+        if (now.generation, now.base_seq) != (slot.header.generation, slot.header.base_seq) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn recover_files(dir: &Path, opts: &Options, lock: &DirLock) -> Result<Recovered> {
     let Some(mut m) = manifest::read(dir)? else {
         if opts.read_only {
             return Err(Error::NeedsRecovery {
@@ -64,7 +149,17 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         }
     } else {
         remove_strays(dir, &m)?;
-        journal::recover(dir, &data)?;
+        if journal::path(dir).exists() {
+            // Only a writer with no reader beside it journals, and readers
+            // refuse a store with a journal: none can be there now.
+            let Some(_in_place) = lock.try_rewrite_in_place()? else {
+                return Err(Error::NeedsRecovery {
+                    dir: dir.to_path_buf(),
+                    reason: "an in-place rewrite that was cut off must be finished, and read-only opens in other processes have the files mapped; close them first".to_owned(),
+                });
+            };
+            journal::recover(dir, &data)?;
+        }
     }
     let counts = m.clean.then_some((m.index_live, m.index_used));
     let index = Index::open(dir, m.index_id, counts)?;
@@ -74,7 +169,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         m.dead_bytes = data.end().saturating_sub(HEADER_LEN as u64 + live);
         (m.index_live, m.index_used) = index.counts();
     }
-    let (log, pending, torn_tail_bytes, logged_tag) = replay_logs(dir, opts, m.folded_seq)?;
+    let (log, pending, torn_tail_bytes, logged_tag) = replay_logs(dir, opts, m.folded_seq, lock)?;
     Ok(Recovered {
         log,
         pending,
@@ -111,8 +206,13 @@ fn replay_logs(
     dir: &Path,
     opts: &Options,
     folded_seq: u64,
+    lock: &DirLock,
 ) -> Result<(LogState, PendingView, u64, u64)> {
     let mut slots = [LogSlot::open(dir, 0)?, LogSlot::open(dir, 1)?];
+    if opts.read_only {
+        // Tests hold a read-only open here while a writer rotates the slots.
+        silo_io::fault::hold_point(dir, HOLD_READ_ONLY_REPLAY);
+    }
     let (g0, g1) = (slots[0].header.generation, slots[1].header.generation);
     if g0 == g1 {
         return Err(Error::corrupt(
@@ -153,6 +253,10 @@ fn replay_logs(
             .map_err(corrupt)?;
             torn += end.dropped_bytes;
             drop(map);
+            // A reader opening beside us may be reading the slot to its
+            // end; readers already open never read past their valid frames,
+            // which end where ours do or before.
+            let _no_opening_reader = lock.exclude_opening_readers()?;
             slot.cut_at(end.valid_len)?;
         }
         let durable = slot.durable_body_len();

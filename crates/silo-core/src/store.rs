@@ -129,7 +129,8 @@ pub(crate) struct Core {
     pub(crate) wake: crate::compactor::Wake,
     /// The highest tag of the tagged batches the store holds.
     pub(crate) batch_tag: AtomicU64,
-    _lock: DirLock,
+    /// The directory's lock: the writer's, or a reader's (see `DirLock`).
+    pub(crate) lock: DirLock,
 }
 
 impl std::fmt::Debug for Core {
@@ -152,7 +153,7 @@ impl Core {
             silo_io::durable::create_dir_durable(&dir)?;
             DirLock::acquire(&dir)?
         };
-        let recovered = recovery::recover(&dir, &opts)?;
+        let recovered = recovery::recover(&dir, &opts, &lock)?;
         let silo = Core {
             log: Log::new(recovered.log),
             pending: recovered.pending,
@@ -181,7 +182,7 @@ impl Core {
             batch_tag: AtomicU64::new(recovered.batch_tag),
             dir,
             opts,
-            _lock: lock,
+            lock,
         };
         // A compaction that was cut off left a frozen slot: finish it now,
         // so at most one slot is ever waiting to be folded. (Read-only:
@@ -746,7 +747,12 @@ impl Core {
         self.flush()?;
         let gate = self.gate.write();
         // The next open then reads only written frames, no zero tails.
-        self.log.trim().map_err(|e| self.poison(e))?;
+        // Cutting them waits for read-only opens in progress in other
+        // processes (readers already open never read past their frames);
+        // if those take too long, the tails stay for the next open to read.
+        if let Ok(_no_opening_reader) = self.lock.exclude_opening_readers() {
+            self.log.trim().map_err(|e| self.poison(e))?;
+        }
         let m = self.current_manifest(0, true);
         self.store_manifest(m).map_err(|e| self.poison(e))?;
         drop(gate);

@@ -38,6 +38,21 @@ pub enum IoError {
         /// The lock file.
         path: PathBuf,
     },
+    /// A lock byte of the directory's lock file stayed held by another
+    /// process for longer than [`crate::lock::LOCK_WAIT`].
+    #[error(
+        "{}: waited {:.1} s for {holder} in another process to end; is that process stopped? retry once it goes on",
+        path.display(),
+        waited.as_secs_f64()
+    )]
+    LockWait {
+        /// The lock file.
+        path: PathBuf,
+        /// What held the lock.
+        holder: &'static str,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
     /// The bytes of a file did not decode.
     #[error("file contents are invalid: {0}")]
     Format(#[from] FormatError),

@@ -95,25 +95,43 @@ pub(crate) fn fadvise(
     Ok(())
 }
 
-/// `fcntl(F_SETLK)` with an exclusive (write) lock over the whole file, or
-/// a shared (read) one if `shared`, retrying `EINTR`. A conflicting lock
+/// What [`lock_range`] does to its byte range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RangeLock {
+    /// A shared (read) lock: needs `file` open for reading.
+    Shared,
+    /// An exclusive (write) lock: needs `file` open for writing.
+    Exclusive,
+    /// Releases this process's lock on the range.
+    Unlock,
+}
+
+/// `fcntl(F_SETLK)` on the `len` bytes from `start` (`len` 0: to the end of
+/// the file, however long it grows), retrying `EINTR`. A conflicting lock
 /// held by another process is reported as [`io::ErrorKind::WouldBlock`]
-/// (the kernel says `EACCES` or `EAGAIN`). A shared lock needs `file` open
-/// for reading, an exclusive one for writing.
+/// (the kernel says `EACCES` or `EAGAIN`).
 ///
 /// These POSIX record locks belong to the process: a child made by `fork`
-/// does not inherit them, and closing *any* descriptor of the file in this
-/// process releases them (the caller must keep every other open away).
-pub(crate) fn lock_whole_file_nonblocking(file: &File, shared: bool) -> io::Result<()> {
+/// does not inherit them, two locks of this process never conflict (a new
+/// one replaces the old over their common bytes), and closing *any*
+/// descriptor of the file in this process releases them all (the caller
+/// must keep every other open away).
+pub(crate) fn lock_range(file: &File, start: u64, len: u64, how: RangeLock) -> io::Result<()> {
     // SAFETY: `flock` is a plain C struct of integers, for which all zero
     // bytes is a valid value.
     let mut range: libc::flock = unsafe { std::mem::zeroed() };
-    let kind = if shared { libc::F_RDLCK } else { libc::F_WRLCK };
-    // The constants are small (0, 1 and 0); the conversions cannot fail.
+    let kind = match how {
+        RangeLock::Shared => libc::F_RDLCK,
+        RangeLock::Exclusive => libc::F_WRLCK,
+        RangeLock::Unlock => libc::F_UNLCK,
+    };
+    // The constants are small (0, 1, 2 and 0); the conversions cannot fail.
     range.l_type = libc::c_short::try_from(kind).unwrap_or(1);
     range.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0);
-    range.l_start = 0;
-    range.l_len = 0; // to the end of the file, however long it grows
+    range.l_start = libc::off_t::try_from(start)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock offset out of range"))?;
+    range.l_len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock length out of range"))?;
     loop {
         // SAFETY: `F_SETLK` reads one `struct flock`, which `range` is and
         // which outlives the call; the descriptor is borrowed from `file`.
@@ -214,17 +232,20 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_file_lock_is_taken_and_released_with_the_descriptor() {
+    fn a_range_lock_is_taken_and_released_with_the_descriptor() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("LOCK");
         let a = File::create(&p).unwrap();
-        lock_whole_file_nonblocking(&a, false).unwrap();
+        lock_range(&a, 0, 1, RangeLock::Exclusive).unwrap();
         // Within one process a POSIX lock is re-granted (the registry in
         // lock.rs refuses the second open); closing the descriptor ends it.
-        lock_whole_file_nonblocking(&a, false).unwrap();
+        lock_range(&a, 0, 0, RangeLock::Exclusive).unwrap();
+        lock_range(&a, 1, 1, RangeLock::Unlock).unwrap();
         drop(a);
         let b = File::options().write(true).open(&p).unwrap();
-        lock_whole_file_nonblocking(&b, false).unwrap();
+        lock_range(&b, 0, 0, RangeLock::Exclusive).unwrap();
+        let e = lock_range(&b, u64::MAX, 1, RangeLock::Exclusive).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 
     #[test]
@@ -233,12 +254,12 @@ mod tests {
         let p = dir.path().join("LOCK");
         File::create(&p).unwrap();
         let r = File::open(&p).unwrap();
-        let e = lock_whole_file_nonblocking(&r, false).unwrap_err();
+        let e = lock_range(&r, 0, 0, RangeLock::Exclusive).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
         // A shared lock needs only reading.
-        lock_whole_file_nonblocking(&r, true).unwrap();
+        lock_range(&r, 0, 0, RangeLock::Shared).unwrap();
         let w = File::options().write(true).open(&p).unwrap();
-        let e = lock_whole_file_nonblocking(&w, true).unwrap_err();
+        let e = lock_range(&w, 0, 0, RangeLock::Shared).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     }
 }

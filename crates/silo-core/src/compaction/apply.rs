@@ -12,7 +12,7 @@ use silo_io::coalesce::CoalescedWrites;
 use silo_io::durable::remove_file;
 
 use crate::compaction::journal;
-use crate::compaction::plan::{Place, Plan};
+use crate::compaction::plan::{KeyWrite, Place, Plan};
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::store::{Core, Tables};
@@ -33,21 +33,29 @@ pub(crate) struct Applied {
     pub(crate) write_syscalls: u64,
 }
 
-/// Applies `plan` to the store. `generation` names the frozen slot (for the journal).
-pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied> {
+/// Applies `plan` to the store. `generation` names the frozen slot (for the
+/// journal). Without `in_place` (read-only opens in other processes have
+/// the files mapped), nothing is rewritten in place: results that would
+/// fit their records are appended like the others, and the index is
+/// written anew beside the old one.
+pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -> Result<Applied> {
     let mut applied = Applied::default();
     let tables = silo.tables();
+    let place = |w: &KeyWrite<'_>| match w.place {
+        Place::InPlace { alloc, .. } if !in_place => Place::Append { alloc },
+        place => place,
+    };
 
     // 1. Readers must stop reading records we are about to overwrite: give
     //    them the new values from the pending view, then wait for readers
     //    that may have looked before.
-    let in_place = plan
+    let overwrites = plan
         .writes
         .iter()
-        .filter(|w| matches!(w.place, Place::InPlace { .. }));
+        .filter(|w| matches!(place(w), Place::InPlace { .. }));
     silo.pending
-        .overlay_many(in_place.clone().map(|w| (w.key, w.seq, &w.value[..])));
-    if in_place.count() > 0 {
+        .overlay_many(overwrites.clone().map(|w| (w.key, w.seq, &w.value[..])));
+    if overwrites.count() > 0 {
         silo.grace.wait();
     }
 
@@ -58,7 +66,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     let append_bytes: u64 = plan
         .writes
         .iter()
-        .filter_map(|w| match w.place {
+        .filter_map(|w| match place(w) {
             Place::Append { alloc } => Some(record_size(alloc) as u64),
             Place::InPlace { .. } => None,
         })
@@ -73,7 +81,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     // are kept until the journal holds them; appended ones go to fresh
     // space past the end that nothing points at, so they are written as
     // they fill a chunk (one reused buffer, no large allocation).
-    let in_place_sizes = plan.writes.iter().filter_map(|w| match w.place {
+    let in_place_sizes = plan.writes.iter().filter_map(|w| match place(w) {
         Place::InPlace { alloc, .. } => Some(record_size(alloc)),
         Place::Append { .. } => None,
     });
@@ -94,7 +102,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     };
     let mut new_locs: Vec<(u64, u64)> = Vec::with_capacity(plan.writes.len() - in_place_count);
     let (mut live_delta, mut dead_delta) = (0i64, 0i64);
-    let (mut in_place, mut appended) = (0u64, 0u64);
+    let (mut in_place_count, mut appended) = (0u64, 0u64);
     let data_path = tables.data.path();
     for (i, w) in plan.writes.iter().enumerate() {
         // The values lie scattered over the frozen slot (the writes are in
@@ -102,7 +110,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
         if let Some(ahead) = plan.writes.get(i + VALUE_PREFETCH_AHEAD) {
             silo_io::hint::prefetch_slice(&ahead.value, 2);
         }
-        let (offset, alloc, target) = match w.place {
+        let (offset, alloc, target) = match place(w) {
             Place::InPlace { offset, alloc } => (offset, alloc, &mut rewrites),
             Place::Append { alloc } => {
                 let at = cursor;
@@ -115,8 +123,8 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
                 encode_record(buf, w.key, w.seq, &w.value, alloc)
             })
             .map_err(|e| Error::format(data_path, e))?;
-        match w.place {
-            Place::InPlace { .. } => in_place += 1,
+        match place(w) {
+            Place::InPlace { .. } => in_place_count += 1,
             Place::Append { .. } => {
                 write_appends(&mut appends, APPEND_CHUNK)?;
                 new_locs.push((w.key, offset));
@@ -141,7 +149,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
         write_appends(&mut appends, APPEND_CHUNK)?;
     }
     write_appends(&mut appends, 1)?;
-    applied.in_place = in_place;
+    applied.in_place = in_place_count;
     applied.appended = appended;
 
     // 3. Journal the in-place records before touching them.
@@ -155,6 +163,54 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     applied.write_syscalls += stats.syscalls;
     tables.data.sync_and_publish()?;
 
+    if in_place {
+        update_index(
+            silo,
+            plan,
+            tables,
+            &new_locs,
+            live_delta,
+            dead_delta,
+            &mut applied,
+        )?;
+    } else {
+        replace_index(
+            silo,
+            plan,
+            &tables,
+            &new_locs,
+            live_delta,
+            dead_delta,
+            &mut applied,
+        )?;
+    }
+
+    // 9. The data file and index now hold everything through `through_seq`.
+    //    When nothing newer was written meanwhile, that is everything the
+    //    view holds: empty it at once (under the log mutex, so no write is
+    //    recorded in between) and free the entries outside any lock.
+    let everything = {
+        let _log = silo.log.lock();
+        (silo.pending.visible() <= plan.through_seq).then(|| silo.pending.take_all())
+    };
+    match everything {
+        Some(taken) => free_elsewhere(taken),
+        None => silo.pending.forget_many(&plan.touched, plan.through_seq),
+    }
+    Ok(applied)
+}
+
+/// Steps 5 to 8 of [`apply`] in place: the index file is updated where it
+/// is, between two manifests.
+fn update_index(
+    silo: &Core,
+    plan: &Plan,
+    tables: Arc<Tables>,
+    new_locs: &[(u64, u64)],
+    live_delta: i64,
+    dead_delta: i64,
+    applied: &mut Applied,
+) -> Result<()> {
     // 5. Grow the index by rehashing into a new file if the new keys would not fit.
     let new_keys = plan.writes.iter().filter(|w| w.old.is_none()).count() as u64;
     let tables = if tables.index.has_room_for(new_keys) {
@@ -172,7 +228,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     silo.store_manifest(silo.current_manifest(0, false))?;
 
     // 7. Index, then sync.
-    tables.index.set_many(&new_locs)?;
+    tables.index.set_many(new_locs)?;
     for d in &plan.deletes {
         tables.index.remove(d.key)?;
         applied.deleted += 1;
@@ -189,23 +245,57 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64) -> Result<Applied
     silo.store_manifest(manifest)?;
 
     // 8. The in-place writes are durable: the journal has done its job.
-    if in_place_count > 0 {
+    if applied.in_place > 0 {
         journal::remove(&silo.dir)?;
     }
 
-    // 9. The data file and index now hold everything through `through_seq`.
-    //    When nothing newer was written meanwhile, that is everything the
-    //    view holds: empty it at once (under the log mutex, so no write is
-    //    recorded in between) and free the entries outside any lock.
-    let everything = {
-        let _log = silo.log.lock();
-        (silo.pending.visible() <= plan.through_seq).then(|| silo.pending.take_all())
-    };
-    match everything {
-        Some(taken) => free_elsewhere(taken),
-        None => silo.pending.forget_many(&plan.touched, plan.through_seq),
-    }
-    Ok(applied)
+    Ok(())
+}
+
+/// Steps 5 to 8 of [`apply`] beside readers in other processes: a new index
+/// file holds the old one's entries with the plan applied, and one manifest
+/// publishes it with the new data end and folded sequence; the old file is
+/// removed (readers that mapped it keep it until they close).
+fn replace_index(
+    silo: &Core,
+    plan: &Plan,
+    tables: &Tables,
+    new_locs: &[(u64, u64)],
+    live_delta: i64,
+    dead_delta: i64,
+    applied: &mut Applied,
+) -> Result<()> {
+    let old = &tables.index;
+    let changed: std::collections::HashSet<u64> = new_locs
+        .iter()
+        .map(|(key, _)| *key)
+        .chain(plan.deletes.iter().map(|d| d.key))
+        .collect();
+    let mut entries: Vec<(u64, u64)> = old
+        .live_entries()
+        .filter(|entry| !matches!(entry, Ok((key, _)) if changed.contains(key)))
+        .collect::<Result<_>>()?;
+    entries.extend_from_slice(new_locs);
+    let index = Index::create(
+        &silo.dir,
+        old.id + 1,
+        capacity_for(entries.len() as u64),
+        old.seed(),
+        entries,
+    )?;
+    let next = Arc::new(Tables {
+        data: Arc::clone(&tables.data),
+        index: Arc::new(index),
+    });
+    add(&silo.space.live_bytes, live_delta);
+    add(&silo.space.dead_bytes, dead_delta);
+    *silo.tables.write().unwrap_or_else(|p| p.into_inner()) = next;
+    let mut manifest = silo.current_manifest(plan.through_seq, false);
+    manifest.batch_tag = manifest.batch_tag.max(plan.max_tag);
+    silo.store_manifest(manifest)?;
+    remove_file(old.path())?;
+    applied.deleted = plan.deletes.len() as u64;
+    Ok(())
 }
 
 /// Tables of at least this many pending keys are freed on a thread of

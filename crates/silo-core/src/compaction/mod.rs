@@ -55,6 +55,10 @@ pub struct CompactionReport {
     pub cold: bool,
     /// Dead bytes reclaimed by the cold compaction.
     pub reclaimed_bytes: u64,
+    /// Whether read-only opens in other processes had the files mapped, so
+    /// that the hot part rewrote nothing in place: results were appended,
+    /// the index written anew and the log slot replaced by a new file.
+    pub beside_readers: bool,
     /// Wall time.
     pub duration: Duration,
 }
@@ -221,8 +225,17 @@ impl Core {
         if let Some(i) = blocking {
             return Err(plan.refused.swap_remove(i).1);
         }
-        // Apply, then retire the slot.
-        let applied = apply::apply(self, &plan, frozen.generation).map_err(|e| self.poison(e))?;
+        // Apply, then retire the slot: in place if no read-only open in
+        // another process has the files mapped (and none starts until the
+        // slot is retired), otherwise into new files. Every in-place guard
+        // is taken under the compaction gate, so no other one of this
+        // process releases the byte under it.
+        let in_place = self
+            .lock
+            .try_rewrite_in_place()
+            .map_err(|e| self.poison(e.into()))?;
+        let applied = apply::apply(self, &plan, frozen.generation, in_place.is_some())
+            .map_err(|e| self.poison(e))?;
         let (ops_folded, superseded) = (plan.ops, !plan.refused.is_empty());
         let bytes_read = plan.bytes_read;
         drop(plan);
@@ -238,18 +251,34 @@ impl Core {
         // The file work (truncating a possibly large slot, syncs) runs
         // outside the log mutex: writers only ever touch the active slot,
         // and the frozen one is fully synced, so no flush touches it either.
-        let (file, header) = {
+        let (file, header, number) = {
             let st = self.log.lock();
             let frozen = st.other();
-            (Arc::clone(&frozen.file), frozen.header)
+            (Arc::clone(&frozen.file), frozen.header, frozen.number)
         };
-        let new_header = LogSlot::reset_file(&file, header, header.generation, header.base_seq)
-            .map_err(|e| self.poison(e))?;
+        // Readers in other processes may hold pending values in the slot's
+        // file: then a new, empty file replaces it (theirs stays whole
+        // until they close), while none is opening.
+        let (replacement, new_header) = if in_place.is_some() {
+            let header = LogSlot::reset_file(&file, header, header.generation, header.base_seq)
+                .map_err(|e| self.poison(e))?;
+            (None, header)
+        } else {
+            let _no_opening_reader = self
+                .lock
+                .exclude_opening_readers()
+                .map_err(|e| self.poison(e.into()))?;
+            let (file, header) =
+                LogSlot::replace_file(&self.dir, number, header).map_err(|e| self.poison(e))?;
+            (Some(file), header)
+        };
+        let beside_readers = in_place.is_none();
+        drop(in_place);
         {
             let mut st = self.log.lock();
             let other = 1 - st.active;
             st.slots[other]
-                .reset_done(new_header)
+                .reset_done(new_header, replacement)
                 .map_err(|e| self.poison(e))?;
             st.frozen = false;
         }
@@ -266,6 +295,7 @@ impl Core {
             bytes_read,
             cold: false,
             reclaimed_bytes: 0,
+            beside_readers,
             duration: start.elapsed(),
         })
     }

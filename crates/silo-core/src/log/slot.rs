@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use silo_format::{FileHeader, FileKind, HEADER_LEN};
-use silo_io::durable::{create_with_header, read_header};
+use silo_io::durable::{create_with_header, read_header, remove_file, rename, sync_dir, tmp_path};
 use silo_io::file::SiloFile;
 use silo_io::mlog::AppendMap;
 
@@ -241,8 +241,46 @@ impl LogSlot {
         Ok(header)
     }
 
-    /// The in-memory part of emptying the slot, after [`LogSlot::reset_file`].
-    pub(crate) fn reset_done(&mut self, header: FileHeader) -> Result<()> {
+    /// Empties slot `number` by replacing its file with a new, empty one of
+    /// the same generation and base sequence number (atomically: at every
+    /// step the slot replays as the old file, whose operations are all
+    /// folded, or as empty). For when other processes have the old file
+    /// mapped: their maps stay whole. Returns the new file, to give to
+    /// [`LogSlot::reset_done`], and its header.
+    pub(crate) fn replace_file(
+        dir: &Path,
+        number: usize,
+        old: FileHeader,
+    ) -> Result<(SiloFile, FileHeader)> {
+        let header = FileHeader {
+            generation: old.generation,
+            base_seq: old.base_seq,
+            ..FileHeader::new(FileKind::OpsLog)
+        };
+        let path = slot_path(dir, number);
+        let tmp = tmp_path(&path);
+        if tmp.exists() {
+            remove_file(&tmp)?;
+        }
+        let file = SiloFile::create_new(&tmp)?;
+        file.write_all_at(&header.encode(), 0)?;
+        file.allocate(0, INITIAL_SLOT_BYTES)?;
+        file.sync_all()?;
+        rename(&tmp, &path)?;
+        sync_dir(dir)?;
+        Ok((file, header))
+    }
+
+    /// The in-memory part of emptying the slot, after [`LogSlot::reset_file`]
+    /// (the same file) or [`LogSlot::replace_file`] (its new file).
+    pub(crate) fn reset_done(
+        &mut self,
+        header: FileHeader,
+        replacement: Option<SiloFile>,
+    ) -> Result<()> {
+        if let Some(file) = replacement {
+            self.file = Arc::new(file);
+        }
         self.map = AppendMap::new(&self.file, to_usize(INITIAL_SLOT_BYTES)?)?;
         self.header = header;
         self.end = HEADER_LEN;

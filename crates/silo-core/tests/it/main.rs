@@ -5,6 +5,7 @@
     reason = "test data is built from small counters; truncation is never reached"
 )]
 
+mod beside_a_writer;
 mod bulk;
 mod common;
 mod concurrency;
