@@ -154,9 +154,9 @@ pub(crate) fn repair(dir: &Path, out: &Path) -> Outcome {
             out.display()
         )));
     }
-    // Nobody may be changing the files while they are read.
-    let _shared = if dir.join(silo_io::DirLock::FILE_NAME).exists() {
-        Some(silo_io::DirLock::acquire_shared(dir).map_err(|e| match e {
+    // Nobody may be changing the files while they are read raw.
+    let _no_writer = if dir.join(silo_io::DirLock::FILE_NAME).exists() {
+        Some(silo_io::DirLock::acquire_without_writer(dir).map_err(|e| match e {
             silo_io::IoError::Locked { .. } => Fail::store(format!(
                 "{d} is open read-write in another process; repair reads it only once that process has closed it"
             )),

@@ -123,6 +123,8 @@ fn kind_of_core(e: &silo_core::Error) -> Kind {
 fn kind_of_io(e: &silo_io::IoError) -> Kind {
     match e {
         silo_io::IoError::Locked { .. } => Kind::Locked,
+        // A lock byte held too long by another process: its message says so.
+        silo_io::IoError::LockWait { .. } => Kind::System,
         silo_io::IoError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
             Kind::Full
         }

@@ -91,8 +91,9 @@ enum Verb {
     /// every record of every data file), each shard's index against its
     /// data, and an index's bitmaps, sort layers and alive bitmap against
     /// its documents. Read-only: it changes no byte, and works beside other
-    /// read-only opens; a store open read-write in another process is
-    /// refused (exit 3). Exit 0 only if all is well; otherwise each
+    /// read-only opens and beside a writer in another process (it checks
+    /// the state the store was in when it opened). Exit 0 only if all is
+    /// well; otherwise each
     /// problem is listed with its file and byte offset, and the exit code
     /// is 1.
     #[command(after_help = EXIT_CODES)]

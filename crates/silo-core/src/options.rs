@@ -117,8 +117,10 @@ pub struct Options {
     /// drop the rest instead of refusing to open. Default off.
     pub recover_corrupt_log: bool,
     /// Open without changing anything on disk: the directory lock is taken
-    /// shared (any number of read-only opens at once, in other processes;
-    /// none while a read-write open holds it), recovery writes nothing (a
+    /// as a reader (any number of read-only opens at once, in other
+    /// processes, beside at most one read-write open in yet another; the
+    /// open sees the store as it was at one moment and keeps that view
+    /// while the writer goes on), recovery writes nothing (a
     /// torn log tail is skipped, not cut; a store with an interrupted
     /// in-place write to finish is refused with
     /// [`crate::Error::NeedsRecovery`]), no compaction worker runs, every

@@ -53,10 +53,11 @@ impl std::fmt::Debug for Silo {
 
 impl Silo {
     /// Opens the store in `dir`, creating the directory and an empty store
-    /// if missing, and recovering from the logs otherwise. A second open of
-    /// the same directory, from this process or another, gets
-    /// `Error::Io(IoError::Locked)`. With `Options::auto_compact`, starts
-    /// the store's compaction worker.
+    /// if missing, and recovering from the logs otherwise. A second
+    /// read-write open of the same directory, from this process or another,
+    /// gets `Error::Io(IoError::Locked)`; read-only opens
+    /// (`Options::read_only`) may run in other processes beside it. With
+    /// `Options::auto_compact`, starts the store's compaction worker.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Silo> {
         let auto = opts.auto_compact && !opts.read_only;
         let core = Arc::new(Core::open(dir, opts)?);

@@ -72,7 +72,10 @@ pub struct Engine {
     batch_log_seen: Mutex<(u64, Option<String>)>,
     pub(crate) counters: Counters,
     opts: EngineOptions,
-    _lock: DirLock,
+    /// The engine directory's lock: the writer's, or a reader's. Its
+    /// opening readers' byte keeps cross-shard batches (and the batch
+    /// log's cuts) out of a read-only open's way; see [`Engine::open`].
+    lock: DirLock,
 }
 
 /// Engine-wide counters reported by [`Engine::stats`].
@@ -162,7 +165,15 @@ impl Engine {
             }
         };
         let shards = open_shards(&dir, shard_count, &opts)?;
+        // A writer cuts the batch log's torn tail (and below, completes what
+        // it holds) while no read-only open is reading it.
+        let no_opening_reader = if read_only {
+            None
+        } else {
+            Some(lock.exclude_opening_readers()?)
+        };
         let (log, logged) = BatchLog::open(&dir, silo_format::DEFAULT_MAX_PAYLOAD, read_only)?;
+        drop(no_opening_reader);
         let engine = Engine {
             batches: Mutex::new(Batches {
                 next: 0,
@@ -177,9 +188,12 @@ impl Engine {
             batch_log_seen: Mutex::new((0, None)),
             counters: Counters::default(),
             opts,
-            _lock: lock,
+            lock,
         };
         engine.complete_logged(logged)?;
+        // A reader has everything: writers may apply cross-shard batches
+        // again.
+        engine.lock.opened()?;
         Ok(engine)
     }
 
@@ -187,6 +201,11 @@ impl Engine {
     /// interrupted them), then syncs every shard and empties the log.
     fn complete_logged(&self, logged: Vec<LoggedBatch>) -> Result<()> {
         let mut st = self.batches.lock();
+        let _no_opening_reader = if self.opts.store.read_only {
+            None
+        } else {
+            Some(self.lock.exclude_opening_readers()?)
+        };
         let mut next = st.log.base();
         for shard in self.shards.iter() {
             next = next.max(shard.store.batch_tag().saturating_add(1));
@@ -516,6 +535,10 @@ impl Engine {
         let ops: Vec<BatchOp<'_>> = batch.ops().collect();
         let mut st = self.batches.lock();
         self.check_poisoned()?;
+        // No read-only open (in another process) reads the shards while
+        // the batch is logged and applied: each sees it whole or not at
+        // all. Those opens are short; writes to one shard never wait.
+        let no_opening_reader = self.lock.exclude_opening_readers()?;
         let number = st.next;
         if let Err(e) = st.log.append(number, &ops) {
             // The frame may be on disk even so (a failed sync says nothing
@@ -565,6 +588,7 @@ impl Engine {
                 self.poison(format!("emptying the batch log: {e}"));
             }
         }
+        drop(no_opening_reader);
         drop(st);
         for (i, _) in &parts {
             self.shards[*i]
@@ -630,6 +654,7 @@ impl Engine {
         self.flush_shards()?;
         if st.log.body_len() > 0 {
             let next = st.next;
+            let _no_opening_reader = self.lock.exclude_opening_readers()?;
             st.log.reset(next)?;
         }
         Ok(())
@@ -733,6 +758,7 @@ impl Engine {
             shards,
             batches,
             opts,
+            lock,
             ..
         } = self;
         // No scheduler can hold them: its handle borrows the engine.
@@ -755,8 +781,10 @@ impl Engine {
         let mut st = batches.into_inner();
         if st.log.body_len() > 0 && !opts.store.read_only {
             let next = st.next;
+            let _no_opening_reader = lock.exclude_opening_readers()?;
             st.log.reset(next)?;
         }
+        drop(lock);
         Ok(())
     }
 }

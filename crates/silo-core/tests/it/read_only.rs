@@ -1,9 +1,9 @@
 //! Read-only opens: they read what a read-write open reads (the log's
 //! operations included), change no byte of any file (a torn tail is
 //! skipped, not cut), refuse every write with a typed error, share the
-//! directory with other read-only opens but not with a read-write one, and
-//! refuse a store whose interrupted in-place write only a read-write open
-//! may finish.
+//! directory with other read-only opens (and, in other processes, with a
+//! read-write one: `beside_a_writer.rs`), and refuse a store whose
+//! interrupted in-place write only a read-write open may finish.
 
 use std::collections::BTreeMap;
 use std::path::Path;

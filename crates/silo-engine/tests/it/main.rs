@@ -1,5 +1,6 @@
 //! Integration tests of silo-engine, one binary.
 
+mod beside_a_writer;
 mod bitmap;
 mod common;
 mod concurrency;
