@@ -183,6 +183,17 @@ pub(crate) fn dir_synced(_dir: &Path) {}
 #[inline(always)]
 pub fn hold_point(_dir: &Path, _name: &'static str) {}
 
+/// Whether the plan installed for `dir` pretends that read-only opens in
+/// other processes have the store mapped (see
+/// `FaultPlan::pretend_readers` with the `fault-injection` feature), so
+/// that tests run a writer's reader-safe paths in one process. Without the
+/// feature, never.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub(crate) fn readers_pretended(_dir: &Path) -> bool {
+    false
+}
+
 #[cfg(feature = "fault-injection")]
 pub use crate::powercut::Unsynced;
 #[cfg(feature = "fault-injection")]
@@ -253,6 +264,8 @@ mod enabled {
         track: bool,
         /// Hold points that hold their callers until released.
         holds: Vec<&'static str>,
+        /// Writers under the directory act as if readers were there.
+        readers: bool,
     }
 
     impl FaultPlan {
@@ -336,6 +349,26 @@ mod enabled {
         #[must_use]
         pub fn track_durability(mut self) -> FaultPlan {
             self.track = true;
+            self
+        }
+
+        /// Makes every writer under the directory act as if read-only opens
+        /// in other processes had its files mapped: `DirLock`'s
+        /// `try_rewrite_in_place` finds the readers' byte taken, so that
+        /// the work that would rewrite in place takes its reader-safe way.
+        ///
+        /// ```
+        /// use silo_io::DirLock;
+        /// use silo_io::fault::{self, FaultPlan};
+        /// let dir = tempfile::tempdir().unwrap();
+        /// let _guard = fault::install(dir.path(), FaultPlan::new().pretend_readers());
+        /// let writer = DirLock::acquire(dir.path())?;
+        /// assert!(writer.try_rewrite_in_place()?.is_none());
+        /// # Ok::<(), silo_io::IoError>(())
+        /// ```
+        #[must_use]
+        pub fn pretend_readers(mut self) -> FaultPlan {
+            self.readers = true;
             self
         }
 
@@ -443,6 +476,18 @@ mod enabled {
         });
         ACTIVE.fetch_add(1, Ordering::SeqCst);
         FaultGuard { state, changed }
+    }
+
+    /// See the no-feature version's documentation.
+    pub(crate) fn readers_pretended(dir: &Path) -> bool {
+        if ACTIVE.load(Ordering::SeqCst) == 0 {
+            return false;
+        }
+        let all = lock(&INSTALLED);
+        all.iter()
+            .rev()
+            .find(|p| p.dirs.iter().any(|d| dir.starts_with(d)))
+            .is_some_and(|p| lock(&p.state).plan.readers)
     }
 
     /// See the no-feature version's documentation: holds the calling thread

@@ -215,7 +215,12 @@ impl DirLock {
     /// the guard drops); `None` if readers are there, and the work must
     /// leave every byte they can see as it is. Always `None` for a reader.
     pub fn try_rewrite_in_place(&self) -> Result<Option<LockGuard<'_>>, IoError> {
-        if self.mode != Mode::Writer {
+        if self.mode != Mode::Writer
+            || self
+                .path
+                .parent()
+                .is_some_and(crate::fault::readers_pretended)
+        {
             return Ok(None);
         }
         match self.set(READERS_BYTE, RangeLock::Exclusive) {

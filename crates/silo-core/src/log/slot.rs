@@ -266,9 +266,12 @@ impl LogSlot {
         file.write_all_at(&header.encode(), 0)?;
         file.allocate(0, INITIAL_SLOT_BYTES)?;
         file.sync_all()?;
+        drop(file);
         rename(&tmp, &path)?;
         sync_dir(dir)?;
-        Ok((file, header))
+        // Opened again by its own name, which errors (and the fault seam's
+        // power-cut model) then name.
+        Ok((SiloFile::open(&path)?, header))
     }
 
     /// The in-memory part of emptying the slot, after [`LogSlot::reset_file`]

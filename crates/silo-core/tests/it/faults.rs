@@ -123,6 +123,16 @@ fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64) {
     (acked, maybe, fired)
 }
 
+/// The number of the store's index file (`index-N`).
+fn index_number(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("index-")?.parse().ok())
+        .max()
+        .expect("an index file")
+}
+
 /// Bytes of the store's index file.
 fn index_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
@@ -133,8 +143,8 @@ fn index_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-fn counts(dir: &Path) -> Vec<(FaultOp, u64)> {
-    let guard = install(dir, FaultPlan::new());
+fn counts(dir: &Path, plan: FaultPlan) -> Vec<(FaultOp, u64)> {
+    let guard = install(dir, plan);
     let silo = open(dir);
     let first_index = index_bytes(dir);
     for op in workload() {
@@ -153,12 +163,41 @@ fn counts(dir: &Path) -> Vec<(FaultOp, u64)> {
 
 #[test]
 fn every_failed_or_torn_call_leaves_a_store_that_recovers_acknowledged_writes() {
+    fault_matrix(false);
+}
+
+/// The same matrix with the writer acting as if read-only opens in other
+/// processes had its files mapped: compactions append, write new index
+/// files and replace the folded log slot.
+#[test]
+fn every_failed_or_torn_call_beside_readers_leaves_a_store_that_recovers() {
+    fault_matrix(true);
+}
+
+fn fault_matrix(readers: bool) {
+    let with_readers = |plan: FaultPlan| {
+        if readers {
+            plan.pretend_readers()
+        } else {
+            plan
+        }
+    };
     let probe = tempfile::tempdir().expect("tempdir");
-    let counts = counts(probe.path());
-    assert!(
-        counts.iter().any(|(op, n)| *op == FaultOp::Sync && *n > 5),
-        "{counts:?}"
-    );
+    if readers {
+        // The reader-safe way runs: every compaction writes a new index
+        // file (its number counts them), not only those that grow it.
+        let alone = tempfile::tempdir().expect("tempdir");
+        counts(alone.path(), FaultPlan::new());
+        counts(probe.path(), with_readers(FaultPlan::new()));
+        assert!(
+            index_number(probe.path()) > index_number(alone.path()),
+            "index files: {} beside readers, {} alone",
+            index_number(probe.path()),
+            index_number(alone.path())
+        );
+    }
+    let probe = tempfile::tempdir().expect("tempdir");
+    let counts = counts(probe.path(), with_readers(FaultPlan::new()));
     let mut cases = 0;
     for (op, n) in counts {
         let actions: &[FaultAction] = if op == FaultOp::Write {
@@ -177,8 +216,10 @@ fn every_failed_or_torn_call_leaves_a_store_that_recovers_acknowledged_writes() 
         for nth in 1..=n {
             for action in actions {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let (acked, maybe, fired) =
-                    run_with(dir.path(), FaultPlan::new().on(op, nth, *action));
+                let (acked, maybe, fired) = run_with(
+                    dir.path(),
+                    with_readers(FaultPlan::new().on(op, nth, *action)),
+                );
                 // Write counts vary a little between runs (record layout follows
                 // the index's random seed, which changes how writes coalesce).
                 if fired == 0 {
@@ -204,7 +245,7 @@ fn every_failed_or_torn_call_leaves_a_store_that_recovers_acknowledged_writes() 
             }
         }
     }
-    println!("core fault matrix: {cases} cases");
+    println!("core fault matrix (readers {readers}): {cases} cases");
     assert!(cases > 20, "only {cases} fault cases ran");
 }
 

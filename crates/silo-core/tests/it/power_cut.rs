@@ -25,8 +25,12 @@ struct Tracked {
 }
 
 fn tracked() -> Tracked {
+    tracked_with(FaultPlan::new().track_durability())
+}
+
+fn tracked_with(plan: FaultPlan) -> Tracked {
     let root = tempfile::tempdir().expect("tempdir");
-    let guard = install(root.path(), FaultPlan::new().track_durability());
+    let guard = install(root.path(), plan);
     let db = root.path().join("db");
     Tracked {
         _root: root,
@@ -251,8 +255,16 @@ fn run_workload(silo: &Silo, ops: &[Op], store: Durability, t: &Tracked) -> usiz
 /// One run: a writer thread, compactions (hot and cold) beside it, the power
 /// cut at sync number `cut_at`; the image must hold a prefix of the ops at
 /// least as long as the durable acknowledgements.
-fn power_cut_run(seed: u64, durability: Durability, unsynced: Unsynced) {
-    let t = tracked();
+/// One random workload cut off by a power cut; with `readers`, the writer
+/// acts as if read-only opens in other processes had its files mapped (its
+/// compactions append, write new index files and replace log slots).
+fn power_cut_run(seed: u64, durability: Durability, unsynced: Unsynced, readers: bool) {
+    let plan = FaultPlan::new().track_durability();
+    let t = tracked_with(if readers {
+        plan.pretend_readers()
+    } else {
+        plan
+    });
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9) | 1);
     let ops = ops_for(seed, 150 + rng.below(150) as usize);
     let cut_at = 1 + rng.below(if durability == Durability::Sync {
@@ -355,25 +367,31 @@ fn seeds() -> std::ops::Range<u64> {
 
 /// Every seed with `durability`, half of them dropping unsynced bytes and
 /// half scrambling them page by page.
-fn run_seeds(durability: Durability) {
+fn run_seeds(durability: Durability, readers: bool) {
     for seed in seeds() {
         let unsynced = if seed.is_multiple_of(2) {
             Unsynced::Drop
         } else {
             Unsynced::Scramble { seed }
         };
-        power_cut_run(seed, durability, unsynced);
+        power_cut_run(seed, durability, unsynced, readers);
     }
 }
 
 #[test]
 fn random_power_cuts_keep_every_durable_write_buffered() {
-    run_seeds(Durability::Buffered);
+    run_seeds(Durability::Buffered, false);
 }
 
 #[test]
 fn random_power_cuts_keep_every_durable_write_sync() {
-    run_seeds(Durability::Sync);
+    run_seeds(Durability::Sync, false);
+}
+
+#[test]
+fn random_power_cuts_beside_readers_keep_every_durable_write() {
+    run_seeds(Durability::Buffered, true);
+    run_seeds(Durability::Sync, true);
 }
 
 /// A tagged batch lost to a power cut takes its tag with it; a flushed one
