@@ -186,9 +186,16 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
     }
 
     // 9. The data file and index now hold everything through `through_seq`.
-    //    When nothing newer was written meanwhile, that is everything the
-    //    view holds: empty it at once (under the log mutex, so no write is
-    //    recorded in between) and free the entries outside any lock.
+    forget_folded(silo, plan);
+    Ok(applied)
+}
+
+/// Forgets the pending operations `plan` folded, now that the data file
+/// and index hold everything through its `through_seq`. When nothing newer
+/// was written meanwhile, that is everything the view holds: it is emptied
+/// at once (under the log mutex, so no write is recorded in between) and
+/// its entries freed outside any lock.
+pub(crate) fn forget_folded(silo: &Core, plan: &Plan<'_>) {
     let everything = {
         let _log = silo.log.lock();
         (silo.pending.visible() <= plan.through_seq).then(|| silo.pending.take_all())
@@ -197,7 +204,6 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
         Some(taken) => free_elsewhere(taken),
         None => silo.pending.forget_many(&plan.touched, plan.through_seq),
     }
-    Ok(applied)
 }
 
 /// Steps 5 to 8 of [`apply`] in place: the index file is updated where it

@@ -12,6 +12,7 @@ use silo_io::durable::{remove_file, sync_dir};
 use crate::READ_LIMIT;
 use crate::compaction::CompactionReport;
 use crate::compaction::apply::publish;
+use crate::compaction::plan::Plan;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, PREFETCH_AHEAD, capacity_for};
@@ -22,7 +23,7 @@ const WRITE_CHUNK: usize = 32 << 20;
 
 /// Runs a cold compaction and adds what it did to `report`.
 pub(crate) fn run(silo: &Core, gate: &GateWrite<'_>, report: &mut CompactionReport) -> Result<()> {
-    let rewrite = prepare(silo, gate)?;
+    let rewrite = prepare(silo, gate, None)?;
     let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
     report.reclaimed_bytes = finish(silo, gate, rewrite)?;
     report.bytes_read += read;
@@ -59,10 +60,35 @@ impl Rewrite {
 /// Writes every live record into a new data file and a new index (files no
 /// reader knows of yet), and syncs them. Reads the store, changes nothing
 /// of it: the sharded engine prepares several stores' rewrites at once.
-pub(crate) fn prepare(silo: &Core, _gate: &GateWrite<'_>) -> Result<Rewrite> {
+///
+/// With `fold`, the plan of a frozen log slot is folded in on the way: the
+/// keys it deletes or rewrites are left out of the copy and its results
+/// written after it, so that the hot step's tombstones, appends and index
+/// updates, which the rewrite would discard at once, are never written.
+pub(crate) fn prepare(
+    silo: &Core,
+    _gate: &GateWrite<'_>,
+    fold: Option<&Plan<'_>>,
+) -> Result<Rewrite> {
     let tables = silo.tables();
     let old_end = tables.data.end();
-    let live: Vec<(u64, u64)> = tables.index.live_entries().collect::<Result<_>>()?;
+    let live: Vec<(u64, u64)> = match fold {
+        None => tables.index.live_entries().collect::<Result<_>>()?,
+        Some(plan) => {
+            let changed: std::collections::HashSet<u64> = plan
+                .writes
+                .iter()
+                .map(|w| w.key)
+                .chain(plan.deletes.iter().map(|d| d.key))
+                .collect();
+            tables
+                .index
+                .live_entries()
+                .filter(|entry| !matches!(entry, Ok((key, _)) if changed.contains(key)))
+                .collect::<Result<_>>()?
+        }
+    };
+    let folded_writes = fold.map_or(&[][..], |plan| &plan.writes[..]);
     let view = tables.data.view();
     let slack = silo.opts.value_slack_percent;
     // Each record is read and checked once: the first pass keeps its
@@ -88,6 +114,13 @@ pub(crate) fn prepare(silo: &Core, _gate: &GateWrite<'_>) -> Result<Rewrite> {
         read += record.size() as u64;
         let len = u32::try_from(record.value.len()).unwrap_or(u32::MAX);
         records.push((record.seq, alloc, len));
+    }
+    let mut folded_allocs = Vec::with_capacity(folded_writes.len());
+    for w in folded_writes {
+        let alloc =
+            alloc_for(w.value.len(), slack).map_err(|e| Error::format(tables.data.path(), e))?;
+        total += record_size(alloc) as u64;
+        folded_allocs.push(alloc);
     }
     let data = DataFile::create(&silo.dir, tables.data.id + 1, total)?;
     let mut cursor = data.reserve(total)?;
@@ -125,6 +158,19 @@ pub(crate) fn prepare(silo: &Core, _gate: &GateWrite<'_>) -> Result<Rewrite> {
         }
     }
     drop(records);
+    for (w, alloc) in folded_writes.iter().zip(folded_allocs) {
+        let size = record_size(alloc);
+        writes
+            .push_with(cursor, size, |buf| {
+                encode_record(buf, w.key, w.seq, &w.value, alloc)
+            })
+            .map_err(|e| Error::format(data.path(), e))?;
+        entries.push((w.key, cursor));
+        cursor += size as u64;
+        if writes.buffered_bytes() >= WRITE_CHUNK {
+            written += data.write(&mut writes)?.bytes;
+        }
+    }
     written += data.write(&mut writes)?.bytes;
     data.sync_and_publish()?;
     let index = Index::create(
@@ -148,14 +194,34 @@ pub(crate) fn prepare(silo: &Core, _gate: &GateWrite<'_>) -> Result<Rewrite> {
 
 /// Publishes a prepared rewrite through the manifest and deletes the old
 /// files; returns the bytes of data file reclaimed.
-pub(crate) fn finish(silo: &Core, _gate: &GateWrite<'_>, rewrite: Rewrite) -> Result<u64> {
+pub(crate) fn finish(silo: &Core, gate: &GateWrite<'_>, rewrite: Rewrite) -> Result<u64> {
+    finish_folded(silo, gate, rewrite, None)
+}
+
+/// [`finish`] for a rewrite prepared with a fold: the same manifest that
+/// names the new files says that they hold every operation of the plan
+/// (its folded sequence and batch tag).
+pub(crate) fn finish_folded(
+    silo: &Core,
+    _gate: &GateWrite<'_>,
+    rewrite: Rewrite,
+    fold: Option<&Plan<'_>>,
+) -> Result<u64> {
     let old = silo.tables();
     silo.space
         .live_bytes
         .store(rewrite.live_bytes, Ordering::Relaxed);
     silo.space.dead_bytes.store(0, Ordering::Relaxed);
     let next = Arc::new(rewrite.next);
-    publish(silo, Arc::clone(&next))?;
+    match fold {
+        None => publish(silo, Arc::clone(&next))?,
+        Some(plan) => {
+            *silo.tables.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&next);
+            let mut manifest = silo.current_manifest(plan.through_seq, false);
+            manifest.batch_tag = manifest.batch_tag.max(plan.max_tag);
+            silo.store_manifest(manifest)?;
+        }
+    }
     remove_file(old.data.path())?;
     remove_file(old.index.path())?;
     sync_dir(&silo.dir)?;

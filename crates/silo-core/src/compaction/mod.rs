@@ -22,7 +22,7 @@ use silo_io::map::ReadMap;
 
 use silo_io::file::SiloFile;
 
-use crate::compaction::plan::Plan;
+use crate::compaction::plan::{Place, Plan};
 use crate::error::Result;
 use crate::log::slot::LogSlot;
 use crate::reentry;
@@ -87,22 +87,18 @@ impl Core {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "compact_cold")?;
         let gate = self.gate.write();
-        let start = Instant::now();
-        let mut report = self.hot_locked(&gate)?;
-        cold::run(self, &gate, &mut report).map_err(|e| self.poison(e))?;
-        report.duration = start.elapsed();
-        Ok(report)
+        self.fold_locked(&gate, Cold::Always)
     }
 
     /// Hot compaction only (used on open and close).
     pub(crate) fn compact_hot(&self) -> Result<CompactionReport> {
         let gate = self.gate.write();
-        self.hot_locked(&gate)
+        self.fold_locked(&gate, Cold::Never)
     }
 
     /// Hot, then cold if the dead space calls for it.
     pub(crate) fn compact_locked(&self, gate: &GateWrite<'_>) -> Result<CompactionReport> {
-        let outcome = self.compact_locked_inner(gate);
+        let outcome = self.fold_locked(gate, Cold::IfDue);
         self.mark_compacted();
         *self
             .last_compaction_error
@@ -111,27 +107,108 @@ impl Core {
         outcome
     }
 
-    fn compact_locked_inner(&self, gate: &GateWrite<'_>) -> Result<CompactionReport> {
+    /// Freezes the active slot (unless a frozen one is waiting), folds it
+    /// and retires it, and rewrites the data file as `cold` says. When the
+    /// rewrite is certain before the fold is applied (asked for, or due
+    /// once the fold's dead space is counted), the fold goes straight into
+    /// the rewrite ([`Core::fold_cold`]). The caller holds the gate.
+    fn fold_locked(&self, gate: &GateWrite<'_>, cold: Cold) -> Result<CompactionReport> {
         let start = Instant::now();
-        let mut report = self.hot_locked(gate)?;
-        if policy::wants_cold(&self.policy_input(), &self.opts.thresholds) {
+        let _busy = self.compacting.enter();
+        let mut report = match self.freeze_locked(gate)? {
+            None => CompactionReport::default(),
+            Some(frozen) => {
+                let map = ReadMap::new(&frozen.file)?;
+                let plan = self.plan_frozen(&frozen, &map)?;
+                let straight = match cold {
+                    Cold::Never => false,
+                    Cold::Always => true,
+                    Cold::IfDue => {
+                        policy::wants_cold(&self.policy_input_after(&plan), &self.opts.thresholds)
+                    }
+                };
+                if straight {
+                    return self.fold_cold(gate, &frozen, plan, start);
+                }
+                self.apply_frozen(&frozen, plan, start)?
+            }
+        };
+        let rewrite = match cold {
+            Cold::Never => false,
+            Cold::Always => true,
+            Cold::IfDue => policy::wants_cold(&self.policy_input(), &self.opts.thresholds),
+        };
+        if rewrite {
             cold::run(self, gate, &mut report).map_err(|e| self.poison(e))?;
         }
         report.duration = start.elapsed();
         Ok(report)
     }
 
-    /// Freezes the active slot (unless a frozen one is waiting), folds it,
-    /// and retires it. The caller holds the gate.
-    fn hot_locked(&self, gate: &GateWrite<'_>) -> Result<CompactionReport> {
-        let start = Instant::now();
-        let _busy = self.compacting.enter();
-        let Some(frozen) = self.freeze_locked(gate)? else {
-            return Ok(CompactionReport::default());
+    /// The policy's input as it will be once `plan` is applied in place:
+    /// results that outgrow their records, and deleted records, become dead
+    /// space.
+    fn policy_input_after(&self, plan: &Plan<'_>) -> policy::PolicyInput {
+        let mut input = self.policy_input();
+        let mut moved = 0u64;
+        let mut added = 0u64;
+        for w in &plan.writes {
+            if let Place::Append { alloc } = w.place {
+                added += silo_format::record_size(alloc) as u64;
+                moved += w.old.map_or(0, |old| old.size);
+            }
+        }
+        for d in &plan.deletes {
+            moved += d.old.size;
+        }
+        input.live_bytes = (input.live_bytes + added).saturating_sub(moved);
+        input.dead_bytes += moved;
+        input
+    }
+
+    /// A hot and a cold compaction in one: the plan of the frozen slot is
+    /// folded into a rewrite of the data file and index (`cold::prepare`
+    /// with the plan), published with the plan's folded sequence by one
+    /// manifest, and the slot retired. Nothing is written over the old
+    /// files, so it needs no journal and suits readers in other processes.
+    fn fold_cold(
+        &self,
+        gate: &GateWrite<'_>,
+        frozen: &Frozen,
+        mut plan: Plan<'_>,
+        start: Instant,
+    ) -> Result<CompactionReport> {
+        self.refuse_blocking_operand(&mut plan, frozen.through_seq)?;
+        let rewrite = cold::prepare(self, gate, Some(&plan)).map_err(|e| self.poison(e))?;
+        let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
+        let reclaimed_bytes =
+            cold::finish_folded(self, gate, rewrite, Some(&plan)).map_err(|e| self.poison(e))?;
+        apply::forget_folded(self, &plan);
+        let mut report = CompactionReport {
+            ops_folded: plan.ops,
+            appended: plan.writes.len() as u64,
+            deleted: plan.deletes.len() as u64,
+            bytes_written: written,
+            bytes_read: plan.bytes_read + read,
+            log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
+            cold: true,
+            reclaimed_bytes,
+            ..CompactionReport::default()
         };
-        let map = ReadMap::new(&frozen.file)?;
-        let plan = self.plan_frozen(&frozen, &map)?;
-        self.apply_frozen(&frozen, plan, start)
+        let superseded = !plan.refused.is_empty();
+        drop(plan);
+        if superseded {
+            self.log.sync_active().map_err(|e| self.poison(e))?;
+        }
+        let in_place = self
+            .lock
+            .try_rewrite_in_place()
+            .map_err(|e| self.poison(e.into()))?;
+        report.beside_readers = self.retire_frozen(in_place)?;
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        self.mark_compacted();
+        report.duration = start.elapsed();
+        Ok(report)
     }
 
     /// Step 1 of a hot compaction: freezes the active slot (unless a frozen
@@ -213,18 +290,7 @@ impl Core {
         mut plan: Plan<'_>,
         start: Instant,
     ) -> Result<CompactionReport> {
-        let through_seq = frozen.through_seq;
-        // A refused operand stops the compaction (the slot stays frozen and
-        // the store as it was) unless a newer put or delete supersedes it.
-        let blocking = plan.refused.iter().position(|(key, _)| {
-            self.pending
-                .get(*key)
-                .and_then(|ops| ops.base)
-                .is_none_or(|b| b.seq() <= through_seq)
-        });
-        if let Some(i) = blocking {
-            return Err(plan.refused.swap_remove(i).1);
-        }
+        self.refuse_blocking_operand(&mut plan, frozen.through_seq)?;
         // Apply, then retire the slot: in place if no read-only open in
         // another process has the files mapped (and none starts until the
         // slot is retired), otherwise into new files. Every in-place guard
@@ -244,6 +310,44 @@ impl Core {
         if superseded {
             self.log.sync_active().map_err(|e| self.poison(e))?;
         }
+        let beside_readers = self.retire_frozen(in_place)?;
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
+        self.mark_compacted();
+        Ok(CompactionReport {
+            ops_folded,
+            in_place: applied.in_place,
+            appended: applied.appended,
+            deleted: applied.deleted,
+            bytes_written: applied.bytes_written,
+            write_syscalls: applied.write_syscalls,
+            log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
+            bytes_read,
+            cold: false,
+            reclaimed_bytes: 0,
+            beside_readers,
+            duration: start.elapsed(),
+        })
+    }
+
+    /// A refused operand stops the compaction (the slot stays frozen and
+    /// the store as it was) unless a newer put or delete supersedes it.
+    fn refuse_blocking_operand(&self, plan: &mut Plan<'_>, through_seq: u64) -> Result<()> {
+        let blocking = plan.refused.iter().position(|(key, _)| {
+            self.pending
+                .get(*key)
+                .and_then(|ops| ops.base)
+                .is_none_or(|b| b.seq() <= through_seq)
+        });
+        match blocking {
+            Some(i) => Err(plan.refused.swap_remove(i).1),
+            None => Ok(()),
+        }
+    }
+
+    /// Empties the frozen slot once its operations are in the data file and
+    /// index: in place under `in_place` (no reader in another process),
+    /// otherwise by replacing its file. Returns whether readers were there.
+    fn retire_frozen(&self, in_place: Option<silo_io::lock::LockGuard<'_>>) -> Result<bool> {
         // Pending values replayed at open may still point into the frozen
         // slot's file: apply forgot them, and after this grace period no
         // reader holds one any more. Only then is the slot emptied.
@@ -274,29 +378,23 @@ impl Core {
         };
         let beside_readers = in_place.is_none();
         drop(in_place);
-        {
-            let mut st = self.log.lock();
-            let other = 1 - st.active;
-            st.slots[other]
-                .reset_done(new_header, replacement)
-                .map_err(|e| self.poison(e))?;
-            st.frozen = false;
-        }
-        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
-        self.mark_compacted();
-        Ok(CompactionReport {
-            ops_folded,
-            in_place: applied.in_place,
-            appended: applied.appended,
-            deleted: applied.deleted,
-            bytes_written: applied.bytes_written,
-            write_syscalls: applied.write_syscalls,
-            log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
-            bytes_read,
-            cold: false,
-            reclaimed_bytes: 0,
-            beside_readers,
-            duration: start.elapsed(),
-        })
+        let mut st = self.log.lock();
+        let other = 1 - st.active;
+        st.slots[other]
+            .reset_done(new_header, replacement)
+            .map_err(|e| self.poison(e))?;
+        st.frozen = false;
+        Ok(beside_readers)
     }
+}
+
+/// Whether a compaction rewrites the data file after folding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cold {
+    /// Never (at open and close).
+    Never,
+    /// When the policy's dead-space threshold is passed.
+    IfDue,
+    /// Always ([`crate::Silo::compact_cold`]).
+    Always,
 }

@@ -188,7 +188,7 @@ impl StagedCompaction<'_> {
                 reason: "apply the hot compaction first".to_owned(),
             });
         }
-        let outcome = cold::prepare(self.core, &self.gate).map(|rewrite| ColdRewrite {
+        let outcome = cold::prepare(self.core, &self.gate, None).map(|rewrite| ColdRewrite {
             rewrite: Some(rewrite),
         });
         if let Err(e) = &outcome {
