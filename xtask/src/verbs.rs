@@ -247,6 +247,8 @@ pub(crate) fn sanitize(args: &[String]) -> Result<(), String> {
             );
         }
         let flags = format!("-Zsanitizer={sanitizer} -Cdebug-assertions=on");
+        let suppressions = workspace_root().join("xtask/tsan-suppressions.txt");
+        let tsan_options = format!("halt_on_error=1:suppressions={}", suppressions.display());
         // A separate target directory: instrumented and plain builds never mix.
         let dir = workspace_root().join(format!("target/sanitize-{sanitizer}"));
         let dir = dir.to_string_lossy().into_owned();
@@ -279,7 +281,7 @@ pub(crate) fn sanitize(args: &[String]) -> Result<(), String> {
                 // Leaks are not memory errors here (tests leak on purpose
                 // when they simulate a crash by forgetting a store).
                 ("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1"),
-                ("TSAN_OPTIONS", "halt_on_error=1"),
+                ("TSAN_OPTIONS", &tsan_options),
             ],
         )?;
     }

@@ -67,6 +67,10 @@ fn raft_config(snapshot_logs: u64) -> Result<Config> {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_logs),
         // Purge everything a snapshot holds: lagging nodes catch up from it.
         max_in_snapshot_log_to_keep: 0,
+        // A chunk of a snapshot is unpacked and synced before its reply:
+        // openraft's 200 ms would cut off a slow disk's (or an instrumented
+        // build's) install again and again, and the node never catch up.
+        install_snapshot_timeout: 5_000,
         ..Config::default()
     }
     .validate()

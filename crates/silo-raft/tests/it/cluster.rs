@@ -196,6 +196,18 @@ async fn write_range(
 
 /// Starts nodes 1 to 3, waits until each answers, initializes the
 /// cluster and waits for a leader: its id and term.
+/// A deadline `secs` seconds from now: ten times that under a sanitizer
+/// (`SILO_SANITIZER`, set by `cargo xtask sanitize`), where every process
+/// of the cluster runs instrumented, many times slower.
+pub(crate) fn deadline_in(secs: u64) -> Instant {
+    let scale = if std::env::var_os("SILO_SANITIZER").is_some() {
+        10
+    } else {
+        1
+    };
+    Instant::now() + Duration::from_secs(secs * scale)
+}
+
 pub(crate) async fn start_cluster(c: &mut Cluster, deadline: Instant) -> (u64, u64) {
     for id in 1..=3 {
         c.start(id);
@@ -231,7 +243,7 @@ async fn three_processes_survive_a_killed_leader() {
         children: BTreeMap::new(),
         schema: None,
     };
-    let deadline = Instant::now() + Duration::from_secs(25);
+    let deadline = deadline_in(25);
     let all = [1, 2, 3];
     let (leader, term) = start_cluster(&mut c, deadline).await;
 

@@ -126,7 +126,7 @@ async fn three_processes_with_an_index_answer_queries_identically() {
         children: BTreeMap::new(),
         schema: Some(schema),
     };
-    let deadline = Instant::now() + Duration::from_secs(25);
+    let deadline = crate::cluster::deadline_in(25);
     let all = [1, 2, 3];
     let (leader, term) = start_cluster(&mut c, deadline).await;
 

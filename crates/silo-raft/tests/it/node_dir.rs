@@ -136,7 +136,7 @@ async fn purge_deletes_entries_and_compacts() {
     let rest = log.try_get_log_entries(0..n).await.expect("entries");
     assert_eq!(rest.len(), 4);
     // The flusher compacts after the purge; wait for it with a deadline.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = crate::cluster::deadline_in(20);
     while log.compactions() == 0 {
         assert!(
             std::time::Instant::now() < deadline,
