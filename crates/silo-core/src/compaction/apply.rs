@@ -12,7 +12,7 @@ use silo_io::coalesce::CoalescedWrites;
 use silo_io::durable::remove_file;
 
 use crate::compaction::journal;
-use crate::compaction::plan::{KeyWrite, Place, Plan};
+use crate::compaction::plan::{self, KeyWrite, Place, Plan};
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::store::{Core, Tables};
@@ -272,15 +272,7 @@ fn replace_index(
     applied: &mut Applied,
 ) -> Result<()> {
     let old = &tables.index;
-    let changed: std::collections::HashSet<u64> = new_locs
-        .iter()
-        .map(|(key, _)| *key)
-        .chain(plan.deletes.iter().map(|d| d.key))
-        .collect();
-    let mut entries: Vec<(u64, u64)> = old
-        .live_entries()
-        .filter(|entry| !matches!(entry, Ok((key, _)) if changed.contains(key)))
-        .collect::<Result<_>>()?;
+    let mut entries = plan::untouched_entries(old, plan)?;
     entries.extend_from_slice(new_locs);
     let index = Index::create(
         &silo.dir,

@@ -12,7 +12,7 @@ use silo_io::durable::{remove_file, sync_dir};
 use crate::READ_LIMIT;
 use crate::compaction::CompactionReport;
 use crate::compaction::apply::publish;
-use crate::compaction::plan::Plan;
+use crate::compaction::plan::{Plan, untouched_entries};
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, PREFETCH_AHEAD, capacity_for};
@@ -74,19 +74,7 @@ pub(crate) fn prepare(
     let old_end = tables.data.end();
     let live: Vec<(u64, u64)> = match fold {
         None => tables.index.live_entries().collect::<Result<_>>()?,
-        Some(plan) => {
-            let changed: std::collections::HashSet<u64> = plan
-                .writes
-                .iter()
-                .map(|w| w.key)
-                .chain(plan.deletes.iter().map(|d| d.key))
-                .collect();
-            tables
-                .index
-                .live_entries()
-                .filter(|entry| !matches!(entry, Ok((key, _)) if changed.contains(key)))
-                .collect::<Result<_>>()?
-        }
+        Some(plan) => untouched_entries(&tables.index, plan)?,
     };
     let folded_writes = fold.map_or(&[][..], |plan| &plan.writes[..]);
     let view = tables.data.view();

@@ -13,6 +13,24 @@ use crate::index::PREFETCH_AHEAD;
 use crate::log::replay::{LoggedOp, replay};
 use crate::store::{Core, Tables};
 
+/// The entries of `index` whose keys `plan` neither deletes nor rewrites:
+/// what a new index or data file written from the fold keeps of the old.
+pub(crate) fn untouched_entries(
+    index: &crate::index::Index,
+    plan: &Plan<'_>,
+) -> Result<Vec<(u64, u64)>> {
+    let changed: std::collections::HashSet<u64> = plan
+        .writes
+        .iter()
+        .map(|w| w.key)
+        .chain(plan.deletes.iter().map(|d| d.key))
+        .collect();
+    index
+        .live_entries()
+        .filter(|entry| !matches!(entry, Ok((key, _)) if changed.contains(key)))
+        .collect()
+}
+
 /// Where a result goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Place {
