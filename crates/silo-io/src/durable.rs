@@ -149,6 +149,31 @@ pub fn remove_file(path: &Path) -> Result<(), IoError> {
     }
 }
 
+/// Removes the directory tree at `path`; a missing one is not an error.
+/// The parent directory is not synced: call [`sync_dir`] to make the
+/// removal durable.
+///
+/// ```
+/// use silo_io::durable::remove_dir_all;
+/// let dir = tempfile::tempdir().unwrap();
+/// let tree = dir.path().join("t");
+/// std::fs::create_dir_all(tree.join("sub")).unwrap();
+/// std::fs::write(tree.join("sub/f"), b"x").unwrap();
+/// remove_dir_all(&tree)?;
+/// assert!(!tree.exists());
+/// remove_dir_all(&tree)?; // already gone: fine
+/// # Ok::<(), silo_io::IoError>(())
+/// ```
+pub fn remove_dir_all(path: &Path) -> Result<(), IoError> {
+    fault::check(FaultOp::Remove, path)?;
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(IoError::io("remove directory", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Creates a hard link `to` naming the same file as `from`. The directory is
 /// not synced: call [`sync_dir`] to make the link durable.
 ///

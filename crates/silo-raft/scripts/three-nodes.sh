@@ -35,8 +35,19 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 "$bin" client "127.0.0.1:$((base + 1))" init "$peers" || true
-sleep 1
+# Wait for an elected leader (polling: the election's timing is openraft's).
+leader=
+for _ in $(seq 200); do
+    for id in 1 2 3; do
+        if "$bin" client "127.0.0.1:$((base + id))" status 2> /dev/null | grep -q '"is_leader":true'; then
+            leader=$id
+        fi
+    done
+    [ -n "$leader" ] && break
+    sleep 0.05
+done
+[ -n "$leader" ] || { echo "no leader elected; see $root/node*.err" >&2; exit 1; }
 for id in 1 2 3; do "$bin" client "127.0.0.1:$((base + id))" status; done
-"$bin" client "127.0.0.1:$((base + 1))" put "$key" hello
-"$bin" client "127.0.0.1:$((base + 1))" get "$key"
+"$bin" client "127.0.0.1:$((base + leader))" put "$key" hello
+"$bin" client "127.0.0.1:$((base + leader))" get "$key"
 echo "pids in $root/pids"

@@ -127,6 +127,18 @@ pub enum RaftStoreError {
         /// The entry's log index.
         index: u64,
     },
+    /// A committed key-value command touches a key this node's index owns:
+    /// a leader without an index logged it. The node stops rather than
+    /// answer unlike the nodes without an index.
+    #[error(
+        "log entry {index}: key {key:#x} belongs to this node's index (start every node of the cluster with the same --schema)"
+    )]
+    KeyOfTheIndex {
+        /// The entry's log index.
+        index: u64,
+        /// The key.
+        key: u64,
+    },
     /// A committed document command was written for another index schema
     /// than this node's: every node of a cluster needs the same
     /// `--schema`; the node stops rather than answer differently.
@@ -158,6 +170,14 @@ pub enum RaftStoreError {
     /// A peer sent a frame this node cannot accept.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A frame longer than the protocol allows, sent or received.
+    #[error("frame of {bytes} bytes (at most {max})")]
+    FrameTooLarge {
+        /// The frame's body length.
+        bytes: u64,
+        /// The longest allowed.
+        max: u64,
+    },
     /// A command-line argument is missing or malformed.
     #[error("bad argument: {0}")]
     Usage(String),

@@ -3,7 +3,8 @@
 
 use openraft::BasicNode;
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -14,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::error::RaftStoreError;
 use crate::types::{NodeId, TypeConfig};
-use crate::wire::{WireReply, WireRequest, read_frame, write_frame};
+use crate::wire::{MAX_FRAME, WireReply, WireRequest, encode_frame, read_frame, send_frame};
 
 /// Makes a [`Connection`] to each peer.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +50,16 @@ impl Connection {
         req: &WireRequest,
         option: &RPCOption,
     ) -> Result<WireReply, RpcErr<E>> {
+        let frame = encode_frame(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.send_encoded(&frame, option).await
+    }
+
+    /// Sends one encoded frame and reads the reply.
+    async fn send_encoded<E: std::error::Error>(
+        &mut self,
+        frame: &[u8],
+        option: &RPCOption,
+    ) -> Result<WireReply, RpcErr<E>> {
         let stream = match self.stream.take() {
             Some(s) => s,
             None => {
@@ -64,7 +75,7 @@ impl Connection {
         };
         let mut stream = stream;
         let exchange = async {
-            write_frame(&mut stream, req).await?;
+            send_frame(&mut stream, frame).await?;
             read_frame::<WireReply>(&mut stream).await?.ok_or_else(|| {
                 RaftStoreError::Protocol(format!("{} closed the connection", self.addr))
             })
@@ -85,16 +96,30 @@ impl Connection {
     }
 }
 
+/// How many of `entries` entries to send at a time when they took `bytes`
+/// together: the share that fits in half a frame, at least one and fewer
+/// than `entries` (a client frame is at most `MAX_CLIENT_FRAME`, so one
+/// entry always fits).
+fn too_large(entries: usize, bytes: u64) -> PayloadTooLarge {
+    let fit = (entries as u64).saturating_mul(u64::from(MAX_FRAME / 2)) / bytes.max(1);
+    PayloadTooLarge::new_entries_hint(fit.clamp(1, entries as u64 - 1))
+}
+
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
-        match self
-            .round_trip(&WireRequest::AppendEntries(rpc), &option)
-            .await?
-        {
+        let entries = rpc.entries.len();
+        let frame = match encode_frame(&WireRequest::AppendEntries(rpc)) {
+            Ok(frame) => frame,
+            Err(RaftStoreError::FrameTooLarge { bytes, .. }) if entries > 1 => {
+                return Err(too_large(entries, bytes).into());
+            }
+            Err(e) => return Err(RPCError::Network(NetworkError::new(&e))),
+        };
+        match self.send_encoded(&frame, &option).await? {
             WireReply::AppendEntries(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
@@ -129,6 +154,56 @@ impl RaftNetwork<TypeConfig> for Connection {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
             other => Err(self.unexpected(&other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_append_is_split_into_parts_that_fit() {
+        let half = u64::from(MAX_FRAME / 2);
+        // 300 entries in four frames' worth: about a frame's half each time.
+        assert_eq!(too_large(300, 8 * half).entries_hint(), 37);
+        // Never all of them, never none.
+        assert_eq!(too_large(2, u64::from(MAX_FRAME) + 1).entries_hint(), 1);
+        assert_eq!(too_large(10, u64::MAX).entries_hint(), 1);
+        assert_eq!(too_large(10, 0).entries_hint(), 9);
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_a_typed_error() {
+        use openraft::testing::log_id;
+        use openraft::{Entry, EntryPayload, Vote};
+
+        use crate::types::Request;
+
+        // Two entries that fit in a frame each, but not in one together.
+        let value = vec![0_u8; (MAX_FRAME / 4) as usize];
+        let entry = |i| Entry::<TypeConfig> {
+            log_id: log_id(1, 1, i),
+            payload: EntryPayload::Normal(Request::Put {
+                key: i,
+                value: value.clone(),
+            }),
+        };
+        let req = |entries| {
+            WireRequest::AppendEntries(AppendEntriesRequest {
+                vote: Vote::new_committed(1, 1),
+                prev_log_id: None,
+                leader_commit: None,
+                entries,
+            })
+        };
+        assert!(encode_frame(&req(vec![entry(1)])).is_ok());
+        match encode_frame(&req(vec![entry(1), entry(2)])) {
+            Err(RaftStoreError::FrameTooLarge { bytes, max }) => {
+                assert_eq!(max, u64::from(MAX_FRAME));
+                assert!(bytes > max, "{bytes}");
+            }
+            other => panic!("expected FrameTooLarge, got {:?}", other.map(|f| f.len())),
         }
     }
 }

@@ -19,8 +19,8 @@ use crate::node_dir::open_node_with;
 use crate::state_machine::StateReader;
 use crate::types::{NodeId, Request, Response, TypeConfig};
 use crate::wire::{
-    ClientReply, ClientRequest, DocHit, NodeStatus, StateDigest, WireReply, WireRequest, digest_of,
-    read_frame, write_frame,
+    ClientReply, ClientRequest, DocHit, MAX_CLIENT_FRAME, NodeStatus, StateDigest, WireReply,
+    WireRequest, digest_of, encode_frame, read_frame_sized, send_frame,
 };
 
 /// How to run a node.
@@ -118,9 +118,27 @@ impl Node {
                 context: "set nodelay".to_owned(),
                 source,
             })?;
-        while let Some(req) = read_frame::<WireRequest>(&mut stream).await? {
-            let reply = self.handle(req).await;
-            write_frame(&mut stream, &reply).await?;
+        while let Some((req, len)) = read_frame_sized::<WireRequest>(&mut stream).await? {
+            let reply = match req {
+                // Every log entry must fit in an `AppendEntries` frame.
+                WireRequest::Client(_) if len > MAX_CLIENT_FRAME => {
+                    WireReply::Client(ClientReply::TooLarge {
+                        bytes: u64::from(len),
+                        max: u64::from(MAX_CLIENT_FRAME),
+                    })
+                }
+                req => self.handle(req).await,
+            };
+            let frame = match (encode_frame(&reply), reply) {
+                (Ok(frame), _) => frame,
+                // A reply too long for a frame (a huge value or query
+                // result) is refused, and the connection goes on.
+                (Err(RaftStoreError::FrameTooLarge { bytes, max }), WireReply::Client(_)) => {
+                    encode_frame(&WireReply::Client(ClientReply::TooLarge { bytes, max }))?
+                }
+                (Err(e), _) => return Err(e),
+            };
+            send_frame(&mut stream, &frame).await?;
         }
         Ok(())
     }
@@ -139,6 +157,15 @@ impl Node {
     }
 
     async fn write(&self, req: Request) -> ClientReply {
+        // Refused here, not logged: a node with an index would stop at it
+        // (see `Request::index_owned_key`).
+        let indexed = self.state.engine().index().is_some();
+        if let Some(key) = req
+            .reserved_key()
+            .or_else(|| req.index_owned_key().filter(|_| indexed))
+        {
+            return reserved(key);
+        }
         match self.raft.client_write(req).await {
             Ok(resp) => match resp.data {
                 Response::Applied => ClientReply::Written {

@@ -25,6 +25,7 @@ use openraft::{
 use parking_lot::{Mutex, RwLock};
 use silo_core::{Durability, WriteBatch, WriteOptions};
 use silo_engine::{Engine, EngineOptions, Index, LayerOperator, Schema};
+use silo_io::DirLock;
 use silo_io::durable::{create_dir_durable, remove_file, rename, sync_dir};
 
 use crate::archive;
@@ -167,6 +168,10 @@ struct SmShared {
     snapshot_lock: Mutex<()>,
     /// Names temporary files uniquely within this process.
     seq: AtomicU64,
+    /// The node directory's lock, held for the state machine's life: taken
+    /// before anything under the directory is read or removed, so a second
+    /// process opening the same node fails with `Locked` and sweeps nothing.
+    _node_lock: DirLock,
 }
 
 /// The directory of state machine generation `g`.
@@ -379,11 +384,7 @@ fn decode_meta(path: &Path, bytes: &[u8]) -> Result<SnapshotMeta<u64, openraft::
 
 /// Removes the directory tree at `path` if it exists.
 pub(crate) fn remove_tree(path: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(silo_io::IoError::io("remove directory", path, e).into()),
-    }
+    Ok(silo_io::durable::remove_dir_all(path)?)
 }
 
 /// Copies `src` into the new file `dest` in 1 MiB chunks and syncs it.
@@ -428,6 +429,18 @@ impl StateMachine {
     /// Without one, a state machine that holds an index keeps using the
     /// schema it holds.
     pub fn open_with(node_dir: &Path, schema: Option<Schema>) -> Result<StateMachine> {
+        create_dir_durable(node_dir)?;
+        let lock = DirLock::acquire(node_dir)?;
+        StateMachine::open_locked(node_dir, schema, lock)
+    }
+
+    /// [`StateMachine::open_with`] under the node directory's lock, taken
+    /// by the caller.
+    pub(crate) fn open_locked(
+        node_dir: &Path,
+        schema: Option<Schema>,
+        node_lock: DirLock,
+    ) -> Result<StateMachine> {
         let sm_dir = node_dir.join("sm");
         let snap_dir = node_dir.join("snap");
         create_dir_durable(&sm_dir)?;
@@ -465,6 +478,7 @@ impl StateMachine {
                 schema,
                 snapshot_lock: Mutex::new(()),
                 seq: AtomicU64::new(0),
+                _node_lock: node_lock,
             }),
         };
         sm.finish_install()?;
@@ -538,8 +552,13 @@ impl StateMachine {
             match entry.payload {
                 EntryPayload::Blank => responses.push(Response::Applied),
                 EntryPayload::Normal(req) => {
-                    if let Some(key) = req.reserved_key(indexed) {
+                    if let Some(key) = req.reserved_key() {
                         responses.push(Response::ReservedKey { key });
+                    } else if let Some(key) = req.index_owned_key().filter(|_| indexed) {
+                        return Err(RaftStoreError::KeyOfTheIndex {
+                            index: log_id.index,
+                            key,
+                        });
                     } else if req.has_documents() {
                         let Some(index) = store.index() else {
                             return Err(RaftStoreError::NoIndex {

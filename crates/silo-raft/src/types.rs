@@ -78,16 +78,28 @@ pub enum Request {
 }
 
 impl Request {
-    /// The first key of this command a user may not touch, if any: from
-    /// [`crate::keys::RESERVED_FROM`] up, and with an index (`indexed`)
-    /// any key outside [`crate::keys::INDEXED_USER_KEYS_FROM`]
-    /// `..` [`crate::keys::INDEXED_USER_KEYS_TO`].
-    pub fn reserved_key(&self, indexed: bool) -> Option<u64> {
+    /// The first key of this command in the reserved range (from
+    /// [`crate::keys::RESERVED_FROM`] up), if any. The same on every node:
+    /// it does not depend on the node's schema.
+    pub fn reserved_key(&self) -> Option<u64> {
+        self.first_key(|key| !user_key_allowed(key, false))
+    }
+
+    /// The first key of this command below the reserved range but outside
+    /// the user window beside an index ([`crate::keys::INDEXED_USER_KEYS_FROM`]
+    /// `..` [`crate::keys::INDEXED_USER_KEYS_TO`]): a key an index owns.
+    /// Only a node with an index refuses it, so a leader with an index
+    /// refuses it before it is logged, and a node with an index that
+    /// finds one committed stops rather than answer unlike a node without.
+    pub fn index_owned_key(&self) -> Option<u64> {
+        self.first_key(|key| user_key_allowed(key, false) && !user_key_allowed(key, true))
+    }
+
+    /// The first key of a key-value command of this one that `pred` holds for.
+    fn first_key(&self, pred: impl Fn(u64) -> bool + Copy) -> Option<u64> {
         match self {
-            Request::Put { key, .. } | Request::Delete { key } => {
-                (!user_key_allowed(*key, indexed)).then_some(*key)
-            }
-            Request::Batch(reqs) => reqs.iter().find_map(|r| r.reserved_key(indexed)),
+            Request::Put { key, .. } | Request::Delete { key } => pred(*key).then_some(*key),
+            Request::Batch(reqs) => reqs.iter().find_map(|r| r.first_key(pred)),
             Request::UpsertDoc { .. } | Request::PatchDoc { .. } | Request::DeleteDoc { .. } => {
                 None
             }

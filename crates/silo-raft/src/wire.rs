@@ -21,6 +21,13 @@ use crate::types::{NodeId, TypeConfig};
 /// an allocation.
 pub const MAX_FRAME: u32 = 64 << 20;
 
+/// Largest client request frame a node turns into a log entry. The
+/// difference from [`MAX_FRAME`] is room for what an `AppendEntries` frame
+/// adds around one entry (its log id, the request's ids, the command's
+/// tag), so every entry fits in a frame of its own; a request of more
+/// entries than fit in one frame is split (openraft's `PayloadTooLarge`).
+pub const MAX_CLIENT_FRAME: u32 = MAX_FRAME - (64 << 10);
+
 /// A request frame.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum WireRequest {
@@ -168,6 +175,14 @@ pub enum ClientReply {
     },
     /// The call failed.
     Failed(String),
+    /// The request's frame was longer than [`MAX_CLIENT_FRAME`]: nothing
+    /// of it was written.
+    TooLarge {
+        /// The frame's body length.
+        bytes: u64,
+        /// The longest accepted.
+        max: u64,
+    },
     /// A document command was refused: nothing of it was applied.
     DocumentRefused {
         /// The log index of the refused command.
@@ -250,25 +265,44 @@ fn net(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RaftStoreEr
     move |source| RaftStoreError::Net { context, source }
 }
 
-/// Writes `msg` as one frame.
-pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, msg: &T) -> Result<()> {
-    let body = serde_json::to_vec(msg).map_err(|source| RaftStoreError::Encode {
+/// `msg` encoded as one frame (length prefix included), or
+/// [`RaftStoreError::FrameTooLarge`] if its body exceeds [`MAX_FRAME`].
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>> {
+    let mut out = vec![0_u8; 4];
+    serde_json::to_writer(&mut out, msg).map_err(|source| RaftStoreError::Encode {
         what: "frame",
         source,
     })?;
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|n| *n <= MAX_FRAME)
-        .ok_or_else(|| RaftStoreError::Protocol(format!("frame of {} bytes", body.len())))?;
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&body);
-    stream.write_all(&out).await.map_err(net("write frame"))?;
-    Ok(())
+    let body = out.len() - 4;
+    let len = u32::try_from(body).ok().filter(|n| *n <= MAX_FRAME).ok_or(
+        RaftStoreError::FrameTooLarge {
+            bytes: body as u64,
+            max: u64::from(MAX_FRAME),
+        },
+    )?;
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
+/// Sends a frame made by [`encode_frame`].
+pub async fn send_frame(stream: &mut TcpStream, frame: &[u8]) -> Result<()> {
+    stream.write_all(frame).await.map_err(net("write frame"))
+}
+
+/// Writes `msg` as one frame.
+pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, msg: &T) -> Result<()> {
+    send_frame(stream, &encode_frame(msg)?).await
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> Result<Option<T>> {
+    Ok(read_frame_sized(stream).await?.map(|(msg, _)| msg))
+}
+
+/// [`read_frame`], with the length of the frame's body.
+pub async fn read_frame_sized<T: for<'de> Deserialize<'de>>(
+    stream: &mut TcpStream,
+) -> Result<Option<(T, u32)>> {
     let mut len = [0_u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -277,9 +311,10 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) ->
     }
     let len = u32::from_le_bytes(len);
     if len > MAX_FRAME {
-        return Err(RaftStoreError::Protocol(format!(
-            "frame of {len} bytes (at most {MAX_FRAME})"
-        )));
+        return Err(RaftStoreError::FrameTooLarge {
+            bytes: u64::from(len),
+            max: u64::from(MAX_FRAME),
+        });
     }
     let mut body = vec![0_u8; usize::try_from(len).unwrap_or(0)];
     stream
@@ -287,7 +322,7 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) ->
         .await
         .map_err(net("read frame"))?;
     serde_json::from_slice(&body)
-        .map(Some)
+        .map(|msg| Some((msg, len)))
         .map_err(|e| RaftStoreError::Protocol(format!("undecodable frame: {e}")))
 }
 

@@ -230,6 +230,23 @@ pub(crate) async fn start_cluster(c: &mut Cluster, deadline: Instant) -> (u64, u
     wait_leader(c, &[1, 2, 3], 0, deadline).await
 }
 
+/// The names under `dir` at every depth, sorted.
+fn dir_listing(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
 pub(crate) fn data_dir_exists(root: &Path, id: u64) -> bool {
     root.join(format!("node{id}/NODE")).exists()
 }
@@ -308,6 +325,39 @@ async fn three_processes_survive_a_killed_leader() {
     assert!(
         err.contains(&format!("belongs to node {new_leader}, not node 9")),
         "{err}"
+    );
+    // A second process for the same node, on its directory while it runs,
+    // refuses to run before it sweeps or writes anything there.
+    let node_dir = c.root.join(format!("node{new_leader}"));
+    let before = dir_listing(&node_dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_silo-raft"))
+        .args(["--id", &new_leader.to_string(), "--listen", &spare[&1]])
+        .arg("--dir")
+        .arg(&node_dir)
+        .args(["--peers", &c.peers()])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is held by another open store"), "{err}");
+    assert_eq!(dir_listing(&node_dir), before);
+
+    // A write whose request frame leaves no room for an entry's framing is
+    // refused whole, and the connection is not dropped for it.
+    let zeros = usize::try_from(silo_raft::wire::MAX_FRAME / 2 - 1024).expect("fits");
+    let got = client_call(
+        &c.addrs[&new_leader],
+        ClientRequest::Put {
+            key: 7,
+            value: vec![0; zeros],
+        },
+    )
+    .await
+    .expect("a reply");
+    assert!(
+        matches!(got, ClientReply::TooLarge { bytes, max }
+            if bytes > max && max == u64::from(silo_raft::wire::MAX_CLIENT_FRAME)),
+        "{got:?}"
     );
 
     // Every acknowledged write reads back through the leader, linearizably.

@@ -147,6 +147,21 @@ async fn three_processes_with_an_index_answer_queries_identically() {
         matches!(refused, ClientReply::DocumentRefused { doc: 1, .. }),
         "{refused:?}"
     );
+    // A put into the index's own keys is refused before it is logged (a
+    // committed one would stop every node with an index).
+    let refused = client_call(
+        &c.addrs[&leader],
+        ClientRequest::Put {
+            key: 5,
+            value: b"v".to_vec(),
+        },
+    )
+    .await
+    .expect("a reply");
+    assert!(
+        matches!(&refused, ClientReply::Failed(m) if m.contains("key 0x5 is reserved")),
+        "{refused:?}"
+    );
 
     c.kill(leader);
     let alive: Vec<u64> = all.iter().copied().filter(|id| *id != leader).collect();

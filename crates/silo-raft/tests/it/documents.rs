@@ -114,11 +114,6 @@ fn commands() -> Vec<Request> {
                 value: b"yes".to_vec(),
             },
         ]),
-        // Outside the user window beside an index.
-        Request::Put {
-            key: 5,
-            value: b"no".to_vec(),
-        },
         delete(2),
         upsert(5, r#"{"color":"red","price":40}"#),
     ]
@@ -166,7 +161,6 @@ async fn documents_apply_reopen_and_move_by_snapshot() {
         }
     );
     assert_eq!(responses[5], Response::Applied);
-    assert_eq!(responses[6], Response::ReservedKey { key: 5 });
     let engine = sm.engine();
     let index = engine.index().expect("index");
     assert_eq!(
@@ -231,6 +225,53 @@ async fn documents_apply_reopen_and_move_by_snapshot() {
         Err(RaftStoreError::Engine(silo_engine::EngineError::SchemaMismatch { .. })) => {}
         other => panic!("expected SchemaMismatch, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_key_of_the_index_stops_an_indexed_node_and_a_reserved_key_is_refused_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_li, mut indexed) =
+        open_node_with(&dir.path().join("i"), 1, Some(schema())).expect("opens");
+    let (_lp, mut plain) = open_node(&dir.path().join("p"), 2).expect("opens");
+    let put = |key| Request::Put {
+        key,
+        value: b"v".to_vec(),
+    };
+    // A reserved key: the same answer on both, whatever their schema.
+    for sm in [&mut indexed, &mut plain] {
+        let r = sm
+            .apply(vec![entry(
+                1,
+                Request::Batch(vec![put(1 << 60), put(u64::MAX - 1)]),
+            )])
+            .await
+            .expect("apply");
+        assert_eq!(r, vec![Response::ReservedKey { key: u64::MAX - 1 }]);
+    }
+    // Key 5 is the index's beside an index: a node without one applies it,
+    // a node with one stops instead of answering otherwise.
+    let r = plain.apply(vec![entry(2, put(5))]).await.expect("apply");
+    assert_eq!(r, vec![Response::Applied]);
+    assert_eq!(plain.engine().get(5).expect("get"), Some(b"v".to_vec()));
+    match indexed
+        .apply(vec![entry(
+            2,
+            Request::Batch(vec![put(INDEXED_USER_KEYS_FROM), put(5)]),
+        )])
+        .await
+    {
+        Err(e) => assert!(
+            e.to_string().contains("belongs to this node's index"),
+            "{e}"
+        ),
+        Ok(r) => panic!("expected the node to stop, got {r:?}"),
+    }
+    let (applied, _) = indexed.applied_state().await.expect("applied");
+    assert_eq!(applied, Some(log_id(1, 1, 1)));
+    assert_eq!(
+        indexed.engine().get(INDEXED_USER_KEYS_FROM).expect("get"),
+        None
+    );
 }
 
 #[tokio::test]

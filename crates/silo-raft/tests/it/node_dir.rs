@@ -173,3 +173,30 @@ async fn a_corrupt_log_entry_is_a_typed_error() {
     assert_eq!(log.entries(1..3).expect("entries").len(), 2);
     assert_eq!(log.entries(5..6).expect("entries").len(), 1);
 }
+
+#[test]
+fn a_node_directory_in_use_is_locked_and_nothing_in_it_is_swept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = dir.path().join("n1");
+    let first = open_node(&node, 1).expect("opens");
+    // What a running node has in flight: a snapshot being received, a state
+    // machine generation being installed.
+    let receiving = node.join("snap").join("recv-99.tmp");
+    let installing = node.join("sm").join("gen-7");
+    std::fs::write(&receiving, b"chunk").expect("write");
+    std::fs::create_dir(&installing).expect("mkdir");
+    for second in [
+        open_node(&node, 1).map(drop),
+        silo_raft::StateMachine::open(&node).map(drop),
+    ] {
+        match second {
+            Err(RaftStoreError::Io(silo_io::IoError::Locked { .. })) => {}
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(receiving.exists() && installing.exists());
+    }
+    drop(first);
+    // Once it is closed, the next open sweeps the leftovers.
+    drop(open_node(&node, 1).expect("reopens"));
+    assert!(!receiving.exists() && !installing.exists());
+}
