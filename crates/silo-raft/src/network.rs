@@ -96,12 +96,19 @@ impl Connection {
     }
 }
 
+/// The most bytes an `AppendEntries` frame of more than one entry carries.
+/// openraft gives the call one heartbeat interval (100 ms here) to be sent,
+/// decoded, appended and synced, or times it out and sends it again, the
+/// same: a frame must stay well inside that, and inside [`MAX_FRAME`].
+pub(crate) const APPEND_BUDGET: u64 = 4 << 20;
+
 /// How many of `entries` entries to send at a time when they took `bytes`
-/// together: the share that fits in half a frame, at least one and fewer
-/// than `entries` (a client frame is at most `MAX_CLIENT_FRAME`, so one
-/// entry always fits).
+/// together: the share that fits in [`APPEND_BUDGET`], at least one and
+/// fewer than `entries` (a client frame is at most `MAX_CLIENT_FRAME`, so
+/// one entry always fits in a frame).
 fn too_large(entries: usize, bytes: u64) -> PayloadTooLarge {
-    let fit = (entries as u64).saturating_mul(u64::from(MAX_FRAME / 2)) / bytes.max(1);
+    const _: () = assert!(APPEND_BUDGET < MAX_FRAME as u64);
+    let fit = (entries as u64).saturating_mul(APPEND_BUDGET) / bytes.max(1);
     PayloadTooLarge::new_entries_hint(fit.clamp(1, entries as u64 - 1))
 }
 
@@ -113,6 +120,9 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr<RaftError<NodeId>>> {
         let entries = rpc.entries.len();
         let frame = match encode_frame(&WireRequest::AppendEntries(rpc)) {
+            Ok(frame) if frame.len() as u64 > APPEND_BUDGET && entries > 1 => {
+                return Err(too_large(entries, frame.len() as u64).into());
+            }
             Ok(frame) => frame,
             Err(RaftStoreError::FrameTooLarge { bytes, .. }) if entries > 1 => {
                 return Err(too_large(entries, bytes).into());
@@ -164,11 +174,11 @@ mod tests {
 
     #[test]
     fn an_oversized_append_is_split_into_parts_that_fit() {
-        let half = u64::from(MAX_FRAME / 2);
-        // 300 entries in four frames' worth: about a frame's half each time.
-        assert_eq!(too_large(300, 8 * half).entries_hint(), 37);
+        // 300 entries of eight budgets' worth: an eighth each time.
+        assert_eq!(too_large(300, 8 * APPEND_BUDGET).entries_hint(), 37);
         // Never all of them, never none.
         assert_eq!(too_large(2, u64::from(MAX_FRAME) + 1).entries_hint(), 1);
+        assert_eq!(too_large(2, APPEND_BUDGET + 1).entries_hint(), 1);
         assert_eq!(too_large(10, u64::MAX).entries_hint(), 1);
         assert_eq!(too_large(10, 0).entries_hint(), 9);
     }

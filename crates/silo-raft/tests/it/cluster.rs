@@ -194,8 +194,6 @@ async fn write_range(
     last
 }
 
-/// Starts nodes 1 to 3, waits until each answers, initializes the
-/// cluster and waits for a leader: its id and term.
 /// A deadline `secs` seconds from now: ten times that under a sanitizer
 /// (`SILO_SANITIZER`, set by `cargo xtask sanitize`), where every process
 /// of the cluster runs instrumented, many times slower.
@@ -208,6 +206,8 @@ pub(crate) fn deadline_in(secs: u64) -> Instant {
     Instant::now() + Duration::from_secs(secs * scale)
 }
 
+/// Starts nodes 1 to 3, waits until each answers, initializes the
+/// cluster and waits for a leader: its id and term.
 pub(crate) async fn start_cluster(c: &mut Cluster, deadline: Instant) -> (u64, u64) {
     for id in 1..=3 {
         c.start(id);
@@ -377,5 +377,55 @@ async fn three_processes_survive_a_killed_leader() {
             ClientReply::Value(expected.get(&key).cloned()),
             "key {key}"
         );
+    }
+}
+
+/// A follower that missed more log than one `AppendEntries` can carry in
+/// openraft's time for it catches up: the leader's call is split
+/// (openraft's `PayloadTooLarge`) instead of timing out on every retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_by_more_than_one_append_catches_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = Cluster {
+        root: dir.path().to_owned(),
+        addrs: free_addrs(3),
+        children: BTreeMap::new(),
+        schema: None,
+    };
+    let deadline = deadline_in(60);
+    let all = [1, 2, 3];
+    let (leader, _) = start_cluster(&mut c, deadline).await;
+    let follower = all
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    c.kill(follower);
+    let alive: Vec<u64> = all.iter().copied().filter(|id| *id != follower).collect();
+    // 24 puts of 512 KiB: each 1.5 MiB of JSON, 36 MiB together (nine
+    // times `APPEND_BUDGET`), and fewer entries than a snapshot is taken
+    // after.
+    let big: u64 = 1 << 19;
+    let mut last = 0;
+    for key in 0..24_u64 {
+        let value: Vec<u8> = (0..big).map(|i| b"0123456789"[((i ^ key) % 10) as usize]).collect();
+        let req = ClientRequest::Put { key, value };
+        last = write(&c, &alive, req, deadline).await;
+    }
+    assert!(last < SNAPSHOT_LOGS, "the follower must catch up by log");
+    c.start(follower);
+    loop {
+        let want = digest(&c.addrs[&leader]).await;
+        let got = digest(&c.addrs[&follower]).await;
+        if want.is_some() && got == want {
+            let s = status(&c.addrs[&follower]).await.expect("status");
+            assert_eq!(s.snapshot, None, "caught up by log, not by snapshot");
+            assert_eq!(got.expect("digest").keys, 24);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never caught up: {got:?} vs {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
