@@ -213,11 +213,6 @@ impl Index {
         &self.path
     }
 
-    /// Slots in the table.
-    pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
     /// The hash seed.
     pub(crate) fn seed(&self) -> u64 {
         self.seed
@@ -255,6 +250,14 @@ impl Index {
     pub(crate) fn get(&self, key: u64) -> Result<Option<u64>> {
         match self.find(key)? {
             Ok((_, Loc::Record(offset))) => Ok(Some(offset)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The record offset of `key` and the slot of its entry, if it is live.
+    pub(crate) fn get_with_slot(&self, key: u64) -> Result<Option<(u64, u64)>> {
+        match self.find(key)? {
+            Ok((slot, Loc::Record(offset))) => Ok(Some((offset, slot))),
             _ => Ok(None),
         }
     }
@@ -335,6 +338,25 @@ impl Index {
     /// Every live (key, record offset), in slot order.
     pub(crate) fn live_entries(&self) -> impl Iterator<Item = Result<(u64, u64)>> + '_ {
         (0..self.capacity).filter_map(move |slot| self.entry(slot).transpose())
+    }
+
+    /// [`Index::live_entries`] but those whose slot is set in `skip`, a
+    /// bitmap of slots (bit `s % 64` of word `s / 64`; shorter is unset).
+    pub(crate) fn live_entries_but<'a>(
+        &'a self,
+        skip: &'a [u64],
+    ) -> impl Iterator<Item = Result<(u64, u64)>> + 'a {
+        (0..self.capacity)
+            .filter(move |slot| {
+                let word = usize::try_from(slot / 64).ok().and_then(|w| skip.get(w));
+                word.is_none_or(|w| w & (1 << (slot % 64)) == 0)
+            })
+            .filter_map(move |slot| self.entry(slot).transpose())
+    }
+
+    /// Slots in the table.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// The index file.

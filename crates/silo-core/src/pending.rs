@@ -16,6 +16,13 @@ use silo_io::map::ReadMap;
 
 /// Shards of the view; a key's shard comes from the top bits of its hash.
 const SHARDS: usize = 64;
+
+/// Keys a batched call ([`PendingView::forget_many`],
+/// [`PendingView::overlay_many`]) handles under one hold of a shard's
+/// lock, freeing and copying values outside it: a writer to that shard
+/// waits for at most this many keys' work (a whole shard's forgets, freed
+/// under the lock, once held a put for 190 ms).
+const LOCK_CHUNK: usize = 512;
 /// Bookkeeping bytes counted per operation on top of its payload.
 const OP_OVERHEAD: u64 = 48;
 
@@ -190,6 +197,31 @@ impl KeyOps {
             self.base = None;
         }
         self.merges.retain(|(s, _)| *s > seq);
+    }
+
+    /// [`KeyOps::forget_through`], returning what it forgets (for the
+    /// caller to free outside its lock).
+    fn take_through(&mut self, seq: u64) -> KeyOps {
+        let base = if self.base.as_ref().is_some_and(|b| b.seq() <= seq) {
+            self.base.take()
+        } else {
+            None
+        };
+        KeyOps {
+            base,
+            merges: self.take_merges_through(seq),
+        }
+    }
+
+    /// Removes and returns the merge operands at or below `seq`.
+    fn take_merges_through(&mut self, seq: u64) -> Vec<(u64, Bytes)> {
+        // Operands are oldest first: the forgotten ones are a prefix.
+        let keep = self.merges.partition_point(|(s, _)| *s <= seq);
+        if keep == self.merges.len() {
+            std::mem::take(&mut self.merges)
+        } else {
+            self.merges.drain(..keep).collect()
+        }
     }
 }
 
@@ -423,30 +455,39 @@ impl PendingView {
     }
 
     /// [`PendingView::overlay`] for many keys, taking each shard's lock
-    /// once. A key whose pending put or delete is at or above the result's
-    /// sequence number needs no overlay (readers already stop there), and
-    /// its value is not copied.
+    /// once per [`LOCK_CHUNK`] keys. A key whose pending put or delete is at
+    /// or above the result's sequence number needs no overlay (readers
+    /// already stop there).
     pub(crate) fn overlay_many<'v>(&self, items: impl IntoIterator<Item = (u64, u64, &'v [u8])>) {
         let groups = Self::by_shard(items, |(key, _, _)| *key);
         for (shard, items) in self.shards.iter().zip(groups) {
-            if items.is_empty() {
-                continue;
-            }
-            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
             let (mut bytes, mut ops) = (0i64, 0i64);
-            for (key, seq, value) in items {
-                let entry = shard.entry(key).or_default();
-                if entry.base.as_ref().is_some_and(|b| b.seq() >= seq) {
-                    continue;
+            for part in items.chunks(LOCK_CHUNK) {
+                // Values are copied, and replaced ones freed, outside the lock.
+                let copies: Vec<Bytes> = part
+                    .iter()
+                    .map(|(_, _, value)| Bytes::copy_of(value))
+                    .collect();
+                let mut replaced = Vec::with_capacity(part.len());
+                let mut unused = Vec::new();
+                let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+                for ((key, seq, _), value) in part.iter().zip(copies) {
+                    let entry = shard.entry(*key).or_default();
+                    if entry.base.as_ref().is_some_and(|b| b.seq() >= *seq) {
+                        unused.push(value);
+                        continue;
+                    }
+                    let before = (entry.bytes(), entry.ops());
+                    let old = entry.base.replace(Base::Put { seq: *seq, value });
+                    replaced.push(KeyOps {
+                        base: old,
+                        merges: entry.take_merges_through(*seq),
+                    });
+                    bytes += entry.bytes() as i64 - before.0 as i64;
+                    ops += entry.ops() as i64 - before.1 as i64;
                 }
-                let before = (entry.bytes(), entry.ops());
-                entry.base = Some(Base::Put {
-                    seq,
-                    value: Bytes::copy_of(value),
-                });
-                entry.merges.retain(|(s, _)| *s > seq);
-                bytes += entry.bytes() as i64 - before.0 as i64;
-                ops += entry.ops() as i64 - before.1 as i64;
+                drop(shard);
+                drop((replaced, unused));
             }
             self.bytes
                 .fetch_add(bytes.cast_unsigned(), Ordering::Relaxed);
@@ -469,26 +510,29 @@ impl PendingView {
     }
 
     /// [`PendingView::forget_through`] for many keys at one `seq`, taking
-    /// each shard's lock once.
+    /// each shard's lock once per [`LOCK_CHUNK`] keys.
     pub(crate) fn forget_many(&self, keys: &[u64], seq: u64) {
         let groups = Self::by_shard(keys.iter().copied(), |k| *k);
         for (shard, keys) in self.shards.iter().zip(groups) {
-            if keys.is_empty() {
-                continue;
-            }
-            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
             let (mut bytes, mut ops) = (0i64, 0i64);
-            for key in keys {
-                let Some(entry) = shard.get_mut(&key) else {
-                    continue;
-                };
-                let before = (entry.bytes(), entry.ops());
-                entry.forget_through(seq);
-                bytes += entry.bytes() as i64 - before.0 as i64;
-                ops += entry.ops() as i64 - before.1 as i64;
-                if entry.base.is_none() && entry.merges.is_empty() {
-                    shard.remove(&key);
+            for part in keys.chunks(LOCK_CHUNK) {
+                // What is forgotten is freed outside the lock.
+                let mut forgotten = Vec::with_capacity(part.len());
+                let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+                for key in part {
+                    let Some(entry) = shard.get_mut(key) else {
+                        continue;
+                    };
+                    let before = (entry.bytes(), entry.ops());
+                    forgotten.push(entry.take_through(seq));
+                    bytes += entry.bytes() as i64 - before.0 as i64;
+                    ops += entry.ops() as i64 - before.1 as i64;
+                    if entry.base.is_none() && entry.merges.is_empty() {
+                        shard.remove(key);
+                    }
                 }
+                drop(shard);
+                drop(forgotten);
             }
             self.bytes
                 .fetch_add(bytes.cast_unsigned(), Ordering::Relaxed);

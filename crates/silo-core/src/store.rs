@@ -534,6 +534,7 @@ impl Core {
             first + count - 1
         };
         drop(appending);
+        settle_now_and_then(ops.len());
         if durable {
             self.log
                 .commit
@@ -806,4 +807,31 @@ mod tests {
         // The entry read first is the old record, still in place.
         assert_eq!(found.as_deref(), Some(&b"small"[..]));
     }
+}
+
+/// Operations a thread writes between two [`silo_io::hint::settle_small_frees`].
+const SETTLE_EVERY_OPS: u32 = 4096;
+
+thread_local! {
+    /// Operations this thread wrote since it last settled small frees.
+    static OPS_SINCE_SETTLE: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts `ops` written by this thread, and every [`SETTLE_EVERY_OPS`] has
+/// the allocator merge the small blocks freed meanwhile (overwritten
+/// values, and those a compaction forgot). Left to gather, a million of
+/// them were merged in one go under the allocator's lock, and a put waited
+/// 300 ms for it (`benches/benches/compaction.rs`, put latency).
+fn settle_now_and_then(ops: usize) {
+    OPS_SINCE_SETTLE.with(|n| {
+        let total = n
+            .get()
+            .saturating_add(u32::try_from(ops).unwrap_or(u32::MAX));
+        if total >= SETTLE_EVERY_OPS {
+            n.set(0);
+            silo_io::hint::settle_small_frees();
+        } else {
+            n.set(total);
+        }
+    });
 }

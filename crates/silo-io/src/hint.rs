@@ -48,6 +48,33 @@ pub fn prefetch_slice(bytes: &[u8], lines: usize) {
     }
 }
 
+/// Makes the C allocator merge the small blocks this thread's arena has
+/// gathered for reuse, while there are few of them.
+///
+/// glibc keeps freed blocks of up to 128 bytes in "fast bins" without
+/// merging them, and merges every one of them at once, holding the arena's
+/// lock, at its next allocation of a large block or free of one of at least
+/// 64 KiB. A store's writer frees a block per overwritten value, and a
+/// compaction frees the folded ones, so a million can gather; one merge
+/// then held a writer's next allocation for 300 ms. An allocation of a
+/// block above the small-block range is such a trigger: called every few
+/// thousand writes, each merge has only those writes' blocks to do. The
+/// work is the same in total; it is only spread out. With other allocators
+/// this is one cheap allocation and free.
+///
+/// ```
+/// let blocks: Vec<Vec<u8>> = (0..1000).map(|i| vec![0u8; 16 + i % 100]).collect();
+/// drop(blocks);
+/// silo_io::hint::settle_small_frees();
+/// ```
+#[inline]
+pub fn settle_small_frees() {
+    // Above glibc's small-bin range (1008 bytes) and its per-thread cache
+    // (up to 1032 bytes), so the request reaches the arena.
+    let block: Vec<u8> = Vec::with_capacity(4096);
+    drop(std::hint::black_box(block));
+}
+
 #[cfg(test)]
 mod tests {
     use super::{prefetch, prefetch_slice};

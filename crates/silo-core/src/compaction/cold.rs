@@ -21,6 +21,11 @@ use crate::store::{Core, GateWrite, Tables};
 /// Bytes buffered before they are written out.
 const WRITE_CHUNK: usize = 32 << 20;
 
+/// Records in a rewrite from which its new index is built on a second
+/// thread while the data file is written (below it, the thread costs more
+/// than it saves).
+pub(crate) const PARALLEL_INDEX_FROM: usize = 1 << 16;
+
 /// Runs a cold compaction and adds what it did to `report`.
 pub(crate) fn run(silo: &Core, gate: &GateWrite<'_>, report: &mut CompactionReport) -> Result<()> {
     let rewrite = prepare(silo, gate, None)?;
@@ -111,63 +116,108 @@ pub(crate) fn prepare(
         folded_allocs.push(alloc);
     }
     let data = DataFile::create(&silo.dir, tables.data.id + 1, total)?;
-    let mut cursor = data.reserve(total)?;
-    let chunk = usize::try_from(total)
-        .unwrap_or(WRITE_CHUNK)
-        .min(WRITE_CHUNK);
-    let mut writes = CoalescedWrites::with_capacity(chunk / 64, chunk + 4096);
-    let mut entries = Vec::with_capacity(records.len());
-    let mut written = 0u64;
-    for (i, ((key, offset), (seq, alloc, len))) in live.iter().zip(&records).enumerate() {
-        if let Some(ahead) = live
-            .get(i + PREFETCH_AHEAD)
-            .and_then(|(_, o)| usize::try_from(*o).ok())
-            .and_then(|o| view.as_slice().get(o..))
-        {
-            silo_io::hint::prefetch_slice(ahead, 2);
-        }
-        let value = usize::try_from(*offset)
-            .ok()
-            .and_then(|o| o.checked_add(RECORD_HEADER_LEN))
-            .and_then(|o| view.as_slice().get(o..o + *len as usize))
-            .ok_or_else(|| {
-                Error::corrupt(tables.data.path(), *offset, "record moved while rewritten")
-            })?;
-        let size = record_size(*alloc);
-        writes
-            .push_with(cursor, size, |buf| {
-                encode_record(buf, *key, *seq, value, *alloc)
-            })
-            .map_err(|e| Error::format(data.path(), e))?;
-        entries.push((*key, cursor));
-        cursor += size as u64;
-        if writes.buffered_bytes() >= WRITE_CHUNK {
-            written += data.write(&mut writes)?.bytes;
-        }
+    let first = data.reserve(total)?;
+    // Where each record goes is known before any is written, so the new
+    // index can be built beside the data write.
+    let mut entries = Vec::with_capacity(records.len() + folded_writes.len());
+    let mut at = first;
+    let sizes = records
+        .iter()
+        .map(|(_, alloc, _)| *alloc)
+        .chain(folded_allocs.iter().copied());
+    let keys = live
+        .iter()
+        .map(|(key, _)| *key)
+        .chain(folded_writes.iter().map(|w| w.key));
+    for (key, alloc) in keys.zip(sizes) {
+        entries.push((key, at));
+        at += record_size(alloc) as u64;
     }
-    drop(records);
-    for (w, alloc) in folded_writes.iter().zip(folded_allocs) {
-        let size = record_size(alloc);
-        writes
-            .push_with(cursor, size, |buf| {
-                encode_record(buf, w.key, w.seq, &w.value, alloc)
-            })
-            .map_err(|e| Error::format(data.path(), e))?;
-        entries.push((w.key, cursor));
-        cursor += size as u64;
-        if writes.buffered_bytes() >= WRITE_CHUNK {
-            written += data.write(&mut writes)?.bytes;
+    let (dir, index_id, seed) = (&silo.dir, tables.index.id + 1, tables.index.seed());
+    let build_index = move || {
+        Index::create(
+            dir,
+            index_id,
+            capacity_for(entries.len() as u64),
+            seed,
+            entries,
+        )
+    };
+    let write_data = || -> Result<u64> {
+        let chunk = usize::try_from(total)
+            .unwrap_or(WRITE_CHUNK)
+            .min(WRITE_CHUNK);
+        let mut writes = CoalescedWrites::with_capacity(chunk / 64, chunk + 4096);
+        let mut cursor = first;
+        let mut written = 0u64;
+        for (i, ((key, offset), (seq, alloc, len))) in live.iter().zip(&records).enumerate() {
+            if let Some(ahead) = live
+                .get(i + PREFETCH_AHEAD)
+                .and_then(|(_, o)| usize::try_from(*o).ok())
+                .and_then(|o| view.as_slice().get(o..))
+            {
+                silo_io::hint::prefetch_slice(ahead, 2);
+            }
+            let value = usize::try_from(*offset)
+                .ok()
+                .and_then(|o| o.checked_add(RECORD_HEADER_LEN))
+                .and_then(|o| view.as_slice().get(o..o + *len as usize))
+                .ok_or_else(|| {
+                    Error::corrupt(tables.data.path(), *offset, "record moved while rewritten")
+                })?;
+            let size = record_size(*alloc);
+            writes
+                .push_with(cursor, size, |buf| {
+                    encode_record(buf, *key, *seq, value, *alloc)
+                })
+                .map_err(|e| Error::format(data.path(), e))?;
+            cursor += size as u64;
+            if writes.buffered_bytes() >= WRITE_CHUNK {
+                written += data.write(&mut writes)?.bytes;
+            }
         }
-    }
-    written += data.write(&mut writes)?.bytes;
-    data.sync_and_publish()?;
-    let index = Index::create(
-        &silo.dir,
-        tables.index.id + 1,
-        capacity_for(entries.len() as u64),
-        tables.index.seed(),
-        entries,
-    )?;
+        for (w, alloc) in folded_writes.iter().zip(&folded_allocs) {
+            let size = record_size(*alloc);
+            writes
+                .push_with(cursor, size, |buf| {
+                    encode_record(buf, w.key, w.seq, &w.value, *alloc)
+                })
+                .map_err(|e| Error::format(data.path(), e))?;
+            cursor += size as u64;
+            if writes.buffered_bytes() >= WRITE_CHUNK {
+                written += data.write(&mut writes)?.bytes;
+            }
+        }
+        written += data.write(&mut writes)?.bytes;
+        data.sync_and_publish()?;
+        Ok(written)
+    };
+    let (written, index) = if live.len() + folded_writes.len() >= PARALLEL_INDEX_FROM {
+        std::thread::scope(|s| {
+            let builder = s.spawn(build_index);
+            let written = write_data();
+            match builder.join() {
+                Ok(index) => (written, index),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    } else {
+        let written = write_data()?;
+        (Ok(written), build_index())
+    };
+    let written = match written {
+        Ok(written) => written,
+        Err(e) => {
+            // Unpublished: removed now, or by the next open if this fails.
+            if let Ok(index) = index {
+                let path = index.path().to_path_buf();
+                drop(index);
+                let _ = remove_file(&path);
+            }
+            return Err(e);
+        }
+    };
+    let index = index?;
     Ok(Rewrite {
         next: Tables {
             data: Arc::new(data),
