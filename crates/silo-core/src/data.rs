@@ -161,6 +161,11 @@ impl DataFile {
         Ok(offset)
     }
 
+    /// Passes `advice` on bytes `offset .. offset + len` to the kernel.
+    pub(crate) fn advise(&self, offset: u64, len: u64, advice: silo_io::FileAdvice) -> Result<()> {
+        Ok(self.file.advise(offset, len, advice)?)
+    }
+
     /// Writes the buffered records.
     pub(crate) fn write(&self, writes: &mut CoalescedWrites) -> Result<WriteStats> {
         Ok(writes.flush(&self.file)?)

@@ -93,6 +93,15 @@ impl SiloFile {
         })
     }
 
+    /// Wraps a file opened elsewhere (with flags `SiloFile` has no opener
+    /// for, such as `O_DIRECT`).
+    pub(crate) fn from_std(file: File, path: &Path) -> SiloFile {
+        SiloFile {
+            file,
+            path: path.to_path_buf(),
+        }
+    }
+
     /// Opens an existing file for reading and writing.
     ///
     /// ```

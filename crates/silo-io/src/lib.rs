@@ -14,9 +14,10 @@
 //! | [`map`] | [`ReadMap`], [`GrowableMap`], [`AtomicMap`]: memory maps |
 //! | [`mlog`] | [`AppendMap`]: a preallocated read-write map for the ops log |
 //! | [`coalesce`] | [`CoalescedWrites`]: sort, merge and `pwritev` buffered writes |
+//! | [`direct`] | [`direct::DirectWriter`]: long sequential writes past the page cache (`O_DIRECT`) |
 //! | [`advice`] | [`MapAdvice`], [`FileAdvice`]: madvise / fadvise hints |
 //! | [`faults`] | page-fault counting and prefetch hit rates |
-//! | [`hint`] | CPU cache prefetch hints |
+//! | [`hint`] | CPU cache prefetch hints, and spreading the allocator's merges of small frees |
 //! | [`fault`] | the fault-injection seam (public API under the `fault-injection` feature) |
 //!
 //! ```
@@ -37,6 +38,7 @@
 
 pub mod advice;
 pub mod coalesce;
+pub mod direct;
 pub mod durable;
 pub mod error;
 pub mod fault;

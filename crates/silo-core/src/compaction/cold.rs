@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use silo_format::{RECORD_HEADER_LEN, alloc_for, encode_record, record_size};
+use silo_io::FileAdvice;
 use silo_io::coalesce::CoalescedWrites;
+use silo_io::direct::DirectWriter;
 use silo_io::durable::{remove_file, sync_dir};
 
 use crate::READ_LIMIT;
@@ -144,12 +146,7 @@ pub(crate) fn prepare(
         )
     };
     let write_data = || -> Result<u64> {
-        let chunk = usize::try_from(total)
-            .unwrap_or(WRITE_CHUNK)
-            .min(WRITE_CHUNK);
-        let mut writes = CoalescedWrites::with_capacity(chunk / 64, chunk + 4096);
-        let mut cursor = first;
-        let mut written = 0u64;
+        let mut sink = RecordSink::open(&data, first, total)?;
         for (i, ((key, offset), (seq, alloc, len))) in live.iter().zip(&records).enumerate() {
             if let Some(ahead) = live
                 .get(i + PREFETCH_AHEAD)
@@ -165,32 +162,16 @@ pub(crate) fn prepare(
                 .ok_or_else(|| {
                     Error::corrupt(tables.data.path(), *offset, "record moved while rewritten")
                 })?;
-            let size = record_size(*alloc);
-            writes
-                .push_with(cursor, size, |buf| {
-                    encode_record(buf, *key, *seq, value, *alloc)
-                })
-                .map_err(|e| Error::format(data.path(), e))?;
-            cursor += size as u64;
-            if writes.buffered_bytes() >= WRITE_CHUNK {
-                written += data.write(&mut writes)?.bytes;
-            }
+            sink.push(&data, record_size(*alloc), |buf| {
+                encode_record(buf, *key, *seq, value, *alloc)
+            })?;
         }
         for (w, alloc) in folded_writes.iter().zip(&folded_allocs) {
-            let size = record_size(*alloc);
-            writes
-                .push_with(cursor, size, |buf| {
-                    encode_record(buf, w.key, w.seq, &w.value, *alloc)
-                })
-                .map_err(|e| Error::format(data.path(), e))?;
-            cursor += size as u64;
-            if writes.buffered_bytes() >= WRITE_CHUNK {
-                written += data.write(&mut writes)?.bytes;
-            }
+            sink.push(&data, record_size(*alloc), |buf| {
+                encode_record(buf, w.key, w.seq, &w.value, *alloc)
+            })?;
         }
-        written += data.write(&mut writes)?.bytes;
-        data.sync_and_publish()?;
-        Ok(written)
+        sink.finish(&data, first, total)
     };
     let (written, index) = if live.len() + folded_writes.len() >= PARALLEL_INDEX_FROM {
         std::thread::scope(|s| {
@@ -267,4 +248,87 @@ pub(crate) fn finish_folded(
         .cold_compactions
         .fetch_add(1, Ordering::Relaxed);
     Ok(rewrite.old_end.saturating_sub(next.data.end()))
+}
+
+/// Rewrites of at least this many bytes write their data file past the
+/// page cache ([`DirectWriter`]); smaller ones, whose pages are better
+/// kept cached, write through it.
+const DIRECT_FROM: u64 = 4 << 20;
+
+/// Where a rewrite's records go, in file order from its first offset.
+enum RecordSink {
+    /// Past the page cache.
+    Direct(DirectWriter),
+    /// Through the page cache, `WRITE_CHUNK` at a time.
+    Buffered {
+        writes: CoalescedWrites,
+        cursor: u64,
+        written: u64,
+    },
+}
+
+impl RecordSink {
+    fn open(data: &DataFile, first: u64, total: u64) -> Result<RecordSink> {
+        if total >= DIRECT_FROM
+            && let Some(w) = DirectWriter::open(data.path(), first, WRITE_CHUNK)?
+        {
+            return Ok(RecordSink::Direct(w));
+        }
+        let chunk = usize::try_from(total)
+            .unwrap_or(WRITE_CHUNK)
+            .min(WRITE_CHUNK);
+        Ok(RecordSink::Buffered {
+            writes: CoalescedWrites::with_capacity(chunk / 64, chunk + 4096),
+            cursor: first,
+            written: 0,
+        })
+    }
+
+    /// Appends a record of `size` bytes that `encode` writes.
+    fn push(
+        &mut self,
+        data: &DataFile,
+        size: usize,
+        encode: impl FnOnce(&mut [u8]) -> std::result::Result<usize, silo_format::FormatError>,
+    ) -> Result<()> {
+        match self {
+            RecordSink::Direct(w) => w.push_with(size, encode)?,
+            RecordSink::Buffered {
+                writes,
+                cursor,
+                written,
+            } => {
+                let encoded = writes.push_with(*cursor, size, encode);
+                *cursor += size as u64;
+                if encoded.is_ok() && writes.buffered_bytes() >= WRITE_CHUNK {
+                    *written += data.write(writes)?.bytes;
+                }
+                encoded
+            }
+        }
+        .map(drop)
+        .map_err(|e| Error::format(data.path(), e))
+    }
+
+    /// Writes what is left, syncs the file and makes the records readable;
+    /// returns the bytes written.
+    fn finish(self, data: &DataFile, first: u64, total: u64) -> Result<u64> {
+        let written = match self {
+            RecordSink::Direct(w) => {
+                let written = w.finish()?;
+                data.sync_and_publish()?;
+                // None of it is in the page cache: have the kernel read it
+                // back now, as it was cached before the rewrite.
+                data.advise(first, total, FileAdvice::WillNeed)?;
+                return Ok(written);
+            }
+            RecordSink::Buffered {
+                mut writes,
+                written,
+                ..
+            } => written + data.write(&mut writes)?.bytes,
+        };
+        data.sync_and_publish()?;
+        Ok(written)
+    }
 }
