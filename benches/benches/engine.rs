@@ -108,10 +108,9 @@ fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
     let out = written as f64 / times[1].as_secs_f64();
     let seq = sequential_write(root, usize::try_from(written)?)?;
     println!(
-        "  2 threads vs 1: {speedup:.2}x (goal >= 1.7x); output {:.0} MiB/s vs sequential write + fdatasync {:.0} MiB/s: {:.2} (goal >= 0.50)",
+        "  2 threads vs 1: {speedup:.2}x (goal >= 1.7x); output {:.0} MiB/s vs sequential write + fdatasync ({seq}): {:.2} of the faster (goal >= 0.50)",
         out / 1048576.0,
-        seq / 1048576.0,
-        out / seq
+        out / seq.best()
     );
     Ok(())
 }

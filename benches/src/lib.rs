@@ -20,10 +20,42 @@ impl Rng {
     }
 }
 
+/// The machine's sequential write + fdatasync bandwidth, bytes per second,
+/// both ways a file can be written.
+#[derive(Clone, Copy, Debug)]
+pub struct SequentialWrite {
+    /// 8 MiB `pwrite`s through the page cache, then `fdatasync`.
+    pub buffered: f64,
+    /// The same past the page cache (`O_DIRECT`); `None` where the file
+    /// system refuses it.
+    pub direct: Option<f64>,
+}
+
+impl SequentialWrite {
+    /// The faster of the two: the reference a compaction's output is
+    /// measured against.
+    pub fn best(&self) -> f64 {
+        self.direct.map_or(self.buffered, |d| d.max(self.buffered))
+    }
+}
+
+impl std::fmt::Display for SequentialWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "buffered {:.0} MiB/s", self.buffered / 1048576.0)?;
+        match self.direct {
+            Some(d) => write!(f, ", direct {:.0} MiB/s", d / 1048576.0),
+            None => write!(f, ", direct refused"),
+        }
+    }
+}
+
 /// Writes `bytes` bytes to a new file in `dir` in 8 MiB writes, then
-/// fdatasyncs; returns bytes per second: the machine's sequential write
-/// bandwidth, the reference compaction is measured against in the same run.
-pub fn sequential_write(dir: &Path, bytes: usize) -> Result<f64, Box<dyn std::error::Error>> {
+/// fdatasyncs, once through the page cache and once past it; the
+/// reference compaction is measured against in the same run.
+pub fn sequential_write(
+    dir: &Path,
+    bytes: usize,
+) -> Result<SequentialWrite, Box<dyn std::error::Error>> {
     let path = dir.join("sequential");
     let file = silo_io::SiloFile::create_new(&path)?;
     let chunk = vec![0x5Au8; 8 << 20];
@@ -35,9 +67,26 @@ pub fn sequential_write(dir: &Path, bytes: usize) -> Result<f64, Box<dyn std::er
         at += n;
     }
     file.sync_data()?;
-    let rate = bytes as f64 / t.elapsed().as_secs_f64();
+    let buffered = bytes as f64 / t.elapsed().as_secs_f64();
     std::fs::remove_file(&path)?;
-    Ok(rate)
+    let file = silo_io::SiloFile::create_new(&path)?;
+    let t = Instant::now();
+    let direct = match silo_io::direct::DirectWriter::open(&path, 0, chunk.len())? {
+        Some(mut w) => {
+            let mut at = 0;
+            while at < bytes {
+                let n = chunk.len().min(bytes - at);
+                w.push(&chunk[..n])?;
+                at += n;
+            }
+            w.finish()?;
+            file.sync_data()?;
+            Some(bytes as f64 / t.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
+    std::fs::remove_file(&path)?;
+    Ok(SequentialWrite { buffered, direct })
 }
 
 /// Writes the results page's rows to `target/bench/<name>.tsv`, which

@@ -26,7 +26,7 @@ use std::path::Path;
 use memmap2::MmapMut;
 
 use crate::error::IoError;
-use crate::file::SiloFile;
+use crate::file::{SiloFile, WriteStats};
 
 /// The alignment of a direct write's buffer, offset and length.
 pub const DIRECT_ALIGN: usize = 4096;
@@ -40,8 +40,9 @@ pub struct DirectWriter {
     filled: usize,
     /// File offset of `buf[0]` (a multiple of [`DIRECT_ALIGN`]).
     at: u64,
-    /// Bytes written so far, padding and read-back bytes excluded.
-    written: u64,
+    /// Pushes, write calls, and bytes pushed (padding and read-back bytes
+    /// excluded).
+    stats: WriteStats,
     /// Read-back bytes at the front of the first write.
     head: usize,
 }
@@ -69,7 +70,7 @@ impl DirectWriter {
     /// SiloFile::create_new(&path)?.write_all_at(b"head", 0)?;
     /// if let Some(mut w) = DirectWriter::open(&path, 4, 1 << 16)? {
     ///     w.push_with(5, |buf| buf.copy_from_slice(b"-body"))?;
-    ///     assert_eq!(w.finish()?, 5);
+    ///     assert_eq!(w.finish()?.bytes, 5);
     ///     let mut back = [0u8; 9];
     ///     SiloFile::open(&path)?.read_exact_at(&mut back, 0)?;
     ///     assert_eq!(&back, b"head-body");
@@ -103,7 +104,7 @@ impl DirectWriter {
             buf,
             filled: head,
             at,
-            written: 0,
+            stats: WriteStats::default(),
             head,
         }))
     }
@@ -124,13 +125,15 @@ impl DirectWriter {
             let mut scratch = vec![0u8; len];
             let r = fill(&mut scratch);
             self.copy_in(&scratch)?;
+            self.stats.requested += 1;
             return Ok(r);
         }
         let slot = &mut self.buf[self.filled..self.filled + len];
         slot.fill(0);
         let r = fill(slot);
         self.filled += len;
-        self.written += len as u64;
+        self.stats.requested += 1;
+        self.stats.bytes += len as u64;
         Ok(r)
     }
 
@@ -147,7 +150,7 @@ impl DirectWriter {
             let n = bytes.len().min(self.buf.len() - self.filled);
             self.buf[self.filled..self.filled + n].copy_from_slice(&bytes[..n]);
             self.filled += n;
-            self.written += n as u64;
+            self.stats.bytes += n as u64;
             bytes = &bytes[n..];
         }
         Ok(())
@@ -160,6 +163,7 @@ impl DirectWriter {
             return Ok(());
         }
         self.file.write_all_at(&self.buf[..whole], self.at)?;
+        self.stats.syscalls += 1;
         self.buf.copy_within(whole..self.filled, 0);
         self.filled -= whole;
         self.at += whole as u64;
@@ -167,17 +171,19 @@ impl DirectWriter {
         Ok(())
     }
 
-    /// Writes what is buffered, the last block padded with zeros, and
-    /// returns the bytes pushed. The zeros land past the pushed bytes: the
-    /// file may grow by up to a block less one byte.
-    pub fn finish(mut self) -> Result<u64, IoError> {
+    /// Writes what is buffered, the last block padded with zeros. The
+    /// zeros land past the pushed bytes: the file may grow by up to a block
+    /// less one byte. Returns the pushes, the write calls (one per full
+    /// buffer and the last) and the bytes pushed.
+    pub fn finish(mut self) -> Result<WriteStats, IoError> {
         // Only read-back bytes left (or nothing): they are in the file.
         if self.filled > self.head {
             let end = self.filled.next_multiple_of(DIRECT_ALIGN);
             self.buf[self.filled..end].fill(0);
             self.file.write_all_at(&self.buf[..end], self.at)?;
+            self.stats.syscalls += 1;
         }
-        Ok(self.written)
+        Ok(self.stats)
     }
 }
 
@@ -218,7 +224,8 @@ mod tests {
                 want.extend_from_slice(&bytes);
                 n += len as u64;
             }
-            assert_eq!(w.finish().expect("finish"), n);
+            let stats = w.finish().expect("finish");
+            assert_eq!((stats.bytes, stats.requested), (n, 10));
             let len = file.len().expect("len");
             assert_eq!(
                 len,

@@ -13,6 +13,7 @@ use silo_io::durable::remove_file;
 
 use crate::compaction::journal;
 use crate::compaction::plan::{self, KeyWrite, Place, Plan};
+use crate::compaction::sink::RecordSink;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::store::{Core, Tables};
@@ -31,6 +32,9 @@ pub(crate) struct Applied {
     pub(crate) deleted: u64,
     pub(crate) bytes_written: u64,
     pub(crate) write_syscalls: u64,
+    /// The appended records' range, when they were written past the page
+    /// cache: to be read back once the compaction's syncs are done.
+    pub(crate) readahead: Option<(u64, u64)>,
 }
 
 /// Applies `plan` to the store. `generation` names the frozen slot (for the
@@ -88,18 +92,8 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
     let in_place_count = in_place_sizes.clone().count();
     let in_place_bytes: usize = in_place_sizes.sum();
     let mut rewrites = CoalescedWrites::with_capacity(in_place_count, in_place_bytes);
-    let chunk = usize::try_from(append_bytes)
-        .unwrap_or(APPEND_CHUNK)
-        .min(APPEND_CHUNK);
-    let mut appends = CoalescedWrites::with_capacity(chunk / 64, chunk + 4096);
-    let mut write_appends = |appends: &mut CoalescedWrites, at_least: usize| -> Result<()> {
-        if appends.buffered_bytes() >= at_least {
-            let stats = tables.data.write(appends)?;
-            applied.bytes_written += stats.bytes;
-            applied.write_syscalls += stats.syscalls;
-        }
-        Ok(())
-    };
+    let first_append = cursor;
+    let mut appends = RecordSink::open(&tables.data, cursor, append_bytes, APPEND_CHUNK)?;
     let mut new_locs: Vec<(u64, u64)> = Vec::with_capacity(plan.writes.len() - in_place_count);
     let (mut live_delta, mut dead_delta) = (0i64, 0i64);
     let (mut in_place_count, mut appended) = (0u64, 0u64);
@@ -110,23 +104,19 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
         if let Some(ahead) = plan.writes.get(i + VALUE_PREFETCH_AHEAD) {
             silo_io::hint::prefetch_slice(&ahead.value, 2);
         }
-        let (offset, alloc, target) = match place(w) {
-            Place::InPlace { offset, alloc } => (offset, alloc, &mut rewrites),
-            Place::Append { alloc } => {
-                let at = cursor;
-                cursor += record_size(alloc) as u64;
-                (at, alloc, &mut appends)
-            }
-        };
-        target
-            .push_with(offset, record_size(alloc), |buf| {
-                encode_record(buf, w.key, w.seq, &w.value, alloc)
-            })
-            .map_err(|e| Error::format(data_path, e))?;
+        let (Place::InPlace { alloc, .. } | Place::Append { alloc }) = place(w);
+        let encode = |buf: &mut [u8]| encode_record(buf, w.key, w.seq, &w.value, alloc);
         match place(w) {
-            Place::InPlace { .. } => in_place_count += 1,
-            Place::Append { .. } => {
-                write_appends(&mut appends, APPEND_CHUNK)?;
+            Place::InPlace { offset, alloc } => {
+                rewrites
+                    .push_with(offset, record_size(alloc), encode)
+                    .map_err(|e| Error::format(data_path, e))?;
+                in_place_count += 1;
+            }
+            Place::Append { alloc } => {
+                let offset = cursor;
+                cursor += record_size(alloc) as u64;
+                appends.push(&tables.data, record_size(alloc), encode)?;
                 new_locs.push((w.key, offset));
                 appended += 1;
                 live_delta += record_size(alloc) as i64;
@@ -138,17 +128,17 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
         }
     }
     for d in &plan.deletes {
-        appends
-            .push_with(cursor, RECORD_HEADER_LEN, |buf| {
-                encode_tombstone(buf, d.key, d.seq)
-            })
-            .map_err(|e| Error::format(data_path, e))?;
+        appends.push(&tables.data, RECORD_HEADER_LEN, |buf| {
+            encode_tombstone(buf, d.key, d.seq)
+        })?;
         cursor += RECORD_HEADER_LEN as u64;
         live_delta -= d.old.size as i64;
         dead_delta += (d.old.size + RECORD_HEADER_LEN as u64) as i64;
-        write_appends(&mut appends, APPEND_CHUNK)?;
     }
-    write_appends(&mut appends, 1)?;
+    let appended_stats = appends.finish(&tables.data)?;
+    applied.bytes_written += appended_stats.bytes;
+    applied.write_syscalls += appended_stats.syscalls;
+    debug_assert_eq!(cursor - first_append, append_bytes);
     applied.in_place = in_place_count;
     applied.appended = appended;
 
@@ -162,6 +152,9 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
     applied.bytes_written += stats.bytes;
     applied.write_syscalls += stats.syscalls;
     tables.data.sync_and_publish()?;
+    applied.readahead = appended_stats
+        .direct
+        .then_some((first_append, append_bytes));
 
     if in_place {
         update_index(

@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 
 use silo_format::{RECORD_HEADER_LEN, alloc_for, encode_record, record_size};
 use silo_io::FileAdvice;
-use silo_io::coalesce::CoalescedWrites;
-use silo_io::direct::DirectWriter;
 use silo_io::durable::{remove_file, sync_dir};
 
 use crate::READ_LIMIT;
 use crate::compaction::CompactionReport;
 use crate::compaction::apply::publish;
 use crate::compaction::plan::{Plan, untouched_entries};
+use crate::compaction::sink::RecordSink;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, PREFETCH_AHEAD, capacity_for};
@@ -48,6 +47,8 @@ pub(crate) struct Rewrite {
     pub(crate) bytes_read: u64,
     /// Bytes written to the new data file.
     pub(crate) bytes_written: u64,
+    /// The new records' range, when they were written past the page cache.
+    readahead: Option<(u64, u64)>,
 }
 
 impl Rewrite {
@@ -145,8 +146,8 @@ pub(crate) fn prepare(
             entries,
         )
     };
-    let write_data = || -> Result<u64> {
-        let mut sink = RecordSink::open(&data, first, total)?;
+    let write_data = || -> Result<(u64, Option<(u64, u64)>)> {
+        let mut sink = RecordSink::open(&data, first, total, WRITE_CHUNK)?;
         for (i, ((key, offset), (seq, alloc, len))) in live.iter().zip(&records).enumerate() {
             if let Some(ahead) = live
                 .get(i + PREFETCH_AHEAD)
@@ -171,7 +172,9 @@ pub(crate) fn prepare(
                 encode_record(buf, w.key, w.seq, &w.value, *alloc)
             })?;
         }
-        sink.finish(&data, first, total)
+        let stats = sink.finish(&data)?;
+        data.sync_and_publish()?;
+        Ok((stats.bytes, stats.direct.then_some((first, total))))
     };
     let (written, index) = if live.len() + folded_writes.len() >= PARALLEL_INDEX_FROM {
         std::thread::scope(|s| {
@@ -186,7 +189,7 @@ pub(crate) fn prepare(
         let written = write_data()?;
         (Ok(written), build_index())
     };
-    let written = match written {
+    let (written, readahead) = match written {
         Ok(written) => written,
         Err(e) => {
             // Unpublished: removed now, or by the next open if this fails.
@@ -208,6 +211,7 @@ pub(crate) fn prepare(
         old_end,
         bytes_read: read,
         bytes_written: written,
+        readahead,
     })
 }
 
@@ -244,91 +248,15 @@ pub(crate) fn finish_folded(
     remove_file(old.data.path())?;
     remove_file(old.index.path())?;
     sync_dir(&silo.dir)?;
+    if let Some((offset, len)) = rewrite.readahead {
+        // Nothing of the new file is in the page cache: have the kernel
+        // read it back, as the old one was cached. Only now, when no sync
+        // of this compaction is left to wait behind that reading.
+        // Advice only: a failure changes no result.
+        let _ = next.data.advise(offset, len, FileAdvice::WillNeed);
+    }
     silo.counters
         .cold_compactions
         .fetch_add(1, Ordering::Relaxed);
     Ok(rewrite.old_end.saturating_sub(next.data.end()))
-}
-
-/// Rewrites of at least this many bytes write their data file past the
-/// page cache ([`DirectWriter`]); smaller ones, whose pages are better
-/// kept cached, write through it.
-const DIRECT_FROM: u64 = 4 << 20;
-
-/// Where a rewrite's records go, in file order from its first offset.
-enum RecordSink {
-    /// Past the page cache.
-    Direct(DirectWriter),
-    /// Through the page cache, `WRITE_CHUNK` at a time.
-    Buffered {
-        writes: CoalescedWrites,
-        cursor: u64,
-        written: u64,
-    },
-}
-
-impl RecordSink {
-    fn open(data: &DataFile, first: u64, total: u64) -> Result<RecordSink> {
-        if total >= DIRECT_FROM
-            && let Some(w) = DirectWriter::open(data.path(), first, WRITE_CHUNK)?
-        {
-            return Ok(RecordSink::Direct(w));
-        }
-        let chunk = usize::try_from(total)
-            .unwrap_or(WRITE_CHUNK)
-            .min(WRITE_CHUNK);
-        Ok(RecordSink::Buffered {
-            writes: CoalescedWrites::with_capacity(chunk / 64, chunk + 4096),
-            cursor: first,
-            written: 0,
-        })
-    }
-
-    /// Appends a record of `size` bytes that `encode` writes.
-    fn push(
-        &mut self,
-        data: &DataFile,
-        size: usize,
-        encode: impl FnOnce(&mut [u8]) -> std::result::Result<usize, silo_format::FormatError>,
-    ) -> Result<()> {
-        match self {
-            RecordSink::Direct(w) => w.push_with(size, encode)?,
-            RecordSink::Buffered {
-                writes,
-                cursor,
-                written,
-            } => {
-                let encoded = writes.push_with(*cursor, size, encode);
-                *cursor += size as u64;
-                if encoded.is_ok() && writes.buffered_bytes() >= WRITE_CHUNK {
-                    *written += data.write(writes)?.bytes;
-                }
-                encoded
-            }
-        }
-        .map(drop)
-        .map_err(|e| Error::format(data.path(), e))
-    }
-
-    /// Writes what is left, syncs the file and makes the records readable;
-    /// returns the bytes written.
-    fn finish(self, data: &DataFile, first: u64, total: u64) -> Result<u64> {
-        let written = match self {
-            RecordSink::Direct(w) => {
-                let written = w.finish()?;
-                data.sync_and_publish()?;
-                // None of it is in the page cache: have the kernel read it
-                // back now, as it was cached before the rewrite.
-                data.advise(first, total, FileAdvice::WillNeed)?;
-                return Ok(written);
-            }
-            RecordSink::Buffered {
-                mut writes,
-                written,
-                ..
-            } => written + data.write(&mut writes)?.bytes,
-        };
-        data.sync_and_publish()?;
-        Ok(written)
-    }
 }

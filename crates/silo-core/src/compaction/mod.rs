@@ -11,6 +11,7 @@ pub(crate) mod cold;
 pub(crate) mod journal;
 pub(crate) mod plan;
 pub mod policy;
+pub(crate) mod sink;
 pub(crate) mod staged;
 
 use std::sync::Arc;
@@ -311,6 +312,16 @@ impl Core {
             self.log.sync_active().map_err(|e| self.poison(e))?;
         }
         let beside_readers = self.retire_frozen(in_place)?;
+        if let Some((offset, len)) = applied.readahead {
+            // Readers will look for the appended records, and writing them
+            // past the page cache left none cached: have the kernel read
+            // them back, now that no sync of this compaction waits behind.
+            // Advice only: a failure changes no result.
+            let _ = self
+                .tables()
+                .data
+                .advise(offset, len, silo_io::FileAdvice::WillNeed);
+        }
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         self.mark_compacted();
         Ok(CompactionReport {
