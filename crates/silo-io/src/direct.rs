@@ -237,4 +237,92 @@ mod tests {
             assert!(back[want.len()..].iter().all(|b| *b == 0));
         }
     }
+
+    /// Whether `dir`'s file system takes `O_DIRECT` (asked without the
+    /// writer, so a writer that wrongly said no is caught).
+    fn takes_direct(dir: &Path) -> bool {
+        let path = dir.join("probe");
+        std::fs::write(&path, b"").expect("probe");
+        let ok = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)
+            .is_ok();
+        std::fs::remove_file(&path).expect("remove probe");
+        ok
+    }
+
+    #[test]
+    fn a_file_system_that_takes_o_direct_gets_a_writer_and_tmpfs_gets_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        SiloFile::create_new(&path).expect("create");
+        let w = DirectWriter::open(&path, 0, 1).expect("open");
+        assert_eq!(w.is_some(), takes_direct(dir.path()));
+        if let Some(w) = w {
+            assert!(format!("{w:?}").contains("DirectWriter"));
+        }
+        // tmpfs refuses O_DIRECT with EINVAL: the caller is told to write
+        // through the page cache, not failed.
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() && !takes_direct(shm) {
+            let dir = tempfile::tempdir_in(shm).expect("tempdir in /dev/shm");
+            let path = dir.path().join("f");
+            SiloFile::create_new(&path).expect("create");
+            assert!(DirectWriter::open(&path, 0, 1).expect("open").is_none());
+        }
+        // A missing file is an error, not "no O_DIRECT".
+        assert!(DirectWriter::open(&dir.path().join("missing"), 0, 1).is_err());
+    }
+
+    /// The buffer is at least two blocks; whole blocks are written only
+    /// when the buffer cannot take the next push, and `finish` writes the
+    /// rest in one call (none when nothing was pushed).
+    #[test]
+    fn writes_are_few_and_whole_blocks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if !takes_direct(dir.path()) {
+            return;
+        }
+        let path = dir.path().join("f");
+        SiloFile::create_new(&path)
+            .expect("create")
+            .write_all_at(&[9u8; 100], 0)
+            .expect("head");
+        // Nothing pushed: the read-back head is not written again.
+        let w = DirectWriter::open(&path, 100, 1)
+            .expect("open")
+            .expect("direct");
+        assert_eq!(w.finish().expect("finish"), WriteStats::default());
+        // A buffer of 1 byte asked is two blocks: 8092 one-byte pushes after
+        // the 100-byte head fill it without a write; the next push writes
+        // both blocks; finish writes the last, partial one.
+        let mut w = DirectWriter::open(&path, 100, 1)
+            .expect("open")
+            .expect("direct");
+        for _ in 0..2 * DIRECT_ALIGN - 100 {
+            w.push(&[1]).expect("push");
+        }
+        assert_eq!(w.stats.syscalls, 0);
+        w.push(&[2]).expect("push");
+        assert_eq!(w.stats.syscalls, 1);
+        let stats = w.finish().expect("finish");
+        assert_eq!(
+            stats,
+            WriteStats {
+                requested: 2 * DIRECT_ALIGN as u64 - 99,
+                syscalls: 2,
+                bytes: 2 * DIRECT_ALIGN as u64 - 99,
+            }
+        );
+        let mut back = vec![0u8; 3 * DIRECT_ALIGN];
+        SiloFile::open(&path)
+            .expect("open")
+            .read_exact_at(&mut back, 0)
+            .expect("read");
+        assert!(back[..100].iter().all(|b| *b == 9));
+        assert!(back[100..2 * DIRECT_ALIGN].iter().all(|b| *b == 1));
+        assert_eq!(back[2 * DIRECT_ALIGN], 2);
+        assert!(back[2 * DIRECT_ALIGN + 1..].iter().all(|b| *b == 0));
+    }
 }

@@ -370,6 +370,7 @@ mod tests {
     fn second_acquire_in_process_is_locked_until_drop() {
         let dir = tempfile::tempdir().unwrap();
         let a = DirLock::acquire(dir.path()).unwrap();
+        assert!(!a.is_reader());
         match DirLock::acquire(dir.path()) {
             Err(IoError::Locked { path }) => assert_eq!(path, dir.path().join("LOCK")),
             other => panic!("expected Locked, got {other:?}"),
@@ -398,6 +399,7 @@ mod tests {
         }
         drop(shared);
         let writer = DirLock::acquire(dir.path()).unwrap();
+        assert!(!writer.is_reader());
         // No reader anywhere: the writer may rewrite in place, and cut.
         let in_place = writer.try_rewrite_in_place().unwrap();
         assert!(in_place.is_some());

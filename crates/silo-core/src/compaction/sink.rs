@@ -49,8 +49,11 @@ impl RecordSink {
         total: u64,
         chunk: usize,
     ) -> Result<RecordSink> {
+        // An optimization only: where the direct path cannot be opened
+        // (no `O_DIRECT`, or no descriptor to spare), the buffered one
+        // works as before, and reports any real failure itself.
         if total >= DIRECT_FROM
-            && let Some(w) = DirectWriter::open(data.path(), first, chunk)?
+            && let Ok(Some(w)) = DirectWriter::open(data.path(), first, chunk)
         {
             return Ok(RecordSink::Direct(w));
         }
