@@ -120,7 +120,11 @@ impl Core {
             None => CompactionReport::default(),
             Some(frozen) => {
                 let map = ReadMap::new(&frozen.file)?;
-                let plan = self.plan_frozen(&frozen, &map)?;
+                // The store's own compaction may use both halves of a
+                // two-core machine; the engine's staged one parallelizes
+                // across shards instead.
+                let threads = std::thread::available_parallelism().map_or(1, usize::from);
+                let plan = self.plan_frozen(&frozen, &map, threads)?;
                 let straight = match cold {
                     Cold::Never => false,
                     Cold::Always => true,
@@ -275,13 +279,25 @@ impl Core {
     /// Step 2: the plan for the frozen slot, read-only (many stores may
     /// compute theirs in parallel). A merge error leaves the slot frozen
     /// and the store as it was.
-    pub(crate) fn plan_frozen<'m>(&self, frozen: &Frozen, map: &'m ReadMap) -> Result<Plan<'m>> {
+    pub(crate) fn plan_frozen<'m>(
+        &self,
+        frozen: &Frozen,
+        map: &'m ReadMap,
+        threads: usize,
+    ) -> Result<Plan<'m>> {
         let body = map
             .as_slice()
             .get(HEADER_LEN..frozen.end)
             .unwrap_or_default();
         let tables = self.tables();
-        plan::compute(self, &tables, body, frozen.base_seq, frozen.through_seq)
+        plan::compute(
+            self,
+            &tables,
+            body,
+            frozen.base_seq,
+            frozen.through_seq,
+            threads,
+        )
     }
 
     /// Step 3: applies `plan` and retires the frozen slot.

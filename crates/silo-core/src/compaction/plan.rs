@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use silo_format::{Tag, alloc_for, record_size};
+use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
 use crate::error::{Error, Result};
@@ -104,12 +105,14 @@ pub(crate) struct Plan<'a> {
 }
 
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
+/// With `threads` above 1, a large slot is planned on two threads.
 pub(crate) fn compute<'a>(
     silo: &Core,
     tables: &Tables,
     body: &'a [u8],
     base_seq: u64,
     through_seq: u64,
+    threads: usize,
 ) -> Result<Plan<'a>> {
     let mut ops: Vec<LoggedOp<'a>> = Vec::new();
     // The frozen slot was synced whole at freeze: every byte of it is
@@ -138,6 +141,57 @@ pub(crate) fn compute<'a>(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .folded_seq;
+    let mid = split_point(&ops);
+    if threads > 1 && ops.len() >= PARALLEL_PLAN_FROM {
+        // Two halves of the keys, each planned by a thread of its own,
+        // joined in key order.
+        let (first, second) = ops.split_at(mid);
+        let mut rest = Plan::default();
+        let (a, b) = std::thread::scope(|s| {
+            let other = s.spawn(|| plan_keys(silo, tables, &view, second, folded, &mut rest));
+            let mine = plan_keys(silo, tables, &view, first, folded, &mut plan);
+            match other.join() {
+                Ok(theirs) => (mine, theirs),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        });
+        a?;
+        b?;
+        plan.writes.append(&mut rest.writes);
+        plan.deletes.append(&mut rest.deletes);
+        plan.touched.append(&mut rest.touched);
+        plan.refused.append(&mut rest.refused);
+        plan.bytes_read += rest.bytes_read;
+    } else {
+        plan_keys(silo, tables, &view, &ops, folded, &mut plan)?;
+    }
+    Ok(plan)
+}
+
+/// Operations in a frozen slot from which [`compute`] plans on two
+/// threads (below it, the thread costs more than it saves).
+pub(crate) const PARALLEL_PLAN_FROM: usize = 1 << 16;
+
+/// The index in `ops` (sorted by key) nearest its middle where a key's
+/// operations begin.
+fn split_point(ops: &[LoggedOp<'_>]) -> usize {
+    let mut mid = ops.len() / 2;
+    while mid > 0 && mid < ops.len() && ops[mid].key == ops[mid - 1].key {
+        mid += 1;
+    }
+    mid
+}
+
+/// Plans the keys of `ops` (sorted by key and sequence number, whole keys
+/// only) into `plan`'s writes, deletes, touched keys and refusals.
+fn plan_keys<'a>(
+    silo: &Core,
+    tables: &Tables,
+    view: &ReadMap,
+    ops: &[LoggedOp<'a>],
+    folded: u64,
+    plan: &mut Plan<'a>,
+) -> Result<()> {
     let mut at = 0;
     for group in ops.chunk_by(|a, b| a.key == b.key) {
         let key = group[0].key;
@@ -157,7 +211,7 @@ pub(crate) fn compute<'a>(
             Some((offset, slot)) => Some((
                 offset,
                 slot,
-                tables.data.record(&view, offset, key, READ_LIMIT)?,
+                tables.data.record(view, offset, key, READ_LIMIT)?,
             )),
             None => None,
         };
@@ -228,5 +282,5 @@ pub(crate) fn compute<'a>(
             }
         }
     }
-    Ok(plan)
+    Ok(())
 }

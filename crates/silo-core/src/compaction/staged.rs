@@ -130,7 +130,8 @@ impl StagedCompaction<'_> {
             });
         }
         let plan = match &self.frozen {
-            Some((frozen, map)) => self.core.plan_frozen(frozen, map)?,
+            // One thread: the engine plans many shards in parallel.
+            Some((frozen, map)) => self.core.plan_frozen(frozen, map, 1)?,
             None => Plan::default(),
         };
         Ok(CompactionPlan { plan })
