@@ -15,7 +15,9 @@ use tokio::net::TcpStream;
 
 use crate::error::RaftStoreError;
 use crate::types::{NodeId, TypeConfig};
-use crate::wire::{MAX_FRAME, WireReply, WireRequest, encode_frame, read_frame, send_frame};
+use crate::wire::{
+    MAX_CLIENT_FRAME, MAX_FRAME, WireReply, WireRequest, encode_frame, read_frame, send_frame,
+};
 
 /// Makes a [`Connection`] to each peer.
 #[derive(Clone, Debug, Default)]
@@ -96,11 +98,11 @@ impl Connection {
     }
 }
 
-/// The most bytes an `AppendEntries` frame of more than one entry carries.
-/// openraft gives the call one heartbeat interval (100 ms here) to be sent,
-/// decoded, appended and synced, or times it out and sends it again, the
-/// same: a frame must stay well inside that, and inside [`MAX_FRAME`].
-pub(crate) const APPEND_BUDGET: u64 = 4 << 20;
+/// The most bytes an `AppendEntries` frame of more than one entry carries:
+/// one entry of the longest client request and its framing. openraft gives
+/// the call one heartbeat interval (100 ms here) to be sent, decoded,
+/// appended and synced, or times it out and sends it again, the same.
+pub(crate) const APPEND_BUDGET: u64 = MAX_CLIENT_FRAME as u64 + (64 << 10);
 
 /// How many of `entries` entries to send at a time when they took `bytes`
 /// together: the share that fits in [`APPEND_BUDGET`], at least one and

@@ -21,12 +21,13 @@ use crate::types::{NodeId, TypeConfig};
 /// an allocation.
 pub const MAX_FRAME: u32 = 64 << 20;
 
-/// Largest client request frame a node turns into a log entry. The
-/// difference from [`MAX_FRAME`] is room for what an `AppendEntries` frame
-/// adds around one entry (its log id, the request's ids, the command's
-/// tag), so every entry fits in a frame of its own; a request of more
-/// entries than fit in one frame is split (openraft's `PayloadTooLarge`).
-pub const MAX_CLIENT_FRAME: u32 = MAX_FRAME - (64 << 10);
+/// Largest client request frame a node turns into a log entry (4 MiB).
+/// openraft gives an `AppendEntries` call one heartbeat interval (100 ms)
+/// to be sent, decoded, appended and synced, and sends the same call again
+/// when it times out: an entry must fit a call that makes it, or the
+/// follower it goes to never catches up. Calls of several entries are
+/// split to stay near this size (openraft's `PayloadTooLarge`).
+pub const MAX_CLIENT_FRAME: u32 = 4 << 20;
 
 /// A request frame.
 #[derive(Debug, Serialize, Deserialize)]
