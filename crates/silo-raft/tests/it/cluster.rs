@@ -25,6 +25,16 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
+    /// Three nodes under `root`, on free ports, none started yet.
+    pub(crate) fn new(root: &Path, schema: Option<PathBuf>) -> Cluster {
+        Cluster {
+            root: root.to_owned(),
+            addrs: free_addrs(3),
+            children: BTreeMap::new(),
+            schema,
+        }
+    }
+
     fn peers(&self) -> String {
         self.addrs
             .iter()
@@ -254,12 +264,7 @@ pub(crate) fn data_dir_exists(root: &Path, id: u64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_survive_a_killed_leader() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = Cluster {
-        root: dir.path().to_owned(),
-        addrs: free_addrs(3),
-        children: BTreeMap::new(),
-        schema: None,
-    };
+    let mut c = Cluster::new(dir.path(), None);
     let deadline = deadline_in(25);
     let all = [1, 2, 3];
     let (leader, term) = start_cluster(&mut c, deadline).await;
@@ -386,12 +391,7 @@ async fn three_processes_survive_a_killed_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_behind_by_more_than_one_append_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut c = Cluster {
-        root: dir.path().to_owned(),
-        addrs: free_addrs(3),
-        children: BTreeMap::new(),
-        schema: None,
-    };
+    let mut c = Cluster::new(dir.path(), None);
     let deadline = deadline_in(60);
     let all = [1, 2, 3];
     let (leader, _) = start_cluster(&mut c, deadline).await;

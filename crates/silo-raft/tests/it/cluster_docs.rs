@@ -11,7 +11,7 @@ use silo_raft::documents::JsonFields;
 use silo_raft::wire::{ClientReply, ClientRequest, DocHit, client_call};
 
 use crate::cluster::{
-    Cluster, data_dir_exists, free_addrs, start_cluster, status, wait_leader, write, write_reply,
+    Cluster, data_dir_exists, start_cluster, status, wait_leader, write, write_reply,
 };
 use crate::documents::{SCHEMA, fields};
 
@@ -120,12 +120,7 @@ async fn three_processes_with_an_index_answer_queries_identically() {
     let dir = tempfile::tempdir().expect("tempdir");
     let schema = dir.path().join("schema.toml");
     std::fs::write(&schema, SCHEMA).expect("write schema");
-    let mut c = Cluster {
-        root: dir.path().to_owned(),
-        addrs: free_addrs(3),
-        children: BTreeMap::new(),
-        schema: Some(schema),
-    };
+    let mut c = Cluster::new(dir.path(), Some(schema));
     let deadline = crate::cluster::deadline_in(25);
     let all = [1, 2, 3];
     let (leader, term) = start_cluster(&mut c, deadline).await;
