@@ -31,6 +31,7 @@ pub(crate) const PARALLEL_INDEX_FROM: usize = 1 << 16;
 pub(crate) fn run(silo: &Core, gate: &GateWrite<'_>, report: &mut CompactionReport) -> Result<()> {
     let rewrite = prepare(silo, gate, None)?;
     let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
+    report.bytes_direct += rewrite.direct_bytes();
     report.reclaimed_bytes = finish(silo, gate, rewrite)?;
     report.bytes_read += read;
     report.bytes_written += written;
@@ -52,6 +53,11 @@ pub(crate) struct Rewrite {
 }
 
 impl Rewrite {
+    /// Bytes of the new data file written past the page cache.
+    pub(crate) fn direct_bytes(&self) -> u64 {
+        self.readahead.map_or(0, |(_, len)| len)
+    }
+
     /// Removes the unpublished files (best effort: the next open removes
     /// any the manifest does not name).
     pub(crate) fn discard(self) {

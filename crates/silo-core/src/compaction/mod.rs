@@ -50,6 +50,10 @@ pub struct CompactionReport {
     pub bytes_read: u64,
     /// Write system calls those bytes took.
     pub write_syscalls: u64,
+    /// Of `bytes_written`, the bytes written past the page cache
+    /// (`O_DIRECT`: runs of 4 MiB or more of new records, where the file
+    /// system takes it).
+    pub bytes_direct: u64,
     /// Log bytes retired.
     pub log_bytes_retired: u64,
     /// Whether a cold compaction (full rewrite) ran.
@@ -186,6 +190,7 @@ impl Core {
         self.refuse_blocking_operand(&mut plan, frozen.through_seq)?;
         let rewrite = cold::prepare(self, gate, Some(&plan)).map_err(|e| self.poison(e))?;
         let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
+        let direct = rewrite.direct_bytes();
         let reclaimed_bytes =
             cold::finish_folded(self, gate, rewrite, Some(&plan)).map_err(|e| self.poison(e))?;
         apply::forget_folded(self, &plan);
@@ -194,6 +199,7 @@ impl Core {
             appended: plan.writes.len() as u64,
             deleted: plan.deletes.len() as u64,
             bytes_written: written,
+            bytes_direct: direct,
             bytes_read: plan.bytes_read + read,
             log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
             cold: true,
@@ -346,6 +352,7 @@ impl Core {
             appended: applied.appended,
             deleted: applied.deleted,
             bytes_written: applied.bytes_written,
+            bytes_direct: applied.readahead.map_or(0, |(_, len)| len),
             write_syscalls: applied.write_syscalls,
             log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
             bytes_read,

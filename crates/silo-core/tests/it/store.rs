@@ -114,6 +114,8 @@ fn cold_compaction_reclaims_dead_space_and_keeps_values() {
     assert!(before.dead_bytes > 0);
     let report = s.compact_cold().expect("cold");
     assert!(report.reclaimed_bytes > 0);
+    // Small runs of records stay in the page cache.
+    assert_eq!(report.bytes_direct, 0);
     let after = s.stats();
     assert_eq!(after.dead_bytes, 0);
     assert_eq!(after.index_keys, 1000);
@@ -121,6 +123,17 @@ fn cold_compaction_reclaims_dead_space_and_keeps_values() {
         let want = (k % 2 == 1).then(|| vec![k as u8; 100]);
         assert_eq!(s.get(k).expect("get"), want, "key {k}");
     }
+}
+
+/// Whether the file system under `dir` takes `O_DIRECT`.
+fn takes_direct(dir: &std::path::Path) -> bool {
+    let probe = dir.join("direct-probe");
+    std::fs::write(&probe, b"").expect("probe");
+    let direct = silo_io::direct::DirectWriter::open(&probe, 0, 1)
+        .expect("open")
+        .is_some();
+    std::fs::remove_file(&probe).expect("remove probe");
+    direct
 }
 
 /// A rewrite of more records than `PARALLEL_INDEX_FROM` builds its index on
@@ -143,7 +156,15 @@ fn a_large_cold_rewrite_with_a_fold_keeps_every_key() {
             }
             s.write(&b).expect("write");
         }
-        s.compact().expect("compact");
+        let first = s.compact().expect("compact");
+        // 120k new records, about 10 MB: written past the page cache
+        // wherever the file system takes O_DIRECT.
+        assert_eq!(
+            first.bytes_direct > 0,
+            takes_direct(dir.path()),
+            "{first:?}"
+        );
+        assert!(first.bytes_direct <= first.bytes_written);
         // In the log when the rewrite runs: deletes, overwrites that grow,
         // merges, and new keys.
         for k in (0..n).step_by(3) {
@@ -166,6 +187,11 @@ fn a_large_cold_rewrite_with_a_fold_keeps_every_key() {
         }
         let report = s.compact_cold().expect("cold");
         assert!(report.cold && report.ops_folded > 0, "{report:?}");
+        assert_eq!(
+            report.bytes_direct > 0,
+            takes_direct(dir.path()),
+            "{report:?}"
+        );
         assert_eq!(s.stats().index_keys, model.len() as u64);
         for k in 0..n + 1000 {
             assert_eq!(s.get(k).expect("get"), model.get(&k).cloned(), "key {k}");
