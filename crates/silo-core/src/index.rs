@@ -337,7 +337,7 @@ impl Index {
 
     /// Every live (key, record offset), in slot order.
     pub(crate) fn live_entries(&self) -> impl Iterator<Item = Result<(u64, u64)>> + '_ {
-        (0..self.capacity).filter_map(move |slot| self.entry(slot).transpose())
+        self.live_entries_but(&[])
     }
 
     /// [`Index::live_entries`] but those whose slot is set in `skip`, a

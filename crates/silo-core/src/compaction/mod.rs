@@ -127,8 +127,7 @@ impl Core {
                 // The store's own compaction may use both halves of a
                 // two-core machine; the engine's staged one parallelizes
                 // across shards instead.
-                let threads = std::thread::available_parallelism().map_or(1, usize::from);
-                let plan = self.plan_frozen(&frozen, &map, threads)?;
+                let plan = self.plan_frozen(&frozen, &map, machine_threads())?;
                 let straight = match cold {
                     Cold::Never => false,
                     Cold::Always => true,
@@ -431,4 +430,11 @@ enum Cold {
     IfDue,
     /// Always ([`crate::Silo::compact_cold`]).
     Always,
+}
+
+/// The machine's cores as the process may use them, asked once (on Linux
+/// the answer reads the cgroup's files).
+fn machine_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
