@@ -21,7 +21,9 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::thread::JoinHandle;
 
 use memmap2::MmapMut;
 
@@ -33,8 +35,16 @@ pub const DIRECT_ALIGN: usize = 4096;
 
 /// Writes bytes to a file in order, from a given offset on, bypassing the
 /// page cache.
+///
+/// It has two buffers: while a thread of its own writes one, the caller
+/// fills the other, so encoding and the device's transfer overlap. (Where
+/// no thread can be started, it writes on the caller's thread.) An error
+/// of the writing thread is returned by the next push that needs a buffer,
+/// or by [`DirectWriter::finish`]. Dropping the writer waits for the
+/// writes already handed over, so no write lands after it is gone.
 pub struct DirectWriter {
-    file: SiloFile,
+    path: PathBuf,
+    out: Output,
     buf: MmapMut,
     /// Bytes of `buf` in use.
     filled: usize,
@@ -47,20 +57,133 @@ pub struct DirectWriter {
     head: usize,
 }
 
+/// Where full buffers go.
+enum Output {
+    /// Written on the caller's thread.
+    Inline(SiloFile),
+    /// Written by a thread of its own, one buffer at a time, in order.
+    Behind(Behind),
+}
+
+/// The writing thread and its two channels.
+struct Behind {
+    /// Buffers to write; closed (`None`) to stop the thread.
+    jobs: Option<SyncSender<Job>>,
+    /// Buffers written (free to fill again), or the write's error.
+    done: Receiver<Result<MmapMut, IoError>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// `buf[..len]` to be written at file offset `at`.
+struct Job {
+    buf: MmapMut,
+    len: usize,
+    at: u64,
+}
+
+impl Behind {
+    /// Starts the thread that writes to `file`, with `spare` as the first
+    /// free buffer. `None` if no thread can be started.
+    fn start(file: SiloFile, spare: MmapMut) -> Option<Behind> {
+        let (jobs, todo) = sync_channel::<Job>(1);
+        let (done_tx, done) = channel();
+        done_tx.send(Ok(spare)).ok()?;
+        let thread = std::thread::Builder::new()
+            .name("silo-direct".to_owned())
+            .spawn(move || {
+                for job in todo {
+                    let result = file
+                        .write_all_at(&job.buf[..job.len], job.at)
+                        .map(|()| job.buf);
+                    let failed = result.is_err();
+                    // The writer may be gone (dropped after an error of its
+                    // own); nothing is left to report to.
+                    if done_tx.send(result).is_err() || failed {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Behind {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// A written buffer to fill again, or the error of an earlier write.
+    fn free_buffer(&self, path: &Path) -> Result<MmapMut, IoError> {
+        self.done.recv().unwrap_or_else(|_| Err(stopped(path)))
+    }
+
+    /// Hands `job` to the thread. If the thread has stopped, the reason is
+    /// waiting in `done`.
+    fn send(&self, job: Job, path: &Path) -> Result<(), IoError> {
+        match &self.jobs {
+            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
+            _ => Err(self.stop_error(path)),
+        }
+    }
+
+    /// Stops the thread once it has written every buffer handed over, and
+    /// waits for it: the first error any of those writes met, if any.
+    fn stop(&mut self, path: &Path) -> Result<(), IoError> {
+        drop(self.jobs.take());
+        let panicked = self.thread.take().is_some_and(|t| t.join().is_err());
+        for result in self.done.try_iter() {
+            result?;
+        }
+        if panicked {
+            return Err(stopped(path));
+        }
+        Ok(())
+    }
+
+    /// Why the thread stopped taking buffers.
+    fn stop_error(&self, path: &Path) -> IoError {
+        self.done
+            .try_iter()
+            .find_map(Result::err)
+            .unwrap_or_else(|| stopped(path))
+    }
+}
+
+impl Drop for Behind {
+    fn drop(&mut self) {
+        // Errors here belong to a writer that was never finished: its
+        // caller is already handling a failure of its own.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The error for a writing thread that ended without saying why.
+fn stopped(path: &Path) -> IoError {
+    IoError::io(
+        "write (direct)",
+        path,
+        std::io::Error::other("the writing thread stopped"),
+    )
+}
+
 impl std::fmt::Debug for DirectWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirectWriter")
-            .field("path", &self.file.path())
+            .field("path", &self.path)
             .field("at", &self.at)
             .field("filled", &self.filled)
+            .field("behind", &matches!(self.out, Output::Behind(_)))
             .finish_non_exhaustive()
     }
 }
 
 impl DirectWriter {
-    /// Opens `path` (which exists) to write from offset `start` on, with a
-    /// buffer of about `buffer` bytes (rounded up to whole blocks, at
-    /// least two). `Ok(None)`: the file system does not do `O_DIRECT`.
+    /// Opens `path` (which exists) to write from offset `start` on, with
+    /// two buffers of about `buffer` bytes each (rounded up to whole
+    /// blocks, at least two). `Ok(None)`: the file system does not do
+    /// `O_DIRECT`.
     ///
     /// ```
     /// use silo_io::SiloFile;
@@ -78,6 +201,16 @@ impl DirectWriter {
     /// # Ok::<(), silo_io::IoError>(())
     /// ```
     pub fn open(path: &Path, start: u64, buffer: usize) -> Result<Option<DirectWriter>, IoError> {
+        DirectWriter::open_with(path, start, buffer, true)
+    }
+
+    /// [`DirectWriter::open`], with the writing thread (`behind`) or without.
+    fn open_with(
+        path: &Path,
+        start: u64,
+        buffer: usize,
+        behind: bool,
+    ) -> Result<Option<DirectWriter>, IoError> {
         let direct = OpenOptions::new()
             .read(true)
             .write(true)
@@ -89,8 +222,10 @@ impl DirectWriter {
             Err(e) => return Err(IoError::io("open for direct writes", path, e)),
         };
         let len = buffer.max(2 * DIRECT_ALIGN).next_multiple_of(DIRECT_ALIGN);
-        let mut buf = MmapMut::map_anon(len)
-            .map_err(|e| IoError::io("map a direct-write buffer", path, e))?;
+        let map = || {
+            MmapMut::map_anon(len).map_err(|e| IoError::io("map a direct-write buffer", path, e))
+        };
+        let mut buf = map()?;
         let align = DIRECT_ALIGN as u64;
         let at = start - start % align;
         let head = usize::try_from(start - at).unwrap_or(0);
@@ -99,8 +234,19 @@ impl DirectWriter {
             // bytes may have just been written that way.
             SiloFile::open_read(path)?.read_exact_at(&mut buf[..head], at)?;
         }
+        let out = match (behind, behind.then(map)) {
+            (true, Some(Ok(spare))) => match Behind::start(file, spare) {
+                Some(b) => Output::Behind(b),
+                // No thread to be had (the file went with the attempt):
+                // the caller's thread writes.
+                None => return DirectWriter::open_with(path, start, buffer, false),
+            },
+            // No second buffer: the caller's thread writes.
+            _ => Output::Inline(file),
+        };
         Ok(Some(DirectWriter {
-            file,
+            path: path.to_path_buf(),
+            out,
             buf,
             filled: head,
             at,
@@ -162,27 +308,62 @@ impl DirectWriter {
         if whole == 0 {
             return Ok(());
         }
-        self.file.write_all_at(&self.buf[..whole], self.at)?;
-        self.stats.syscalls += 1;
-        self.buf.copy_within(whole..self.filled, 0);
+        self.emit(whole)?;
         self.filled -= whole;
         self.at += whole as u64;
         self.head = 0;
         Ok(())
     }
 
-    /// Writes what is buffered, the last block padded with zeros. The
-    /// zeros land past the pushed bytes: the file may grow by up to a block
-    /// less one byte. Returns the pushes, the write calls (one per full
-    /// buffer and the last) and the bytes pushed.
+    /// Writes `buf[..len]` at `at` (`len` whole blocks) and leaves
+    /// `buf[len..filled]` at the front of the buffer to fill next: on this
+    /// thread, or by handing the buffer to the writing thread and taking
+    /// the other one once it is written.
+    fn emit(&mut self, len: usize) -> Result<(), IoError> {
+        match &self.out {
+            Output::Inline(file) => {
+                file.write_all_at(&self.buf[..len], self.at)?;
+                self.buf.copy_within(len..self.filled, 0);
+            }
+            Output::Behind(behind) => {
+                let mut next = behind.free_buffer(&self.path)?;
+                let rest = self.filled - len;
+                next[..rest].copy_from_slice(&self.buf[len..self.filled]);
+                let full = std::mem::replace(&mut self.buf, next);
+                let job = Job {
+                    buf: full,
+                    len,
+                    at: self.at,
+                };
+                behind.send(job, &self.path)?;
+            }
+        }
+        self.stats.syscalls += 1;
+        Ok(())
+    }
+
+    /// Writes what is buffered, the last block padded with zeros, and
+    /// waits for every write to be made. The zeros land past the pushed
+    /// bytes: the file may grow by up to a block less one byte. Returns the
+    /// pushes, the write calls (one per full buffer and the last) and the
+    /// bytes pushed.
     pub fn finish(mut self) -> Result<WriteStats, IoError> {
         // Only read-back bytes left (or nothing): they are in the file.
-        if self.filled > self.head {
+        let last = if self.filled > self.head {
             let end = self.filled.next_multiple_of(DIRECT_ALIGN);
             self.buf[self.filled..end].fill(0);
-            self.file.write_all_at(&self.buf[..end], self.at)?;
-            self.stats.syscalls += 1;
-        }
+            self.filled = end;
+            self.emit(end).map(drop)
+        } else {
+            Ok(())
+        };
+        // Every buffer handed over is written (or failed) before this
+        // returns; the first error of any write is the answer.
+        let behind = match &mut self.out {
+            Output::Behind(behind) => behind.stop(&self.path),
+            Output::Inline(_) => Ok(()),
+        };
+        last.and(behind)?;
         Ok(self.stats)
     }
 }
@@ -193,18 +374,24 @@ mod tests {
 
     /// Pushes of every size around the block and buffer sizes, from starts
     /// on and off a block boundary, read back through the page cache.
+    /// Both ways of writing: on a thread of its own and on the caller's.
     #[test]
     fn bytes_land_where_a_buffered_write_would_put_them() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for start in [0u64, 1, 64, 4095, 4096, 10_000] {
-            let path = dir.path().join(format!("f{start}"));
+        for (start, behind) in [0u64, 1, 64, 4095, 4096, 10_000]
+            .into_iter()
+            .flat_map(|s| [(s, true), (s, false)])
+        {
+            let path = dir.path().join(format!("f{start}-{behind}"));
             let front: Vec<u8> = (0..start).map(|i| (i % 251).to_le_bytes()[0] + 1).collect();
             let file = SiloFile::create_new(&path).expect("create");
             file.write_all_at(&front, 0).expect("front");
-            let Some(mut w) = DirectWriter::open(&path, start, 3 * DIRECT_ALIGN).expect("open")
+            let Some(mut w) =
+                DirectWriter::open_with(&path, start, 3 * DIRECT_ALIGN, behind).expect("open")
             else {
                 return; // a file system without O_DIRECT: nothing to test
             };
+            assert_eq!(matches!(w.out, Output::Behind(_)), behind);
             let mut want = front.clone();
             let mut n = 0u64;
             for len in [1usize, 7, 4095, 4096, 4097, 12_288, 20_000, 3, 0, 9000] {
@@ -233,7 +420,11 @@ mod tests {
             );
             let mut back = vec![0u8; usize::try_from(len).expect("fits")];
             file.read_exact_at(&mut back, 0).expect("read");
-            assert_eq!(&back[..want.len()], &want[..], "start {start}");
+            assert_eq!(
+                &back[..want.len()],
+                &want[..],
+                "start {start}, behind {behind}"
+            );
             assert!(back[want.len()..].iter().all(|b| *b == 0));
         }
     }
@@ -324,5 +515,73 @@ mod tests {
         assert!(back[100..2 * DIRECT_ALIGN].iter().all(|b| *b == 1));
         assert_eq!(back[2 * DIRECT_ALIGN], 2);
         assert!(back[2 * DIRECT_ALIGN + 1..].iter().all(|b| *b == 0));
+    }
+
+    /// A write that fails on the writing thread is returned by a later
+    /// push or by `finish`, and nothing is written after it: the file
+    /// holds the head and the writes before the failed one.
+    #[cfg(feature = "fault-injection")]
+    #[test]
+    fn a_failed_write_behind_is_returned_and_stops_the_writes() {
+        use crate::fault::{FaultAction, FaultOp, FaultPlan, install};
+        let dir = tempfile::tempdir().expect("tempdir");
+        if !takes_direct(dir.path()) {
+            return;
+        }
+        let path = dir.path().join("f");
+        SiloFile::create_new(&path).expect("create");
+        let block = [5u8; DIRECT_ALIGN];
+        for failing in 1..=4u64 {
+            let guard = install(
+                dir.path(),
+                FaultPlan::new().on(FaultOp::Write, failing, FaultAction::Fail),
+            );
+            let mut w = DirectWriter::open(&path, 0, 2 * DIRECT_ALIGN)
+                .expect("open")
+                .expect("direct");
+            assert!(matches!(w.out, Output::Behind(_)));
+            // Ten buffers' worth: five writes of two blocks.
+            let mut failed = None;
+            for i in 0..10 {
+                if let Err(e) = w.push(&block) {
+                    failed = Some((i, e));
+                    break;
+                }
+            }
+            let err = match failed {
+                Some((_, e)) => {
+                    drop(w);
+                    e
+                }
+                None => w.finish().expect_err("a write failed"),
+            };
+            assert!(err.is_injected(), "{err}");
+            // The failed write was the last one tried.
+            assert_eq!(guard.count(FaultOp::Write), failing);
+            drop(guard);
+            std::fs::remove_file(&path).expect("remove");
+            SiloFile::create_new(&path).expect("create");
+        }
+    }
+
+    /// A writer dropped without `finish` waits for the writes handed over:
+    /// none lands after the drop.
+    #[test]
+    fn a_dropped_writer_has_made_its_writes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if !takes_direct(dir.path()) {
+            return;
+        }
+        let path = dir.path().join("f");
+        let file = SiloFile::create_new(&path).expect("create");
+        let mut w = DirectWriter::open(&path, 0, 2 * DIRECT_ALIGN)
+            .expect("open")
+            .expect("direct");
+        for _ in 0..5 {
+            w.push(&[3u8; DIRECT_ALIGN]).expect("push");
+        }
+        // Four blocks handed over (two writes), the fifth still buffered.
+        drop(w);
+        assert_eq!(file.len().expect("len"), 4 * DIRECT_ALIGN as u64);
     }
 }
