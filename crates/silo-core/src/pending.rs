@@ -463,25 +463,39 @@ impl PendingView {
         for (shard, items) in self.shards.iter().zip(groups) {
             let (mut bytes, mut ops) = (0i64, 0i64);
             for part in items.chunks(LOCK_CHUNK) {
-                // Values are copied, and replaced ones freed, outside the lock.
-                let copies: Vec<Bytes> = part
-                    .iter()
-                    .map(|(_, _, value)| Bytes::copy_of(value))
+                // Most keys usually need nothing: the slot's own put is
+                // still their pending base. Those are found under the read
+                // lock, and only the others' values are copied (outside any
+                // lock). Only this compaction forgets or overlays, and
+                // writers only add newer operations, so a key found settled
+                // here is still settled under the write lock below.
+                let unsettled: Vec<&(u64, u64, &[u8])> = {
+                    let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+                    part.iter()
+                        .filter(|(key, seq, _)| !settled(shard.get(key), *seq))
+                        .collect()
+                };
+                if unsettled.is_empty() {
+                    continue;
+                }
+                let copies: Vec<(u64, u64, Bytes)> = unsettled
+                    .into_iter()
+                    .map(|(key, seq, value)| (*key, *seq, Bytes::copy_of(value)))
                     .collect();
-                let mut replaced = Vec::with_capacity(part.len());
+                let mut replaced = Vec::with_capacity(copies.len());
                 let mut unused = Vec::new();
                 let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
-                for ((key, seq, _), value) in part.iter().zip(copies) {
-                    let entry = shard.entry(*key).or_default();
-                    if entry.base.as_ref().is_some_and(|b| b.seq() >= *seq) {
+                for (key, seq, value) in copies {
+                    let entry = shard.entry(key).or_default();
+                    if settled(Some(entry), seq) {
                         unused.push(value);
                         continue;
                     }
                     let before = (entry.bytes(), entry.ops());
-                    let old = entry.base.replace(Base::Put { seq: *seq, value });
+                    let old = entry.base.replace(Base::Put { seq, value });
                     replaced.push(KeyOps {
                         base: old,
-                        merges: entry.take_merges_through(*seq),
+                        merges: entry.take_merges_through(seq),
                     });
                     bytes += entry.bytes() as i64 - before.0 as i64;
                     ops += entry.ops() as i64 - before.1 as i64;
@@ -565,6 +579,15 @@ impl PendingView {
         }
         all
     }
+}
+
+/// Whether `entry` already stops readers at or past `seq`: its pending
+/// base (a put or delete) is that new, so an overlay of a result through
+/// `seq` would change nothing readers see.
+fn settled(entry: Option<&KeyOps>, seq: u64) -> bool {
+    entry
+        .and_then(|e| e.base.as_ref())
+        .is_some_and(|b| b.seq() >= seq)
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ pub(crate) struct Applied {
     /// The appended records' range, when they were written past the page
     /// cache: to be read back once the compaction's syncs are done.
     pub(crate) readahead: Option<(u64, u64)>,
+    /// The journal of the in-place records.
+    pub(crate) journal: journal::Journaled,
 }
 
 /// Applies `plan` to the store. `generation` names the frozen slot (for the
@@ -43,7 +45,6 @@ pub(crate) struct Applied {
 /// fit their records are appended like the others, and the index is
 /// written anew beside the old one.
 pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -> Result<Applied> {
-    let mut applied = Applied::default();
     let tables = silo.tables();
     let place = |w: &KeyWrite<'_>| match w.place {
         Place::InPlace { alloc, .. } if !in_place => Place::Append { alloc },
@@ -63,9 +64,11 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
         silo.grace.wait();
     }
 
-    // 2. Encode every record; appended ones get space at the end, then a
-    //    tombstone per deleted key (its old record stays behind as dead
-    //    space, and the data file alone must say the key is gone).
+    // 2-4. The records, journaled and synced. A new index replaces the old
+    //    one when readers in other processes have it mapped, or when it
+    //    must grow to take the new keys: it is then built on a second
+    //    thread, from where every result will be (known before a byte is
+    //    written), while this one writes the data.
     let tombstone_bytes = (plan.deletes.len() * RECORD_HEADER_LEN) as u64;
     let append_bytes: u64 = plan
         .writes
@@ -76,11 +79,62 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
         })
         .sum::<u64>()
         + tombstone_bytes;
-    let mut cursor = if append_bytes > 0 {
+    let first_append = if append_bytes > 0 {
         tables.data.reserve(append_bytes)?
     } else {
         0
     };
+    let new_keys = plan.writes.iter().filter(|w| w.old.is_none()).count() as u64;
+    let rebuild = !in_place || !tables.index.has_room_for(new_keys);
+    let (written, rebuilt) = std::thread::scope(|s| {
+        let building = rebuild.then(|| {
+            let (tables, place) = (&tables, &place);
+            s.spawn(move || build_index(silo, plan, tables, place, first_append))
+        });
+        let at = (first_append, append_bytes);
+        let written = write_records(silo, plan, &tables, &place, at, generation);
+        let rebuilt = building.map(|t| match t.join() {
+            Ok(index) => index,
+            Err(panic) => std::panic::resume_unwind(panic),
+        });
+        (written, rebuilt)
+    });
+    let mut written = written?;
+    match rebuilt.transpose()? {
+        Some(index) => install_index(silo, plan, &tables, index, &mut written)?,
+        None => update_index(silo, plan, tables, &mut written)?,
+    }
+
+    // 9. The data file and index now hold everything through `through_seq`.
+    forget_folded(silo, plan);
+    Ok(written.applied)
+}
+
+/// What [`write_records`] wrote and how the space it used changes the
+/// store's accounts.
+struct Written {
+    applied: Applied,
+    /// Where appended records went: `(key, offset)`.
+    new_locs: Vec<(u64, u64)>,
+    live_delta: i64,
+    dead_delta: i64,
+}
+
+/// Steps 2 to 4 of [`apply`]: encodes every record; appended ones get
+/// space at the end, then a tombstone per deleted key (its old record
+/// stays behind as dead space, and the data file alone must say the key
+/// is gone). In-place records are journaled before they are written.
+/// Everything is synced before this returns; nothing points at the new
+/// records yet.
+fn write_records(
+    silo: &Core,
+    plan: &Plan,
+    tables: &Tables,
+    place: &impl Fn(&KeyWrite<'_>) -> Place,
+    (first_append, append_bytes): (u64, u64),
+    generation: u64,
+) -> Result<Written> {
+    let mut cursor = first_append;
     // Records are encoded straight into the write buffers. In-place ones
     // are kept until the journal holds them; appended ones go to fresh
     // space past the end that nothing points at, so they are written as
@@ -92,12 +146,12 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
     let in_place_count = in_place_sizes.clone().count();
     let in_place_bytes: usize = in_place_sizes.sum();
     let mut rewrites = CoalescedWrites::with_capacity(in_place_count, in_place_bytes);
-    let first_append = cursor;
     let mut appends = RecordSink::open(&tables.data, cursor, append_bytes, APPEND_CHUNK)?;
     let mut new_locs: Vec<(u64, u64)> = Vec::with_capacity(plan.writes.len() - in_place_count);
     let (mut live_delta, mut dead_delta) = (0i64, 0i64);
     let (mut in_place_count, mut appended) = (0u64, 0u64);
     let data_path = tables.data.path();
+    let mut applied = Applied::default();
     for (i, w) in plan.writes.iter().enumerate() {
         // The values lie scattered over the frozen slot (the writes are in
         // key order): ask for the ones a few writes ahead.
@@ -144,7 +198,7 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
 
     // 3. Journal the in-place records before touching them.
     if !rewrites.is_empty() {
-        journal::write(&silo.dir, generation, rewrites.writes())?;
+        applied.journal = journal::write(&silo.dir, generation, rewrites.writes())?;
     }
 
     // 4. Data, then sync: nothing points at the new records yet.
@@ -156,31 +210,45 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
         .direct
         .then_some((first_append, append_bytes));
 
-    if in_place {
-        update_index(
-            silo,
-            plan,
-            tables,
-            &new_locs,
-            live_delta,
-            dead_delta,
-            &mut applied,
-        )?;
-    } else {
-        replace_index(
-            silo,
-            plan,
-            &tables,
-            &new_locs,
-            live_delta,
-            dead_delta,
-            &mut applied,
-        )?;
-    }
+    Ok(Written {
+        applied,
+        new_locs,
+        live_delta,
+        dead_delta,
+    })
+}
 
-    // 9. The data file and index now hold everything through `through_seq`.
-    forget_folded(silo, plan);
-    Ok(applied)
+/// The index [`apply`] installs instead of updating the old one: the old
+/// entries the plan leaves alone, and every written key where its record
+/// will be (appended records from `first_append` on, in plan order, as
+/// [`write_records`] lays them out). Written and synced as a new file.
+fn build_index(
+    silo: &Core,
+    plan: &Plan,
+    tables: &Tables,
+    place: &impl Fn(&KeyWrite<'_>) -> Place,
+    first_append: u64,
+) -> Result<Index> {
+    let old = &tables.index;
+    let mut entries = plan::untouched_entries(old, plan)?;
+    entries.reserve(plan.writes.len());
+    let mut cursor = first_append;
+    for w in &plan.writes {
+        match place(w) {
+            Place::InPlace { offset, .. } => entries.push((w.key, offset)),
+            Place::Append { alloc } => {
+                entries.push((w.key, cursor));
+                cursor += record_size(alloc) as u64;
+            }
+        }
+    }
+    Index::create(
+        &silo.dir,
+        old.id + 1,
+        capacity_for(entries.len() as u64),
+        old.seed(),
+        entries,
+    )
 }
 
 /// Forgets the pending operations `plan` folded, now that the data file
@@ -205,12 +273,11 @@ fn update_index(
     silo: &Core,
     plan: &Plan,
     tables: Arc<Tables>,
-    new_locs: &[(u64, u64)],
-    live_delta: i64,
-    dead_delta: i64,
-    applied: &mut Applied,
+    written: &mut Written,
 ) -> Result<()> {
-    // 5. Grow the index by rehashing into a new file if the new keys would not fit.
+    // 5. Grow the index by rehashing into a new file if the new keys would
+    //    not fit (`apply` builds a bigger one beside the data write instead;
+    //    this is the fallback should its count and the table's disagree).
     let new_keys = plan.writes.iter().filter(|w| w.old.is_none()).count() as u64;
     let tables = if tables.index.has_room_for(new_keys) {
         tables
@@ -222,15 +289,15 @@ fn update_index(
     //    index points past the old end, still with the old folded sequence:
     //    until the index is synced, the frozen slot's operations must be
     //    replayed after a crash.
-    add(&silo.space.live_bytes, live_delta);
-    add(&silo.space.dead_bytes, dead_delta);
+    add(&silo.space.live_bytes, written.live_delta);
+    add(&silo.space.dead_bytes, written.dead_delta);
     silo.store_manifest(silo.current_manifest(0, false))?;
 
     // 7. Index, then sync.
-    tables.index.set_many(new_locs)?;
+    tables.index.set_many(&written.new_locs)?;
     for d in &plan.deletes {
         tables.index.remove(d.key)?;
-        applied.deleted += 1;
+        written.applied.deleted += 1;
     }
     tables.index.flush()?;
 
@@ -244,48 +311,40 @@ fn update_index(
     silo.store_manifest(manifest)?;
 
     // 8. The in-place writes are durable: the journal has done its job.
-    if applied.in_place > 0 {
+    if written.applied.in_place > 0 {
         journal::remove(&silo.dir)?;
     }
 
     Ok(())
 }
 
-/// Steps 5 to 8 of [`apply`] beside readers in other processes: a new index
-/// file holds the old one's entries with the plan applied, and one manifest
-/// publishes it with the new data end and folded sequence; the old file is
-/// removed (readers that mapped it keep it until they close).
-fn replace_index(
+/// Steps 5 to 8 of [`apply`] with a new index file (from [`build_index`],
+/// synced): one manifest publishes it with the new data end and folded
+/// sequence; the old file is removed (readers in other processes that
+/// mapped it keep it until they close), and then the journal.
+fn install_index(
     silo: &Core,
     plan: &Plan,
     tables: &Tables,
-    new_locs: &[(u64, u64)],
-    live_delta: i64,
-    dead_delta: i64,
-    applied: &mut Applied,
+    index: Index,
+    written: &mut Written,
 ) -> Result<()> {
     let old = &tables.index;
-    let mut entries = plan::untouched_entries(old, plan)?;
-    entries.extend_from_slice(new_locs);
-    let index = Index::create(
-        &silo.dir,
-        old.id + 1,
-        capacity_for(entries.len() as u64),
-        old.seed(),
-        entries,
-    )?;
     let next = Arc::new(Tables {
         data: Arc::clone(&tables.data),
         index: Arc::new(index),
     });
-    add(&silo.space.live_bytes, live_delta);
-    add(&silo.space.dead_bytes, dead_delta);
+    add(&silo.space.live_bytes, written.live_delta);
+    add(&silo.space.dead_bytes, written.dead_delta);
     *silo.tables.write().unwrap_or_else(|p| p.into_inner()) = next;
     let mut manifest = silo.current_manifest(plan.through_seq, false);
     manifest.batch_tag = manifest.batch_tag.max(plan.max_tag);
     silo.store_manifest(manifest)?;
     remove_file(old.path())?;
-    applied.deleted = plan.deletes.len() as u64;
+    if written.applied.in_place > 0 {
+        journal::remove(&silo.dir)?;
+    }
+    written.applied.deleted = plan.deletes.len() as u64;
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! Body: one `Put` frame per record (key = data file offset, payload = the
 //! whole encoded record), then a `BatchCommit` frame whose key is the count.
 //! A journal without its commit frame was never acted on and is discarded.
+//! A long journal is written past the page cache, so zeros may follow the
+//! commit frame up to the next 4 KiB boundary; nothing after it is read.
 
 use std::path::{Path, PathBuf};
 
@@ -12,10 +14,12 @@ use silo_format::{
     FileHeader, FileKind, FrameReader, HEADER_LEN, Tag, decode_record, encode_frame, frame_len,
     frame_parts,
 };
+use silo_io::direct::DirectWriter;
 use silo_io::durable::{create_with_header, read_header, remove_file, sync_dir};
 use silo_io::file::SiloFile;
 
 use crate::READ_LIMIT;
+use crate::compaction::sink::DIRECT_FROM;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::log::slot::to_usize;
@@ -27,12 +31,24 @@ pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join(JOURNAL_NAME)
 }
 
+/// The buffer of a journal written past the page cache.
+const JOURNAL_BUFFER: usize = 8 << 20;
+
+/// What writing a journal took.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Journaled {
+    /// The journal's body (frames), in bytes.
+    pub(crate) bytes: u64,
+    /// Whether it was written past the page cache.
+    pub(crate) direct: bool,
+}
+
 /// Writes and syncs a journal of `(offset, record bytes)` writes.
 pub(crate) fn write<'w>(
     dir: &Path,
     generation: u64,
     writes: impl Iterator<Item = (u64, &'w [u8])>,
-) -> Result<()> {
+) -> Result<Journaled> {
     let path = path(dir);
     remove_file(&path)?;
     let header = FileHeader {
@@ -40,16 +56,47 @@ pub(crate) fn write<'w>(
         ..FileHeader::new(FileKind::Journal)
     };
     let file = create_with_header(&path, &header)?;
+    let writes: Vec<(u64, &[u8])> = writes.collect();
+    let mut commit = vec![0u8; frame_len(0)];
+    encode_frame(&mut commit, Tag::BatchCommit, writes.len() as u64, &[])
+        .map_err(|e| Error::format(&path, e))?;
+    let total: u64 = writes
+        .iter()
+        .map(|(_, record)| frame_len(record.len()) as u64)
+        .sum::<u64>()
+        + commit.len() as u64;
+    // A long journal (a fold that rewrites many records in place) is
+    // written past the page cache, as a compaction's long runs of records
+    // are: nothing reads it unless a crash cuts the rewrite off. Where
+    // that path cannot be opened, the vectored write below does the work.
+    if total >= DIRECT_FROM
+        && let Ok(Some(mut direct)) = DirectWriter::open(&path, HEADER_LEN as u64, JOURNAL_BUFFER)
+    {
+        for (offset, record) in &writes {
+            let (head, trailer) =
+                frame_parts(Tag::Put, *offset, record).map_err(|e| Error::format(&path, e))?;
+            direct.push_with(frame_len(record.len()), |buf| {
+                let (h, rest) = buf.split_at_mut(head.len());
+                let (r, t) = rest.split_at_mut(record.len());
+                h.copy_from_slice(&head);
+                r.copy_from_slice(record);
+                t.copy_from_slice(&trailer);
+            })?;
+        }
+        direct.push(&commit)?;
+        direct.finish()?;
+        file.sync_data()?;
+        return Ok(Journaled {
+            bytes: total,
+            direct: true,
+        });
+    }
     // One vectored write: each frame's header and trailer are built here,
     // its payload (the record) is the caller's bytes, never copied.
-    let writes: Vec<(u64, &[u8])> = writes.collect();
     let mut parts = Vec::with_capacity(writes.len());
     for (offset, record) in &writes {
         parts.push(frame_parts(Tag::Put, *offset, record).map_err(|e| Error::format(&path, e))?);
     }
-    let mut commit = vec![0u8; frame_len(0)];
-    encode_frame(&mut commit, Tag::BatchCommit, writes.len() as u64, &[])
-        .map_err(|e| Error::format(&path, e))?;
     let mut bufs: Vec<&[u8]> = Vec::with_capacity(writes.len() * 3 + 1);
     for ((_, record), (head, trailer)) in writes.iter().zip(&parts) {
         bufs.extend([&head[..], record, &trailer[..]]);
@@ -57,7 +104,10 @@ pub(crate) fn write<'w>(
     bufs.push(&commit);
     file.write_vectored_all_at(&bufs, HEADER_LEN as u64)?;
     file.sync_data()?;
-    Ok(())
+    Ok(Journaled {
+        bytes: total,
+        direct: false,
+    })
 }
 
 pub(crate) fn remove(dir: &Path) -> Result<()> {

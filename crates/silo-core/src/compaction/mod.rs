@@ -50,9 +50,12 @@ pub struct CompactionReport {
     pub bytes_read: u64,
     /// Write system calls those bytes took.
     pub write_syscalls: u64,
-    /// Of `bytes_written`, the bytes written past the page cache
-    /// (`O_DIRECT`: runs of 4 MiB or more of new records, where the file
-    /// system takes it).
+    /// Bytes of the journal written before records are rewritten in place
+    /// (those records again, each in a frame).
+    pub journal_bytes: u64,
+    /// Of `bytes_written` and `journal_bytes`, the bytes written past the
+    /// page cache (`O_DIRECT`: runs of 4 MiB or more of new records, and
+    /// journals as long, where the file system takes it).
     pub bytes_direct: u64,
     /// Log bytes retired.
     pub log_bytes_retired: u64,
@@ -351,7 +354,13 @@ impl Core {
             appended: applied.appended,
             deleted: applied.deleted,
             bytes_written: applied.bytes_written,
-            bytes_direct: applied.readahead.map_or(0, |(_, len)| len),
+            journal_bytes: applied.journal.bytes,
+            bytes_direct: applied.readahead.map_or(0, |(_, len)| len)
+                + if applied.journal.direct {
+                    applied.journal.bytes
+                } else {
+                    0
+                },
             write_syscalls: applied.write_syscalls,
             log_bytes_retired: (frozen.end - HEADER_LEN) as u64,
             bytes_read,

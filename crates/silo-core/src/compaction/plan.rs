@@ -114,7 +114,13 @@ pub(crate) fn compute<'a>(
     through_seq: u64,
     threads: usize,
 ) -> Result<Plan<'a>> {
-    let mut ops: Vec<LoggedOp<'a>> = Vec::new();
+    // One operation per sequence number at most (batch frames take some),
+    // and never more than the body has room for frames: the vector is
+    // sized once instead of growing by copies.
+    let frames = through_seq.saturating_sub(base_seq).saturating_add(1);
+    let room = (body.len() / silo_format::frame_len(0)) as u64;
+    let mut ops: Vec<LoggedOp<'a>> =
+        Vec::with_capacity(usize::try_from(frames.min(room)).unwrap_or(0));
     // The frozen slot was synced whole at freeze: every byte of it is
     // durable, so any stop before its end is damage, and its frames are
     // checked again (its pages may have been read back from disk).
@@ -218,7 +224,9 @@ fn plan_keys<'a>(
         plan.bytes_read += stored.map_or(0, |(_, _, r)| r.size() as u64);
         // Operations at or below the record's sequence number are already in it.
         let floor = stored.map_or(0, |(_, _, r)| r.seq).max(folded);
-        let live: Vec<&LoggedOp<'_>> = group.iter().filter(|op| op.seq > floor).collect();
+        // The group is in sequence order: the operations past the floor
+        // are its tail.
+        let live = &group[group.partition_point(|op| op.seq <= floor)..];
         let Some(last) = live.last() else { continue };
         let seq = last.seq;
         let (base, merges) = match live.iter().rposition(|op| op.tag != Tag::Merge) {
@@ -226,7 +234,7 @@ fn plan_keys<'a>(
                 (live[i].tag == Tag::Put).then_some(live[i].payload),
                 &live[i + 1..],
             ),
-            None => (stored.map(|(_, _, r)| r.value), &live[..]),
+            None => (stored.map(|(_, _, r)| r.value), live),
         };
         let value: Option<Cow<'a, [u8]>> = if merges.is_empty() {
             // The slot's last operation is a put or delete and settles it.

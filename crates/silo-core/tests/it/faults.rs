@@ -314,9 +314,9 @@ fn a_flush_costs_one_sync_and_a_clean_one_none() {
     assert_eq!(silo.stats().torn_tail_bytes, 0);
 }
 
-/// A workload whose compactions write more than `DIRECT_FROM` (4 MiB) of
-/// records back to back: the hot fold's appends and the cold rewrite go
-/// past the page cache (`silo_io::direct`), which the small workload
+/// A workload whose compactions write more than `DIRECT_FROM` (4 MiB)
+/// back to back: the hot folds' appends and journal, and the cold rewrite,
+/// go past the page cache (`silo_io::direct`), which the small workload
 /// above never reaches.
 fn large_workload() -> Vec<Op> {
     let keys = 69_000u64;
@@ -327,6 +327,15 @@ fn large_workload() -> Vec<Op> {
         .map(|c| Op::Batch(c.iter().map(|k| (*k, value(*k, 1))).collect()))
         .collect();
     ops.push(Op::Compact);
+    // Every key rewritten in place (a 7 MB journal, past the page cache)
+    // and 31,000 added: the index outgrows its room and a new one is built.
+    ops.extend(
+        (0..keys + 31_000)
+            .collect::<Vec<_>>()
+            .chunks(10_000)
+            .map(|c| Op::Batch(c.iter().map(|k| (*k, value(*k, 2))).collect())),
+    );
+    ops.push(Op::Compact);
     for k in (0..keys).step_by(3) {
         ops.push(Op::Delete(k));
     }
@@ -336,7 +345,7 @@ fn large_workload() -> Vec<Op> {
     ops
 }
 
-/// Every write call, sync and allocation of the two large compactions,
+/// Every write call, sync and allocation of the three large compactions,
 /// failed in turn (writes also torn, and cut short, which a direct write
 /// cannot take): the compaction fails, and a reopen finds every
 /// acknowledged write and a data file and index that agree.

@@ -527,10 +527,23 @@ fn write_fixture(fixture: &Path, dir: &Path) -> (Vec<Op>, usize) {
 /// The large compactions' phases: what runs before, and the compaction.
 const LARGE_KEYS: u64 = 69_000;
 
+/// The three large compactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Large {
+    /// A hot fold of new keys: 6.9 MB of appends.
+    Appends,
+    /// A hot fold that rewrites every record in place (a 7 MB journal)
+    /// and adds keys enough to outgrow the index (a new one is built).
+    InPlace,
+    /// A cold rewrite after a third of the keys are deleted.
+    Cold,
+}
+
 /// Loads `LARGE_KEYS` keys (about 6.9 MB of records once folded: past
-/// `DIRECT_FROM`) and flushes; for `cold`, also folds them, deletes a third
-/// and flushes again. Returns the durable state.
-fn large_before(silo: &Silo, cold: bool) -> BTreeMap<u64, Vec<u8>> {
+/// `DIRECT_FROM`) and flushes; for the in-place and cold compactions,
+/// also folds them and overwrites them all (adding 31,000 keys) or deletes
+/// a third, and flushes again. Returns the durable state.
+fn large_before(silo: &Silo, kind: Large) -> BTreeMap<u64, Vec<u8>> {
     let mut model = BTreeMap::new();
     let mut b = WriteBatch::new();
     for chunk in (0..LARGE_KEYS).collect::<Vec<_>>().chunks(10_000) {
@@ -542,39 +555,64 @@ fn large_before(silo: &Silo, cold: bool) -> BTreeMap<u64, Vec<u8>> {
         silo.write(&b).expect("write");
     }
     silo.flush().expect("flush");
-    if cold {
-        silo.compact().expect("compact");
-        for k in (0..LARGE_KEYS).step_by(3) {
-            silo.delete(k).expect("delete");
-            model.remove(&k);
+    match kind {
+        Large::Appends => {}
+        Large::InPlace => {
+            silo.compact().expect("compact");
+            for chunk in (0..LARGE_KEYS + 31_000).collect::<Vec<_>>().chunks(10_000) {
+                b.clear();
+                for k in chunk {
+                    b.put(*k, &value(*k, 2, 72));
+                    model.insert(*k, value(*k, 2, 72));
+                }
+                silo.write(&b).expect("write");
+            }
+            silo.flush().expect("flush");
         }
-        silo.flush().expect("flush");
+        Large::Cold => {
+            silo.compact().expect("compact");
+            for k in (0..LARGE_KEYS).step_by(3) {
+                silo.delete(k).expect("delete");
+                model.remove(&k);
+            }
+            silo.flush().expect("flush");
+        }
     }
     model
 }
 
-fn large_compaction(silo: &Silo, cold: bool) {
-    if cold {
-        silo.compact_cold().expect("cold compaction");
+fn large_compaction(silo: &Silo, kind: Large) {
+    let report = if kind == Large::Cold {
+        silo.compact_cold().expect("cold compaction")
     } else {
-        silo.compact().expect("compaction");
+        silo.compact().expect("compaction")
+    };
+    if kind == Large::InPlace {
+        assert_eq!(
+            (report.in_place, report.appended),
+            (LARGE_KEYS, 31_000),
+            "{report:?}"
+        );
+        assert!(report.journal_bytes > 6 << 20, "{report:?}");
     }
 }
 
-/// A power cut at each sync of a compaction that writes its records with
-/// `O_DIRECT` (a hot fold's 6.9 MB of appends, a cold rewrite's 4.6 MB
-/// file): the image holds exactly the flushed state, and its data file and
-/// index agree. Direct writes bypass the page cache but not the need for a
-/// sync; the model keeps only what a sync made durable.
+/// A power cut at each sync of a compaction that writes its records or
+/// its journal with `O_DIRECT` (a hot fold's 6.9 MB of appends; a hot
+/// fold's 7 MB journal of in-place records, with a new index built beside
+/// the data write; a cold rewrite's 4.6 MB file): the image holds exactly
+/// the flushed state, and its data file and index agree. Direct writes
+/// bypass the page cache but not the need for a sync; the model keeps only
+/// what a sync made durable.
 #[test]
 fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state() {
     let mut cases = 0;
-    for cold in [false, true] {
+    for kind in [Large::Appends, Large::InPlace, Large::Cold] {
         let probe = tracked();
         let silo = open(&probe.db);
-        large_before(&silo, cold);
+        large_before(&silo, kind);
         let before = probe.guard.count(FaultOp::Sync);
-        large_compaction(&silo, cold);
+        large_compaction(&silo, kind);
         let syncs = probe.guard.count(FaultOp::Sync) - before;
         drop(silo);
         for cut_at in 1..=syncs {
@@ -585,11 +623,11 @@ fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state(
             };
             let t = tracked();
             let silo = open(&t.db);
-            let model = large_before(&silo, cold);
+            let model = large_before(&silo, kind);
             t.guard
                 .schedule(FaultOp::Sync, cut_at, FaultAction::PowerCut);
-            large_compaction(&silo, cold);
-            assert!(t.guard.is_cut(), "cold {cold}, sync {cut_at}");
+            large_compaction(&silo, kind);
+            assert!(t.guard.is_cut(), "{kind:?}, sync {cut_at}");
             let (_out, img) = image(&t, unsynced);
             drop(silo);
             let reopened = open(&img);
@@ -597,7 +635,7 @@ fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state(
                 reopened.iter().collect::<Result<_, _>>().expect("iter");
             assert!(
                 all == model,
-                "cold {cold}, cut at sync {cut_at} ({unsynced:?}): {} keys, {} flushed",
+                "{kind:?}, cut at sync {cut_at} ({unsynced:?}): {} keys, {} flushed",
                 all.len(),
                 model.len()
             );
@@ -606,5 +644,5 @@ fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state(
             cases += 1;
         }
     }
-    assert!(cases >= 6, "{cases} cuts");
+    assert!(cases >= 9, "{cases} cuts");
 }
