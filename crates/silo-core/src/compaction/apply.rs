@@ -365,10 +365,7 @@ fn free_elsewhere<T: Send + 'static>(
         drop(tables);
         return;
     }
-    // On failure `spawn` drops the closure, and with it the tables, here.
-    let _ = std::thread::Builder::new()
-        .name("silo-free".to_owned())
-        .spawn(move || drop(tables));
+    crate::compaction::drop_elsewhere(tables);
 }
 
 fn add(counter: &std::sync::atomic::AtomicU64, delta: i64) {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use silo_format::{RECORD_HEADER_LEN, alloc_for, encode_record, record_size};
-use silo_io::FileAdvice;
 use silo_io::durable::{remove_file, sync_dir};
 
 use crate::READ_LIMIT;
@@ -258,8 +257,7 @@ pub(crate) fn finish_folded(
         // Nothing of the new file is in the page cache: have the kernel
         // read it back, as the old one was cached. Only now, when no sync
         // of this compaction is left to wait behind that reading.
-        // Advice only: a failure changes no result.
-        let _ = next.data.advise(offset, len, FileAdvice::WillNeed);
+        crate::compaction::read_back_elsewhere(Arc::clone(&next.data), offset, len);
     }
     silo.counters
         .cold_compactions

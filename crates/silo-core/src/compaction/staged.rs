@@ -11,7 +11,7 @@ use std::time::Instant;
 use silo_io::map::ReadMap;
 
 use crate::compaction::plan::Plan;
-use crate::compaction::{CompactionReport, Frozen, cold, policy};
+use crate::compaction::{CompactionReport, Frozen, cold, policy, release_frozen};
 use crate::error::{Error, Result};
 use crate::reentry;
 use crate::store::{BusyGuard, Core, GateWrite};
@@ -30,6 +30,16 @@ pub struct StagedCompaction<'a> {
     cold: bool,
     start: Instant,
     applied: AtomicBool,
+}
+
+impl Drop for StagedCompaction<'_> {
+    fn drop(&mut self) {
+        // A long slot's file may be freed with its last references: not on
+        // the thread that ends the compaction.
+        if let Some((frozen, map)) = self.frozen.take() {
+            release_frozen(frozen, map);
+        }
+    }
 }
 
 impl std::fmt::Debug for StagedCompaction<'_> {

@@ -275,22 +275,23 @@ impl LogSlot {
     }
 
     /// The in-memory part of emptying the slot, after [`LogSlot::reset_file`]
-    /// (the same file) or [`LogSlot::replace_file`] (its new file).
+    /// (the same file) or [`LogSlot::replace_file`] (its new file). Returns
+    /// the old map, and the old file if it was replaced, for the caller to
+    /// drop outside the log mutex.
     pub(crate) fn reset_done(
         &mut self,
         header: FileHeader,
         replacement: Option<SiloFile>,
-    ) -> Result<()> {
-        if let Some(file) = replacement {
-            self.file = Arc::new(file);
-        }
-        self.map = AppendMap::new(&self.file, to_usize(INITIAL_SLOT_BYTES)?)?;
+    ) -> Result<(AppendMap, Option<Arc<SiloFile>>)> {
+        let old_file = replacement.map(|file| std::mem::replace(&mut self.file, Arc::new(file)));
+        let map = AppendMap::new(&self.file, to_usize(INITIAL_SLOT_BYTES)?)?;
+        let old_map = std::mem::replace(&mut self.map, map);
         self.header = header;
         self.end = HEADER_LEN;
         self.frames = 0;
         self.synced_end = HEADER_LEN;
         self.epoch += 1;
-        Ok(())
+        Ok((old_map, old_file))
     }
 
     /// Moves the header's synced-length mark up to what earlier syncs made
