@@ -43,8 +43,15 @@ pub(crate) struct Applied {
 /// journal). Without `in_place` (read-only opens in other processes have
 /// the files mapped), nothing is rewritten in place: results that would
 /// fit their records are appended like the others, and the index is
-/// written anew beside the old one.
-pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -> Result<Applied> {
+/// written anew beside the old one. With `threads` above 1, a new index is
+/// built on a second thread while the data is written.
+pub(crate) fn apply(
+    silo: &Core,
+    plan: &Plan,
+    generation: u64,
+    in_place: bool,
+    threads: usize,
+) -> Result<Applied> {
     let tables = silo.tables();
     let place = |w: &KeyWrite<'_>| match w.place {
         Place::InPlace { alloc, .. } if !in_place => Place::Append { alloc },
@@ -66,9 +73,9 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
 
     // 2-4. The records, journaled and synced. A new index replaces the old
     //    one when readers in other processes have it mapped, or when it
-    //    must grow to take the new keys: it is then built on a second
-    //    thread, from where every result will be (known before a byte is
-    //    written), while this one writes the data.
+    //    must grow to take the new keys: it is then built from where every
+    //    result will be (known before a byte is written), on a second
+    //    thread while this one writes the data if `threads` allows.
     let tombstone_bytes = (plan.deletes.len() * RECORD_HEADER_LEN) as u64;
     let append_bytes: u64 = plan
         .writes
@@ -86,19 +93,25 @@ pub(crate) fn apply(silo: &Core, plan: &Plan, generation: u64, in_place: bool) -
     };
     let new_keys = plan.writes.iter().filter(|w| w.old.is_none()).count() as u64;
     let rebuild = !in_place || !tables.index.has_room_for(new_keys);
-    let (written, rebuilt) = std::thread::scope(|s| {
-        let building = rebuild.then(|| {
+    let at = (first_append, append_bytes);
+    let (written, rebuilt) = if rebuild && threads > 1 {
+        std::thread::scope(|s| {
             let (tables, place) = (&tables, &place);
-            s.spawn(move || build_index(silo, plan, tables, place, first_append))
-        });
-        let at = (first_append, append_bytes);
+            let building = s.spawn(move || build_index(silo, plan, tables, place, first_append));
+            let written = write_records(silo, plan, tables, place, at, generation);
+            match building.join() {
+                Ok(index) => (written, Some(index)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
+    } else {
         let written = write_records(silo, plan, &tables, &place, at, generation);
-        let rebuilt = building.map(|t| match t.join() {
-            Ok(index) => index,
-            Err(panic) => std::panic::resume_unwind(panic),
-        });
+        let rebuilt = match (&written, rebuild) {
+            (Ok(_), true) => Some(build_index(silo, plan, &tables, &place, first_append)),
+            _ => None,
+        };
         (written, rebuilt)
-    });
+    };
     let mut written = written?;
     match rebuilt.transpose()? {
         Some(index) => install_index(silo, plan, &tables, index, &mut written)?,

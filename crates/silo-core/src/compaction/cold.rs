@@ -22,13 +22,19 @@ use crate::store::{Core, GateWrite, Tables};
 const WRITE_CHUNK: usize = 32 << 20;
 
 /// Records in a rewrite from which its new index is built on a second
-/// thread while the data file is written (below it, the thread costs more
-/// than it saves).
+/// thread while the data file is written, when the compaction may use two
+/// (below it, the thread costs more than it saves).
 pub(crate) const PARALLEL_INDEX_FROM: usize = 1 << 16;
 
-/// Runs a cold compaction and adds what it did to `report`.
-pub(crate) fn run(silo: &Core, gate: &GateWrite<'_>, report: &mut CompactionReport) -> Result<()> {
-    let rewrite = prepare(silo, gate, None)?;
+/// Runs a cold compaction on up to `threads` threads and adds what it did
+/// to `report`.
+pub(crate) fn run(
+    silo: &Core,
+    gate: &GateWrite<'_>,
+    report: &mut CompactionReport,
+    threads: usize,
+) -> Result<()> {
+    let rewrite = prepare(silo, gate, None, threads)?;
     let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
     report.bytes_direct += rewrite.direct_bytes();
     report.reclaimed_bytes = finish(silo, gate, rewrite)?;
@@ -82,6 +88,7 @@ pub(crate) fn prepare(
     silo: &Core,
     _gate: &GateWrite<'_>,
     fold: Option<&Plan<'_>>,
+    threads: usize,
 ) -> Result<Rewrite> {
     let tables = silo.tables();
     let old_end = tables.data.end();
@@ -181,7 +188,8 @@ pub(crate) fn prepare(
         data.sync_and_publish()?;
         Ok((stats.bytes, stats.direct.then_some((first, total))))
     };
-    let (written, index) = if live.len() + folded_writes.len() >= PARALLEL_INDEX_FROM {
+    let (written, index) = if threads > 1 && live.len() + folded_writes.len() >= PARALLEL_INDEX_FROM
+    {
         std::thread::scope(|s| {
             let builder = s.spawn(build_index);
             let written = write_data();
@@ -262,5 +270,10 @@ pub(crate) fn finish_folded(
     silo.counters
         .cold_compactions
         .fetch_add(1, Ordering::Relaxed);
-    Ok(rewrite.old_end.saturating_sub(next.data.end()))
+    let reclaimed = rewrite.old_end.saturating_sub(next.data.end());
+    // The old files are unlinked: closing them (here, their last
+    // descriptors, unless a reader still holds them) frees their blocks
+    // and cached pages, which the compaction need not wait for.
+    crate::compaction::drop_elsewhere(old);
+    Ok(reclaimed)
 }

@@ -141,7 +141,7 @@ impl Core {
             Cold::IfDue => policy::wants_cold(&self.policy_input(), &self.opts.thresholds),
         };
         if rewrite {
-            cold::run(self, gate, &mut report).map_err(|e| self.poison(e))?;
+            cold::run(self, gate, &mut report, machine_threads()).map_err(|e| self.poison(e))?;
         }
         report.duration = start.elapsed();
         Ok(report)
@@ -160,7 +160,8 @@ impl Core {
         // The store's own compaction may use both halves of a two-core
         // machine; the engine's staged one parallelizes across shards
         // instead.
-        let plan = self.plan_frozen(frozen, map, machine_threads())?;
+        let threads = machine_threads();
+        let plan = self.plan_frozen(frozen, map, threads)?;
         let straight = match cold {
             Cold::Never => false,
             Cold::Always => true,
@@ -169,9 +170,12 @@ impl Core {
             }
         };
         if straight {
-            return self.fold_cold(gate, frozen, plan, start).map(Folded::Cold);
+            return self
+                .fold_cold(gate, frozen, plan, start, threads)
+                .map(Folded::Cold);
         }
-        self.apply_frozen(frozen, plan, start).map(Folded::Hot)
+        self.apply_frozen(frozen, plan, start, threads)
+            .map(Folded::Hot)
     }
 
     /// The policy's input as it will be once `plan` is applied in place:
@@ -206,9 +210,11 @@ impl Core {
         frozen: &Frozen,
         mut plan: Plan<'_>,
         start: Instant,
+        threads: usize,
     ) -> Result<CompactionReport> {
         self.refuse_blocking_operand(&mut plan, frozen.through_seq)?;
-        let rewrite = cold::prepare(self, gate, Some(&plan)).map_err(|e| self.poison(e))?;
+        let rewrite =
+            cold::prepare(self, gate, Some(&plan), threads).map_err(|e| self.poison(e))?;
         let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
         let direct = rewrite.direct_bytes();
         let reclaimed_bytes =
@@ -326,12 +332,14 @@ impl Core {
         )
     }
 
-    /// Step 3: applies `plan` and retires the frozen slot.
+    /// Step 3: applies `plan` (on up to `threads` threads) and retires the
+    /// frozen slot.
     pub(crate) fn apply_frozen(
         &self,
         frozen: &Frozen,
         mut plan: Plan<'_>,
         start: Instant,
+        threads: usize,
     ) -> Result<CompactionReport> {
         self.refuse_blocking_operand(&mut plan, frozen.through_seq)?;
         // Apply, then retire the slot: in place if no read-only open in
@@ -343,7 +351,7 @@ impl Core {
             .lock
             .try_rewrite_in_place()
             .map_err(|e| self.poison(e.into()))?;
-        let applied = apply::apply(self, &plan, frozen.generation, in_place.is_some())
+        let applied = apply::apply(self, &plan, frozen.generation, in_place.is_some(), threads)
             .map_err(|e| self.poison(e))?;
         let (ops_folded, superseded) = (plan.ops, !plan.refused.is_empty());
         let bytes_read = plan.bytes_read;

@@ -30,6 +30,8 @@ pub struct StagedCompaction<'a> {
     cold: bool,
     start: Instant,
     applied: AtomicBool,
+    /// Threads its plan, apply and rewrite may use.
+    threads: usize,
 }
 
 impl Drop for StagedCompaction<'_> {
@@ -123,11 +125,25 @@ impl Core {
             cold,
             start,
             applied: AtomicBool::new(false),
+            threads: 1,
         }))
     }
 }
 
 impl StagedCompaction<'_> {
+    /// Lets this compaction use up to `threads` threads (default 1): with
+    /// two or more, a large slot is planned on two threads and a new index
+    /// is built on a second thread while the data is written. A caller
+    /// that compacts several stores at once on a pool of its own keeps the
+    /// default, so that each store's compaction takes one of the pool's
+    /// threads. (Writes past the page cache also go through a thread of
+    /// their own, which waits on the device rather than computing.)
+    #[must_use]
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
     /// Computes the plan: read-only, touching no file and no shared state
     /// of the store but to read it, so plans of many stores may be computed
     /// at once. A merge operand error is returned here or by `apply`, and
@@ -141,7 +157,7 @@ impl StagedCompaction<'_> {
         }
         let plan = match &self.frozen {
             // One thread: the engine plans many shards in parallel.
-            Some((frozen, map)) => self.core.plan_frozen(frozen, map, 1)?,
+            Some((frozen, map)) => self.core.plan_frozen(frozen, map, self.threads)?,
             None => Plan::default(),
         };
         Ok(CompactionPlan { plan })
@@ -174,7 +190,10 @@ impl StagedCompaction<'_> {
             });
         }
         let outcome = match &self.frozen {
-            Some((frozen, _)) => self.core.apply_frozen(frozen, plan.plan, self.start),
+            Some((frozen, _)) => {
+                self.core
+                    .apply_frozen(frozen, plan.plan, self.start, self.threads)
+            }
             None => Ok(CompactionReport::default()),
         };
         self.note(&outcome);
@@ -199,9 +218,10 @@ impl StagedCompaction<'_> {
                 reason: "apply the hot compaction first".to_owned(),
             });
         }
-        let outcome = cold::prepare(self.core, &self.gate, None).map(|rewrite| ColdRewrite {
-            rewrite: Some(rewrite),
-        });
+        let outcome =
+            cold::prepare(self.core, &self.gate, None, self.threads).map(|rewrite| ColdRewrite {
+                rewrite: Some(rewrite),
+            });
         if let Err(e) = &outcome {
             self.core.note_compaction_error(e);
         }

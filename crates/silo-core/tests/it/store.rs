@@ -946,6 +946,85 @@ fn advice_covers_the_compaction_inputs_and_changes_no_value() {
     assert_eq!(s.get(499).expect("get"), Some(vec![4; 64]));
 }
 
+/// A staged compaction on one thread and on two (the plan of a large slot
+/// split between two, a new index built beside the data write, a cold
+/// rewrite's index beside its data file) writes byte-for-byte the same
+/// files from the same store.
+#[test]
+fn a_staged_compaction_on_one_or_two_threads_writes_the_same_files() {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let mut o = opts();
+    o.index_seed = Some(0x5EED);
+    let files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("data") || n.starts_with("index-"))
+            .map(|n| {
+                let bytes = std::fs::read(dir.join(&n)).expect("read");
+                (n, bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let stores: Vec<Silo> = dirs
+        .iter()
+        .map(|d| Silo::open(d.path(), o.clone()).expect("open"))
+        .collect();
+    // 70,000 keys, then every one overwritten (some longer, some merged)
+    // with 40,000 new ones: a slot past both thresholds, folded into an
+    // index that must grow; then a third deleted and a cold rewrite.
+    for round in 0..3u64 {
+        for (s, threads) in stores.iter().zip([1, 2]) {
+            let mut b = WriteBatch::new();
+            let keys = if round == 0 { 70_000 } else { 110_000 };
+            for chunk in (0..keys).collect::<Vec<u64>>().chunks(5000) {
+                b.clear();
+                for k in chunk {
+                    match (round, k % 5) {
+                        (2, _) if k % 3 == 0 => b.delete(*k),
+                        (_, 1) => b.merge(*k, b"+m"),
+                        (_, 2) => b.put(*k, &value(*k, round, 60)),
+                        _ => b.put(*k, &value(*k, round, 40)),
+                    };
+                }
+                s.write(&b).expect("write");
+            }
+            let staged = s
+                .stage_compaction(round == 2)
+                .expect("stage")
+                .expect("work")
+                .with_threads(threads);
+            let report = staged.apply(staged.plan().expect("plan")).expect("apply");
+            assert_eq!(report.cold, round == 2, "{report:?}");
+        }
+        let (a, b) = (files(dirs[0].path()), files(dirs[1].path()));
+        assert_eq!(
+            a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            b.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            "round {round}"
+        );
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert!(x == y, "round {round}: {name} differs");
+        }
+    }
+    let all: Vec<Vec<(u64, Vec<u8>)>> = stores
+        .iter()
+        .map(|s| {
+            let mut v: Vec<(u64, Vec<u8>)> = s.iter().collect::<Result<_, _>>().expect("iter");
+            v.sort();
+            v
+        })
+        .collect();
+    assert_eq!(all[0].len(), 110_000 - 110_000_usize.div_ceil(3));
+    assert!(all[0] == all[1]);
+}
+
 /// `stage_compaction` is `compact` in three steps: nothing to fold is
 /// `None` (unless a cold rewrite is asked for); a plan computed on another thread applies once; a cold stage
 /// rewrites the data file; a thread holding an iterator is refused.
