@@ -6,9 +6,10 @@
 //!    shard's immutable inputs and returning an owned plan;
 //! 3. apply and commit the plans sequentially, shard by shard, each as
 //!    soon as its plan (and every earlier shard's) is ready, so that the
-//!    pool plans later shards while earlier ones apply; then the cold
-//!    rewrites due the same way: new files written on the pool, published
-//!    in shard order.
+//!    pool plans later shards while earlier ones apply; a shard whose cold
+//!    rewrite is due has its new files written on the pool as soon as its
+//!    hot apply is done, and the rewrites are published in shard order
+//!    once every hot apply is.
 //!
 //! One thread or one shard takes a sequential path with no pool. Readers
 //! and writers keep working on every shard throughout: a frozen shard's
@@ -19,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use silo_core::{ColdRewrite, CompactionPlan, CompactionReport, StagedCompaction};
+use silo_core::{CompactionPlan, CompactionReport, StagedCompaction};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -124,6 +125,15 @@ impl Engine {
                 Err(e) => results.push((i, Err(EngineError::shard(i)(e)))),
             }
         }
+        // Threads beyond one per shard go to the shards' own compactions
+        // (a store may plan a large slot and build a new index beside its
+        // data write on two); otherwise each shard's compaction takes one
+        // thread of the pool.
+        let per_shard = (threads / staged.len().max(1)).max(1);
+        let staged: Vec<(usize, StagedCompaction<'_>)> = staged
+            .into_iter()
+            .map(|(i, st)| (i, st.with_threads(per_shard)))
+            .collect();
         let mut prefetched_bytes = 0;
         if opts.prefetch {
             for &(i, _) in &staged {
@@ -139,9 +149,12 @@ impl Engine {
         let used = if pool.is_some() { used } else { 1 };
         // 3. Apply and commit sequentially, shard by shard, each as soon as
         //    its plan (and every earlier one) is ready: the pool goes on
-        //    planning later shards meanwhile.
-        let mut hot: Vec<(usize, Result<CompactionReport>)> = Vec::with_capacity(staged.len());
-        in_order(
+        //    planning later shards meanwhile. A shard whose cold rewrite is
+        //    due (asked for, or dead space over the threshold) has its new
+        //    files written on the pool as soon as its hot apply is done
+        //    (nothing reads them yet); they are published in shard order
+        //    once every hot apply is done.
+        in_order_then(
             pool.as_ref(),
             &staged,
             |(i, st)| plan_of(st, *i),
@@ -151,46 +164,27 @@ impl Engine {
                         .map_err(|_| panicked(*i))?
                         .map_err(EngineError::shard(*i))
                 });
-                hot.push((*i, applied));
+                let due = applied.is_ok() && st.cold_due();
+                (applied, due)
+            },
+            |(i, st)| st.prepare_cold().map_err(EngineError::shard(*i)),
+            |(i, st), applied, rewrite| {
+                let result = match (applied, rewrite) {
+                    (Ok(mut report), Some(rewrite)) => {
+                        rewrite.unwrap_or_else(|| Err(panicked(*i))).and_then(|rw| {
+                            report.bytes_read += rw.bytes_read();
+                            report.bytes_written += rw.bytes_written();
+                            report.reclaimed_bytes =
+                                st.finish_cold(rw).map_err(EngineError::shard(*i))?;
+                            report.cold = true;
+                            Ok(report)
+                        })
+                    }
+                    (applied, _) => applied,
+                };
+                results.push((*i, result));
             },
         );
-        // The cold rewrites due (asked for, or dead space over the
-        // threshold) in the same way: each shard's new files are written on
-        // the pool (nothing reads them yet) and published in shard order.
-        let due: Vec<(usize, &StagedCompaction<'_>, bool)> = staged
-            .iter()
-            .zip(&hot)
-            .map(|((i, st), (_, h))| (*i, st, h.is_ok() && st.cold_due()))
-            .collect();
-        let mut rewrites: Vec<Option<Result<ColdRewrite>>> = Vec::with_capacity(due.len());
-        in_order(
-            pool.as_ref(),
-            &due,
-            |(i, st, due)| {
-                due.then(|| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.prepare_cold()))
-                        .map_err(|_| panicked(*i))?
-                        .map_err(EngineError::shard(*i))
-                })
-            },
-            |(i, _, due), prepared| {
-                rewrites.push(prepared.unwrap_or_else(|| due.then(|| Err(panicked(*i)))));
-            },
-        );
-        drop(due);
-        for (((i, st), (_, applied)), rewrite) in staged.iter().zip(hot).zip(rewrites) {
-            let result = match (applied, rewrite) {
-                (Ok(mut report), Some(rewrite)) => rewrite.and_then(|rw| {
-                    report.bytes_read += rw.bytes_read();
-                    report.bytes_written += rw.bytes_written();
-                    report.reclaimed_bytes = st.finish_cold(rw).map_err(EngineError::shard(*i))?;
-                    report.cold = true;
-                    Ok(report)
-                }),
-                (applied, _) => applied,
-            };
-            results.push((*i, result));
-        }
         // The shards' gates (their plans borrowed them) go together.
         drop(staged);
         for i in later {
@@ -272,46 +266,80 @@ fn plan_of<'s>(st: &'s StagedCompaction<'_>, shard: usize) -> Result<CompactionP
     }
 }
 
-/// Runs `work` over `items` on `pool` and hands each result to `consume` on
-/// the calling thread, in the items' order, as soon as it and every earlier
-/// one are ready: `consume` of item 0 overlaps `work` on the later items.
-/// `None` in `consume`: that item's `work` panicked. Without a pool, each
-/// item is worked and consumed in turn on the calling thread.
-fn in_order<'a, T: Sync, R: Send>(
+/// Runs `f`, catching a panic (`None`).
+fn caught<X>(f: impl FnOnce() -> X) -> Option<X> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
+/// Two stages over `items`. `first` runs on `pool`, and `between` takes
+/// each result on the calling thread in the items' order, as soon as it
+/// and every earlier one are ready: `between` of item 0 overlaps `first` on
+/// the later items. `between` returns what to keep for the item and
+/// whether `second` runs for it; if so, `second` starts on the pool at once.
+/// Once every `between` has run, `after` takes each item's kept value and
+/// `second` result on the calling thread, in the items' order (`None`:
+/// `second` was not asked for; `Some(None)`: it panicked). `None` in
+/// `between`: that item's `first` panicked. Without a pool, each stage
+/// runs in turn on the calling thread.
+fn in_order_then<'a, T: Sync, R: Send, M, S: Send>(
     pool: Option<&rayon::ThreadPool>,
     items: &'a [T],
-    work: impl Fn(&'a T) -> R + Sync,
-    mut consume: impl FnMut(&'a T, Option<R>),
+    first: impl Fn(&'a T) -> R + Sync,
+    mut between: impl FnMut(&'a T, Option<R>) -> (M, bool),
+    second: impl Fn(&'a T) -> S + Sync,
+    mut after: impl FnMut(&'a T, M, Option<Option<S>>),
 ) {
     let Some(pool) = pool else {
-        for item in items {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)));
-            consume(item, r.ok());
+        let kept: Vec<(M, bool)> = items
+            .iter()
+            .map(|item| between(item, caught(|| first(item))))
+            .collect();
+        for (item, (kept, wanted)) in items.iter().zip(kept) {
+            after(item, kept, wanted.then(|| caught(|| second(item))));
         }
         return;
     };
-    let (tx, rx) = crossbeam::channel::unbounded::<(usize, Option<R>)>();
-    let work = &work;
+    let (first_tx, first_rx) = crossbeam::channel::unbounded::<(usize, Option<R>)>();
+    let (second_tx, second_rx) = crossbeam::channel::unbounded::<(usize, Option<S>)>();
+    let (first, second) = (&first, &second);
     pool.in_place_scope(|scope| {
         for (pos, item) in items.iter().enumerate() {
-            let tx = tx.clone();
-            scope.spawn(move |_| {
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(item)));
-                // The receiver lives until every item is consumed.
-                let _ = tx.send((pos, r.ok()));
-            });
+            let tx = first_tx.clone();
+            // The receiver lives until every item is consumed.
+            scope.spawn(move |_| drop(tx.send((pos, caught(|| first(item))))));
         }
-        drop(tx);
+        drop(first_tx);
         let mut ready: Vec<Option<Option<R>>> = items.iter().map(|_| None).collect();
+        let mut kept = Vec::with_capacity(items.len());
         for (pos, item) in items.iter().enumerate() {
             while ready[pos].is_none() {
-                match rx.recv() {
+                match first_rx.recv() {
                     Ok((at, r)) => ready[at] = Some(r),
                     // Every sender is gone: no result will come for `pos`.
                     Err(_) => break,
                 }
             }
-            consume(item, ready[pos].take().flatten());
+            let (keep, wanted) = between(item, ready[pos].take().flatten());
+            if wanted {
+                let tx = second_tx.clone();
+                scope.spawn(move |_| drop(tx.send((pos, caught(|| second(item))))));
+            }
+            kept.push((keep, wanted));
+        }
+        drop(second_tx);
+        let mut done: Vec<Option<Option<S>>> = items.iter().map(|_| None).collect();
+        for (pos, (item, (keep, wanted))) in items.iter().zip(kept).enumerate() {
+            if !wanted {
+                after(item, keep, None);
+                continue;
+            }
+            while done[pos].is_none() {
+                match second_rx.recv() {
+                    Ok((at, s)) => done[at] = Some(s),
+                    Err(_) => break,
+                }
+            }
+            after(item, keep, Some(done[pos].take().flatten()));
         }
     });
 }
@@ -321,7 +349,7 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use super::in_order;
+    use super::in_order_then;
 
     fn pool(threads: usize) -> rayon::ThreadPool {
         rayon::ThreadPoolBuilder::new()
@@ -330,13 +358,30 @@ mod tests {
             .expect("a pool")
     }
 
+    type Seen = Vec<(u32, Option<u32>, Option<Option<u32>>)>;
+
     #[test]
     fn results_are_consumed_in_item_order_with_or_without_a_pool() {
         let items: Vec<u32> = (0..40).collect();
         for pool in [None, Some(pool(2)), Some(pool(3))] {
-            let mut seen = Vec::new();
-            in_order(pool.as_ref(), &items, |x| x * 10, |x, r| seen.push((*x, r)));
-            let want: Vec<(u32, Option<u32>)> = items.iter().map(|x| (*x, Some(x * 10))).collect();
+            let mut between = Vec::new();
+            let mut seen: Seen = Vec::new();
+            in_order_then(
+                pool.as_ref(),
+                &items,
+                |x| x * 10,
+                |x, r| {
+                    between.push(*x);
+                    (r, x % 3 == 0)
+                },
+                |x| x * 100,
+                |x, r, s| seen.push((*x, r, s)),
+            );
+            assert_eq!(between, items);
+            let want: Seen = items
+                .iter()
+                .map(|x| (*x, Some(x * 10), (x % 3 == 0).then_some(Some(x * 100))))
+                .collect();
             assert_eq!(seen, want);
         }
     }
@@ -345,19 +390,24 @@ mod tests {
     fn a_panicking_item_gives_none_and_the_others_still_come() {
         let items: Vec<u32> = (0..8).collect();
         for pool in [None, Some(pool(2))] {
-            let mut seen = Vec::new();
-            in_order(
+            let mut seen: Seen = Vec::new();
+            in_order_then(
                 pool.as_ref(),
                 &items,
                 |x| {
-                    assert_ne!(*x, 3, "item 3 panics");
+                    assert_ne!(*x, 3, "item 3 panics in the first stage");
                     *x
                 },
-                |x, r| seen.push((*x, r)),
+                |_, r| (r, true),
+                |x| {
+                    assert_ne!(*x, 6, "item 6 panics in the second stage");
+                    *x
+                },
+                |x, r, s| seen.push((*x, r, s)),
             );
-            let want: Vec<(u32, Option<u32>)> = items
+            let want: Seen = items
                 .iter()
-                .map(|x| (*x, (*x != 3).then_some(*x)))
+                .map(|x| (*x, (*x != 3).then_some(*x), Some((*x != 6).then_some(*x))))
                 .collect();
             assert_eq!(seen, want);
         }
@@ -372,7 +422,7 @@ mod tests {
         let rx = Mutex::new(rx);
         let items: Vec<u32> = (0..4).collect();
         let mut consumed = Vec::new();
-        in_order(
+        in_order_then(
             Some(&pool(2)),
             &items,
             |x| {
@@ -387,7 +437,10 @@ mod tests {
                     tx.send(()).expect("the last item listens");
                 }
                 consumed.push((*x, r));
+                ((), false)
             },
+            |_| (),
+            |_, (), s| assert!(s.is_none()),
         );
         assert_eq!(
             consumed,
@@ -398,5 +451,32 @@ mod tests {
                 (3, Some(true))
             ]
         );
+    }
+
+    #[test]
+    fn an_items_second_stage_runs_while_later_items_are_consumed() {
+        // Item 3's consume waits for item 0's second stage: if second
+        // stages started only after every consume, it would wait in vain.
+        let (tx, rx) = crossbeam::channel::bounded::<()>(1);
+        let items: Vec<u32> = (0..4).collect();
+        let mut heard = None;
+        in_order_then(
+            Some(&pool(2)),
+            &items,
+            |x| *x,
+            |x, _| {
+                if *x == 3 {
+                    heard = Some(rx.recv_timeout(Duration::from_secs(30)).is_ok());
+                }
+                ((), *x == 0)
+            },
+            |x| {
+                if *x == 0 {
+                    tx.send(()).expect("item 3 listens");
+                }
+            },
+            |_, (), _| {},
+        );
+        assert_eq!(heard, Some(true));
     }
 }
