@@ -58,15 +58,16 @@ pub fn decide(input: &PolicyInput, t: &CompactionThresholds) -> Option<Compactio
     {
         return Some(CompactionKind::Emergency);
     }
-    // Half the pending limit is due, so that a compaction (now off the
-    // writers' threads) usually ends before writers reach the limit, where
-    // they slow down.
+    // Half the pending limit is due at once, whenever the last compaction
+    // ran, so that a compaction (off the writers' threads) usually ends
+    // before writers reach the limit, where they slow down: waiting out the
+    // interval there held writers at the limit for seconds.
+    let pressed = input.pending_bytes >= input.pending_limit / 2;
     let due = (enough_dead && dead_ratio > t.dead_ratio)
         || input.log_bytes > t.log_bytes
-        || input.pending_ops > t.pending_ops
-        || input.pending_bytes >= input.pending_limit / 2;
+        || input.pending_ops > t.pending_ops;
     let rested = input.since_last.is_none_or(|d| d >= t.min_interval);
-    (due && rested).then_some(CompactionKind::Normal)
+    (pressed || (due && rested)).then_some(CompactionKind::Normal)
 }
 
 /// Whether the dead space alone calls for a cold compaction (a full rewrite).
@@ -108,9 +109,27 @@ mod tests {
                 Some(CompactionKind::Normal),
             ),
             (
-                "pending memory at half its limit, ran 10 s ago",
+                "pending memory at half its limit, ran 10 s ago: due anyway",
                 PolicyInput {
                     pending_bytes: 128 * MIB,
+                    since_last: Some(Duration::from_secs(10)),
+                    ..base
+                },
+                Some(CompactionKind::Normal),
+            ),
+            (
+                "pending memory at 49% of its limit, ran 10 s ago",
+                PolicyInput {
+                    pending_bytes: 125 * MIB,
+                    since_last: Some(Duration::from_secs(10)),
+                    ..base
+                },
+                None,
+            ),
+            (
+                "log over limit, ran 10 s ago",
+                PolicyInput {
+                    log_bytes: 300 * MIB,
                     since_last: Some(Duration::from_secs(10)),
                     ..base
                 },

@@ -946,6 +946,62 @@ fn advice_covers_the_compaction_inputs_and_changes_no_value() {
     assert_eq!(s.get(499).expect("get"), Some(vec![4; 64]));
 }
 
+/// Many in-place results spread thin over the data file (one record in
+/// eight rewritten) are appended instead, their old records counted dead;
+/// as many packed together (every record of a range) are rewritten in
+/// place. Both read back, before and after a reopen.
+#[test]
+fn sparse_in_place_results_are_appended_and_dense_ones_stay_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 640_000_u64;
+    let mut model = std::collections::BTreeMap::new();
+    {
+        let s = open(dir.path());
+        let mut b = WriteBatch::new();
+        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+            b.clear();
+            for k in chunk {
+                b.put(*k, &value(*k, 1, 40));
+                model.insert(*k, value(*k, 1, 40));
+            }
+            s.write(&b).expect("write");
+        }
+        // The first fold appends in key order: neighbours in key are
+        // neighbours in the file.
+        s.compact().expect("compact");
+        let dead_before = s.stats().dead_bytes;
+        for k in (0..n).step_by(8) {
+            s.put(k, &value(k, 2, 40)).expect("put");
+            model.insert(k, value(k, 2, 40));
+        }
+        let sparse = s.compact().expect("compact");
+        assert_eq!((sparse.in_place, sparse.appended), (0, n / 8), "{sparse:?}");
+        assert_eq!(sparse.journal_bytes, 0, "{sparse:?}");
+        assert!(sparse.bytes_written >= 4 << 20, "{sparse:?}");
+        let moved = s.stats().dead_bytes - dead_before;
+        assert!(
+            moved >= sparse.bytes_written * 9 / 10,
+            "{moved} dead, {sparse:?}"
+        );
+        for k in 0..n / 8 {
+            s.put(k, &value(k, 3, 40)).expect("put");
+            model.insert(k, value(k, 3, 40));
+        }
+        let dense = s.compact().expect("compact");
+        assert_eq!(dense.in_place + dense.appended, n / 8, "{dense:?}");
+        assert!(dense.in_place >= n / 8 - n / 64, "{dense:?}");
+        for k in (0..n).step_by(97) {
+            assert_eq!(s.get(k).expect("get"), model.get(&k).cloned(), "key {k}");
+        }
+    }
+    let s = open(dir.path());
+    let report = s.verify().expect("verify");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let all: std::collections::BTreeMap<u64, Vec<u8>> =
+        s.iter().collect::<Result<_, _>>().expect("iter");
+    assert!(all == model);
+}
+
 /// A staged compaction on one thread and on two (the plan of a large slot
 /// split between two, a new index built beside the data write, a cold
 /// rewrite's index beside its data file) writes byte-for-byte the same
