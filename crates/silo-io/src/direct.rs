@@ -531,7 +531,10 @@ mod tests {
         let path = dir.path().join("f");
         SiloFile::create_new(&path).expect("create");
         let block = [5u8; DIRECT_ALIGN];
-        for failing in 1..=4u64 {
+        // Five writes in all: one handed over at each second push from the
+        // third, the last at `finish`. A failure is found when its buffer
+        // is needed again: the fourth write's and the fifth's by `finish`.
+        for failing in 1..=5u64 {
             let guard = install(
                 dir.path(),
                 FaultPlan::new().on(FaultOp::Write, failing, FaultAction::Fail),
@@ -548,6 +551,7 @@ mod tests {
                     break;
                 }
             }
+            let at_finish = failed.is_none();
             let err = match failed {
                 Some((_, e)) => {
                     drop(w);
@@ -555,6 +559,7 @@ mod tests {
                 }
                 None => w.finish().expect_err("a write failed"),
             };
+            assert_eq!(at_finish, failing >= 4, "write {failing}");
             assert!(err.is_injected(), "{err}");
             // The failed write was the last one tried.
             assert_eq!(guard.count(FaultOp::Write), failing);
