@@ -115,7 +115,7 @@ pub(crate) fn apply(
     let mut written = written?;
     match rebuilt.transpose()? {
         Some(index) => install_index(silo, plan, &tables, index, &mut written)?,
-        None => update_index(silo, plan, tables, &mut written)?,
+        None => update_index(silo, plan, &tables, &mut written)?,
     }
 
     // 9. The data file and index now hold everything through `through_seq`.
@@ -280,24 +280,10 @@ pub(crate) fn forget_folded(silo: &Core, plan: &Plan<'_>) {
     }
 }
 
-/// Steps 5 to 8 of [`apply`] in place: the index file is updated where it
+/// Steps 5 to 8 of [`apply`] in place: the index file, which has room
+/// for the new keys ([`apply`] replaces it otherwise), is updated where it
 /// is, between two manifests.
-fn update_index(
-    silo: &Core,
-    plan: &Plan,
-    tables: Arc<Tables>,
-    written: &mut Written,
-) -> Result<()> {
-    // 5. Grow the index by rehashing into a new file if the new keys would
-    //    not fit (`apply` builds a bigger one beside the data write instead;
-    //    this is the fallback should its count and the table's disagree).
-    let new_keys = plan.writes.iter().filter(|w| w.old.is_none()).count() as u64;
-    let tables = if tables.index.has_room_for(new_keys) {
-        tables
-    } else {
-        rehash(silo, &tables, new_keys)?
-    };
-
+fn update_index(silo: &Core, plan: &Plan, tables: &Tables, written: &mut Written) -> Result<()> {
     // 6. The manifest records the new data end (and index file) before the
     //    index points past the old end, still with the old folded sequence:
     //    until the index is synced, the frozen slot's operations must be
@@ -389,22 +375,6 @@ fn add(counter: &std::sync::atomic::AtomicU64, delta: i64) {
             Some(v.saturating_sub(delta.unsigned_abs()))
         });
     }
-}
-
-/// Writes a bigger index holding every live entry, records it in the
-/// manifest and publishes it; readers holding the old one keep it.
-pub(crate) fn rehash(silo: &Core, tables: &Tables, new_keys: u64) -> Result<Arc<Tables>> {
-    let old = &tables.index;
-    let live: Vec<(u64, u64)> = old.live_entries().collect::<Result<_>>()?;
-    let capacity = capacity_for(live.len() as u64 + new_keys);
-    let index = Index::create(&silo.dir, old.id + 1, capacity, old.seed(), live)?;
-    let next = Arc::new(Tables {
-        data: Arc::clone(&tables.data),
-        index: Arc::new(index),
-    });
-    publish(silo, Arc::clone(&next))?;
-    remove_file(old.path())?;
-    Ok(next)
 }
 
 /// Makes `next` the tables readers see, after recording it in the manifest.

@@ -273,7 +273,10 @@ pub(crate) fn finish_folded(
     let reclaimed = rewrite.old_end.saturating_sub(next.data.end());
     // The old files are unlinked: closing them (here, their last
     // descriptors, unless a reader still holds them) frees their blocks
-    // and cached pages, which the compaction need not wait for.
-    crate::compaction::drop_elsewhere(old);
+    // and cached pages, which a compaction of a large store need not wait
+    // for.
+    if rewrite.old_end >= crate::compaction::LONG_SLOT as u64 {
+        crate::compaction::drop_elsewhere(old);
+    }
     Ok(reclaimed)
 }

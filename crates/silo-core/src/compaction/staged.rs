@@ -156,7 +156,8 @@ impl StagedCompaction<'_> {
             });
         }
         let plan = match &self.frozen {
-            // One thread: the engine plans many shards in parallel.
+            // The threads it was given (one by default: the engine plans
+            // many shards in parallel).
             Some((frozen, map)) => self.core.plan_frozen(frozen, map, self.threads)?,
             None => Plan::default(),
         };

@@ -51,6 +51,27 @@ pub(crate) fn value(key: u64, version: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// Puts [`value`]`(k, version, len)` for every key of `keys`, in batches of
+/// 10,000, and records each in `model`.
+pub(crate) fn put_values(
+    silo: &silo_core::Silo,
+    keys: std::ops::Range<u64>,
+    version: u64,
+    len: usize,
+    model: &mut std::collections::BTreeMap<u64, Vec<u8>>,
+) {
+    let mut b = silo_core::WriteBatch::new();
+    for chunk in keys.collect::<Vec<_>>().chunks(10_000) {
+        b.clear();
+        for k in chunk {
+            let v = value(*k, version, len);
+            b.put(*k, &v);
+            model.insert(*k, v);
+        }
+        silo.write(&b).expect("write");
+    }
+}
+
 /// Checks a value made by [`value`]: returns its version, or `None` if torn or foreign.
 pub(crate) fn check(key: u64, bytes: &[u8]) -> Option<u64> {
     let k = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);

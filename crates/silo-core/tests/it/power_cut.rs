@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use silo_core::{Durability, Options, Silo, WriteBatch, WriteOptions};
 use silo_io::fault::{FaultAction, FaultGuard, FaultOp, FaultPlan, Unsynced, install};
 
-use crate::common::{check, open, opts, value};
+use crate::common::{check, open, opts, put_values, value};
 
 /// A root directory under power-cut tracking, the store inside it.
 struct Tracked {
@@ -545,28 +545,13 @@ enum Large {
 /// a third, and flushes again. Returns the durable state.
 fn large_before(silo: &Silo, kind: Large) -> BTreeMap<u64, Vec<u8>> {
     let mut model = BTreeMap::new();
-    let mut b = WriteBatch::new();
-    for chunk in (0..LARGE_KEYS).collect::<Vec<_>>().chunks(10_000) {
-        b.clear();
-        for k in chunk {
-            b.put(*k, &value(*k, 1, 72));
-            model.insert(*k, value(*k, 1, 72));
-        }
-        silo.write(&b).expect("write");
-    }
+    put_values(silo, 0..LARGE_KEYS, 1, 72, &mut model);
     silo.flush().expect("flush");
     match kind {
         Large::Appends => {}
         Large::InPlace => {
             silo.compact().expect("compact");
-            for chunk in (0..LARGE_KEYS + 31_000).collect::<Vec<_>>().chunks(10_000) {
-                b.clear();
-                for k in chunk {
-                    b.put(*k, &value(*k, 2, 72));
-                    model.insert(*k, value(*k, 2, 72));
-                }
-                silo.write(&b).expect("write");
-            }
+            put_values(silo, 0..LARGE_KEYS + 31_000, 2, 72, &mut model);
             silo.flush().expect("flush");
         }
         Large::Cold => {

@@ -2,7 +2,7 @@
 
 use silo_core::{Durability, Error, Options, Silo, WriteBatch};
 
-use crate::common::{open, opts, value};
+use crate::common::{open, opts, put_values, value};
 
 #[test]
 fn every_key_including_zero_and_max_survives_compaction_and_reopen() {
@@ -147,15 +147,7 @@ fn a_large_cold_rewrite_with_a_fold_keeps_every_key() {
     let mut model = std::collections::BTreeMap::new();
     {
         let s = open(dir.path());
-        let mut b = WriteBatch::new();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
-            b.clear();
-            for k in chunk {
-                b.put(*k, &value(*k, 1, 40));
-                model.insert(*k, value(*k, 1, 40));
-            }
-            s.write(&b).expect("write");
-        }
+        put_values(&s, 0..n, 1, 40, &mut model);
         let first = s.compact().expect("compact");
         // 120k new records, about 10 MB: written past the page cache
         // wherever the file system takes O_DIRECT.
@@ -218,19 +210,11 @@ fn a_large_in_place_fold_with_a_growing_index_keeps_every_key() {
     let mut model = std::collections::BTreeMap::new();
     {
         let s = open(dir.path());
-        let mut b = WriteBatch::new();
         for round in [1u64, 2] {
             // Round 2 overwrites every key with a value of the same length
             // (in place) and adds 60,000 keys (past the index's room).
             let keys = if round == 1 { n } else { n + 60_000 };
-            for chunk in (0..keys).collect::<Vec<_>>().chunks(5000) {
-                b.clear();
-                for k in chunk {
-                    b.put(*k, &value(*k, round, 40));
-                    model.insert(*k, value(*k, round, 40));
-                }
-                s.write(&b).expect("write");
-            }
+            put_values(&s, 0..keys, round, 40, &mut model);
             if round == 2 {
                 for k in (0..n).step_by(9) {
                     s.delete(k).expect("delete");
@@ -957,15 +941,7 @@ fn sparse_in_place_results_are_appended_and_dense_ones_stay_in_place() {
     let mut model = std::collections::BTreeMap::new();
     {
         let s = open(dir.path());
-        let mut b = WriteBatch::new();
-        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
-            b.clear();
-            for k in chunk {
-                b.put(*k, &value(*k, 1, 40));
-                model.insert(*k, value(*k, 1, 40));
-            }
-            s.write(&b).expect("write");
-        }
+        put_values(&s, 0..n, 1, 40, &mut model);
         // The first fold appends in key order: neighbours in key are
         // neighbours in the file.
         s.compact().expect("compact");
@@ -1000,6 +976,51 @@ fn sparse_in_place_results_are_appended_and_dense_ones_stay_in_place() {
     let all: std::collections::BTreeMap<u64, Vec<u8>> =
         s.iter().collect::<Result<_, _>>().expect("iter");
     assert!(all == model);
+}
+
+/// Which way a fold writes 4 MiB or more of in-place results, by what each
+/// would cost: one small record in two rewritten is appended (a write call
+/// each, though they share pages); one 370-byte record in four is
+/// appended (a page each, though the calls alone would be cheap); every
+/// record of a range of large ones stays in place.
+#[test]
+fn the_cheaper_way_is_taken_for_many_in_place_results() {
+    // (value length, keys, one key in `stride` rewritten, appended?)
+    let cases = [
+        (40usize, 160_000u64, 2u64, true),
+        (370, 48_000, 4, true),
+        (370, 12_000, 1, false),
+    ];
+    for (len, n, stride, appended) in cases {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        let mut model = std::collections::BTreeMap::new();
+        put_values(&s, 0..n, 1, len, &mut model);
+        s.compact().expect("compact");
+        for k in (0..n).step_by(usize::try_from(stride).expect("fits")) {
+            s.put(k, &value(k, 2, len)).expect("put");
+            model.insert(k, value(k, 2, len));
+        }
+        let report = s.compact().expect("compact");
+        let case = format!("{len}-byte values, one in {stride}: {report:?}");
+        // Past the 4 MiB below which in place is always kept.
+        let moved = if appended {
+            report.bytes_written
+        } else {
+            report.journal_bytes
+        };
+        assert!(moved >= 4 << 20, "{case}");
+        let rewritten = n / stride;
+        let want = if appended {
+            (0, rewritten)
+        } else {
+            (rewritten, 0)
+        };
+        assert_eq!((report.in_place, report.appended), want, "{case}");
+        let all: std::collections::BTreeMap<u64, Vec<u8>> =
+            s.iter().collect::<Result<_, _>>().expect("iter");
+        assert!(all == model, "{case}");
+    }
 }
 
 /// A staged compaction on one thread and on two (the plan of a large slot
