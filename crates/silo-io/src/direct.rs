@@ -466,20 +466,28 @@ mod tests {
         assert!(DirectWriter::open(&dir.path().join("missing"), 0, 1).is_err());
     }
 
+    /// A temporary directory whose file system takes `O_DIRECT`, with a new
+    /// empty file `f` in it (its path and the file); `None` (nothing to
+    /// test) on one that does not.
+    fn direct_file() -> Option<(tempfile::TempDir, std::path::PathBuf, SiloFile)> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if !takes_direct(dir.path()) {
+            return None;
+        }
+        let path = dir.path().join("f");
+        let file = SiloFile::create_new(&path).expect("create");
+        Some((dir, path, file))
+    }
+
     /// The buffer is at least two blocks; whole blocks are written only
     /// when the buffer cannot take the next push, and `finish` writes the
     /// rest in one call (none when nothing was pushed).
     #[test]
     fn writes_are_few_and_whole_blocks() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        if !takes_direct(dir.path()) {
+        let Some((_dir, path, file)) = direct_file() else {
             return;
-        }
-        let path = dir.path().join("f");
-        SiloFile::create_new(&path)
-            .expect("create")
-            .write_all_at(&[9u8; 100], 0)
-            .expect("head");
+        };
+        file.write_all_at(&[9u8; 100], 0).expect("head");
         // Nothing pushed: the read-back head is not written again.
         let w = DirectWriter::open(&path, 100, 1)
             .expect("open")
@@ -518,18 +526,14 @@ mod tests {
     }
 
     /// A write that fails on the writing thread is returned by a later
-    /// push or by `finish`, and nothing is written after it: the file
-    /// holds the head and the writes before the failed one.
+    /// push or by `finish`, and no write is attempted after it.
     #[cfg(feature = "fault-injection")]
     #[test]
     fn a_failed_write_behind_is_returned_and_stops_the_writes() {
         use crate::fault::{FaultAction, FaultOp, FaultPlan, install};
-        let dir = tempfile::tempdir().expect("tempdir");
-        if !takes_direct(dir.path()) {
+        let Some((dir, path, _file)) = direct_file() else {
             return;
-        }
-        let path = dir.path().join("f");
-        SiloFile::create_new(&path).expect("create");
+        };
         let block = [5u8; DIRECT_ALIGN];
         // Five writes in all: one handed over at each second push from the
         // third, the last at `finish`. A failure is found when its buffer
@@ -573,12 +577,9 @@ mod tests {
     /// none lands after the drop.
     #[test]
     fn a_dropped_writer_has_made_its_writes() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        if !takes_direct(dir.path()) {
+        let Some((_dir, path, file)) = direct_file() else {
             return;
-        }
-        let path = dir.path().join("f");
-        let file = SiloFile::create_new(&path).expect("create");
+        };
         let mut w = DirectWriter::open(&path, 0, 2 * DIRECT_ALIGN)
             .expect("open")
             .expect("direct");

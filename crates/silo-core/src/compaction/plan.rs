@@ -203,18 +203,16 @@ const APPENDED_BYTE_NS: u64 = 8;
 /// allocs, which fit them.
 fn append_if_sparse(plan: &mut Plan<'_>) {
     let page = silo_io::direct::DIRECT_ALIGN as u64;
-    let mut records: Vec<(u64, u64)> = plan
-        .writes
-        .iter()
-        .filter_map(|w| match w.place {
-            Place::InPlace { offset, alloc } => Some((offset, record_size(alloc) as u64)),
-            Place::Append { .. } => None,
-        })
-        .collect();
-    let bytes: u64 = records.iter().map(|(_, size)| size).sum();
+    let in_place = plan.writes.iter().filter_map(|w| match w.place {
+        Place::InPlace { offset, alloc } => Some((offset, record_size(alloc) as u64)),
+        Place::Append { .. } => None,
+    });
+    // Most folds stop here, before anything is gathered.
+    let bytes: u64 = in_place.clone().map(|(_, size)| size).sum();
     if bytes < SPARSE_FROM {
         return;
     }
+    let mut records: Vec<(u64, u64)> = in_place.collect();
     records.sort_unstable();
     let (mut runs, mut pages) = (0u64, 0u64);
     let (mut run_end, mut last_page) = (None, None);
@@ -227,10 +225,10 @@ fn append_if_sparse(plan: &mut Plan<'_>) {
         pages += last - first + 1 - u64::from(last_page == Some(first));
         last_page = Some(last);
     }
-    let in_place = runs
+    let in_place_cost = runs
         .saturating_mul(RUN_NS)
         .saturating_add(pages.saturating_mul(PAGE_NS));
-    if in_place <= bytes.saturating_mul(APPENDED_BYTE_NS) {
+    if in_place_cost <= bytes.saturating_mul(APPENDED_BYTE_NS) {
         return;
     }
     for w in &mut plan.writes {

@@ -72,6 +72,27 @@ pub(crate) fn put_values(
     }
 }
 
+/// Asserts that `silo` holds exactly `model` (every key, by iteration)
+/// and that `verify` finds its data file and index agreeing; returns
+/// `verify`'s report. `case` names the case in a failure.
+pub(crate) fn assert_holds(
+    silo: &silo_core::Silo,
+    model: &std::collections::BTreeMap<u64, Vec<u8>>,
+    case: &str,
+) -> silo_core::VerifyReport {
+    let all: std::collections::BTreeMap<u64, Vec<u8>> =
+        silo.iter().collect::<Result<_, _>>().expect("iter");
+    assert!(
+        all == *model,
+        "{case}: {} keys, {} expected",
+        all.len(),
+        model.len()
+    );
+    let report = silo.verify().expect("verify");
+    assert!(report.problems.is_empty(), "{case}: {:?}", report.problems);
+    report
+}
+
 /// Checks a value made by [`value`]: returns its version, or `None` if torn or foreign.
 pub(crate) fn check(key: u64, bytes: &[u8]) -> Option<u64> {
     let k = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);

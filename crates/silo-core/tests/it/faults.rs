@@ -9,7 +9,7 @@ use std::path::Path;
 use silo_core::{Silo, WriteBatch};
 use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
 
-use crate::common::{open, opts};
+use crate::common::{assert_holds, open, opts};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -400,17 +400,7 @@ fn every_failed_direct_write_leaves_a_store_that_recovers() {
                 drop(guard);
                 // A compaction changes no value: the store holds exactly
                 // what was acknowledged, and its files agree.
-                let silo = open(dir.path());
-                let all: BTreeMap<u64, Vec<u8>> =
-                    silo.iter().collect::<Result<_, _>>().expect("iter");
-                assert!(
-                    all == acked,
-                    "{case}: {} keys, {} acknowledged",
-                    all.len(),
-                    acked.len()
-                );
-                let report = silo.verify().expect("verify");
-                assert!(report.problems.is_empty(), "{case}: {:?}", report.problems);
+                assert_holds(&open(dir.path()), &acked, &case);
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use silo_core::{Durability, Error, Options, Silo, WriteBatch};
 
-use crate::common::{open, opts, put_values, value};
+use crate::common::{assert_holds, open, opts, put_values, value};
 
 #[test]
 fn every_key_including_zero_and_max_survives_compaction_and_reopen() {
@@ -190,8 +190,7 @@ fn a_large_cold_rewrite_with_a_fold_keeps_every_key() {
         }
     }
     let s = open(dir.path());
-    let report = s.verify().expect("verify");
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let report = assert_holds(&s, &model, "reopened");
     assert_eq!(report.index_entries, model.len() as u64);
     for k in 0..n + 1000 {
         assert_eq!(s.get(k).expect("get"), model.get(&k).cloned(), "key {k}");
@@ -253,8 +252,7 @@ fn a_large_in_place_fold_with_a_growing_index_keeps_every_key() {
         }
     }
     let s = open(dir.path());
-    let report = s.verify().expect("verify");
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    let report = assert_holds(&s, &model, "reopened");
     assert_eq!(report.index_entries, model.len() as u64);
     for k in 0..n + 60_000 {
         assert_eq!(s.get(k).expect("get"), model.get(&k).cloned(), "key {k}");
@@ -970,12 +968,7 @@ fn sparse_in_place_results_are_appended_and_dense_ones_stay_in_place() {
             assert_eq!(s.get(k).expect("get"), model.get(&k).cloned(), "key {k}");
         }
     }
-    let s = open(dir.path());
-    let report = s.verify().expect("verify");
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    let all: std::collections::BTreeMap<u64, Vec<u8>> =
-        s.iter().collect::<Result<_, _>>().expect("iter");
-    assert!(all == model);
+    assert_holds(&open(dir.path()), &model, "reopened");
 }
 
 /// Which way a fold writes 4 MiB or more of in-place results, by what each
@@ -1017,9 +1010,7 @@ fn the_cheaper_way_is_taken_for_many_in_place_results() {
             (rewritten, 0)
         };
         assert_eq!((report.in_place, report.appended), want, "{case}");
-        let all: std::collections::BTreeMap<u64, Vec<u8>> =
-            s.iter().collect::<Result<_, _>>().expect("iter");
-        assert!(all == model, "{case}");
+        assert_holds(&s, &model, &case);
     }
 }
 
