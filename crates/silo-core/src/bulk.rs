@@ -154,7 +154,7 @@ impl<'a> BulkWriter<'a> {
                 old.id + 1,
                 capacity_for(latest.len() as u64),
                 old.seed(),
-                latest.into_iter().map(|(k, (o, _))| (k, o)),
+                latest.into_iter().map(|(k, (o, _))| (k, o)).collect(),
             )?;
             silo.space.live_bytes.store(live, Ordering::Relaxed);
             silo.space.dead_bytes.store(dead, Ordering::Relaxed);

@@ -20,6 +20,7 @@ use silo_io::map::AtomicMap;
 
 use crate::error::{Error, Result};
 use crate::log::slot::to_usize;
+use crate::window_sort::{by_window, window_shift};
 
 /// Smallest table, in slots.
 pub(crate) const MIN_CAPACITY: u64 = 1024;
@@ -42,6 +43,12 @@ pub(crate) fn capacity_for(keys: u64) -> u64 {
         .max(MIN_CAPACITY)
         .next_multiple_of(silo_format::SLOTS_PER_BUCKET as u64)
 }
+
+/// An index is built in slot order to within windows of at least this
+/// many slots (`1 << shift`: 64 KiB of table) ...
+const BUILD_WINDOW_SHIFT: u32 = 12;
+/// ... and at most this many windows.
+const MAX_BUILD_WINDOWS: u64 = 1 << 20;
 
 /// How many keys ahead a batch of lookups prefetches home slots: far
 /// enough to cover a cache miss, near enough that the lines are still there.
@@ -79,7 +86,7 @@ impl Index {
         id: u64,
         capacity: u64,
         seed: u64,
-        entries: impl IntoIterator<Item = (u64, u64)>,
+        entries: Vec<(u64, u64)>,
     ) -> Result<Index> {
         debug_assert!(capacity > 0);
         let len = silo_format::index_entry::index_file_len(capacity).ok_or_else(|| {
@@ -88,8 +95,23 @@ impl Index {
                 reason: format!("{capacity} slots overflow a file length"),
             }
         })?;
+        let live = entries.len() as u64;
+        if live > capacity * MAX_LOAD_PERCENT / 100 {
+            return Err(Error::InvalidOptions {
+                name: "index capacity",
+                reason: format!("{capacity} slots cannot hold {live} keys"),
+            });
+        }
+        // Entries go in in slot order, to within a window of slots that fits
+        // the CPU's cache: scattered over a large table, each would be a
+        // cache miss (home slots follow the hash, so entries that come from
+        // another table's slot order are in order already).
+        let shift = window_shift(capacity, BUILD_WINDOW_SHIFT, MAX_BUILD_WINDOWS);
+        let windows = usize::try_from((capacity >> shift) + 1).unwrap_or(1);
+        let entries = by_window(entries, windows, |(key, _)| {
+            usize::try_from(home(*key, seed, capacity) >> shift).unwrap_or(usize::MAX)
+        });
         let mut body = vec![0u8; to_usize(len)? - HEADER_LEN];
-        let mut live = 0;
         for (key, loc) in entries {
             let mut slot = home(key, seed, capacity);
             loop {
@@ -100,16 +122,9 @@ impl Index {
                         key,
                         Loc::record(loc).map_err(|e| Error::format(index_path(dir, id), e))?,
                     ));
-                    live += 1;
                     break;
                 }
                 slot = next(slot, capacity);
-            }
-            if live > capacity * MAX_LOAD_PERCENT / 100 {
-                return Err(Error::InvalidOptions {
-                    name: "index capacity",
-                    reason: format!("{capacity} slots cannot hold {live} keys"),
-                });
             }
         }
         let header = FileHeader {
@@ -382,7 +397,7 @@ mod tests {
     #[test]
     fn every_key_works_including_zero_and_max() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = Index::create(dir.path(), 1, MIN_CAPACITY, 42, []).expect("create");
+        let index = Index::create(dir.path(), 1, MIN_CAPACITY, 42, Vec::new()).expect("create");
         for (i, key) in [0, u64::MAX, 1, 7].into_iter().enumerate() {
             assert_eq!(index.get(key).expect("get"), None);
             index.set(key, 64 + 8 * i as u64).expect("set");
@@ -410,7 +425,7 @@ mod tests {
     #[test]
     fn colliding_keys_probe_past_each_other() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = Index::create(dir.path(), 3, MIN_CAPACITY, 0, []).expect("create");
+        let index = Index::create(dir.path(), 3, MIN_CAPACITY, 0, Vec::new()).expect("create");
         // 850 keys in 1024 slots forces long probe runs, wrapping included.
         for key in 0..850u64 {
             index.set(key * 1024, 64 + key * 8).expect("set");
@@ -425,7 +440,7 @@ mod tests {
     #[test]
     fn a_header_that_disagrees_with_the_file_is_corruption() {
         let dir = tempfile::tempdir().expect("tempdir");
-        drop(Index::create(dir.path(), 5, MIN_CAPACITY, 0, [(1, 64)]).expect("create"));
+        drop(Index::create(dir.path(), 5, MIN_CAPACITY, 0, vec![(1, 64)]).expect("create"));
         std::fs::rename(index_path(dir.path(), 5), index_path(dir.path(), 6)).expect("rename");
         assert!(matches!(
             Index::open(dir.path(), 6, None),
@@ -436,6 +451,16 @@ mod tests {
     #[test]
     fn capacities_are_sized_for_seventy_percent_load() {
         assert_eq!(capacity_for(0), MIN_CAPACITY);
+        // Never above 70% full, and at most one bucket more than that needs.
+        for keys in 0..20_000u64 {
+            let c = capacity_for(keys);
+            assert!(c * BUILD_LOAD_PERCENT >= keys * 100, "{keys} keys in {c}");
+            let least = (keys * 100).div_ceil(BUILD_LOAD_PERCENT).max(MIN_CAPACITY);
+            assert!(
+                c <= least + silo_format::SLOTS_PER_BUCKET as u64,
+                "{keys}: {c}"
+            );
+        }
         let c = capacity_for(1_000_000);
         assert!((1_428_000..1_429_000).contains(&c), "{c}");
         assert_eq!(c % 4, 0);
@@ -451,7 +476,7 @@ mod tests {
     #[test]
     fn an_unclean_open_counts_deleted_slots_as_used() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let index = Index::create(dir.path(), 2, MIN_CAPACITY, 7, []).expect("create");
+        let index = Index::create(dir.path(), 2, MIN_CAPACITY, 7, Vec::new()).expect("create");
         for key in 0..10u64 {
             index.set(key, 64 + 8 * key).expect("set");
         }
@@ -474,7 +499,7 @@ mod tests {
     #[test]
     fn an_index_cut_short_or_claiming_no_slots_is_corruption() {
         let dir = tempfile::tempdir().expect("tempdir");
-        drop(Index::create(dir.path(), 4, MIN_CAPACITY, 0, [(1, 64)]).expect("create"));
+        drop(Index::create(dir.path(), 4, MIN_CAPACITY, 0, vec![(1, 64)]).expect("create"));
         let path = index_path(dir.path(), 4);
         let whole = std::fs::read(&path).expect("read");
         std::fs::write(&path, &whole[..whole.len() - INDEX_ENTRY_LEN]).expect("cut");

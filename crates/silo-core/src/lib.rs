@@ -61,6 +61,7 @@ mod snapshot;
 mod stats;
 mod store;
 mod verify;
+mod window_sort;
 
 pub use batch::{BatchOp, WriteBatch};
 pub use bulk::{BulkHandle, BulkWriter, MergeWriter, UpdateOutcome};

@@ -390,7 +390,7 @@ fn create(dir: &Path, index_seed: Option<u64>) -> Result<Recovered> {
     }
     let seed = index_seed.unwrap_or_else(|| RandomState::new().hash_one(dir));
     let data = DataFile::create(dir, 1, 0)?;
-    let index = Index::create(dir, 1, MIN_CAPACITY, seed, [])?;
+    let index = Index::create(dir, 1, MIN_CAPACITY, seed, Vec::new())?;
     let log = log::create(dir)?;
     let m = Manifest {
         generation: 1,

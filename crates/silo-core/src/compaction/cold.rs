@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use silo_format::{RECORD_HEADER_LEN, alloc_for, encode_record, record_size};
+use silo_format::{FormatError, RECORD_HEADER_LEN, alloc_for, encode_record, record_size};
 use silo_io::durable::{remove_file, sync_dir};
+use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
 use crate::compaction::CompactionReport;
@@ -17,6 +18,7 @@ use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, PREFETCH_AHEAD, capacity_for};
 use crate::store::{Core, GateWrite, Tables};
+use crate::window_sort::{by_window, window_shift};
 
 /// Bytes buffered before they are written out.
 const WRITE_CHUNK: usize = 32 << 20;
@@ -43,6 +45,78 @@ pub(crate) fn run(
     report.cold = true;
     Ok(())
 }
+
+/// Records of at least this stretch of the data file (`1 << shift` bytes)
+/// are read in index order by a rewrite: it fits the CPU's cache.
+const ORDER_WINDOW_SHIFT: u32 = 16;
+/// The most windows a rewrite's reads are ordered into (a larger file gets
+/// larger windows).
+const MAX_ORDER_WINDOWS: u64 = 1 << 20;
+
+/// `live` (key, record offset) reordered by where the records lie in a
+/// data file ending at `end`, to within a window of 64 KiB or more. The
+/// index lists its entries in hash order, which scatters a rewrite's reads
+/// over the whole file; in file order they go forward through it, and
+/// what is not in the page cache comes in by readahead instead of a page
+/// fault at a time.
+fn in_file_order(live: Vec<(u64, u64)>, end: u64) -> Vec<(u64, u64)> {
+    let shift = window_shift(end, ORDER_WINDOW_SHIFT, MAX_ORDER_WINDOWS);
+    let windows = usize::try_from((end >> shift) + 1).unwrap_or(1);
+    by_window(live, windows, |(_, offset)| {
+        usize::try_from(offset >> shift).unwrap_or(usize::MAX)
+    })
+}
+
+/// What the first pass of a rewrite found of its records.
+struct Checked {
+    /// (sequence number, new alloc, value length | [`VERBATIM`]) of each.
+    records: Vec<(u64, u32, u32)>,
+    /// Bytes they take rewritten.
+    total: u64,
+    /// Bytes they take now.
+    read: u64,
+}
+
+/// Reads and checks the records of `live` (key, offset) in `data`.
+fn check_records(
+    data: &DataFile,
+    view: &ReadMap,
+    live: &[(u64, u64)],
+    slack: u32,
+) -> Result<Checked> {
+    let mut checked = Checked {
+        records: Vec::with_capacity(live.len()),
+        total: 0,
+        read: 0,
+    };
+    for (i, (key, offset)) in live.iter().enumerate() {
+        // The live records are read in file order to within a window:
+        // ask for the ones a few keys ahead.
+        if let Some(ahead) = live
+            .get(i + PREFETCH_AHEAD)
+            .and_then(|(_, o)| usize::try_from(*o).ok())
+            .and_then(|o| view.as_slice().get(o..))
+        {
+            silo_io::hint::prefetch_slice(ahead, 2);
+        }
+        let record = data.record(view, *offset, *key, READ_LIMIT)?;
+        let alloc =
+            alloc_for(record.value.len(), slack).map_err(|e| Error::format(data.path(), e))?;
+        checked.total += record_size(alloc) as u64;
+        checked.read += record.size() as u64;
+        let len = u32::try_from(record.value.len()).unwrap_or(u32::MAX);
+        // A record whose room stays the same is copied as it is: its
+        // checksum, just verified, holds for the copy.
+        let verbatim = if alloc == record.alloc { VERBATIM } else { 0 };
+        checked.records.push((record.seq, alloc, len | verbatim));
+    }
+    Ok(checked)
+}
+
+/// Set in a rewrite's record length when the record is copied as it is
+/// (lengths are at most [`READ_LIMIT`], 1 GiB).
+const VERBATIM: u32 = 1 << 31;
+const _: () = assert!(READ_LIMIT < VERBATIM);
 
 /// A rewritten data file and index, synced but not yet published.
 pub(crate) struct Rewrite {
@@ -96,33 +170,39 @@ pub(crate) fn prepare(
         None => tables.index.live_entries().collect::<Result<_>>()?,
         Some(plan) => untouched_entries(&tables.index, plan)?,
     };
+    let live = in_file_order(live, old_end);
     let folded_writes = fold.map_or(&[][..], |plan| &plan.writes[..]);
     let view = tables.data.view();
     let slack = silo.opts.value_slack_percent;
     // Each record is read and checked once: the first pass keeps its
     // sequence number, alloc and length (16 bytes a key), the second
-    // encodes its value from the same map without checking it again.
-    let mut total = 0u64;
-    let mut read = 0u64;
-    let mut records = Vec::with_capacity(live.len());
-    for (i, (key, offset)) in live.iter().enumerate() {
-        // The live records are read in index order, scattered over the old
-        // file: ask for the ones a few keys ahead.
-        if let Some(ahead) = live
-            .get(i + PREFETCH_AHEAD)
-            .and_then(|(_, o)| usize::try_from(*o).ok())
-            .and_then(|o| view.as_slice().get(o..))
-        {
-            silo_io::hint::prefetch_slice(ahead, 2);
-        }
-        let record = tables.data.record(&view, *offset, *key, READ_LIMIT)?;
-        let alloc = alloc_for(record.value.len(), slack)
-            .map_err(|e| Error::format(tables.data.path(), e))?;
-        total += record_size(alloc) as u64;
-        read += record.size() as u64;
-        let len = u32::try_from(record.value.len()).unwrap_or(u32::MAX);
-        records.push((record.seq, alloc, len));
-    }
+    // copies it (or encodes its value) from the same map without checking
+    // it again. A large store's records are checked by two threads, each
+    // taking half.
+    let checked = if threads > 1 && live.len() >= PARALLEL_INDEX_FROM {
+        let (first, second) = live.split_at(live.len() / 2);
+        std::thread::scope(|s| {
+            let other = s.spawn(|| check_records(&tables.data, &view, second, slack));
+            let mine = check_records(&tables.data, &view, first, slack);
+            match other.join() {
+                Ok(theirs) => mine.and_then(|mut a| {
+                    let b = theirs?;
+                    a.records.extend_from_slice(&b.records);
+                    a.total += b.total;
+                    a.read += b.read;
+                    Ok(a)
+                }),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })?
+    } else {
+        check_records(&tables.data, &view, &live, slack)?
+    };
+    let Checked {
+        records,
+        mut total,
+        read,
+    } = checked;
     let mut folded_allocs = Vec::with_capacity(folded_writes.len());
     for w in folded_writes {
         let alloc =
@@ -168,16 +248,35 @@ pub(crate) fn prepare(
             {
                 silo_io::hint::prefetch_slice(ahead, 2);
             }
-            let value = usize::try_from(*offset)
+            let (verbatim, len) = (len & VERBATIM != 0, (len & !VERBATIM) as usize);
+            let record = usize::try_from(*offset)
                 .ok()
-                .and_then(|o| o.checked_add(RECORD_HEADER_LEN))
-                .and_then(|o| view.as_slice().get(o..o + *len as usize))
+                .and_then(|o| {
+                    view.as_slice()
+                        .get(o..o.checked_add(RECORD_HEADER_LEN + len)?)
+                })
                 .ok_or_else(|| {
                     Error::corrupt(tables.data.path(), *offset, "record moved while rewritten")
                 })?;
-            sink.push(&data, record_size(*alloc), |buf| {
-                encode_record(buf, *key, *seq, value, *alloc)
-            })?;
+            let size = record_size(*alloc);
+            if verbatim {
+                // The sink hands out zeroed bytes: the padding stays zero.
+                sink.push(&data, size, |buf| {
+                    let available = buf.len();
+                    let head = buf.get_mut(..record.len()).ok_or(FormatError::Truncated {
+                        what: "record output buffer",
+                        needed: record.len(),
+                        available,
+                    })?;
+                    head.copy_from_slice(record);
+                    Ok(size)
+                })?;
+            } else {
+                let value = &record[RECORD_HEADER_LEN..];
+                sink.push(&data, size, |buf| {
+                    encode_record(buf, *key, *seq, value, *alloc)
+                })?;
+            }
         }
         for (w, alloc) in folded_writes.iter().zip(&folded_allocs) {
             sink.push(&data, record_size(*alloc), |buf| {

@@ -66,7 +66,8 @@ impl RecordSink {
         })
     }
 
-    /// Appends a record of `size` bytes that `encode` writes.
+    /// Appends a record of `size` bytes that `encode` writes (into `size`
+    /// zeroed bytes).
     pub(crate) fn push(
         &mut self,
         data: &DataFile,

@@ -527,7 +527,7 @@ fn write_fixture(fixture: &Path, dir: &Path) -> (Vec<Op>, usize) {
 /// The large compactions' phases: what runs before, and the compaction.
 const LARGE_KEYS: u64 = 69_000;
 
-/// The three large compactions.
+/// The large compactions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Large {
     /// A hot fold of new keys: 6.9 MB of appends.
@@ -537,7 +537,15 @@ enum Large {
     InPlace,
     /// A cold rewrite after a third of the keys are deleted.
     Cold,
+    /// A hot fold that rewrites one record in three: 4.5 MB of in-place
+    /// results too spread out to be worth rewriting in place, appended
+    /// instead (the old records become dead space).
+    Sparse,
 }
+
+/// The sparse fold's store: 9,000 records of 1,500 bytes.
+const SPARSE_KEYS: u64 = 9_000;
+const SPARSE_LEN: usize = 1_500;
 
 /// Loads `LARGE_KEYS` keys (about 6.9 MB of records once folded: past
 /// `DIRECT_FROM`) and flushes; for the in-place and cold compactions,
@@ -545,10 +553,23 @@ enum Large {
 /// a third, and flushes again. Returns the durable state.
 fn large_before(silo: &Silo, kind: Large) -> BTreeMap<u64, Vec<u8>> {
     let mut model = BTreeMap::new();
+    if kind == Large::Sparse {
+        put_values(silo, 0..SPARSE_KEYS, 1, SPARSE_LEN, &mut model);
+        silo.compact().expect("compact");
+        let mut batch = WriteBatch::new();
+        for k in (0..SPARSE_KEYS).step_by(3) {
+            let v = value(k, 2, SPARSE_LEN);
+            batch.put(k, &v);
+            model.insert(k, v);
+        }
+        silo.write(&batch).expect("write");
+        silo.flush().expect("flush");
+        return model;
+    }
     put_values(silo, 0..LARGE_KEYS, 1, 72, &mut model);
     silo.flush().expect("flush");
     match kind {
-        Large::Appends => {}
+        Large::Appends | Large::Sparse => {}
         Large::InPlace => {
             silo.compact().expect("compact");
             put_values(silo, 0..LARGE_KEYS + 31_000, 2, 72, &mut model);
@@ -580,19 +601,27 @@ fn large_compaction(silo: &Silo, kind: Large) {
         );
         assert!(report.journal_bytes > 6 << 20, "{report:?}");
     }
+    if kind == Large::Sparse {
+        assert_eq!(
+            (report.in_place, report.appended, report.journal_bytes),
+            (0, SPARSE_KEYS / 3, 0),
+            "{report:?}"
+        );
+    }
 }
 
 /// A power cut at each sync of a compaction that writes its records or
 /// its journal with `O_DIRECT` (a hot fold's 6.9 MB of appends; a hot
 /// fold's 7 MB journal of in-place records, with a new index built beside
-/// the data write; a cold rewrite's 4.6 MB file): the image holds exactly
+/// the data write; a cold rewrite's 4.6 MB file; a fold's 4.5 MB of
+/// spread-out in-place results, appended instead): the image holds exactly
 /// the flushed state, and its data file and index agree. Direct writes
 /// bypass the page cache but not the need for a sync; the model keeps only
 /// what a sync made durable.
 #[test]
 fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state() {
     let mut cases = 0;
-    for kind in [Large::Appends, Large::InPlace, Large::Cold] {
+    for kind in [Large::Appends, Large::InPlace, Large::Cold, Large::Sparse] {
         let probe = tracked();
         let silo = open(&probe.db);
         large_before(&silo, kind);
@@ -623,5 +652,5 @@ fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state(
             cases += 1;
         }
     }
-    assert!(cases >= 9, "{cases} cuts");
+    assert!(cases >= 12, "{cases} cuts");
 }
