@@ -89,11 +89,12 @@ fn writer_child_process() {
     let (mut in_place, mut beside) = (0u64, 0u64);
     let mut pass = 0u64;
     let mut round = 0u64;
-    let mut rotate = false;
+    let mut rotate = None;
     while !stop.load(Ordering::Acquire) {
         // "pause": say so and wait for the next command; "rotate": write a
         // round, then rotate the log slots and say so before the rest of
-        // the compaction (which waits for an opening reader).
+        // the compaction (which waits for an opening reader); "rotate
+        // quietly": the same, but write nothing more until told "go".
         if let Ok(command) = commands.try_recv() {
             assert_eq!(command, "pause");
             // Leave the emptied slot with one round's frames behind it, so
@@ -108,8 +109,8 @@ fn writer_child_process() {
             println!("PAUSED");
             match commands.recv() {
                 Ok(command) => {
-                    assert_eq!(command, "rotate");
-                    rotate = true;
+                    assert!(command.starts_with("rotate"), "{command}");
+                    rotate = Some(command == "rotate quietly");
                 }
                 Err(_) => break,
             }
@@ -119,12 +120,15 @@ fn writer_child_process() {
         if round.is_multiple_of(7) {
             silo.flush().expect("flush");
         }
-        if std::mem::take(&mut rotate) {
+        if let Some(quietly) = rotate.take() {
             let staged = silo
                 .stage_compaction(false)
                 .expect("stage")
                 .expect("something to fold");
             println!("FROZEN");
+            if quietly && commands.recv().as_deref() != Ok("go") {
+                break;
+            }
             // Rounds into the slot the rotation just restamped, before the
             // compaction goes on.
             for _ in 0..3 {
@@ -334,16 +338,27 @@ fn read_only_opens_beside_a_working_writer_see_whole_fixed_states() {
             while said.paused == paused {
                 said.take(lines.recv().expect("the writer stopped early"));
             }
-            held_open(&store, || {
-                tell("rotate");
+            // Every other time, it writes nothing into the restamped slot
+            // until this open is done: the replay then finds nothing wrong
+            // with the frames it reads, and only the slots' changed headers
+            // make it start again.
+            let quietly = open % 10 == 7;
+            let silo = held_open(&store, || {
+                tell(if quietly { "rotate quietly" } else { "rotate" });
                 let frozen = said.frozen;
                 while said.frozen == frozen {
                     said.take(lines.recv().expect("the writer stopped early"));
                 }
-                // And the rounds it writes into the restamped slot.
-                let round = said.round;
-                said.until(&lines, round + 3);
-            })
+                if !quietly {
+                    // And the rounds it writes into the restamped slot.
+                    let round = said.round;
+                    said.until(&lines, round + 3);
+                }
+            });
+            if quietly {
+                tell("go");
+            }
+            silo
         } else {
             Silo::open(&store, read_only()).unwrap()
         };
