@@ -138,3 +138,41 @@ fn a_read_only_open_refuses_what_it_cannot_do_without_writing() {
     }
     assert_eq!(files(&store), before);
 }
+
+/// Damage fails a read-only open as it fails a read-write one (after the
+/// retries that a writer in another process replacing files would call
+/// for, which real damage fails the same way each time), and the open
+/// changes nothing.
+#[test]
+fn a_read_only_open_of_a_damaged_store_reports_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let silo = Silo::open(dir.path(), opts()).unwrap();
+        for k in 0..100u64 {
+            silo.put(k, &k.to_le_bytes()).unwrap();
+        }
+        silo.close().unwrap();
+    }
+    let index = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("index-")
+        })
+        .unwrap();
+    let bytes = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &bytes[..bytes.len() - 16]).unwrap();
+    let before = files(dir.path());
+    assert!(matches!(
+        Silo::open(dir.path(), read_only()),
+        Err(Error::Corrupt { .. })
+    ));
+    assert_eq!(files(dir.path()), before);
+    assert!(matches!(
+        Silo::open(dir.path(), opts()),
+        Err(Error::Corrupt { .. })
+    ));
+}
