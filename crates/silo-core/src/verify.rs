@@ -84,6 +84,9 @@ pub struct VerifyReport {
     pub live_keys: u64,
     /// Live entries in the index.
     pub index_entries: u64,
+    /// Bytes of the records the index points to, as `Stats::live_bytes`
+    /// should count them.
+    pub live_bytes: u64,
     /// Every disagreement, in the order found.
     pub problems: Vec<Problem>,
 }
@@ -206,7 +209,7 @@ impl Core {
         keys.sort_unstable_by_key(|(k, _)| **k);
         for (key, n) in keys {
             match index.get(*key) {
-                Ok(Some(offset)) if n.offsets.contains(&offset) => {}
+                Ok(Some(offset)) if n.offsets.contains(&offset) => report.live_bytes += n.size,
                 // A wrong or unreachable entry was reported above.
                 Ok(Some(_)) | Err(_) => {}
                 Ok(None) => report.problems.push(Problem::MissingFromIndex {

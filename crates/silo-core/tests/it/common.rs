@@ -72,8 +72,9 @@ pub(crate) fn put_values(
     }
 }
 
-/// Asserts that `silo` holds exactly `model` (every key, by iteration)
-/// and that `verify` finds its data file and index agreeing; returns
+/// Asserts that `silo` holds exactly `model` (every key, by iteration),
+/// that `verify` finds its data file and index agreeing, and that the
+/// store counts the live records' bytes as `verify` finds them; returns
 /// `verify`'s report. `case` names the case in a failure.
 pub(crate) fn assert_holds(
     silo: &silo_core::Silo,
@@ -90,6 +91,11 @@ pub(crate) fn assert_holds(
     );
     let report = silo.verify().expect("verify");
     assert!(report.problems.is_empty(), "{case}: {:?}", report.problems);
+    assert_eq!(
+        silo.stats().live_bytes,
+        report.live_bytes,
+        "{case}: the live bytes counted"
+    );
     report
 }
 
