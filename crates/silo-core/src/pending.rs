@@ -709,6 +709,74 @@ mod tests {
     }
 
     #[test]
+    fn the_mixers_are_the_documented_functions() {
+        // murmur3's 64-bit finalizer, whichever way the key comes in.
+        let hash = |key: u64| {
+            let mut h = KeyHasher::default();
+            h.write_u64(key);
+            h.finish()
+        };
+        for (key, mixed) in [
+            (0, 0),
+            (1, 0xb456_bcfc_34c2_cb2c),
+            (0x0102, 0xbbba_8814_cfcd_5636),
+            (0xdead_beef_cafe_f00d, 0x9724_2897_596c_395d),
+            (u64::MAX, 0x64b5_720b_4b82_5f21),
+        ] {
+            assert_eq!(hash(key), mixed, "{key:#x}");
+        }
+        let mut bytes = KeyHasher::default();
+        bytes.write(&[1, 2]);
+        assert_eq!(
+            bytes.finish(),
+            hash(0x0102),
+            "bytes shift in, first highest"
+        );
+        // The shard: the top six bits of a golden-ratio multiply.
+        for (key, shard) in [
+            (1, 39),
+            (0x0102, 28),
+            (0xdead_beef_cafe_f00d, 45),
+            (u64::MAX, 0),
+        ] {
+            assert_eq!(shard_of(key), shard, "{key:#x}");
+        }
+    }
+
+    #[test]
+    fn parts_split_the_shards_and_reserve_makes_room_in_each() {
+        let mut counts = [0u32; 2];
+        for key in 0..10_000u64 {
+            let part = PendingView::part_of(key, 2);
+            assert_eq!(part, shard_of(key) % 2, "a part is a set of whole shards");
+            counts[part] += 1;
+        }
+        assert!(counts.iter().all(|c| *c > 4_000), "{counts:?}");
+        assert_eq!(PendingView::part_of(u64::MAX, 1), 0);
+        assert_eq!(PendingView::part_of(7, 0), 0, "no parts is one");
+        let v = PendingView::default();
+        let keys = SHARDS * 1_000;
+        v.reserve(keys);
+        for shard in &*v.shards {
+            let capacity = shard.read().unwrap_or_else(|p| p.into_inner()).capacity();
+            assert!(capacity >= 1_000 + 1_000 / 8, "{capacity}");
+        }
+    }
+
+    #[test]
+    fn mapped_bytes_are_the_map_s_bytes_in_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").expect("write");
+        let file = silo_io::file::SiloFile::open_read(&path).expect("open");
+        let map = Arc::new(ReadMap::new(&file).expect("map"));
+        let bytes = Bytes::mapped(&map, 3, 4).expect("in range");
+        assert_eq!(&*bytes, b"3456");
+        assert_eq!(bytes, val(b"3456"));
+        assert!(Bytes::mapped(&map, 8, 3).is_none(), "past the end");
+    }
+
+    #[test]
     fn memory_is_counted_per_operation_and_freed_with_it() {
         let v = PendingView::default();
         v.record(1, 1, PendingOp::Put(val(&[7; 10])));
