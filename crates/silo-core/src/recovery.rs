@@ -463,3 +463,55 @@ fn remove_strays(dir: &Path, m: &Manifest) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn bad_magic() -> silo_format::FormatError {
+        silo_format::FormatError::BadMagic {
+            expected: *b"SILODATA",
+            found: [0; 8],
+        }
+    }
+
+    /// What a read-only open tries again beside a writer: a file replaced
+    /// and removed under it, or a header or frame read while rewritten;
+    /// never an error that trying again cannot change.
+    #[test]
+    fn only_what_a_working_writer_can_cause_is_tried_again() {
+        let path = Path::new("/store/index-3");
+        let io =
+            |kind: std::io::ErrorKind| Error::Io(silo_io::IoError::io("open", path, kind.into()));
+        let bad_header = Error::Io(silo_io::IoError::BadHeader {
+            path: path.to_path_buf(),
+            source: bad_magic(),
+        });
+        for (e, again) in [
+            (io(std::io::ErrorKind::NotFound), true),
+            (bad_header, true),
+            (Error::corrupt(path, 0, "moved"), true),
+            (Error::format(path, bad_magic()), true),
+            (io(std::io::ErrorKind::PermissionDenied), false),
+            (io(std::io::ErrorKind::InvalidData), false),
+            (
+                Error::NeedsRecovery {
+                    dir: PathBuf::from("/store"),
+                    reason: "a journal".to_owned(),
+                },
+                false,
+            ),
+            (
+                Error::InvalidOptions {
+                    name: "x",
+                    reason: String::new(),
+                },
+                false,
+            ),
+        ] {
+            assert_eq!(may_pass_beside_a_writer(&e), again, "{e:?}");
+        }
+    }
+}
