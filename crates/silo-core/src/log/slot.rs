@@ -338,3 +338,33 @@ pub(crate) fn to_usize(n: u64) -> Result<usize> {
         reason: format!("{n} bytes do not fit in this platform's address space"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_durable_mark_only_moves_forward_and_bytes_count_frames() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 0, 1, 10).expect("create");
+        assert_eq!((slot.log_bytes(), slot.next_seq()), (0, 10));
+        // `append` copies bytes; what they hold is the caller's concern.
+        slot.append(&[0xAB; 300], 3, false).expect("append");
+        slot.append(&[0xCD; 100], 1, true)
+            .expect("append by pwrite");
+        assert_eq!((slot.log_bytes(), slot.next_seq()), (400, 14));
+        slot.record_durable(HEADER_LEN + 200).expect("mark");
+        assert_eq!(slot.durable_body_len(), 200);
+        slot.record_durable(HEADER_LEN + 100)
+            .expect("an older sync");
+        assert_eq!(slot.durable_body_len(), 200, "the mark never moves back");
+        slot.record_durable(HEADER_LEN).expect("nothing");
+        assert_eq!(slot.durable_body_len(), 200);
+        drop(slot);
+        let reopened = LogSlot::open(dir.path(), 0).expect("open");
+        assert_eq!(reopened.durable_body_len(), 200, "the mark is in the file");
+        let bytes = std::fs::read(slot_path(dir.path(), 0)).expect("read");
+        assert_eq!(&bytes[HEADER_LEN..HEADER_LEN + 300], &[0xAB; 300][..]);
+        assert_eq!(&bytes[HEADER_LEN + 300..HEADER_LEN + 400], &[0xCD; 100][..]);
+    }
+}
