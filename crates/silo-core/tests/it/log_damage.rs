@@ -207,3 +207,46 @@ fn a_newer_slot_starting_inside_the_older_one_is_corruption() {
         other => panic!("expected Corrupt naming log-1, got {other:?}"),
     }
 }
+
+/// The synced-length mark of each slot file, as its header says.
+fn marks(dir: &Path) -> [u64; 2] {
+    [0, 1].map(|n| {
+        let bytes = std::fs::read(dir.join(format!("log-{n}"))).unwrap();
+        silo_format::FileHeader::decode(&bytes, silo_format::FileKind::OpsLog)
+            .unwrap()
+            .param_a
+    })
+}
+
+/// Sync writes move the mark along with them, in steps of at most 1 MiB
+/// behind (no flush or close needed); a clean close sets it exactly and
+/// trims each slot to its frames.
+#[test]
+fn the_durable_mark_follows_sync_writes_and_a_close_trims_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let silo = Silo::open(dir.path(), sync_opts()).unwrap();
+    let value = vec![7u8; 4000];
+    let frames = 800u64;
+    for k in 0..frames {
+        silo.put(k, &value).unwrap();
+    }
+    let written = HEADER_LEN as u64 + frames * frame_len(value.len()) as u64;
+    let mark = marks(dir.path()).into_iter().max().unwrap();
+    assert!(
+        mark + (1 << 20) >= written && mark <= written,
+        "mark {mark} for {written} bytes synced"
+    );
+    silo.close().unwrap();
+    for (n, mark) in marks(dir.path()).into_iter().enumerate() {
+        let len = std::fs::metadata(dir.path().join(format!("log-{n}")))
+            .unwrap()
+            .len();
+        assert!(
+            len == mark || mark == 0,
+            "log-{n}: {len} bytes, mark {mark}"
+        );
+        if mark != 0 {
+            assert_eq!(len, written, "log-{n} ends at its last frame");
+        }
+    }
+}
