@@ -1334,3 +1334,22 @@ fn a_cold_rewrite_copies_or_reencodes_each_record_as_its_room_requires() {
         "reopened",
     );
 }
+
+/// An in-place fold's journal holds each rewritten record in a frame, then
+/// a commit frame: its size, as the report gives it, is exactly that.
+#[test]
+fn an_in_place_fold_journals_each_record_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let mut model = std::collections::BTreeMap::new();
+    put_values(&s, 0..500, 1, 40, &mut model);
+    s.compact().expect("compact");
+    put_values(&s, 0..500, 2, 40, &mut model);
+    let report = s.compact().expect("compact");
+    assert_eq!(report.in_place, 500, "{report:?}");
+    let record = silo_format::record_size(silo_format::alloc_for(40, 0).expect("alloc"));
+    let journal = 500 * silo_format::frame_len(record) + silo_format::frame_len(0);
+    assert_eq!(report.journal_bytes, journal as u64, "{report:?}");
+    assert!(!dir.path().join("journal").exists(), "the journal is gone");
+    assert_holds(&s, &model, "after the fold");
+}
