@@ -164,3 +164,102 @@ pub(crate) fn recover(dir: &Path, data: &DataFile) -> Result<()> {
     }
     remove(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use silo_format::encode_record;
+
+    use super::*;
+
+    /// A data file of three 40-byte records (keys 1, 2, 3), the offsets
+    /// they lie at, and a new record for key 2.
+    fn store_with_journal(dir: &Path) -> (DataFile, Vec<u64>, Vec<u8>) {
+        let data = DataFile::create(dir, 1, 0).expect("data");
+        let size = silo_format::record_size(40);
+        let first = data.reserve(3 * size as u64).expect("reserve");
+        let mut bytes = vec![0u8; 3 * size];
+        for (i, chunk) in bytes.chunks_mut(size).enumerate() {
+            encode_record(chunk, i as u64 + 1, 1, &[b'a'; 40], 40).expect("encode");
+        }
+        data.file().write_all_at(&bytes, first).expect("write");
+        let offsets: Vec<u64> = (0..3).map(|i| first + (i * size) as u64).collect();
+        let mut new = vec![0u8; size];
+        encode_record(&mut new, 2, 9, &[b'b'; 40], 40).expect("encode");
+        (data, offsets, new)
+    }
+
+    fn record_at(data: &DataFile, offset: u64, key: u64) -> (u64, Vec<u8>) {
+        let mut bytes = vec![0u8; silo_format::record_size(40)];
+        data.file().read_exact_at(&mut bytes, offset).expect("read");
+        let record = decode_record(&bytes, READ_LIMIT).expect("record");
+        assert_eq!(record.key, key);
+        (record.seq, record.value.to_vec())
+    }
+
+    #[test]
+    fn a_complete_journal_is_redone_and_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, offsets, new) = store_with_journal(dir.path());
+        // Key 2's record, and key 3's (the last: it ends at the data end).
+        let mut last = vec![0u8; new.len()];
+        encode_record(&mut last, 3, 9, &[b'c'; 40], 40).expect("encode");
+        let writes = [(offsets[1], &new[..]), (offsets[2], &last[..])];
+        let journaled = write(dir.path(), 7, writes.into_iter()).expect("journal");
+        let frames = 2 * frame_len(new.len()) + frame_len(0);
+        assert_eq!(
+            journaled,
+            Journaled {
+                bytes: frames as u64,
+                direct: false
+            }
+        );
+        let file = SiloFile::open_read(&path(dir.path())).expect("open");
+        let header = read_header(&file, FileKind::Journal).expect("header");
+        assert_eq!(header.generation, 7, "the journal names the folded slot");
+        // Cut off before the in-place write: open redoes it.
+        recover(dir.path(), &data).expect("recover");
+        assert_eq!(record_at(&data, offsets[1], 2), (9, vec![b'b'; 40]));
+        assert_eq!(record_at(&data, offsets[0], 1), (1, vec![b'a'; 40]));
+        assert_eq!(record_at(&data, offsets[2], 3), (9, vec![b'c'; 40]));
+        assert!(!path(dir.path()).exists());
+        // No journal: nothing to do.
+        recover(dir.path(), &data).expect("nothing");
+    }
+
+    #[test]
+    fn an_incomplete_journal_is_discarded_and_a_stray_entry_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (data, offsets, new) = store_with_journal(dir.path());
+        write(dir.path(), 7, [(offsets[1], &new[..])].into_iter()).expect("journal");
+        let whole = std::fs::read(path(dir.path())).expect("read");
+        let commit_at = whole.len() - frame_len(0);
+        // Without its commit frame; with a commit frame counting another
+        // number of writes; with a damaged header.
+        let mut miscounted = whole.clone();
+        encode_frame(&mut miscounted[commit_at..], Tag::BatchCommit, 2, &[]).expect("frame");
+        let mut headless = whole.clone();
+        headless[0] ^= 0xFF;
+        for bytes in [&whole[..commit_at], &miscounted[..], &headless[..]] {
+            std::fs::write(path(dir.path()), bytes).expect("write");
+            recover(dir.path(), &data).expect("recover");
+            assert_eq!(record_at(&data, offsets[1], 2), (1, vec![b'a'; 40]));
+            assert!(!path(dir.path()).exists(), "discarded");
+        }
+        // An entry that reaches past the data file's end is damage.
+        let past = data.end() - 10;
+        write(dir.path(), 7, [(past, &new[..])].into_iter()).expect("journal");
+        assert!(matches!(
+            recover(dir.path(), &data),
+            Err(Error::Corrupt { .. })
+        ));
+        // One whose bytes are not a whole record is too.
+        write(
+            dir.path(),
+            7,
+            [(offsets[0], &new[..new.len() - 4])].into_iter(),
+        )
+        .expect("journal");
+        assert!(recover(dir.path(), &data).is_err());
+        assert_eq!(record_at(&data, offsets[0], 1), (1, vec![b'a'; 40]));
+    }
+}
