@@ -248,10 +248,12 @@ mod tests {
         // An entry that reaches past the data file's end is damage.
         let past = data.end() - 10;
         write(dir.path(), 7, [(past, &new[..])].into_iter()).expect("journal");
-        assert!(matches!(
-            recover(dir.path(), &data),
-            Err(Error::Corrupt { .. })
-        ));
+        match recover(dir.path(), &data) {
+            Err(Error::Corrupt { file, offset, .. }) => {
+                assert_eq!((file, offset), (path(dir.path()), HEADER_LEN as u64));
+            }
+            other => panic!("{other:?}"),
+        }
         // One whose bytes are not a whole record is too.
         write(
             dir.path(),
