@@ -367,4 +367,65 @@ mod tests {
         assert_eq!(&bytes[HEADER_LEN..HEADER_LEN + 300], &[0xAB; 300][..]);
         assert_eq!(&bytes[HEADER_LEN + 300..HEADER_LEN + 400], &[0xCD; 100][..]);
     }
+
+    /// The header in `number`'s file on disk.
+    fn header_on_disk(dir: &Path, number: usize) -> FileHeader {
+        let bytes = std::fs::read(slot_path(dir, number)).expect("read");
+        FileHeader::decode(&bytes, FileKind::OpsLog).expect("header")
+    }
+
+    #[test]
+    fn an_emptied_slot_has_no_frames_and_the_identity_it_was_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 1, 4, 100).expect("create");
+        slot.append(&[0xAB; 500], 5, false).expect("append");
+        slot.file.sync_data().expect("sync");
+        slot.record_durable(HEADER_LEN + 500).expect("mark");
+        let epoch = slot.epoch;
+        // Emptied in place: frames cut, the mark cleared, a new identity.
+        let header = LogSlot::reset_file(&slot.file, slot.header, 6, 105).expect("reset");
+        assert_eq!(
+            (header.generation, header.base_seq, header.param_a),
+            (6, 105, 0)
+        );
+        assert_eq!(header_on_disk(dir.path(), 1), header);
+        let bytes = std::fs::read(slot_path(dir.path(), 1)).expect("read");
+        assert!(
+            bytes[HEADER_LEN..].iter().all(|b| *b == 0),
+            "no frame is left"
+        );
+        drop(slot.reset_done(header, None).expect("done"));
+        assert_eq!(
+            (slot.epoch, slot.log_bytes(), slot.next_seq()),
+            (epoch + 1, 0, 105)
+        );
+        // Restamped at the next freeze: a new identity, a new epoch.
+        slot.restamp(8, 230).expect("restamp");
+        assert_eq!(slot.epoch, epoch + 2);
+        let on_disk = header_on_disk(dir.path(), 1);
+        assert_eq!(
+            (on_disk.generation, on_disk.base_seq, on_disk.param_a),
+            (8, 230, 0)
+        );
+        // Emptied by replacement: the same identity in a new file.
+        slot.append(&[0xCD; 64], 1, false).expect("append");
+        let (file, header) = LogSlot::replace_file(dir.path(), 1, slot.header).expect("replace");
+        assert_eq!(
+            (header.generation, header.base_seq, header.param_a),
+            (8, 230, 0)
+        );
+        assert_eq!(header_on_disk(dir.path(), 1), header);
+        let (_, old_file) = slot.reset_done(header, Some(file)).expect("done");
+        assert!(old_file.is_some(), "the old file is handed back");
+        assert_eq!(
+            (slot.epoch, slot.log_bytes(), slot.next_seq()),
+            (epoch + 3, 0, 230)
+        );
+        let bytes = std::fs::read(slot_path(dir.path(), 1)).expect("read");
+        assert!(
+            bytes[HEADER_LEN..].iter().all(|b| *b == 0),
+            "no frame is left"
+        );
+        assert!(!tmp_path(&slot_path(dir.path(), 1)).exists());
+    }
 }
