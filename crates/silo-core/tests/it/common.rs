@@ -99,6 +99,19 @@ pub(crate) fn assert_holds(
     report
 }
 
+/// The first file in `dir` whose name starts with `prefix` (`data-`,
+/// `index-`: a store holds one of each).
+pub(crate) fn file_starting(dir: &std::path::Path, prefix: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix}* file in {}", dir.display()))
+}
+
 /// Checks a value made by [`value`]: returns its version, or `None` if torn or foreign.
 pub(crate) fn check(key: u64, bytes: &[u8]) -> Option<u64> {
     let k = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use silo_core::{Options, Problem, Silo};
 
-use crate::common::{opts, value};
+use crate::common::{file_starting, opts, value};
 
 const PAGE: usize = 4096;
 
@@ -74,12 +74,7 @@ fn verify_agrees_with_a_busy_store_and_counts_its_tombstones() {
 fn a_zeroed_index_page_is_found_by_verify_and_rebuild_restores_every_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = build(dir.path(), 2000);
-    let index = std::fs::read_dir(dir.path())
-        .expect("dir")
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("index-"))
-        .expect("index file")
-        .path();
+    let index = file_starting(dir.path(), "index-");
     let mut bytes = std::fs::read(&index).expect("index");
     assert!(bytes.len() > 3 * PAGE);
     bytes[PAGE..2 * PAGE].fill(0);

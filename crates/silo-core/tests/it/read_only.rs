@@ -10,7 +10,7 @@ use std::path::Path;
 
 use silo_core::{Error, Options, Silo, WriteBatch};
 
-use crate::common::opts;
+use crate::common::{file_starting, opts};
 
 fn read_only() -> Options {
     Options {
@@ -153,16 +153,7 @@ fn a_read_only_open_of_a_damaged_store_reports_the_damage() {
         }
         silo.close().unwrap();
     }
-    let index = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("index-")
-        })
-        .unwrap();
+    let index = file_starting(dir.path(), "index-");
     let bytes = std::fs::read(&index).unwrap();
     std::fs::write(&index, &bytes[..bytes.len() - 16]).unwrap();
     let before = files(dir.path());

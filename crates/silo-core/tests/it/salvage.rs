@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use silo_core::{Options, Silo, WriteBatch, salvage};
 
-use crate::common::opts;
+use crate::common::{file_starting, opts};
 
 fn fold(s: &silo_core::SalvagedKey) -> Option<Vec<u8>> {
     if s.value.is_none() && s.merges.is_empty() {
@@ -72,16 +72,7 @@ fn damage_costs_only_the_damaged_stretch_and_is_reported() {
         silo.put(k, &[b'b'; 40]).unwrap();
     }
     silo.close().unwrap();
-    let data = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("data-")
-        })
-        .unwrap();
+    let data = file_starting(dir.path(), "data-");
     let log = ["log-0", "log-1"]
         .iter()
         .map(|n| dir.path().join(n))
