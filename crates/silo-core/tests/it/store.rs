@@ -229,6 +229,10 @@ fn a_large_in_place_fold_with_a_growing_index_keeps_every_key() {
                     "{report:?}"
                 );
                 assert!(report.journal_bytes > 8 << 20, "{report:?}");
+                assert!(
+                    !dir.path().join("journal").exists(),
+                    "the journal is removed once the new index is installed"
+                );
                 assert_eq!(
                     report.bytes_direct > report.journal_bytes,
                     takes_direct(dir.path()),
