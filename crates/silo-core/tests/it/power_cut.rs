@@ -550,7 +550,9 @@ const SPARSE_LEN: usize = 1_500;
 /// Loads `LARGE_KEYS` keys (about 6.9 MB of records once folded: past
 /// `DIRECT_FROM`) and flushes; for the in-place and cold compactions,
 /// also folds them and overwrites them all (adding 31,000 keys) or deletes
-/// a third, and flushes again. Returns the durable state.
+/// a third, and flushes again. The sparse fold's store is its own: loaded,
+/// folded, one key in three overwritten, flushed. Returns the durable
+/// state.
 fn large_before(silo: &Silo, kind: Large) -> BTreeMap<u64, Vec<u8>> {
     let mut model = BTreeMap::new();
     if kind == Large::Sparse {
