@@ -245,12 +245,15 @@ mod tests {
             assert_eq!(record_at(&data, offsets[1], 2), (1, vec![b'a'; 40]));
             assert!(!path(dir.path()).exists(), "discarded");
         }
-        // An entry that reaches past the data file's end is damage.
+        // An entry that reaches past the data file's end is damage (here
+        // the second, after a good one: the error names where it lies).
         let past = data.end() - 10;
-        write(dir.path(), 7, [(past, &new[..])].into_iter()).expect("journal");
+        let writes = [(offsets[1], &new[..]), (past, &new[..])];
+        write(dir.path(), 7, writes.into_iter()).expect("journal");
         match recover(dir.path(), &data) {
             Err(Error::Corrupt { file, offset, .. }) => {
-                assert_eq!((file, offset), (path(dir.path()), HEADER_LEN as u64));
+                let second = HEADER_LEN + frame_len(new.len());
+                assert_eq!((file, offset), (path(dir.path()), second as u64));
             }
             other => panic!("{other:?}"),
         }
