@@ -27,8 +27,9 @@ const LOCK_CHUNK: usize = 512;
 const OP_OVERHEAD: u64 = 48;
 
 /// An immutable byte string held by the pending view: a slice of a shared
-/// heap block (a whole write call costs one allocation, not one per value),
-/// or of a read-only map of a replayed log slot (recovery copies nothing).
+/// heap block (a write call's values lie together in a block many calls
+/// share, see `value_slab`), or of a read-only map of a replayed log slot
+/// (recovery copies nothing).
 ///
 /// A mapped slice must not be read after its slot is emptied: compaction
 /// forgets a slot's operations, then waits a grace period (readers hold a
@@ -44,7 +45,7 @@ pub(crate) struct Bytes {
 /// What a [`Bytes`] slices.
 #[derive(Clone)]
 enum Backing {
-    Heap(Arc<[u8]>),
+    Heap(bytes::Bytes),
     Map(Arc<ReadMap>),
 }
 
@@ -61,7 +62,7 @@ impl Bytes {
     /// A copy of `bytes` in a block of its own.
     pub(crate) fn copy_of(bytes: &[u8]) -> Bytes {
         Bytes {
-            backing: Backing::Heap(Arc::from(bytes)),
+            backing: Backing::Heap(bytes::Bytes::copy_from_slice(bytes)),
             start: 0,
             len: bytes.len(),
         }
@@ -77,8 +78,8 @@ impl Bytes {
     }
 
     /// `block[start..start + len]`; `None` if out of range.
-    pub(crate) fn slice(block: &Arc<[u8]>, start: usize, len: usize) -> Option<Bytes> {
-        Bytes::within(Backing::Heap(Arc::clone(block)), start, len)
+    pub(crate) fn slice(block: &bytes::Bytes, start: usize, len: usize) -> Option<Bytes> {
+        Bytes::within(Backing::Heap(block.clone()), start, len)
     }
 
     /// `map[start..start + len]`; `None` if out of range.
@@ -796,7 +797,7 @@ mod tests {
 
     #[test]
     fn bytes_compare_by_content_wherever_they_live() {
-        let block: Arc<[u8]> = Arc::from(&b"xxabcyy"[..]);
+        let block = bytes::Bytes::from_static(b"xxabcyy");
         let sliced = Bytes::slice(&block, 2, 3).expect("in range");
         assert_eq!(sliced, val(b"abc"));
         assert_ne!(sliced, val(b"abd"));

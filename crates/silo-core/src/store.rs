@@ -20,6 +20,7 @@ use crate::options::{Durability, Options, WriteOptions};
 use crate::pending::{Base, Bytes, KeyOps, PendingOp, PendingView};
 use crate::reentry::{self, Hold};
 use crate::stats::Stats;
+use crate::value_slab::ValueSlab;
 use crate::{READ_LIMIT, WriteBatch, manifest, recovery};
 
 /// The data file and index a reader uses; swapped whole by cold compaction
@@ -101,6 +102,8 @@ pub(crate) struct Core {
     pub(crate) opts: Options,
     pub(crate) log: Log,
     pub(crate) pending: PendingView,
+    /// The blocks new pending values are copied into.
+    values: ValueSlab,
     pub(crate) tables: RwLock<Arc<Tables>>,
     pub(crate) grace: Grace,
     /// Held (write) by compaction and the bulk writers; held (read) by iterators.
@@ -157,6 +160,7 @@ impl Core {
         let silo = Core {
             log: Log::new(recovered.log),
             pending: recovered.pending,
+            values: ValueSlab::default(),
             tables: RwLock::new(Arc::new(recovered.tables)),
             grace: Grace::default(),
             gate: parking_lot::RwLock::new(()),
@@ -473,14 +477,13 @@ impl Core {
             size += frame_len(tag_payload.len()) + frame_len(0);
         }
         let count = ops.len() as u64 + markers;
-        // One shared block holds every value of the call (one allocation),
-        // and the operations are built outside the log mutex; only their
-        // sequence numbers are filled in under it.
-        let mut joined = Vec::with_capacity(ops.iter().map(|(_, _, p)| p.len()).sum());
-        for (_, _, payload) in ops {
-            joined.extend_from_slice(payload);
-        }
-        let block: Arc<[u8]> = Arc::from(joined);
+        // Every value of the call lies in one of the store's shared blocks
+        // (see `value_slab`), and the operations are built outside the log
+        // mutex; only their sequence numbers are filled in under it.
+        let block = self.values.joined(
+            ops.iter().map(|(_, _, p)| *p),
+            ops.iter().map(|(_, _, p)| p.len()).sum(),
+        );
         let mut at = 0;
         let mut recorded: Vec<(u64, u64, PendingOp)> = Vec::with_capacity(ops.len());
         for (tag, key, payload) in ops {
