@@ -32,6 +32,23 @@ use crate::map::page_align;
 pub struct AppendMap {
     map: Option<MmapMut>,
     path: PathBuf,
+    /// The mapped file's device and inode, so that [`AppendMap::grow`]
+    /// extends the map only over the file it was made from.
+    file_id: Option<(u64, u64)>,
+}
+
+/// `file`'s device and inode (`None` where unknown: never matched).
+fn file_id(file: &SiloFile) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.as_std().metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        None
+    }
 }
 
 impl AppendMap {
@@ -58,7 +75,11 @@ impl AppendMap {
             });
         }
         if len == 0 {
-            return Ok(AppendMap { map: None, path });
+            return Ok(AppendMap {
+                map: None,
+                path,
+                file_id: None,
+            });
         }
         // SAFETY: the mapping is shared and read-write over bytes the file
         // already has (checked above). Rust requires that nothing else
@@ -74,7 +95,61 @@ impl AppendMap {
         Ok(AppendMap {
             map: Some(map),
             path,
+            file_id: file_id(file),
         })
+    }
+
+    /// Maps `[0, len)` of `file` once it has grown to at least `len` bytes
+    /// ([`IoError::OutOfBounds`] if not). On Linux, if `file` is the file
+    /// this map was made over, the map is extended in place or moved
+    /// (`mremap`), keeping its pages: unmapping a large map page by page
+    /// took 10-20 ms. Otherwise `file` is mapped anew. A shorter or equal
+    /// `len` changes nothing.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, IoError, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// file.allocate(0, 4096)?;
+    /// let mut log = AppendMap::new(&file, 4096)?;
+    /// log.write_at(0, b"frame")?;
+    /// assert!(matches!(log.grow(&file, 8192), Err(IoError::OutOfBounds { .. })));
+    /// file.allocate(0, 8192)?;
+    /// log.grow(&file, 8192)?;
+    /// log.write_at(8000, b"later")?;
+    /// assert_eq!(&log.as_slice()[..5], b"frame");
+    /// assert_eq!(log.len(), 8192);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn grow(&mut self, file: &SiloFile, len: usize) -> Result<(), IoError> {
+        if len <= self.len() {
+            return Ok(());
+        }
+        let size = file.len()?;
+        if (len as u64) > size {
+            return Err(IoError::OutOfBounds {
+                offset: 0,
+                len: len as u64,
+                size,
+            });
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &mut self.map
+            && self.file_id.is_some()
+            && self.file_id == file_id(file)
+        {
+            // SAFETY: the map is of `file` (same device and inode), which
+            // has at least `len` bytes (checked above), so every byte of
+            // the longer map is backed by the file; silo never shrinks a
+            // log file below what its map covers while the map is in use
+            // (see `new`). The map may move: no pointer into it outlives a
+            // borrow of `self`, and this takes `&mut self`.
+            unsafe { map.remap(len, memmap2::RemapOptions::new().may_move(true)) }
+                .map_err(|e| IoError::io("mremap", &self.path, e))?;
+            return Ok(());
+        }
+        *self = AppendMap::new(file, len)?;
+        Ok(())
     }
 
     /// The mapped length in bytes.
@@ -216,6 +291,55 @@ mod tests {
         let on_disk = std::fs::read(&p).unwrap();
         assert_eq!(&on_disk[8_990..9_000], b"0123456789");
         assert_eq!(on_disk.len(), 10_000);
+    }
+
+    #[test]
+    fn a_grown_map_keeps_its_bytes_and_writes_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let f = SiloFile::create_new(&p).unwrap();
+        f.allocate(0, 4096).unwrap();
+        let mut m = AppendMap::new(&f, 4096).unwrap();
+        m.write_at(0, b"first").unwrap();
+        // Many steps, so that the map must move at some point.
+        let mut len = 4096;
+        for step in 1..=64u8 {
+            len += 1 << 16;
+            f.allocate(0, len as u64).unwrap();
+            m.grow(&f, len).unwrap();
+            assert_eq!(m.len(), len);
+            m.write_at(len - 1, &[step]).unwrap();
+        }
+        m.grow(&f, 10).unwrap();
+        assert_eq!(m.len(), len, "a shorter length changes nothing");
+        m.flush_range(0, len).unwrap();
+        let on_disk = std::fs::read(&p).unwrap();
+        assert_eq!(&on_disk[..5], b"first");
+        assert_eq!(&m.as_slice()[..5], b"first");
+        for step in 1..=64usize {
+            assert_eq!(on_disk[4096 + step * (1 << 16) - 1], step as u8);
+        }
+        assert!(matches!(
+            m.grow(&f, len + 1),
+            Err(IoError::OutOfBounds { .. })
+        ));
+    }
+
+    #[test]
+    fn growing_over_another_file_maps_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SiloFile::create_new(&dir.path().join("a")).unwrap();
+        let b = SiloFile::create_new(&dir.path().join("b")).unwrap();
+        a.allocate(0, 4096).unwrap();
+        b.allocate(0, 8192).unwrap();
+        b.write_all_at(b"bee", 0).unwrap();
+        let mut m = AppendMap::new(&a, 4096).unwrap();
+        m.write_at(0, b"aye").unwrap();
+        m.grow(&b, 8192).unwrap();
+        assert_eq!(&m.as_slice()[..3], b"bee");
+        let mut empty = AppendMap::new(&a, 0).unwrap();
+        empty.grow(&a, 4096).unwrap();
+        assert_eq!(&empty.as_slice()[..3], b"aye");
     }
 
     #[test]

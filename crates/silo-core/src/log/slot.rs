@@ -195,7 +195,7 @@ impl LogSlot {
             new_len += step;
         }
         self.file.allocate(0, new_len)?;
-        self.map = AppendMap::new(&self.file, to_usize(new_len)?)?;
+        self.map.grow(&self.file, to_usize(new_len)?)?;
         Ok(())
     }
 
