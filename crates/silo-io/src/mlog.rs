@@ -316,8 +316,8 @@ mod tests {
         let on_disk = std::fs::read(&p).unwrap();
         assert_eq!(&on_disk[..5], b"first");
         assert_eq!(&m.as_slice()[..5], b"first");
-        for step in 1..=64usize {
-            assert_eq!(on_disk[4096 + step * (1 << 16) - 1], step as u8);
+        for step in 1..=64u8 {
+            assert_eq!(on_disk[4096 + usize::from(step) * (1 << 16) - 1], step);
         }
         assert!(matches!(
             m.grow(&f, len + 1),
