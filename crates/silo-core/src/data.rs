@@ -184,10 +184,8 @@ impl DataFile {
     /// Bytes the file takes on disk.
     /// Calls `each(offset, entry)` for every record and tombstone from the
     /// first byte after the header to the end of the records, in file
-    /// order. All-zero stretches (the unused ends of bulk writer regions)
-    /// are skipped; bytes that are neither zero nor a valid entry are
-    /// reported once per damaged stretch as `Err` and skipped a word at a
-    /// time until an entry decodes again.
+    /// order, and `each(offset, Err(..))` at the start of each damaged
+    /// stretch (see [`walk_entries`]).
     pub(crate) fn scan(
         &self,
         view: &ReadMap,
@@ -197,32 +195,260 @@ impl DataFile {
             .unwrap_or(usize::MAX)
             .min(view.len());
         let bytes = view.as_slice().get(..end).unwrap_or_default();
-        let mut at = HEADER_LEN;
-        let mut in_damage = false;
-        while at + RECORD_HEADER_LEN <= end {
-            let rest = bytes.get(at..).unwrap_or_default();
-            match decode_entry_at(rest, READ_LIMIT) {
-                Ok(entry) => {
-                    in_damage = false;
-                    let size = entry.key_seq_size().2;
-                    each(at as u64, Ok(entry));
-                    at += size;
-                }
-                Err(e) => {
-                    let zero = rest
-                        .get(..RECORD_HEADER_LEN)
-                        .is_some_and(|h| h.iter().all(|b| *b == 0));
-                    if !zero && !in_damage {
-                        each(at as u64, Err(e));
-                        in_damage = true;
-                    }
-                    at += RECORD_ALIGN;
-                }
-            }
-        }
+        walk_entries(bytes, HEADER_LEN, |at, step| match step {
+            Step::Entry(entry) => each(at as u64, Ok(entry)),
+            Step::Damage(e) => each(at as u64, Err(e)),
+            Step::Zeros => {}
+        });
     }
 
     pub(crate) fn disk_bytes(&self) -> Result<u64> {
         Ok(self.file.block_bytes()?)
+    }
+}
+
+/// What [`walk_entries`] met at an offset.
+pub(crate) enum Step<'a> {
+    /// A record or tombstone that decodes.
+    Entry(Entry<'a>),
+    /// The first word of a stretch that is neither zero nor an entry.
+    Damage(FormatError),
+    /// The first word of a stretch of zeros (the unused end of a bulk
+    /// writer's region, or preallocated space).
+    Zeros,
+}
+
+/// Walks the entries of data-file bytes from `start` (4-aligned) to the
+/// end of `bytes`. Each entry is stepped over whole. Where no entry
+/// decodes, the stretch is skipped a word at a time until one does: a
+/// stretch of zero words (the unused end of a bulk writer's region, or
+/// preallocated space) is stepped as [`Step::Zeros`] once, where it
+/// starts; any other stretch as [`Step::Damage`] once, where it starts.
+///
+/// Zeros are judged a word at a time, never by the bytes ahead: an entry
+/// may begin with zero bytes itself (key 0, sequence number 0, as a bulk
+/// writer's first record of key 0 has), and judging by a whole header's
+/// bytes took the last words before an entry that follows zeros for
+/// damage (verify reported bulk regions' boundaries as damaged).
+pub(crate) fn walk_entries<'a>(
+    bytes: &'a [u8],
+    start: usize,
+    mut each: impl FnMut(usize, Step<'a>),
+) {
+    let mut at = start;
+    // What the last word that did not decode was: none, zeros, damage.
+    let mut stretch: Option<bool> = None;
+    while at + RECORD_HEADER_LEN <= bytes.len() {
+        let rest = bytes.get(at..).unwrap_or_default();
+        match decode_entry_at(rest, READ_LIMIT) {
+            Ok(entry) => {
+                stretch = None;
+                let size = entry.key_seq_size().2;
+                each(at, Step::Entry(entry));
+                at += size;
+            }
+            Err(e) => {
+                let zero = rest
+                    .get(..RECORD_ALIGN)
+                    .is_some_and(|w| w.iter().all(|b| *b == 0));
+                if stretch != Some(zero) {
+                    each(at, if zero { Step::Zeros } else { Step::Damage(e) });
+                    stretch = Some(zero);
+                }
+                at += RECORD_ALIGN;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use silo_format::{encode_record, encode_tombstone};
+
+    use super::*;
+
+    /// Writes `bytes` at `offset` of `data`'s file, past the page cache's
+    /// view until [`DataFile::sync_and_publish`].
+    fn put_bytes(data: &DataFile, offset: u64, bytes: &[u8]) {
+        data.file().write_all_at(bytes, offset).expect("write");
+    }
+
+    /// A record of `key` with `value`, encoded.
+    fn record(key: u64, seq: u64, value: &[u8]) -> Vec<u8> {
+        let alloc = u32::try_from(value.len().next_multiple_of(RECORD_ALIGN)).expect("small");
+        let mut out = vec![0u8; RECORD_HEADER_LEN + alloc as usize];
+        let n = encode_record(&mut out, key, seq, value, alloc).expect("encode");
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn a_new_file_is_allocated_its_reserve_past_the_header_and_at_least_a_mebibyte() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let small = DataFile::create(dir.path(), 1, 0).expect("create");
+        assert_eq!(small.file().len().expect("len"), 1 << 20);
+        assert_eq!(small.end(), HEADER_LEN as u64);
+        let large = DataFile::create(dir.path(), 2, 3 << 20).expect("create");
+        assert_eq!(
+            large.file().len().expect("len"),
+            HEADER_LEN as u64 + (3 << 20)
+        );
+    }
+
+    #[test]
+    fn reserve_grows_the_file_by_an_eighth_within_bounds_and_only_when_needed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataFile::create(dir.path(), 1, (16 << 20) - HEADER_LEN as u64).expect("create");
+        let len = || data.file().len().expect("len");
+        assert_eq!(len(), 16 << 20);
+        // Exactly up to the capacity: nothing grows.
+        let room = (16 << 20) - HEADER_LEN as u64;
+        assert_eq!(data.reserve(room).expect("reserve"), HEADER_LEN as u64);
+        assert_eq!(len(), 16 << 20);
+        assert_eq!(data.end(), 16 << 20);
+        // One byte more: a step of an eighth (2 MiB).
+        assert_eq!(data.reserve(1).expect("reserve"), 16 << 20);
+        assert_eq!(len(), 18 << 20);
+        // Several steps at once: up to the next multiple of the step
+        // (18 MiB / 8, within [1 MiB, 64 MiB]).
+        let step = (18u64 << 20) / 8;
+        let before = data.end();
+        data.reserve(5 * step).expect("reserve");
+        assert_eq!(len(), (before + 5 * step).div_ceil(step) * step);
+        // A small file still grows by at least 1 MiB; a huge one by at most 64 MiB.
+        let tiny = DataFile::create(dir.path(), 2, 0).expect("create");
+        tiny.reserve(1 << 20).expect("reserve");
+        assert_eq!(tiny.file().len().expect("len"), 2 << 20);
+        let huge = DataFile::create(dir.path(), 3, (1 << 30) - HEADER_LEN as u64).expect("create");
+        huge.reserve(1 << 30).expect("reserve");
+        assert_eq!(huge.file().len().expect("len"), (1 << 30) + (64 << 20));
+    }
+
+    #[test]
+    fn open_checks_the_id_and_the_records_end_against_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataFile::create(dir.path(), 7, 0).expect("create");
+        let len = data.file().len().expect("len");
+        drop(data);
+        // The end may be anywhere from the header to the file's length.
+        for end in [HEADER_LEN as u64, 4096, len] {
+            let open = DataFile::open(dir.path(), 7, end).expect("a valid end");
+            assert_eq!(open.end(), end);
+        }
+        let refused = |id: u64, end: u64| {
+            matches!(
+                DataFile::open(dir.path(), id, end),
+                Err(Error::Corrupt { .. })
+            )
+        };
+        assert!(refused(7, len + 1), "an end past the file");
+        assert!(
+            refused(7, HEADER_LEN as u64 - 1),
+            "an end inside the header"
+        );
+        std::fs::rename(data_path(dir.path(), 7), data_path(dir.path(), 8)).expect("rename");
+        assert!(refused(8, 4096), "a header of another id");
+    }
+
+    #[test]
+    fn a_record_at_or_past_the_views_end_is_an_index_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataFile::create(dir.path(), 1, 0).expect("create");
+        let rec = record(5, 1, b"value");
+        let at = data.reserve(rec.len() as u64).expect("reserve");
+        put_bytes(&data, at, &rec);
+        data.sync_and_publish().expect("publish");
+        let view = data.view();
+        let found = data.record(&view, at, 5, READ_LIMIT).expect("the record");
+        assert_eq!(found.value, b"value");
+        for offset in [view.len() as u64, view.len() as u64 + 1, u64::MAX] {
+            match data.record(&view, offset, 5, READ_LIMIT) {
+                Err(Error::Corrupt {
+                    offset: o, reason, ..
+                }) => {
+                    assert_eq!(o, offset);
+                    assert!(reason.contains("past the end"), "{reason}");
+                }
+                other => panic!("offset {offset}: {:?}", other.map(|r| r.key)),
+            }
+        }
+        assert!(matches!(
+            data.record(&view, at, 6, READ_LIMIT),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn scan_finds_every_entry_skips_zeros_and_reports_each_damaged_stretch_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataFile::create(dir.path(), 1, 0).expect("create");
+        let mut tomb = vec![0u8; RECORD_HEADER_LEN];
+        encode_tombstone(&mut tomb, 9, 4).expect("tombstone");
+        // A record; zeros; a record of key 0 at seq 0 (16 zero bytes of its
+        // own); garbage; a tombstone; zeros, then garbage; a record.
+        let parts: Vec<Vec<u8>> = vec![
+            record(1, 1, b"one"),
+            vec![0u8; 64],
+            record(0, 0, b"zero key"),
+            vec![0xA5u8; 40],
+            tomb,
+            vec![0u8; 8],
+            vec![0x5Au8; 8],
+            record(3, 3, b"three"),
+        ];
+        let total: usize = parts.iter().map(Vec::len).sum();
+        let start = data.reserve(total as u64).expect("reserve");
+        let mut offsets = Vec::new();
+        let mut at = start;
+        for p in &parts {
+            offsets.push(at);
+            put_bytes(&data, at, p);
+            at += p.len() as u64;
+        }
+        data.sync_and_publish().expect("publish");
+        let mut seen = Vec::new();
+        data.scan(&data.view(), |offset, entry| {
+            seen.push((offset, entry.map(|e| e.key_seq_size().0).ok()));
+        });
+        let o = &offsets;
+        assert_eq!(
+            seen,
+            vec![
+                (o[0], Some(1)),
+                (o[2], Some(0)),
+                (o[3], None),
+                (o[4], Some(9)),
+                (o[6], None),
+                (o[7], Some(3)),
+            ]
+        );
+        // The walk underneath also says where each zero stretch starts
+        // (salvage ends a damaged stretch there).
+        let view = data.view();
+        let bytes = &view.as_slice()[..usize::try_from(data.end()).expect("small")];
+        let mut steps = Vec::new();
+        walk_entries(bytes, HEADER_LEN, |at, step| {
+            steps.push((
+                at as u64,
+                match step {
+                    Step::Entry(_) => 'e',
+                    Step::Zeros => 'z',
+                    Step::Damage(_) => 'd',
+                },
+            ));
+        });
+        assert_eq!(
+            steps,
+            vec![
+                (o[0], 'e'),
+                (o[1], 'z'),
+                (o[2], 'e'),
+                (o[3], 'd'),
+                (o[4], 'e'),
+                (o[5], 'z'),
+                (o[6], 'd'),
+                (o[7], 'e'),
+            ]
+        );
     }
 }

@@ -8,14 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use silo_format::{
-    Entry, FileHeader, FileKind, HEADER_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, Tag, decode_entry_at,
-    decode_frame,
-};
+use silo_format::{Entry, FileHeader, FileKind, HEADER_LEN, Tag, decode_frame};
 use silo_io::SiloFile;
 use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
+use crate::data::{Step, walk_entries};
 use crate::error::Result;
 use crate::log::replay::replay;
 use crate::log::slot::slot_path;
@@ -177,47 +175,41 @@ fn scan_data(
             what: format!("the header does not decode ({e}); the records after it are read"),
         });
     }
-    let mut at = HEADER_LEN;
     let mut damage_from: Option<(usize, String)> = None;
-    while at + RECORD_HEADER_LEN <= bytes.len() {
-        let rest = &bytes[at..];
-        match decode_entry_at(rest, READ_LIMIT) {
-            Ok(entry) => {
-                if let Some((from, what)) = damage_from.take() {
-                    out.damage.push(Damage {
-                        file: path.to_path_buf(),
-                        offset: from as u64,
-                        bytes: (at - from) as u64,
-                        what,
-                    });
-                }
-                out.records += 1;
-                let (key, seq, size) = entry.key_seq_size();
-                let value = match entry {
-                    Entry::Value(r) => Some(r.value.to_vec()),
-                    Entry::Tombstone { .. } => None,
-                };
-                if newest.get(&key).is_none_or(|(s, _)| *s <= seq) {
-                    newest.insert(key, (seq, value));
-                }
-                at += size;
-            }
-            Err(e) => {
-                let zero = rest[..RECORD_HEADER_LEN].iter().all(|b| *b == 0);
-                if !zero && damage_from.is_none() {
-                    damage_from = Some((at, format!("records that do not decode: {e}")));
-                }
-                at += RECORD_ALIGN;
-            }
-        }
-    }
-    if let Some((from, what)) = damage_from {
+    let close = |from: usize, to: usize, what: String, out: &mut Salvage| {
         out.damage.push(Damage {
             file: path.to_path_buf(),
             offset: from as u64,
-            bytes: (bytes.len() - from) as u64,
+            bytes: (to - from) as u64,
             what,
         });
+    };
+    walk_entries(bytes, HEADER_LEN, |at, step| match step {
+        Step::Damage(e) => {
+            damage_from = Some((at, format!("records that do not decode: {e}")));
+        }
+        Step::Zeros => {
+            if let Some((from, what)) = damage_from.take() {
+                close(from, at, what, out);
+            }
+        }
+        Step::Entry(entry) => {
+            if let Some((from, what)) = damage_from.take() {
+                close(from, at, what, out);
+            }
+            out.records += 1;
+            let (key, seq, _) = entry.key_seq_size();
+            let value = match entry {
+                Entry::Value(r) => Some(r.value.to_vec()),
+                Entry::Tombstone { .. } => None,
+            };
+            if newest.get(&key).is_none_or(|(s, _)| *s <= seq) {
+                newest.insert(key, (seq, value));
+            }
+        }
+    });
+    if let Some((from, what)) = damage_from {
+        close(from, bytes.len(), what, out);
     }
     Ok(())
 }
