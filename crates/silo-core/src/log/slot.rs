@@ -1,6 +1,7 @@
 //! One log slot file (`log-0` or `log-1`): a header, then frames, then a
 //! zero-filled preallocated tail. Writers append under the log mutex by
-//! copying frames into a read-write map of the file.
+//! copying frames into a read-write map of the file, or with `pwrite` for
+//! large or durable appends.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +21,9 @@ pub(crate) const MARK_STEP: u64 = 1 << 20;
 pub(crate) const INITIAL_SLOT_BYTES: u64 = 256 << 10;
 /// The most a slot grows by at once.
 const MAX_GROWTH: u64 = 64 << 20;
+/// Appends of at least this many bytes go through `pwrite` (a call of
+/// about 125 small puts or more), smaller ones through the map.
+pub(crate) const PWRITE_FROM: usize = 16 << 10;
 
 /// The path of slot `number` in `dir`.
 pub(crate) fn slot_path(dir: &Path, number: usize) -> PathBuf {
@@ -169,15 +173,20 @@ impl LogSlot {
     }
 
     /// Appends `count` already-encoded frames, growing the file as needed.
-    /// With `syscall`, the bytes go through `pwrite` instead of the map: a
-    /// page that fdatasync just cleaned is write-protected again, so a
-    /// durable writer would take a page fault on every append through it.
+    /// With `syscall`, or [`PWRITE_FROM`] bytes or more, the bytes go
+    /// through `pwrite` instead of the map. A page that fdatasync just
+    /// cleaned is write-protected again, so a durable writer would take a
+    /// page fault on every append through it. And every page written
+    /// through the map must be write-protected when it is synced, one TLB
+    /// flush (an interrupt to the writer's core) each: a batch's pages
+    /// written with `pwrite` are never mapped, and a 5M-key load in 10k
+    /// batches ran at 1.46-1.66M/s instead of 1.04-1.21M/s.
     pub(crate) fn append(&mut self, frames: &[u8], count: u64, syscall: bool) -> Result<()> {
         let needed = self.end + frames.len();
         if needed > self.map.len() {
             self.grow(needed)?;
         }
-        if syscall {
+        if syscall || frames.len() >= PWRITE_FROM {
             self.file.write_all_at(frames, self.end as u64)?;
         } else {
             self.map.write_at(self.end, frames)?;
@@ -366,6 +375,31 @@ mod tests {
         let bytes = std::fs::read(slot_path(dir.path(), 0)).expect("read");
         assert_eq!(&bytes[HEADER_LEN..HEADER_LEN + 300], &[0xAB; 300][..]);
         assert_eq!(&bytes[HEADER_LEN + 300..HEADER_LEN + 400], &[0xCD; 100][..]);
+    }
+
+    #[test]
+    fn a_large_append_lands_past_the_map_and_reads_back_through_it() {
+        // Small and large appends interleaved, past the slot's first
+        // allocation (it grows on the way): the file and the map agree.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
+        let mut want = Vec::new();
+        for i in 0..40u8 {
+            let len = if i % 2 == 0 {
+                100
+            } else {
+                PWRITE_FROM + 4 * usize::from(i)
+            };
+            let frames = vec![i + 1; len];
+            slot.append(&frames, 1, false).expect("append");
+            want.extend_from_slice(&frames);
+        }
+        assert!(want.len() as u64 > INITIAL_SLOT_BYTES, "the slot grew");
+        assert_eq!(slot.log_bytes(), want.len() as u64);
+        assert_eq!(slot.next_seq(), 41);
+        assert_eq!(&slot.map.as_slice()[HEADER_LEN..slot.end], &want[..]);
+        let bytes = std::fs::read(slot_path(dir.path(), 0)).expect("read");
+        assert_eq!(&bytes[HEADER_LEN..slot.end], &want[..]);
     }
 
     /// The header in `number`'s file on disk.
