@@ -36,55 +36,37 @@ const OP_OVERHEAD: u64 = 48;
 /// grace guard while they use pending values; iterators and bulk writers
 /// hold the compaction gate), and only then empties the slot.
 #[derive(Clone)]
-pub(crate) struct Bytes {
-    backing: Backing,
-    start: usize,
-    len: usize,
-}
-
-/// What a [`Bytes`] slices.
-#[derive(Clone)]
-enum Backing {
+pub(crate) enum Bytes {
+    /// A slice of a heap block (it carries its own bounds).
     Heap(bytes::Bytes),
-    Map(Arc<ReadMap>),
-}
-
-impl Backing {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Backing::Heap(block) => block,
-            Backing::Map(map) => map.as_slice(),
-        }
-    }
+    /// `map[start..start + len]`, in range by construction.
+    Map {
+        map: Arc<ReadMap>,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl Bytes {
     /// A copy of `bytes` in a block of its own.
     pub(crate) fn copy_of(bytes: &[u8]) -> Bytes {
-        Bytes {
-            backing: Backing::Heap(bytes::Bytes::copy_from_slice(bytes)),
-            start: 0,
-            len: bytes.len(),
-        }
-    }
-
-    fn within(backing: Backing, start: usize, len: usize) -> Option<Bytes> {
-        let end = start.checked_add(len)?;
-        (end <= backing.bytes().len()).then_some(Bytes {
-            backing,
-            start,
-            len,
-        })
+        Bytes::Heap(bytes::Bytes::copy_from_slice(bytes))
     }
 
     /// `block[start..start + len]`; `None` if out of range.
     pub(crate) fn slice(block: &bytes::Bytes, start: usize, len: usize) -> Option<Bytes> {
-        Bytes::within(Backing::Heap(block.clone()), start, len)
+        let end = start.checked_add(len)?;
+        (end <= block.len()).then(|| Bytes::Heap(block.slice(start..end)))
     }
 
     /// `map[start..start + len]`; `None` if out of range.
     pub(crate) fn mapped(map: &Arc<ReadMap>, start: usize, len: usize) -> Option<Bytes> {
-        Bytes::within(Backing::Map(Arc::clone(map)), start, len)
+        let end = start.checked_add(len)?;
+        (end <= map.as_slice().len()).then(|| Bytes::Map {
+            map: Arc::clone(map),
+            start,
+            len,
+        })
     }
 }
 
@@ -92,11 +74,14 @@ impl std::ops::Deref for Bytes {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // In range by construction (`within` checked it).
-        self.backing
-            .bytes()
-            .get(self.start..self.start + self.len)
-            .unwrap_or_default()
+        match self {
+            Bytes::Heap(block) => block,
+            // In range by construction (`mapped` checked it).
+            Bytes::Map { map, start, len } => map
+                .as_slice()
+                .get(*start..*start + *len)
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -793,6 +778,18 @@ mod tests {
         assert_eq!(v.bytes(), (4 + OP_OVERHEAD) + OP_OVERHEAD);
         v.forget_through(1, 5);
         assert_eq!(v.bytes(), OP_OVERHEAD);
+    }
+
+    #[test]
+    fn a_pending_value_handle_stays_small() {
+        // Every pending operation holds one: a heap slice carries its own
+        // bounds (a pointer, a length and the shared block's handle), so
+        // the handle is no larger than with a plain reference-counted block.
+        assert!(
+            std::mem::size_of::<Bytes>() <= 40,
+            "{}",
+            std::mem::size_of::<Bytes>()
+        );
     }
 
     #[test]
