@@ -152,6 +152,53 @@ impl AppendMap {
         Ok(())
     }
 
+    /// Drops the map's page table entries for the whole pages inside
+    /// `[offset, offset + len)` (`madvise(MADV_DONTNEED)`), and returns the
+    /// end of the last page dropped (`offset` if none). The bytes stay in
+    /// the page cache, dirty or not, and read back through the map as
+    /// before; what changes is that syncing the file no longer has to
+    /// write-protect those pages in this map, one TLB flush each. For
+    /// written pages that will not be written again. Elsewhere than Linux
+    /// it does nothing.
+    ///
+    /// ```
+    /// use silo_io::{AppendMap, SiloFile};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let file = SiloFile::create_new(&dir.path().join("log"))?;
+    /// let page = silo_io::page_size();
+    /// file.allocate(0, 4 * page as u64)?;
+    /// let mut log = AppendMap::new(&file, 4 * page)?;
+    /// log.write_at(0, &vec![7u8; 3 * page])?;
+    /// let upto = log.release_pages(1, 3 * page - 1)?;
+    /// // Pages 1 and 2: the first is only partly inside the range.
+    /// assert!(upto == 3 * page || upto == 1);
+    /// assert!(log.as_slice()[..3 * page].iter().all(|b| *b == 7));
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn release_pages(&self, offset: usize, len: usize) -> Result<usize, IoError> {
+        self.check(offset, len)?;
+        let page = crate::map::page_size();
+        let start = offset.next_multiple_of(page);
+        let end = (offset + len) / page * page;
+        #[cfg(target_os = "linux")]
+        if let Some(map) = &self.map
+            && end > start
+        {
+            // SAFETY: the map is shared (`MAP_SHARED`) and backed by a
+            // file, so `MADV_DONTNEED` only unmaps these pages: the page
+            // cache keeps their bytes (a dirty page stays dirty), and the
+            // next access maps them again from it. No byte that a
+            // reference into the map can see changes, and the range is
+            // inside the map (checked above).
+            unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            }
+            .map_err(|e| IoError::io("madvise", &self.path, e))?;
+            return Ok(end);
+        }
+        Ok(offset)
+    }
+
     /// The mapped length in bytes.
     ///
     /// ```
@@ -340,6 +387,30 @@ mod tests {
         let mut empty = AppendMap::new(&a, 0).unwrap();
         empty.grow(&a, 4096).unwrap();
         assert_eq!(&empty.as_slice()[..3], b"aye");
+    }
+
+    #[test]
+    fn released_dirty_pages_keep_their_bytes_and_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let f = SiloFile::create_new(&p).unwrap();
+        let page = crate::map::page_size();
+        f.allocate(0, 8 * page as u64).unwrap();
+        let mut m = AppendMap::new(&f, 8 * page).unwrap();
+        let bytes: Vec<u8> = (0..6 * page).map(|i| (i % 251).to_le_bytes()[0]).collect();
+        m.write_at(0, &bytes).unwrap();
+        let upto = m.release_pages(0, 6 * page).unwrap();
+        assert!(upto == 6 * page || !cfg!(target_os = "linux"), "{upto}");
+        assert!(m.release_pages(7 * page, 2 * page).is_err(), "past the map");
+        assert_eq!(m.release_pages(10, 20).unwrap(), 10, "no whole page");
+        // Read back through the map (faulted in again from the page
+        // cache), written again, then synced: the file has every byte.
+        assert_eq!(&m.as_slice()[..6 * page], &bytes[..]);
+        m.write_at(6 * page, b"after").unwrap();
+        f.sync_data().unwrap();
+        let on_disk = std::fs::read(&p).unwrap();
+        assert_eq!(&on_disk[..6 * page], &bytes[..]);
+        assert_eq!(&on_disk[6 * page..6 * page + 5], b"after");
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub(crate) const MARK_STEP: u64 = 1 << 20;
 pub(crate) const INITIAL_SLOT_BYTES: u64 = 256 << 10;
 /// The most a slot grows by at once.
 const MAX_GROWTH: u64 = 64 << 20;
+/// Written bytes a slot's map keeps mapped before it releases them.
+const RELEASE_STEP: usize = 1 << 20;
 /// Appends of at least this many bytes go through `pwrite` (a call of
 /// about 125 small puts or more), smaller ones through the map.
 pub(crate) const PWRITE_FROM: usize = 16 << 10;
@@ -49,6 +51,9 @@ pub(crate) struct LogSlot {
     /// Bumped whenever the slot is emptied: a sync started before an
     /// emptying must not credit its end to the emptied slot.
     pub(crate) epoch: u64,
+    /// Offset up to which the map's pages were released
+    /// ([`AppendMap::release_pages`]) after being written.
+    released: usize,
 }
 
 impl LogSlot {
@@ -91,6 +96,7 @@ impl LogSlot {
             frames: 0,
             synced_end: HEADER_LEN,
             epoch: 0,
+            released: 0,
         })
     }
 
@@ -125,6 +131,7 @@ impl LogSlot {
         self.file.set_len(len as u64)?;
         self.file.sync_all()?;
         self.map = AppendMap::new(&self.file, len)?;
+        self.released = 0;
         Ok(())
     }
 
@@ -193,6 +200,17 @@ impl LogSlot {
         }
         self.end = needed;
         self.frames += count;
+        if self.end - self.released >= RELEASE_STEP {
+            // Pages behind the append point are never written again: drop
+            // them from the map, so that the slot's next sync need not
+            // write-protect each one (a TLB flush, an interrupt to this
+            // core, a page). Only speed depends on it, so a failure is
+            // not an error: the pages stay mapped.
+            self.released = self
+                .map
+                .release_pages(self.released, self.end - self.released)
+                .unwrap_or(self.released);
+        }
         Ok(())
     }
 
@@ -295,6 +313,7 @@ impl LogSlot {
         let old_file = replacement.map(|file| std::mem::replace(&mut self.file, Arc::new(file)));
         let map = AppendMap::new(&self.file, to_usize(INITIAL_SLOT_BYTES)?)?;
         let old_map = std::mem::replace(&mut self.map, map);
+        self.released = 0;
         self.header = header;
         self.end = HEADER_LEN;
         self.frames = 0;
@@ -400,6 +419,31 @@ mod tests {
         assert_eq!(&slot.map.as_slice()[HEADER_LEN..slot.end], &want[..]);
         let bytes = std::fs::read(slot_path(dir.path(), 0)).expect("read");
         assert_eq!(&bytes[HEADER_LEN..slot.end], &want[..]);
+    }
+
+    #[test]
+    fn written_pages_are_released_from_the_map_and_read_back_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
+        let mut want = Vec::new();
+        for i in 0..3000u32 {
+            let frame: Vec<u8> = (0..1000u32).map(|j| (i * 7 + j).to_le_bytes()[0]).collect();
+            slot.append(&frame, 1, false).expect("append");
+            want.extend_from_slice(&frame);
+        }
+        if cfg!(target_os = "linux") {
+            assert!(slot.released >= 2 << 20, "released up to {}", slot.released);
+            assert!(slot.released <= slot.end);
+            assert!(slot.end - slot.released < RELEASE_STEP);
+        }
+        assert_eq!(&slot.map.as_slice()[HEADER_LEN..slot.end], &want[..]);
+        slot.file.sync_data().expect("sync");
+        let bytes = std::fs::read(slot_path(dir.path(), 0)).expect("read");
+        assert_eq!(&bytes[HEADER_LEN..slot.end], &want[..]);
+        // Emptied, it starts releasing from the beginning again.
+        let header = LogSlot::reset_file(&slot.file, slot.header, 2, 3001).expect("reset");
+        slot.reset_done(header, None).expect("done");
+        assert_eq!(slot.released, 0);
     }
 
     /// The header in `number`'s file on disk.
