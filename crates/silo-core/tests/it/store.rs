@@ -1018,6 +1018,50 @@ fn the_cheaper_way_is_taken_for_many_in_place_results() {
     }
 }
 
+/// The 4 MiB floor of the cost rule, exactly: sparse in-place results of
+/// one record less than 4 MiB stay in place; of exactly 4 MiB they are
+/// weighed, and (spread one record in four) appended.
+#[test]
+fn in_place_results_are_weighed_from_exactly_four_mebibytes() {
+    // A value length whose record size divides 4 MiB.
+    let slack = opts().value_slack_percent;
+    let (len, size) = (400..1000usize)
+        .find_map(|len| {
+            let alloc = silo_format::alloc_for(len, slack).ok()?;
+            let size = silo_format::record_size(alloc);
+            ((4usize << 20) % size == 0).then_some((len, size))
+        })
+        .expect("a length whose record divides 4 MiB");
+    let at_floor = u64::try_from((4usize << 20) / size).expect("fits");
+    for (rewritten, appended) in [(at_floor - 1, false), (at_floor, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        let mut model = std::collections::BTreeMap::new();
+        let n = 4 * at_floor;
+        put_values(&s, 0..n, 1, len, &mut model);
+        s.compact().expect("compact");
+        for k in (0..n)
+            .step_by(4)
+            .take(usize::try_from(rewritten).expect("fits"))
+        {
+            s.put(k, &value(k, 2, len)).expect("put");
+            model.insert(k, value(k, 2, len));
+        }
+        let report = s.compact().expect("compact");
+        let want = if appended {
+            (0, rewritten)
+        } else {
+            (rewritten, 0)
+        };
+        assert_eq!(
+            (report.in_place, report.appended),
+            want,
+            "{rewritten} records of {size} bytes: {report:?}"
+        );
+        assert_holds(&s, &model, "after the fold");
+    }
+}
+
 /// A staged compaction on one thread and on two (the plan of a large slot
 /// split between two, a new index built beside the data write, a cold
 /// rewrite's index beside its data file) writes byte-for-byte the same
@@ -1052,6 +1096,7 @@ fn a_staged_compaction_on_one_or_two_threads_writes_the_same_files() {
     // with 40,000 new ones: a slot past both thresholds, folded into an
     // index that must grow; then a third deleted and a cold rewrite.
     for round in 0..3u64 {
+        let mut reports = Vec::new();
         for (s, threads) in stores.iter().zip([1, 2]) {
             let mut b = WriteBatch::new();
             let keys = if round == 0 { 70_000 } else { 110_000 };
@@ -1074,7 +1119,22 @@ fn a_staged_compaction_on_one_or_two_threads_writes_the_same_files() {
                 .with_threads(threads);
             let report = staged.apply(staged.plan().expect("plan")).expect("apply");
             assert_eq!(report.cold, round == 2, "{report:?}");
+            reports.push(report);
         }
+        // The figures agree too: the two halves' reads add up.
+        let figures = |r: &silo_core::CompactionReport| {
+            (
+                r.ops_folded,
+                r.in_place,
+                r.appended,
+                r.deleted,
+                r.bytes_read,
+                r.bytes_written,
+                r.reclaimed_bytes,
+            )
+        };
+        assert_eq!(figures(&reports[0]), figures(&reports[1]), "round {round}");
+        assert!(reports[0].bytes_read > 0);
         let (a, b) = (files(dirs[0].path()), files(dirs[1].path()));
         assert_eq!(
             a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
