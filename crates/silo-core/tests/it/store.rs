@@ -1029,7 +1029,7 @@ fn in_place_results_are_weighed_from_exactly_four_mebibytes() {
         .find_map(|len| {
             let alloc = silo_format::alloc_for(len, slack).ok()?;
             let size = silo_format::record_size(alloc);
-            ((4usize << 20) % size == 0).then_some((len, size))
+            (4usize << 20).is_multiple_of(size).then_some((len, size))
         })
         .expect("a length whose record divides 4 MiB");
     let at_floor = u64::try_from((4usize << 20) / size).expect("fits");
