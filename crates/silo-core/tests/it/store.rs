@@ -1062,6 +1062,48 @@ fn in_place_results_are_weighed_from_exactly_four_mebibytes() {
     }
 }
 
+/// A large slot planned on two threads is cut between two keys, never
+/// inside one key's operations: 25,001 keys with a put and two merges each
+/// (75,003 operations; the middle one is a key's first merge) fold to the
+/// same values as on one thread, each key once.
+#[test]
+fn a_slot_split_between_two_threads_keeps_each_keys_operations_together() {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let keys = 25_001u64;
+    let mut model = std::collections::BTreeMap::new();
+    let mut reports = Vec::new();
+    for (dir, threads) in dirs.iter().zip([1, 2]) {
+        let s = open(dir.path());
+        let mut b = WriteBatch::new();
+        for k in 0..keys {
+            let mut v = value(k, 1, 30);
+            b.put(k, &v);
+            for m in [&b"+a"[..], b"+b"] {
+                b.merge(k, m);
+                v.extend_from_slice(m);
+            }
+            model.insert(k, v);
+        }
+        s.write(&b).expect("write");
+        let staged = s
+            .stage_compaction(false)
+            .expect("stage")
+            .expect("work")
+            .with_threads(threads);
+        let report = staged.apply(staged.plan().expect("plan")).expect("apply");
+        // The stage holds the compaction gate, which reads below take.
+        drop(staged);
+        assert_eq!(report.ops_folded, 3 * keys, "{report:?}");
+        assert_eq!(report.appended, keys, "each key written once: {report:?}");
+        assert_holds(&s, &model, &format!("{threads} thread(s)"));
+        reports.push((report.bytes_written, report.bytes_read));
+    }
+    assert_eq!(reports[0], reports[1]);
+}
+
 /// A staged compaction on one thread and on two (the plan of a large slot
 /// split between two, a new index built beside the data write, a cold
 /// rewrite's index beside its data file) writes byte-for-byte the same
