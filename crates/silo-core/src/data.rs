@@ -181,7 +181,6 @@ impl DataFile {
         Ok(())
     }
 
-    /// Bytes the file takes on disk.
     /// Calls `each(offset, entry)` for every record and tombstone from the
     /// first byte after the header to the end of the records, in file
     /// order, and `each(offset, Err(..))` at the start of each damaged
@@ -202,6 +201,7 @@ impl DataFile {
         });
     }
 
+    /// Bytes the file takes on disk.
     pub(crate) fn disk_bytes(&self) -> Result<u64> {
         Ok(self.file.block_bytes()?)
     }
@@ -267,8 +267,8 @@ mod tests {
 
     use super::*;
 
-    /// Writes `bytes` at `offset` of `data`'s file, past the page cache's
-    /// view until [`DataFile::sync_and_publish`].
+    /// Writes `bytes` at `offset` of `data`'s file (new read views see
+    /// them after [`DataFile::sync_and_publish`]).
     fn put_bytes(data: &DataFile, offset: u64, bytes: &[u8]) {
         data.file().write_all_at(bytes, offset).expect("write");
     }
