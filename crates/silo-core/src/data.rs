@@ -315,6 +315,12 @@ mod tests {
         let before = data.end();
         data.reserve(5 * step).expect("reserve");
         assert_eq!(len(), (before + 5 * step).div_ceil(step) * step);
+        // Filling a file whose size is not a multiple of its step exactly
+        // to its end allocates nothing either.
+        let odd = DataFile::create(dir.path(), 4, 3 << 20).expect("create");
+        let odd_len = HEADER_LEN as u64 + (3 << 20);
+        odd.reserve(3 << 20).expect("reserve");
+        assert_eq!(odd.file().len().expect("len"), odd_len);
         // A small file still grows by at least 1 MiB; a huge one by at most 64 MiB.
         let tiny = DataFile::create(dir.path(), 2, 0).expect("create");
         tiny.reserve(1 << 20).expect("reserve");
