@@ -46,7 +46,8 @@ impl ValueSlab {
             return own.freeze();
         }
         let mut block = self.filling.lock();
-        if block.capacity() - block.len() < total {
+        // Empty since the last split: its capacity is the room left.
+        if block.capacity() < total {
             *block = BytesMut::with_capacity(BLOCK_BYTES);
         }
         parts.for_each(|p| block.extend_from_slice(p));
@@ -82,6 +83,22 @@ mod tests {
         assert_eq!(v[0].as_ptr().wrapping_add(value.len()), v[1].as_ptr());
         assert_eq!(v[1].as_ptr().wrapping_add(value.len()), v[2].as_ptr());
         assert_ne!(v[2].as_ptr().wrapping_add(value.len()), v[3].as_ptr());
+    }
+
+    #[test]
+    fn a_call_that_fills_the_block_exactly_stays_in_it() {
+        let slab = ValueSlab::default();
+        let value = vec![5u8; BLOCK_BYTES / 4];
+        let v: Vec<bytes::Bytes> = (0..4).map(|_| join(&slab, &[&value])).collect();
+        for pair in v.windows(2) {
+            assert_eq!(pair[0].as_ptr().wrapping_add(value.len()), pair[1].as_ptr());
+        }
+        let next = join(&slab, &[b"z"]);
+        assert_ne!(
+            v[3].as_ptr().wrapping_add(value.len()),
+            next.as_ptr(),
+            "full: a new block"
+        );
     }
 
     #[test]

@@ -422,6 +422,17 @@ mod tests {
     }
 
     #[test]
+    fn a_slot_filled_exactly_to_its_end_does_not_grow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
+        let room = usize::try_from(INITIAL_SLOT_BYTES).expect("fits") - HEADER_LEN;
+        slot.append(&vec![3u8; room], 1, false).expect("append");
+        assert_eq!(slot.file.len().expect("len"), INITIAL_SLOT_BYTES);
+        slot.append(&[4u8], 1, false).expect("append");
+        assert!(slot.file.len().expect("len") > INITIAL_SLOT_BYTES);
+    }
+
+    #[test]
     fn written_pages_are_released_from_the_map_and_read_back_the_same() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
