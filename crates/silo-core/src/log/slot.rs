@@ -433,6 +433,25 @@ mod tests {
     }
 
     #[test]
+    fn an_append_many_growth_steps_long_then_a_small_one_fit() {
+        // A 3 MiB append onto a 256 KiB slot needs several steps at once;
+        // the small append after it goes through the map, which must
+        // cover it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
+        slot.append(&vec![6u8; 3 << 20], 1, false).expect("large");
+        slot.append(&[7u8; 100], 1, false).expect("small");
+        assert!(slot.map.len() >= slot.end);
+        let bytes = std::fs::read(slot_path(dir.path(), 0)).expect("read");
+        assert!(
+            bytes[HEADER_LEN..HEADER_LEN + (3 << 20)]
+                .iter()
+                .all(|b| *b == 6)
+        );
+        assert_eq!(&bytes[HEADER_LEN + (3 << 20)..slot.end], &[7u8; 100][..]);
+    }
+
+    #[test]
     fn written_pages_are_released_from_the_map_and_read_back_the_same() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
