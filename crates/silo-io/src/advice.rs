@@ -1,4 +1,5 @@
-//! Access-pattern hints: [`MapAdvice`] for `madvise`, [`FileAdvice`] for `posix_fadvise`.
+//! Access-pattern hints: [`MapAdvice`] for `madvise`, [`FileAdvice`] for
+//! `posix_fadvise`, and [`idle_io_for_this_thread`] for `ioprio_set`.
 //!
 //! Hints are best-effort: the kernel may ignore them, and on Unix systems
 //! other than Linux `FileAdvice` calls are no-ops.
@@ -71,4 +72,24 @@ impl FileAdvice {
     pub(crate) fn to_libc(self) -> libc::c_int {
         0
     }
+}
+
+/// Puts the calling thread's disk I/O in the idle class (`ioprio_set`,
+/// `IOPRIO_CLASS_IDLE`): where the device's I/O scheduler honours classes
+/// (mq-deadline, bfq), its requests wait while others' are queued, so
+/// background work (reading a file back into the page cache, freeing a
+/// deleted file's blocks) does not hold up a foreground write or sync. The
+/// requests still run when the device is otherwise idle. A hint: with no
+/// scheduler (`none`) it changes nothing, and on Unix systems other than
+/// Linux it is a no-op.
+///
+/// ```
+/// std::thread::spawn(|| silo_io::advice::idle_io_for_this_thread().unwrap())
+///     .join()
+///     .unwrap();
+/// ```
+///
+/// The error is the system's own (no file is involved).
+pub fn idle_io_for_this_thread() -> std::io::Result<()> {
+    crate::sys::set_thread_io_idle()
 }

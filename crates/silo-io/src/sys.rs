@@ -95,6 +95,38 @@ pub(crate) fn fadvise(
     Ok(())
 }
 
+/// `ioprio_set` of the calling thread to the idle class on Linux; a no-op
+/// elsewhere.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_thread_io_idle() -> io::Result<()> {
+    // From linux/ioprio.h: IOPRIO_WHO_PROCESS names a thread by its id (0:
+    // the calling one); the class sits above bit 13 and IDLE is 3.
+    const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+    const IOPRIO_CLASS_SHIFT: u32 = 13;
+    // SAFETY: `ioprio_set` takes three integers and touches no memory of
+    // the caller; it changes only the I/O priority of the calling thread.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `ioprio_set` on Linux; a no-op elsewhere.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_thread_io_idle() -> io::Result<()> {
+    Ok(())
+}
+
 /// What [`lock_range`] does to its byte range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RangeLock {
@@ -261,5 +293,25 @@ mod tests {
         let w = File::options().write(true).open(&p).unwrap();
         let e = lock_range(&w, 0, 0, RangeLock::Shared).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_set_to_idle_io_reads_back_the_idle_class_and_others_keep_theirs() {
+        /// The calling thread's I/O priority (`ioprio_get`).
+        fn own_priority() -> libc::c_long {
+            // SAFETY: `ioprio_get` takes two integers (who: the calling
+            // thread) and touches no memory of the caller.
+            unsafe { libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_long, 0 as libc::c_long) }
+        }
+        let before = own_priority();
+        let (set, after) = std::thread::spawn(|| (set_thread_io_idle(), own_priority()))
+            .join()
+            .unwrap();
+        set.unwrap();
+        // Class IDLE (3) above bit 13, level 0.
+        assert_eq!(after, 3 << 13);
+        assert_ne!(before, 3 << 13);
+        assert_eq!(own_priority(), before, "only that thread changed");
     }
 }
