@@ -69,7 +69,7 @@ pub use bulk::{BulkHandle, BulkWriter, MergeWriter, UpdateOutcome};
 pub use checkpoint::CheckpointCut;
 pub use compaction::CompactionReport;
 pub use compaction::policy::{CompactionKind, PolicyInput};
-pub use compaction::staged::{ColdRewrite, CompactionPlan, StagedCompaction};
+pub use compaction::staged::{ColdRewrite, CompactionPlan, FoldedRewrite, StagedCompaction};
 pub use error::{Error, Result};
 pub use iter::Iter;
 pub use merge::{Append, MergeOperator};

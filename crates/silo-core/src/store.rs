@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use silo_format::{Manifest, Tag, encode_frame, frame_len};
 use silo_io::lock::DirLock;
 
+use crate::compaction::after_syncs::AfterSyncs;
 use crate::compaction::policy::{self, CompactionKind, PolicyInput};
 use crate::data::DataFile;
 use crate::error::{Error, Result};
@@ -134,6 +135,8 @@ pub(crate) struct Core {
     pub(crate) batch_tag: AtomicU64,
     /// The directory's lock: the writer's, or a reader's (see `DirLock`).
     pub(crate) lock: DirLock,
+    /// What the running compaction leaves until its syncs are done.
+    pub(crate) after_syncs: Mutex<AfterSyncs>,
 }
 
 impl std::fmt::Debug for Core {
@@ -187,6 +190,7 @@ impl Core {
             dir,
             opts,
             lock,
+            after_syncs: Mutex::default(),
         };
         // A compaction that was cut off left a frozen slot: finish it now,
         // so at most one slot is ever waiting to be folded. (Read-only:

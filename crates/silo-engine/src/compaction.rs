@@ -3,13 +3,16 @@
 //!    freeze each chosen shard's log slot ([`silo_core::Silo::stage_compaction`]);
 //! 2. prefetch their inputs (`WillNeed`) and compute their plans in
 //!    parallel on a pool of `compaction_threads`, each task reading only its
-//!    shard's immutable inputs and returning an owned plan;
+//!    shard's immutable inputs and returning an owned plan; a shard whose
+//!    cold rewrite is certain before its plan is applied (asked for, or due
+//!    once the plan's dead space is counted) has the plan folded straight
+//!    into new files on the pool, written and synced but unpublished;
 //! 3. apply and commit the plans sequentially, shard by shard, each as
 //!    soon as its plan (and every earlier shard's) is ready, so that the
 //!    pool plans later shards while earlier ones apply; a shard whose cold
-//!    rewrite is due has its new files written on the pool as soon as its
-//!    hot apply is done, and the rewrites are published in shard order
-//!    once every hot apply is.
+//!    rewrite is due after its hot apply has its new files written on the
+//!    pool as soon as that apply is done, and the rewrites are published
+//!    in shard order once every hot apply is.
 //!
 //! One thread or one shard takes a sequential path with no pool. Readers
 //! and writers keep working on every shard throughout: a frozen shard's
@@ -20,7 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use silo_core::{CompactionPlan, CompactionReport, StagedCompaction};
+use silo_core::{CompactionPlan, CompactionReport, FoldedRewrite, StagedCompaction};
 
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -157,20 +160,29 @@ impl Engine {
         in_order_then(
             pool.as_ref(),
             &staged,
-            |(i, st)| plan_of(st, *i),
+            |(i, st)| plan_or_fold(st, *i),
             |(i, st), planned| {
-                let applied = planned.unwrap_or_else(|| Err(panicked(*i))).and_then(|p| {
+                let plan = match planned {
+                    Some(Ok(Planned::Folded(folded))) => return (Kept::Folded(folded), false),
+                    Some(Ok(Planned::Hot(plan))) => Ok(plan),
+                    Some(Err(e)) => Err(e),
+                    None => Err(panicked(*i)),
+                };
+                let applied = plan.and_then(|p| {
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.apply_hot(p)))
                         .map_err(|_| panicked(*i))?
                         .map_err(EngineError::shard(*i))
                 });
                 let due = applied.is_ok() && st.cold_due();
-                (applied, due)
+                (Kept::Applied(applied), due)
             },
             |(i, st)| st.prepare_cold().map_err(EngineError::shard(*i)),
-            |(i, st), applied, rewrite| {
-                let result = match (applied, rewrite) {
-                    (Ok(mut report), Some(rewrite)) => {
+            |(i, st), kept, rewrite| {
+                let result = match (kept, rewrite) {
+                    (Kept::Folded(folded), _) => {
+                        st.finish_folded(folded).map_err(EngineError::shard(*i))
+                    }
+                    (Kept::Applied(Ok(mut report)), Some(rewrite)) => {
                         rewrite.unwrap_or_else(|| Err(panicked(*i))).and_then(|rw| {
                             report.bytes_read += rw.bytes_read();
                             report.bytes_written += rw.bytes_written();
@@ -180,7 +192,7 @@ impl Engine {
                             Ok(report)
                         })
                     }
-                    (applied, _) => applied,
+                    (Kept::Applied(applied), _) => applied,
                 };
                 results.push((*i, result));
             },
@@ -258,9 +270,37 @@ fn panicked(shard: usize) -> EngineError {
     }
 }
 
-/// Shard `shard`'s plan, a panic (in a merge operator?) made an error.
-fn plan_of<'s>(st: &'s StagedCompaction<'_>, shard: usize) -> Result<CompactionPlan<'s>> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| st.plan())) {
+/// A shard's plan, or the cold rewrite it went straight into.
+enum Planned<'s> {
+    /// To apply hot, on the calling thread in shard order.
+    Hot(CompactionPlan<'s>),
+    /// Folded into a prepared rewrite, to publish in shard order.
+    Folded(FoldedRewrite<'s>),
+}
+
+/// What phase 3 keeps of a shard until the rewrites are published.
+enum Kept<'s> {
+    /// The hot apply's outcome (a rewrite may follow).
+    Applied(Result<CompactionReport>),
+    /// A rewrite with the shard's plan folded in.
+    Folded(FoldedRewrite<'s>),
+}
+
+/// Shard `shard`'s plan; when a cold rewrite is certain before it is
+/// applied, the plan goes straight into the rewrite, prepared here on the
+/// pool as the shard's own compaction would (results the rewrite would
+/// copy at once are never written in place or appended). A panic (in a
+/// merge operator?) is made an error.
+fn plan_or_fold<'s>(st: &'s StagedCompaction<'_>, shard: usize) -> Result<Planned<'s>> {
+    let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let plan = st.plan()?;
+        if st.folds_into_cold(&plan) {
+            st.prepare_folded(plan).map(Planned::Folded)
+        } else {
+            Ok(Planned::Hot(plan))
+        }
+    }));
+    match planned {
         Ok(r) => r.map_err(EngineError::shard(shard)),
         Err(_) => Err(panicked(shard)),
     }

@@ -21,7 +21,7 @@ use crate::store::{Core, GateWrite, Tables};
 use crate::window_sort::{by_window, window_shift};
 
 /// Bytes buffered before they are written out.
-const WRITE_CHUNK: usize = 32 << 20;
+const WRITE_CHUNK: usize = 4 << 20;
 
 /// Records in a rewrite from which its new index is built on a second
 /// thread while the data file is written, when the compaction may use two
@@ -364,7 +364,8 @@ pub(crate) fn finish_folded(
         // Nothing of the new file is in the page cache: have the kernel
         // read it back, as the old one was cached. Only now, when no sync
         // of this compaction is left to wait behind that reading.
-        crate::compaction::read_back_elsewhere(Arc::clone(&next.data), offset, len);
+        let data = Arc::clone(&next.data);
+        silo.after_syncs(|a| a.read_back(data, offset, len));
     }
     silo.counters
         .cold_compactions
@@ -375,7 +376,7 @@ pub(crate) fn finish_folded(
     // and cached pages, which a compaction of a large store need not wait
     // for.
     if rewrite.old_end >= crate::compaction::LONG_SLOT as u64 {
-        crate::compaction::drop_elsewhere(old);
+        silo.after_syncs(|a| a.release(old));
     }
     Ok(reclaimed)
 }

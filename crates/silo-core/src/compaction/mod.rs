@@ -6,6 +6,7 @@
 //! in strict phases (`apply.rs`), then retires the frozen slot. Compactions
 //! are serialized by the store's gate; readers never wait for them.
 
+pub(crate) mod after_syncs;
 pub(crate) mod apply;
 pub(crate) mod cold;
 pub(crate) mod journal;
@@ -23,6 +24,7 @@ use silo_io::map::ReadMap;
 
 use silo_io::file::SiloFile;
 
+use crate::compaction::after_syncs::AfterSyncs;
 use crate::compaction::plan::{Place, Plan};
 use crate::error::Result;
 use crate::log::slot::LogSlot;
@@ -121,6 +123,13 @@ impl Core {
     /// once the fold's dead space is counted), the fold goes straight into
     /// the rewrite ([`Core::fold_cold`]). The caller holds the gate.
     fn fold_locked(&self, gate: &GateWrite<'_>, cold: Cold) -> Result<CompactionReport> {
+        let outcome = self.fold_and_rewrite(gate, cold);
+        self.start_after_syncs();
+        outcome
+    }
+
+    /// [`Core::fold_locked`] but for what waits until its syncs are done.
+    fn fold_and_rewrite(&self, gate: &GateWrite<'_>, cold: Cold) -> Result<CompactionReport> {
         let start = Instant::now();
         let _busy = self.compacting.enter();
         let mut report = match self.freeze_locked(gate)? {
@@ -128,7 +137,7 @@ impl Core {
             Some(frozen) => {
                 let map = ReadMap::new(&frozen.file)?;
                 let folded = self.fold_frozen(gate, &frozen, &map, cold, start);
-                release_frozen(frozen, map);
+                self.release_frozen(frozen, map);
                 match folded? {
                     Folded::Hot(report) => report,
                     Folded::Cold(report) => return Ok(report),
@@ -181,7 +190,7 @@ impl Core {
     /// The policy's input as it will be once `plan` is applied in place:
     /// results that outgrow their records, and deleted records, become dead
     /// space.
-    fn policy_input_after(&self, plan: &Plan<'_>) -> policy::PolicyInput {
+    pub(crate) fn policy_input_after(&self, plan: &Plan<'_>) -> policy::PolicyInput {
         let mut input = self.policy_input();
         let mut moved = 0u64;
         let mut added = 0u64;
@@ -212,9 +221,38 @@ impl Core {
         start: Instant,
         threads: usize,
     ) -> Result<CompactionReport> {
-        self.refuse_blocking_operand(&mut plan, frozen.through_seq)?;
-        let rewrite =
-            cold::prepare(self, gate, Some(&plan), threads).map_err(|e| self.poison(e))?;
+        let rewrite = self
+            .prepare_fold_cold(gate, frozen, &mut plan, threads)
+            .map_err(|e| self.poison(e))?;
+        self.finish_fold_cold(gate, frozen, plan, rewrite, start)
+    }
+
+    /// The first half of [`Core::fold_cold`]: a new data file and index
+    /// holding the live records with `plan`'s results folded in, synced and
+    /// not yet published. Reads the store and changes nothing of it: on an
+    /// error the slot stays frozen for a later compaction.
+    pub(crate) fn prepare_fold_cold(
+        &self,
+        gate: &GateWrite<'_>,
+        frozen: &Frozen,
+        plan: &mut Plan<'_>,
+        threads: usize,
+    ) -> Result<cold::Rewrite> {
+        self.refuse_blocking_operand(plan, frozen.through_seq)?;
+        cold::prepare(self, gate, Some(plan), threads)
+    }
+
+    /// The second half of [`Core::fold_cold`]: publishes `rewrite` with
+    /// `plan`'s folded sequence, forgets the folded operations and retires
+    /// the frozen slot. A failure poisons the store.
+    pub(crate) fn finish_fold_cold(
+        &self,
+        gate: &GateWrite<'_>,
+        frozen: &Frozen,
+        plan: Plan<'_>,
+        rewrite: cold::Rewrite,
+        start: Instant,
+    ) -> Result<CompactionReport> {
         let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
         let direct = rewrite.direct_bytes();
         let reclaimed_bytes =
@@ -365,8 +403,9 @@ impl Core {
         if let Some((offset, len)) = applied.readahead {
             // Readers will look for the appended records, and writing them
             // past the page cache left none cached: have the kernel read
-            // them back, now that no sync of this compaction waits behind.
-            read_back_elsewhere(Arc::clone(&self.tables().data), offset, len);
+            // them back once no sync of this compaction waits behind.
+            let data = Arc::clone(&self.tables().data);
+            self.after_syncs(|a| a.read_back(data, offset, len));
         }
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         self.mark_compacted();
@@ -482,13 +521,33 @@ enum Folded {
 /// directory sync.
 pub(crate) const LONG_SLOT: usize = 4 << 20;
 
-/// Drops a folded slot's map and file. Those of a long slot (replaced when
-/// retired, so these may be the file's last references, and closing it
-/// frees its blocks and cached pages) are dropped on a thread of their
-/// own, so that the compaction returns without waiting for that.
-pub(crate) fn release_frozen(frozen: Frozen, map: ReadMap) {
-    if frozen.end >= LONG_SLOT {
-        drop_elsewhere((frozen, map));
+impl Core {
+    /// Drops a folded slot's map and file. Those of a long slot (replaced
+    /// when retired, so these may be the file's last references, and
+    /// closing it frees its blocks and cached pages) are let go once the
+    /// compaction's syncs are done, on a thread of their own.
+    pub(crate) fn release_frozen(&self, frozen: Frozen, map: ReadMap) {
+        if frozen.end >= LONG_SLOT {
+            self.after_syncs(|a| a.release((frozen, map)));
+        }
+    }
+
+    /// Leaves the work `f` adds until the compaction's syncs are done (see
+    /// `after_syncs.rs`).
+    pub(crate) fn after_syncs(&self, f: impl FnOnce(&mut AfterSyncs)) {
+        f(&mut self.after_syncs.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Starts what the compaction left until its syncs were done. Ranges of
+    /// a data file that a cold rewrite has since replaced are not read
+    /// back: nothing will read them.
+    pub(crate) fn start_after_syncs(&self) {
+        let waiting =
+            std::mem::take(&mut *self.after_syncs.lock().unwrap_or_else(|p| p.into_inner()));
+        if !waiting.is_empty() {
+            let current = Arc::clone(&self.tables().data);
+            let _ = waiting.start(&current);
+        }
     }
 }
 
@@ -501,19 +560,6 @@ pub(crate) fn drop_elsewhere<T: Send + 'static>(value: T) {
     let _ = std::thread::Builder::new()
         .name("silo-free".to_owned())
         .spawn(move || drop(value));
-}
-
-/// Asks the kernel to read `len` bytes of `data` from `offset` back into
-/// the page cache (records a compaction wrote past it), from a short-lived
-/// thread: the advice allocates the pages and queues the reads before it
-/// returns (50 ms for 256 MB here), which the compaction need not wait
-/// for. Advice only: a failure, or no thread, changes no result.
-pub(crate) fn read_back_elsewhere(data: Arc<crate::data::DataFile>, offset: u64, len: u64) {
-    let _ = std::thread::Builder::new()
-        .name("silo-readahead".to_owned())
-        .spawn(move || {
-            let _ = data.advise(offset, len, silo_io::FileAdvice::WillNeed);
-        });
 }
 
 /// Whether a compaction rewrites the data file after folding.

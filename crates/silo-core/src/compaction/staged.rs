@@ -3,7 +3,11 @@
 //! computes what to write from immutable inputs (the frozen slot, the data
 //! file, the index) and may run on any thread while other stores plan
 //! theirs, and [`StagedCompaction::apply`] writes it and retires the slot.
-//! `Silo::compact` is the same three steps in a row.
+//! `Silo::compact` is the same three steps in a row. The writing step comes
+//! in parts for a caller that runs many stores' at once: a hot apply, then
+//! a cold rewrite prepared (on any thread) and published; or, when the
+//! rewrite is certain before the plan is applied, the plan folded straight
+//! into a rewrite prepared on any thread and published.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -11,7 +15,7 @@ use std::time::Instant;
 use silo_io::map::ReadMap;
 
 use crate::compaction::plan::Plan;
-use crate::compaction::{CompactionReport, Frozen, cold, policy, release_frozen};
+use crate::compaction::{CompactionReport, Frozen, cold, policy};
 use crate::error::{Error, Result};
 use crate::reentry;
 use crate::store::{BusyGuard, Core, GateWrite};
@@ -39,8 +43,11 @@ impl Drop for StagedCompaction<'_> {
         // A long slot's file may be freed with its last references: not on
         // the thread that ends the compaction.
         if let Some((frozen, map)) = self.frozen.take() {
-            release_frozen(frozen, map);
+            self.core.release_frozen(frozen, map);
         }
+        // Only now: in the sharded engine every shard's compaction is
+        // published when the staged compactions drop.
+        self.core.start_after_syncs();
     }
 }
 
@@ -166,8 +173,15 @@ impl StagedCompaction<'_> {
 
     /// Writes `plan` (journal, records, manifest, index, each synced in
     /// turn), retires the frozen slot, then rewrites the data file if the
-    /// compaction was staged as cold or its dead space calls for it. Once.
+    /// compaction was staged as cold or its dead space calls for it; when
+    /// the rewrite is certain before the plan is applied
+    /// ([`StagedCompaction::folds_into_cold`]), the plan goes straight into
+    /// it. Once.
     pub fn apply(&self, plan: CompactionPlan<'_>) -> Result<CompactionReport> {
+        if self.folds_into_cold(&plan) {
+            let folded = self.prepare_folded(plan)?;
+            return self.finish_folded(folded);
+        }
         let mut report = self.apply_hot(plan)?;
         if self.cold_due() {
             let rewrite = self.prepare_cold()?;
@@ -241,6 +255,75 @@ impl StagedCompaction<'_> {
         outcome
     }
 
+    /// Whether `plan` should go straight into a cold rewrite, as a store's
+    /// own compaction does: the compaction was staged cold, or the dead
+    /// space the plan would leave behind if applied calls for a rewrite.
+    /// Then [`StagedCompaction::prepare_folded`] and
+    /// [`StagedCompaction::finish_folded`] take the place of the hot apply
+    /// and the rewrite after it: results the rewrite would copy at once
+    /// are never written in place or appended, nor indexed, nor journaled.
+    pub fn folds_into_cold(&self, plan: &CompactionPlan<'_>) -> bool {
+        let core = self.core;
+        self.frozen.is_some()
+            && (self.cold
+                || policy::wants_cold(&core.policy_input_after(&plan.plan), &core.opts.thresholds))
+    }
+
+    /// Writes the store's live records with `plan`'s results folded in
+    /// into a new data file and index and syncs them, unpublished. Like
+    /// [`StagedCompaction::prepare_cold`] it reads the store and changes
+    /// nothing of it, so several stores' rewrites may be prepared at once;
+    /// on an error the slot stays frozen for a later compaction. Instead of
+    /// [`StagedCompaction::apply_hot`], once.
+    pub fn prepare_folded<'p>(&self, plan: CompactionPlan<'p>) -> Result<FoldedRewrite<'p>> {
+        let Some((frozen, _)) = &self.frozen else {
+            return Err(Error::InvalidOptions {
+                name: "StagedCompaction::prepare_folded",
+                reason: "the compaction has no log slot to fold".to_owned(),
+            });
+        };
+        if self.applied.swap(true, Ordering::AcqRel) {
+            return Err(Error::InvalidOptions {
+                name: "StagedCompaction::prepare_folded",
+                reason: "the compaction was already applied".to_owned(),
+            });
+        }
+        let mut plan = plan.plan;
+        let outcome = self
+            .core
+            .prepare_fold_cold(&self.gate, frozen, &mut plan, self.threads);
+        match outcome {
+            Ok(rewrite) => Ok(FoldedRewrite {
+                plan,
+                rewrite: ColdRewrite {
+                    rewrite: Some(rewrite),
+                },
+            }),
+            Err(e) => {
+                self.core.note_compaction_error(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Publishes a rewrite from [`StagedCompaction::prepare_folded`] (one
+    /// manifest names the new files and the plan's folded sequence),
+    /// forgets the folded operations, retires the frozen slot and removes
+    /// the old files. A failure poisons the store.
+    pub fn finish_folded(&self, mut folded: FoldedRewrite<'_>) -> Result<CompactionReport> {
+        let core = self.core;
+        let (Some((frozen, _)), Some(prepared)) = (&self.frozen, folded.rewrite.rewrite.take())
+        else {
+            return Err(Error::InvalidOptions {
+                name: "StagedCompaction::finish_folded",
+                reason: "nothing prepared to publish".to_owned(),
+            });
+        };
+        let outcome = core.finish_fold_cold(&self.gate, frozen, folded.plan, prepared, self.start);
+        self.note(&outcome);
+        outcome
+    }
+
     /// Records how a step ended, as `compact` does.
     fn note<T>(&self, outcome: &Result<T>) {
         let core = self.core;
@@ -281,6 +364,35 @@ impl Drop for ColdRewrite {
         if let Some(rewrite) = self.rewrite.take() {
             rewrite.discard();
         }
+    }
+}
+
+/// A cold rewrite with a frozen slot's plan folded in, prepared by
+/// [`StagedCompaction::prepare_folded`]: new files written and synced, not
+/// yet published. Dropped unpublished, it removes them (what a crash
+/// leaves, the next open removes) and the slot stays frozen.
+pub struct FoldedRewrite<'p> {
+    plan: Plan<'p>,
+    rewrite: ColdRewrite,
+}
+
+impl FoldedRewrite<'_> {
+    /// Bytes of live records the rewrite read from the old data file.
+    pub fn bytes_read(&self) -> u64 {
+        self.rewrite.bytes_read()
+    }
+
+    /// Bytes the rewrite wrote to the new data file.
+    pub fn bytes_written(&self) -> u64 {
+        self.rewrite.bytes_written()
+    }
+}
+
+impl std::fmt::Debug for FoldedRewrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FoldedRewrite")
+            .field("ops", &self.plan.ops)
+            .finish_non_exhaustive()
     }
 }
 

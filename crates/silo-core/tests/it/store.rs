@@ -1459,3 +1459,213 @@ fn an_in_place_fold_journals_each_record_once() {
     assert!(!dir.path().join("journal").exists(), "the journal is gone");
     assert_holds(&s, &model, "after the fold");
 }
+
+#[test]
+fn a_staged_plan_whose_dead_space_calls_for_a_rewrite_goes_straight_into_it() {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let mut o = opts();
+    o.index_seed = Some(0xF01D);
+    let files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
+            .map(|n| {
+                let bytes = std::fs::read(dir.join(&n)).expect("read");
+                (n, bytes)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // The store's own compaction and a staged one, over the same writes.
+    let (own, staged_store) = (
+        Silo::open(dirs[0].path(), o.clone()).expect("open"),
+        Silo::open(dirs[1].path(), o.clone()).expect("open"),
+    );
+    for s in [&own, &staged_store] {
+        for k in 0..20_000u64 {
+            s.put(k, &value(k, 0, 60)).expect("put");
+        }
+    }
+    own.compact().expect("compact");
+    // New keys only: no dead space, so the plan is applied hot.
+    let staged = staged_store
+        .stage_compaction(false)
+        .expect("stage")
+        .expect("work");
+    let plan = staged.plan().expect("plan");
+    assert!(!staged.folds_into_cold(&plan));
+    let report = staged.apply(plan).expect("apply");
+    assert!(!report.cold && report.appended == 20_000, "{report:?}");
+    drop(staged);
+    // Three keys in four outgrow their records, some are deleted or merged:
+    // applied hot, that would leave a third of the file dead.
+    for s in [&own, &staged_store] {
+        for k in 0..20_000u64 {
+            match k % 8 {
+                0 => s.delete(k).expect("delete"),
+                1 => s.merge(k, b"+m").expect("merge"),
+                2 | 3 => {}
+                _ => s.put(k, &value(k, 1, 120)).expect("put"),
+            }
+        }
+    }
+    let report = own.compact().expect("compact");
+    assert!(report.cold && report.in_place == 0, "{report:?}");
+
+    // A rewrite dropped unpublished removes its files; the slot stays
+    // frozen and the next staged compaction folds it.
+    let before = files(dirs[1].path());
+    let staged = staged_store
+        .stage_compaction(false)
+        .expect("stage")
+        .expect("work");
+    let plan = staged.plan().expect("plan");
+    assert!(staged.folds_into_cold(&plan));
+    let folded = staged.prepare_folded(plan).expect("prepare");
+    assert!(folded.bytes_written() > 0 && folded.bytes_read() > 0);
+    let again = staged.plan().map(|p| p.ops());
+    assert!(
+        matches!(again, Err(Error::InvalidOptions { .. })),
+        "{again:?}"
+    );
+    drop(folded);
+    drop(staged);
+    assert_eq!(
+        files(dirs[1].path()),
+        before,
+        "the unpublished files are gone"
+    );
+    assert_eq!(staged_store.get(8).expect("get"), None, "still pending");
+
+    let staged = staged_store
+        .stage_compaction(false)
+        .expect("stage")
+        .expect("work");
+    let plan = staged.plan().expect("plan");
+    assert!(staged.folds_into_cold(&plan));
+    let folded = staged.prepare_folded(plan).expect("prepare");
+    let staged_report = staged.finish_folded(folded).expect("finish");
+    drop(staged);
+    let figures = |r: &silo_core::CompactionReport| {
+        (
+            r.ops_folded,
+            r.in_place,
+            r.appended,
+            r.deleted,
+            r.bytes_read,
+            r.bytes_written,
+            r.reclaimed_bytes,
+            r.cold,
+        )
+    };
+    assert_eq!(figures(&staged_report), figures(&report));
+    let (a, b) = (files(dirs[0].path()), files(dirs[1].path()));
+    assert_eq!(
+        a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        b.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{name} differs");
+    }
+    for s in [&own, &staged_store] {
+        let st = s.stats();
+        assert_eq!((st.pending_ops, st.dead_bytes, st.log_bytes), (0, 0, 0));
+        for k in 0..20_000u64 {
+            let want = match k % 8 {
+                0 => None,
+                1 => Some([value(k, 0, 60), b"+m".to_vec()].concat()),
+                2 | 3 => Some(value(k, 0, 60)),
+                _ => Some(value(k, 1, 120)),
+            };
+            assert_eq!(s.get(k).expect("get"), want, "key {k}");
+        }
+    }
+    // Staged cold with nothing to fold: nothing goes straight in.
+    let staged = staged_store
+        .stage_compaction(true)
+        .expect("stage")
+        .expect("cold");
+    let plan = staged.plan().expect("plan");
+    assert!(!staged.folds_into_cold(&plan));
+    let refused = staged.prepare_folded(plan).map(|f| f.bytes_written());
+    assert!(
+        matches!(refused, Err(Error::InvalidOptions { .. })),
+        "{refused:?}"
+    );
+}
+
+/// Files under `dir` that are deleted but still open or mapped by this
+/// process (their blocks are not free yet).
+fn held_deleted(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut held: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .expect("fds")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .chain(
+            std::fs::read_to_string("/proc/self/maps")
+                .expect("maps")
+                .lines()
+                .filter_map(|l| l.split_once('/').map(|(_, p)| format!("/{p}")))
+                .collect::<Vec<_>>(),
+        )
+        .filter(|p| p.starts_with(&dir) && p.ends_with(" (deleted)"))
+        .collect();
+    held.sort();
+    held.dedup();
+    held
+}
+
+/// Waits until no deleted file under `dir` is held, for up to 30 s.
+fn let_go(dir: &std::path::Path) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let held = held_deleted(dir);
+        if held.is_empty() || std::time::Instant::now() > deadline {
+            return held;
+        }
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_compaction_lets_go_of_the_files_it_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    // Over 4 MiB of log and of data file: both are replaced, and let go of
+    // on a thread of their own once the compaction's syncs are done.
+    for k in 0..60_000u64 {
+        s.put(k, &value(k, 0, 100)).expect("put");
+    }
+    let report = s.compact().expect("compact");
+    assert!(report.log_bytes_retired >= 4 << 20, "{report:?}");
+    assert_eq!(let_go(dir.path()), Vec::<String>::new(), "after a fold");
+    for k in (0..60_000u64).step_by(2) {
+        s.delete(k).expect("delete");
+    }
+    let report = s.compact_cold().expect("compact");
+    assert!(report.cold && report.reclaimed_bytes > 0, "{report:?}");
+    assert_eq!(let_go(dir.path()), Vec::<String>::new(), "after a rewrite");
+    // The same through a staged compaction, once it is dropped.
+    for k in (1..60_000u64).step_by(2) {
+        s.put(k, &value(k, 1, 100)).expect("put");
+    }
+    let staged = s.stage_compaction(true).expect("stage").expect("work");
+    let report = staged.apply(staged.plan().expect("plan")).expect("apply");
+    assert!(report.cold, "{report:?}");
+    drop(staged);
+    assert_eq!(
+        let_go(dir.path()),
+        Vec::<String>::new(),
+        "after a staged one"
+    );
+    assert_eq!(s.get(1).expect("get"), Some(value(1, 1, 100)));
+    assert_eq!(s.get(2).expect("get"), None);
+}
