@@ -77,11 +77,12 @@ impl FileAdvice {
 /// Puts the calling thread's disk I/O in the idle class (`ioprio_set`,
 /// `IOPRIO_CLASS_IDLE`): where the device's I/O scheduler honours classes
 /// (mq-deadline, bfq), its requests wait while others' are queued, so
-/// background work (reading a file back into the page cache, freeing a
-/// deleted file's blocks) does not hold up a foreground write or sync. The
-/// requests still run when the device is otherwise idle. A hint: with no
-/// scheduler (`none`) it changes nothing, and on Unix systems other than
-/// Linux it is a no-op.
+/// background work that nothing waits for (freeing a deleted file's
+/// blocks) does not hold up a foreground write or sync. The requests still
+/// run when the device is otherwise idle. Not for reads that others may
+/// wait for: a thread that needs a page under an idle read waits as long
+/// as that read does. A hint: with no scheduler (`none`) it changes
+/// nothing, and on Unix systems other than Linux it is a no-op.
 ///
 /// ```
 /// std::thread::spawn(|| silo_io::advice::idle_io_for_this_thread().unwrap())

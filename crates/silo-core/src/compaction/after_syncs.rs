@@ -58,7 +58,6 @@ impl AfterSyncs {
             let _ = std::thread::Builder::new()
                 .name("silo-readahead".to_owned())
                 .spawn(move || {
-                    let _ = silo_io::advice::idle_io_for_this_thread();
                     for (data, offset, len) in read_back {
                         let _ = data.advise(offset, len, silo_io::FileAdvice::WillNeed);
                     }
