@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
-use memmap2::MmapMut;
+use crate::buffer::ZeroedBuffer;
 
 use crate::error::IoError;
 use crate::file::{SiloFile, WriteStats};
@@ -45,7 +45,7 @@ pub const DIRECT_ALIGN: usize = 4096;
 pub struct DirectWriter {
     path: PathBuf,
     out: Output,
-    buf: MmapMut,
+    buf: ZeroedBuffer,
     /// Bytes of `buf` in use.
     filled: usize,
     /// File offset of `buf[0]` (a multiple of [`DIRECT_ALIGN`]).
@@ -70,13 +70,13 @@ struct Behind {
     /// Buffers to write; closed (`None`) to stop the thread.
     jobs: Option<SyncSender<Job>>,
     /// Buffers written (free to fill again), or the write's error.
-    done: Receiver<Result<MmapMut, IoError>>,
+    done: Receiver<Result<ZeroedBuffer, IoError>>,
     thread: Option<JoinHandle<()>>,
 }
 
 /// `buf[..len]` to be written at file offset `at`.
 struct Job {
-    buf: MmapMut,
+    buf: ZeroedBuffer,
     len: usize,
     at: u64,
 }
@@ -84,7 +84,7 @@ struct Job {
 impl Behind {
     /// Starts the thread that writes to `file`, with `spare` as the first
     /// free buffer. `None` if no thread can be started.
-    fn start(file: SiloFile, spare: MmapMut) -> Option<Behind> {
+    fn start(file: SiloFile, spare: ZeroedBuffer) -> Option<Behind> {
         let (jobs, todo) = sync_channel::<Job>(1);
         let (done_tx, done) = channel();
         done_tx.send(Ok(spare)).ok()?;
@@ -112,7 +112,7 @@ impl Behind {
     }
 
     /// A written buffer to fill again, or the error of an earlier write.
-    fn free_buffer(&self, path: &Path) -> Result<MmapMut, IoError> {
+    fn free_buffer(&self, path: &Path) -> Result<ZeroedBuffer, IoError> {
         self.done.recv().unwrap_or_else(|_| Err(stopped(path)))
     }
 
@@ -222,9 +222,7 @@ impl DirectWriter {
             Err(e) => return Err(IoError::io("open for direct writes", path, e)),
         };
         let len = buffer.max(2 * DIRECT_ALIGN).next_multiple_of(DIRECT_ALIGN);
-        let map = || {
-            MmapMut::map_anon(len).map_err(|e| IoError::io("map a direct-write buffer", path, e))
-        };
+        let map = || ZeroedBuffer::new(len);
         let mut buf = map()?;
         let align = DIRECT_ALIGN as u64;
         let at = start - start % align;

@@ -37,6 +37,7 @@
 //! ```
 
 pub mod advice;
+pub mod buffer;
 pub mod coalesce;
 pub mod direct;
 pub mod durable;
