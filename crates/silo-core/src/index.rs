@@ -111,7 +111,9 @@ impl Index {
         let entries = by_window(entries, windows, |(key, _)| {
             usize::try_from(home(*key, seed, capacity) >> shift).unwrap_or(usize::MAX)
         });
-        let mut body = vec![0u8; to_usize(len)? - HEADER_LEN];
+        // Each slot is read before it is written: its pages must be
+        // allocated before that (see `silo_io::buffer`).
+        let mut body = silo_io::buffer::ZeroedBuffer::new(to_usize(len)? - HEADER_LEN)?;
         for (key, loc) in entries {
             let mut slot = home(key, seed, capacity);
             loop {

@@ -21,9 +21,6 @@ use crate::store::{Core, Tables};
 /// Appended records are written as they fill a buffer of this size.
 const APPEND_CHUNK: usize = 8 << 20;
 
-/// How many writes ahead the encoding loop prefetches values.
-const VALUE_PREFETCH_AHEAD: usize = 8;
-
 /// What applying a plan did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Applied {
@@ -166,11 +163,7 @@ fn write_records(
     let data_path = tables.data.path();
     let mut applied = Applied::default();
     for (i, w) in plan.writes.iter().enumerate() {
-        // The values lie scattered over the frozen slot (the writes are in
-        // key order): ask for the ones a few writes ahead.
-        if let Some(ahead) = plan.writes.get(i + VALUE_PREFETCH_AHEAD) {
-            silo_io::hint::prefetch_slice(&ahead.value, 2);
-        }
+        plan::prefetch_value_ahead(&plan.writes, i);
         let (Place::InPlace { alloc, .. } | Place::Append { alloc }) = place(w);
         let encode = |buf: &mut [u8]| encode_record(buf, w.key, w.seq, &w.value, alloc);
         match place(w) {

@@ -278,7 +278,8 @@ pub(crate) fn prepare(
                 })?;
             }
         }
-        for (w, alloc) in folded_writes.iter().zip(&folded_allocs) {
+        for (i, (w, alloc)) in folded_writes.iter().zip(&folded_allocs).enumerate() {
+            crate::compaction::plan::prefetch_value_ahead(folded_writes, i);
             sink.push(&data, record_size(*alloc), |buf| {
                 encode_record(buf, w.key, w.seq, &w.value, *alloc)
             })?;

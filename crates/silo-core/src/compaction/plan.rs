@@ -73,6 +73,19 @@ pub(crate) struct KeyWrite<'a> {
     pub(crate) old: Option<OldRecord>,
 }
 
+/// How many writes ahead a loop over a plan's writes asks for values.
+const VALUE_PREFETCH_AHEAD: usize = 8;
+
+/// Asks the CPU for the value of the write `VALUE_PREFETCH_AHEAD` places
+/// after `i` in `writes` (up to four cache lines of it). The values lie
+/// scattered over the frozen slot, the writes being in key order: the
+/// loops that encode them would otherwise wait on each one's cache misses.
+pub(crate) fn prefetch_value_ahead(writes: &[KeyWrite<'_>], i: usize) {
+    if let Some(ahead) = writes.get(i + VALUE_PREFETCH_AHEAD) {
+        silo_io::hint::prefetch_slice(&ahead.value, 4);
+    }
+}
+
 /// A key to delete.
 #[derive(Debug)]
 pub(crate) struct KeyDelete {
