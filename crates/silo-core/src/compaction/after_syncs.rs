@@ -45,56 +45,82 @@ impl AfterSyncs {
     /// The read-back is advice only: a failure, or no thread, changes no
     /// result (without a thread, the files are released here).
     /// Ranges of a data file other than `current` (replaced since by a
-    /// cold rewrite) are not read back: nothing will read them. Returns how
-    /// many ranges are read back.
-    pub(crate) fn start(self, current: &Arc<DataFile>) -> usize {
+    /// cold rewrite) are not read back: nothing will read them.
+    pub(crate) fn start(self, current: &Arc<DataFile>) -> Started {
         let AfterSyncs {
             mut read_back,
             release,
         } = self;
         read_back.retain(|(data, _, _)| Arc::ptr_eq(data, current));
-        let reading = read_back.len();
-        if reading > 0 {
-            let _ = std::thread::Builder::new()
-                .name("silo-readahead".to_owned())
-                .spawn(move || {
-                    for (data, offset, len) in read_back {
-                        let _ = data.advise(offset, len, silo_io::FileAdvice::WillNeed);
-                    }
-                });
+        let ranges = read_back.len();
+        let reading = (ranges > 0)
+            .then(|| {
+                std::thread::Builder::new()
+                    .name("silo-readahead".to_owned())
+                    .spawn(move || {
+                        for (data, offset, len) in read_back {
+                            let _ = data.advise(offset, len, silo_io::FileAdvice::WillNeed);
+                        }
+                    })
+                    .ok()
+            })
+            .flatten();
+        let releasing = (!release.is_empty())
+            .then(|| {
+                // On failure `spawn` drops the closure, and with it the
+                // files, here.
+                std::thread::Builder::new()
+                    .name("silo-free".to_owned())
+                    .spawn(move || {
+                        let _ = silo_io::advice::idle_io_for_this_thread();
+                        drop(release);
+                    })
+                    .ok()
+            })
+            .flatten();
+        Started {
+            ranges,
+            reading,
+            releasing,
         }
-        if !release.is_empty() {
-            // On failure `spawn` drops the closure, and with it the files, here.
-            let _ = std::thread::Builder::new()
-                .name("silo-free".to_owned())
-                .spawn(move || {
-                    let _ = silo_io::advice::idle_io_for_this_thread();
-                    drop(release);
-                });
-        }
-        reading
     }
+}
+
+/// What [`AfterSyncs::start`] started. Nobody needs to wait for it (the
+/// threads end on their own); tests do.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "only tests look at what was started")
+)]
+pub(crate) struct Started {
+    /// Ranges read back.
+    pub(crate) ranges: usize,
+    /// The thread asking for them.
+    pub(crate) reading: Option<std::thread::JoinHandle<()>>,
+    /// The thread letting go of the files.
+    pub(crate) releasing: Option<std::thread::JoinHandle<()>>,
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
+
+    use silo_io::{FileAdvice, ReadMap, SiloFile};
 
     use super::AfterSyncs;
     use crate::data::DataFile;
 
-    /// Tells a channel when it is dropped.
-    struct Dropped(std::sync::mpsc::Sender<u32>, u32);
+    /// Tells a channel, from the thread that drops it, when it is dropped.
+    struct Dropped(std::sync::mpsc::Sender<(u32, std::thread::ThreadId)>, u32);
 
     impl Drop for Dropped {
         fn drop(&mut self) {
-            let _ = self.0.send(self.1);
+            let _ = self.0.send((self.1, std::thread::current().id()));
         }
     }
 
     #[test]
-    fn released_values_go_only_once_started() {
+    fn released_values_go_only_once_started_and_on_another_thread() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = Arc::new(DataFile::create(dir.path(), 1, 0).expect("data file"));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -104,12 +130,17 @@ mod tests {
         after.release(Dropped(tx, 2));
         assert!(!after.is_empty());
         assert!(rx.try_recv().is_err(), "nothing dropped before the start");
-        assert_eq!(after.start(&data), 0);
-        let mut got: Vec<u32> = (0..2)
-            .map(|_| rx.recv_timeout(Duration::from_secs(30)).expect("dropped"))
-            .collect();
-        got.sort_unstable();
-        assert_eq!(got, [1, 2]);
+        let started = after.start(&data);
+        assert!(started.reading.is_none());
+        started.releasing.expect("a thread").join().expect("joined");
+        let mut got: Vec<(u32, std::thread::ThreadId)> = rx.try_iter().collect();
+        got.sort_unstable_by_key(|(n, _)| *n);
+        assert_eq!(got.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2]);
+        let here = std::thread::current().id();
+        assert!(
+            got.iter().all(|(_, t)| *t != here),
+            "not on the caller's thread"
+        );
     }
 
     #[test]
@@ -122,9 +153,59 @@ mod tests {
         assert!(!after.is_empty());
         after.read_back(Arc::clone(&current), 0, 4096);
         after.read_back(Arc::clone(&current), 4096, 4096);
-        assert_eq!(after.start(&current), 2);
+        let started = after.start(&current);
+        assert_eq!(started.ranges, 2);
+        assert!(started.releasing.is_none());
+        started.reading.expect("a thread").join().expect("joined");
         let mut after = AfterSyncs::default();
         after.read_back(old, 0, 4096);
-        assert_eq!(after.start(&current), 0);
+        let started = after.start(&current);
+        assert_eq!(started.ranges, 0);
+        assert!(started.reading.is_none(), "nothing to read back");
+    }
+
+    /// Major page faults of this thread while it touches every page of
+    /// `path`'s first `len` bytes through a new map.
+    fn faults_reading(path: &std::path::Path, len: usize) -> u64 {
+        let file = SiloFile::open_read(path).expect("open");
+        let map = ReadMap::new(&file).expect("map");
+        let before = silo_io::thread_faults().expect("faults");
+        let mut sum = 0u64;
+        for page in (0..len).step_by(4096) {
+            sum += u64::from(map.as_slice()[page]);
+        }
+        std::hint::black_box(sum);
+        silo_io::thread_faults()
+            .expect("faults")
+            .since(before)
+            .major
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_range_read_back_is_in_the_page_cache_once_its_thread_is_done() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let len = 4usize << 20;
+        let data = Arc::new(DataFile::create(dir.path(), 1, len as u64).expect("data file"));
+        data.file()
+            .write_all_at(&vec![0x5A; len], 0)
+            .expect("write");
+        data.file().sync_data().expect("sync");
+        // Out of the page cache (synced, clean, mapped by no one): touching
+        // it reads from the disk.
+        data.advise(0, 0, FileAdvice::DontNeed).expect("drop");
+        assert!(
+            faults_reading(data.path(), len) > 0,
+            "the pages were dropped"
+        );
+        data.advise(0, 0, FileAdvice::DontNeed).expect("drop");
+        let mut after = AfterSyncs::default();
+        after.read_back(Arc::clone(&data), 0, len as u64);
+        let started = after.start(&data);
+        assert_eq!(started.ranges, 1);
+        started.reading.expect("a thread").join().expect("joined");
+        // The advice queued the reads; touching the pages may wait for
+        // them but never reads from the disk itself.
+        assert_eq!(faults_reading(data.path(), len), 0);
     }
 }

@@ -546,7 +546,7 @@ impl Core {
             std::mem::take(&mut *self.after_syncs.lock().unwrap_or_else(|p| p.into_inner()));
         if !waiting.is_empty() {
             let current = Arc::clone(&self.tables().data);
-            let _ = waiting.start(&current);
+            drop(waiting.start(&current));
         }
     }
 }

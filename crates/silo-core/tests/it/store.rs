@@ -65,6 +65,23 @@ fn a_failing_merge_operator_keeps_the_operands() {
     s.put(5, b"fixed").expect("put");
     s.compact().expect("compact");
     assert_eq!(s.get(5).expect("get").as_deref(), Some(&b"fixed"[..]));
+    // A staged compaction's outcome is noted as `compact`'s is.
+    s.merge(5, b"!bad").expect("merge is logged");
+    let staged = s.stage_compaction(false).expect("stage").expect("work");
+    let failed = staged.apply(staged.plan().expect("plan"));
+    assert!(
+        matches!(failed, Err(Error::Merge { key: 5, .. })),
+        "{failed:?}"
+    );
+    drop(staged);
+    let noted = s.stats().last_compaction_error.expect("noted");
+    assert!(noted.contains("merge"), "{noted}");
+    s.put(5, b"again").expect("put");
+    let staged = s.stage_compaction(false).expect("stage").expect("work");
+    staged.apply(staged.plan().expect("plan")).expect("apply");
+    drop(staged);
+    assert_eq!(s.stats().last_compaction_error, None);
+    assert_eq!(s.get(5).expect("get").as_deref(), Some(&b"again"[..]));
 }
 
 #[test]
@@ -1297,6 +1314,28 @@ fn a_staged_compaction_is_a_compaction_in_three_steps() {
         Err(Error::WouldDeadlock { .. })
     ));
     drop(it);
+    // `try_stage_compaction` stages only if the gate is free at once: not
+    // while another thread iterates.
+    s.put(501, b"more").expect("put");
+    let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    std::thread::scope(|t| {
+        t.spawn(|| {
+            let it = s.iter();
+            held.wait();
+            release.wait();
+            drop(it);
+        });
+        held.wait();
+        let busy = s.try_stage_compaction(false).expect("try");
+        assert!(busy.is_none(), "the gate is held by the iterator");
+        release.wait();
+    });
+    let staged = s
+        .try_stage_compaction(false)
+        .expect("try")
+        .expect("free now");
+    assert_eq!(staged.plan().expect("plan").ops(), 1);
+    drop(staged);
     assert_eq!(s.get(500).expect("get").as_deref(), Some(&b"during"[..]));
 }
 
@@ -1550,6 +1589,18 @@ fn a_staged_plan_whose_dead_space_calls_for_a_rewrite_goes_straight_into_it() {
     let plan = staged.plan().expect("plan");
     assert!(staged.folds_into_cold(&plan));
     let folded = staged.prepare_folded(plan).expect("prepare");
+    // It copied the untouched records (keys 2 and 3 of every 8) and wrote
+    // them and the results (merged 62-byte values, new 120-byte ones).
+    let size = |len: usize| {
+        silo_format::record_size(silo_format::alloc_for(len, o.value_slack_percent).expect("alloc"))
+            as u64
+    };
+    let copied = 5000 * size(60);
+    assert_eq!(folded.bytes_read(), copied);
+    assert_eq!(
+        folded.bytes_written(),
+        copied + 2500 * size(62) + 10_000 * size(120)
+    );
     let staged_report = staged.finish_folded(folded).expect("finish");
     drop(staged);
     let figures = |r: &silo_core::CompactionReport| {
@@ -1653,19 +1704,116 @@ fn a_compaction_lets_go_of_the_files_it_replaced() {
     let report = s.compact_cold().expect("compact");
     assert!(report.cold && report.reclaimed_bytes > 0, "{report:?}");
     assert_eq!(let_go(dir.path()), Vec::<String>::new(), "after a rewrite");
-    // The same through a staged compaction, once it is dropped.
-    for k in (1..60_000u64).step_by(2) {
+    // The same through a staged compaction, once it is dropped (and not
+    // before: the engine starts every shard's after its last publish).
+    for k in 0..60_000u64 {
         s.put(k, &value(k, 1, 100)).expect("put");
+    }
+    s.compact().expect("compact");
+    let before = s.stats().data_end;
+    assert!(before >= 4 << 20, "a long data file: {before}");
+    for k in 0..60_000u64 {
+        s.put(k, &value(k, 2, 100)).expect("put");
     }
     let staged = s.stage_compaction(true).expect("stage").expect("work");
     let report = staged.apply(staged.plan().expect("plan")).expect("apply");
-    assert!(report.cold, "{report:?}");
+    assert!(
+        report.cold && report.log_bytes_retired >= 4 << 20,
+        "{report:?}"
+    );
+    assert!(!held_deleted(dir.path()).is_empty(), "held until the drop");
     drop(staged);
     assert_eq!(
         let_go(dir.path()),
         Vec::<String>::new(),
         "after a staged one"
     );
-    assert_eq!(s.get(1).expect("get"), Some(value(1, 1, 100)));
-    assert_eq!(s.get(2).expect("get"), None);
+    assert_eq!(s.get(1).expect("get"), Some(value(1, 2, 100)));
+}
+
+/// Beside read-only opens in other processes (pretended) nothing is
+/// rewritten in place: results planned in place are appended, leaving more
+/// dead space than the plan foresaw, so the cold rewrite becomes due only
+/// after the hot apply. `apply` then runs both, and reports their sum.
+#[test]
+fn a_staged_compaction_beside_readers_rewrites_after_its_hot_apply() {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let _readers: Vec<_> = dirs
+        .iter()
+        .map(|d| {
+            silo_io::fault::install(d.path(), silo_io::fault::FaultPlan::new().pretend_readers())
+        })
+        .collect();
+    let mut o = opts();
+    o.index_seed = Some(0xBE51DE);
+    let stores: Vec<Silo> = dirs
+        .iter()
+        .map(|d| Silo::open(d.path(), o.clone()).expect("open"))
+        .collect();
+    for s in &stores {
+        for k in 0..60_000u64 {
+            s.put(k, &value(k, 0, 60)).expect("put");
+        }
+        s.compact().expect("compact");
+        // Same-size values: planned in place, appended beside readers.
+        for k in (0..60_000u64).step_by(3) {
+            s.put(k, &value(k, 1, 60)).expect("put");
+        }
+    }
+    let one_call = {
+        let staged = stores[0]
+            .stage_compaction(false)
+            .expect("stage")
+            .expect("work");
+        let plan = staged.plan().expect("plan");
+        assert!(!staged.folds_into_cold(&plan), "no dead space foreseen");
+        staged.apply(plan).expect("apply")
+    };
+    let (hot, read, written, reclaimed) = {
+        let staged = stores[1]
+            .stage_compaction(false)
+            .expect("stage")
+            .expect("work");
+        let hot = staged.apply_hot(staged.plan().expect("plan")).expect("hot");
+        assert!(hot.beside_readers && hot.in_place == 0, "{hot:?}");
+        assert!(staged.cold_due(), "due after the hot apply");
+        let rewrite = staged.prepare_cold().expect("prepare");
+        let (read, written) = (rewrite.bytes_read(), rewrite.bytes_written());
+        (
+            hot,
+            read,
+            written,
+            staged.finish_cold(rewrite).expect("finish"),
+        )
+    };
+    assert!(one_call.cold && reclaimed > 0, "{one_call:?}");
+    // The rewrite read every live record and wrote it again, the same size.
+    assert_eq!(written, stores[1].stats().live_bytes);
+    assert_eq!(read, written);
+    assert_eq!(
+        (
+            one_call.bytes_read,
+            one_call.bytes_written,
+            one_call.reclaimed_bytes
+        ),
+        (
+            hot.bytes_read + read,
+            hot.bytes_written + written,
+            reclaimed
+        )
+    );
+    for s in &stores {
+        assert_eq!(s.stats().dead_bytes, 0);
+        for k in (0..60_000u64).step_by(997) {
+            let version = u64::from(k % 3 == 0);
+            assert_eq!(
+                s.get(k).expect("get"),
+                Some(value(k, version, 60)),
+                "key {k}"
+            );
+        }
+    }
 }
