@@ -305,9 +305,10 @@ mod tests {
             unsafe { libc::syscall(libc::SYS_ioprio_get, 1 as libc::c_long, 0 as libc::c_long) }
         }
         let before = own_priority();
-        let (set, after) = std::thread::spawn(|| (set_thread_io_idle(), own_priority()))
-            .join()
-            .unwrap();
+        let (set, after) =
+            std::thread::spawn(|| (crate::advice::idle_io_for_this_thread(), own_priority()))
+                .join()
+                .unwrap();
         set.unwrap();
         // Class IDLE (3) above bit 13, level 0.
         assert_eq!(after, 3 << 13);
