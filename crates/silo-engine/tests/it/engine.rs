@@ -427,6 +427,46 @@ fn a_cold_compaction_folds_the_operations_straight_into_the_rewrites() {
     assert_eq!(reads[&6], vec![6u8; 40]);
 }
 
+/// A shard with nothing to fold is still chosen when its policy says a
+/// compaction is due (here: dead space over the threshold, left by a run
+/// that allowed more).
+#[test]
+fn compaction_chooses_a_shard_whose_policy_alone_calls_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lax = opts(2);
+    lax.store.thresholds.dead_ratio = 0.99;
+    let db = Engine::open(dir.path(), lax.clone()).unwrap();
+    for k in 0..40_000u64 {
+        db.put(k, &[1u8; 100]).unwrap();
+    }
+    db.compact().unwrap();
+    for k in 0..40_000u64 {
+        db.put(k, &[2u8; 150]).unwrap();
+    }
+    let r = db.compact().unwrap();
+    assert!(r.shards.iter().all(|(_, s)| !s.cold), "allowed: {r:?}");
+    db.close().unwrap();
+    let mut strict = lax;
+    strict.store.thresholds.dead_ratio = 0.2;
+    strict.store.thresholds.min_interval = std::time::Duration::ZERO;
+    let db = Engine::open(dir.path(), strict).unwrap();
+    let st = db.stats();
+    let log_bytes: u64 = st.shards.iter().map(|s| s.log_bytes).sum();
+    assert_eq!((st.pending_ops(), log_bytes), (0, 0), "nothing to fold");
+    assert!(st.dead_bytes() > 2 << 20);
+    let r = db.compact().unwrap();
+    let chosen: Vec<usize> = r.shards.iter().map(|(i, _)| *i).collect();
+    assert_eq!(chosen, vec![0, 1], "both shards, by their policy");
+    assert!(
+        r.shards
+            .iter()
+            .all(|(_, s)| s.cold && s.reclaimed_bytes > 0),
+        "{r:?}"
+    );
+    assert_eq!(db.stats().dead_bytes(), 0);
+    assert_eq!(db.get(7).unwrap(), Some(vec![2u8; 150]));
+}
+
 /// `compact` chooses exactly the shards with work (operations to fold, or
 /// a policy that says so); `cold` chooses every shard. Each shard compacted
 /// is in the report, so the choice shows.
