@@ -1121,6 +1121,54 @@ fn a_slot_split_between_two_threads_keeps_each_keys_operations_together() {
     assert_eq!(reports[0], reports[1]);
 }
 
+/// The data and index files in `dir`, by name, with their bytes.
+fn data_and_index_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
+        .map(|n| {
+            let bytes = std::fs::read(dir.join(&n)).expect("read");
+            (n, bytes)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Asserts that `a` and `b` hold the same data and index files, byte for
+/// byte; returns them.
+fn assert_same_files(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    what: &str,
+) -> Vec<(String, Vec<u8>)> {
+    let (x, y) = (data_and_index_files(a), data_and_index_files(b));
+    assert_eq!(
+        x.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        y.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "{what}"
+    );
+    for ((name, p), (_, q)) in x.iter().zip(&y) {
+        assert!(p == q, "{what}: {name} differs");
+    }
+    x
+}
+
+/// What two compactions of the same work must agree on.
+fn figures(r: &silo_core::CompactionReport) -> (u64, u64, u64, u64, u64, u64, u64) {
+    (
+        r.ops_folded,
+        r.in_place,
+        r.appended,
+        r.deleted,
+        r.bytes_read,
+        r.bytes_written,
+        r.reclaimed_bytes,
+    )
+}
+
 /// A staged compaction on one thread and on two (the plan of a large slot
 /// split between two, a new index built beside the data write, a cold
 /// rewrite's index beside its data file) writes byte-for-byte the same
@@ -1133,20 +1181,6 @@ fn a_staged_compaction_on_one_or_two_threads_writes_the_same_files() {
     ];
     let mut o = opts();
     o.index_seed = Some(0x5EED);
-    let files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-            .expect("dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("data") || n.starts_with("index-"))
-            .map(|n| {
-                let bytes = std::fs::read(dir.join(&n)).expect("read");
-                (n, bytes)
-            })
-            .collect();
-        v.sort();
-        v
-    };
     let stores: Vec<Silo> = dirs
         .iter()
         .map(|d| Silo::open(d.path(), o.clone()).expect("open"))
@@ -1181,34 +1215,15 @@ fn a_staged_compaction_on_one_or_two_threads_writes_the_same_files() {
             reports.push(report);
         }
         // The figures agree too: the two halves' reads add up.
-        let figures = |r: &silo_core::CompactionReport| {
-            (
-                r.ops_folded,
-                r.in_place,
-                r.appended,
-                r.deleted,
-                r.bytes_read,
-                r.bytes_written,
-                r.reclaimed_bytes,
-            )
-        };
         assert_eq!(figures(&reports[0]), figures(&reports[1]), "round {round}");
         assert!(reports[0].bytes_read > 0);
-        let (a, b) = (files(dirs[0].path()), files(dirs[1].path()));
-        assert_eq!(
-            a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            b.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-            "round {round}"
-        );
-        for ((name, x), (_, y)) in a.iter().zip(&b) {
-            assert!(x == y, "round {round}: {name} differs");
-            // Every index built since (grown, or by the cold rewrite)
-            // keeps the store's hash seed.
-            if name.starts_with("index-") {
-                let header = silo_format::FileHeader::decode(x, silo_format::FileKind::Index)
-                    .expect("index header");
-                assert_eq!(header.param_b, 0x5EED, "round {round}: {name}");
-            }
+        let a = assert_same_files(dirs[0].path(), dirs[1].path(), &format!("round {round}"));
+        // Every index built since (grown, or by the cold rewrite) keeps the
+        // store's hash seed.
+        for (name, x) in a.iter().filter(|(n, _)| n.starts_with("index-")) {
+            let header = silo_format::FileHeader::decode(x, silo_format::FileKind::Index)
+                .expect("index header");
+            assert_eq!(header.param_b, 0x5EED, "round {round}: {name}");
         }
     }
     let all: Vec<Vec<(u64, Vec<u8>)>> = stores
@@ -1277,14 +1292,10 @@ fn a_staged_compaction_is_a_compaction_in_three_steps() {
         s.delete(k).expect("delete");
     }
     let files = |dir: &std::path::Path| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .expect("dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
-            .collect();
-        v.sort();
-        v
+        data_and_index_files(dir)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
     };
     let staged = s.stage_compaction(false).expect("stage").expect("work");
     staged.apply_hot(staged.plan().expect("plan")).expect("hot");
@@ -1507,20 +1518,6 @@ fn a_staged_plan_whose_dead_space_calls_for_a_rewrite_goes_straight_into_it() {
     ];
     let mut o = opts();
     o.index_seed = Some(0xF01D);
-    let files = |dir: &std::path::Path| -> Vec<(String, Vec<u8>)> {
-        let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-            .expect("dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
-            .map(|n| {
-                let bytes = std::fs::read(dir.join(&n)).expect("read");
-                (n, bytes)
-            })
-            .collect();
-        v.sort();
-        v
-    };
     // The store's own compaction and a staged one, over the same writes.
     let (own, staged_store) = (
         Silo::open(dirs[0].path(), o.clone()).expect("open"),
@@ -1559,7 +1556,7 @@ fn a_staged_plan_whose_dead_space_calls_for_a_rewrite_goes_straight_into_it() {
 
     // A rewrite dropped unpublished removes its files; the slot stays
     // frozen and the next staged compaction folds it.
-    let before = files(dirs[1].path());
+    let before = data_and_index_files(dirs[1].path());
     let staged = staged_store
         .stage_compaction(false)
         .expect("stage")
@@ -1576,7 +1573,7 @@ fn a_staged_plan_whose_dead_space_calls_for_a_rewrite_goes_straight_into_it() {
     drop(folded);
     drop(staged);
     assert_eq!(
-        files(dirs[1].path()),
+        data_and_index_files(dirs[1].path()),
         before,
         "the unpublished files are gone"
     );
@@ -1603,27 +1600,9 @@ fn a_staged_plan_whose_dead_space_calls_for_a_rewrite_goes_straight_into_it() {
     );
     let staged_report = staged.finish_folded(folded).expect("finish");
     drop(staged);
-    let figures = |r: &silo_core::CompactionReport| {
-        (
-            r.ops_folded,
-            r.in_place,
-            r.appended,
-            r.deleted,
-            r.bytes_read,
-            r.bytes_written,
-            r.reclaimed_bytes,
-            r.cold,
-        )
-    };
     assert_eq!(figures(&staged_report), figures(&report));
-    let (a, b) = (files(dirs[0].path()), files(dirs[1].path()));
-    assert_eq!(
-        a.iter().map(|(n, _)| n).collect::<Vec<_>>(),
-        b.iter().map(|(n, _)| n).collect::<Vec<_>>()
-    );
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert!(x == y, "{name} differs");
-    }
+    assert!(staged_report.cold);
+    assert_same_files(dirs[0].path(), dirs[1].path(), "own and staged");
     for s in [&own, &staged_store] {
         let st = s.stats();
         assert_eq!((st.pending_ops, st.dead_bytes, st.log_bytes), (0, 0, 0));
