@@ -91,6 +91,7 @@ impl std::fmt::Debug for ZeroedBuffer {
 #[cfg(test)]
 mod tests {
     use super::ZeroedBuffer;
+    use crate::error::IoError;
 
     #[test]
     fn a_buffer_is_zeroed_writable_and_exactly_its_length() {
@@ -104,6 +105,13 @@ mod tests {
             }
             assert!(buf.iter().zip(pattern).all(|(b, p)| *b == p));
         }
+    }
+
+    #[test]
+    fn more_memory_than_the_kernel_maps_is_a_typed_error() {
+        let e = ZeroedBuffer::new(usize::MAX / 2).expect_err("no such map");
+        assert!(matches!(e, IoError::Io { .. }), "{e}");
+        assert!(e.to_string().contains("map a zeroed buffer"), "{e}");
     }
 
     #[cfg(target_os = "linux")]
