@@ -206,10 +206,20 @@ impl LogSlot {
             // write-protect each one (a TLB flush, an interrupt to this
             // core, a page). Only speed depends on it, so a failure is
             // not an error: the pages stay mapped.
+            let from = self.released;
             self.released = self
                 .map
-                .release_pages(self.released, self.end - self.released)
-                .unwrap_or(self.released);
+                .release_pages(from, self.end - from)
+                .unwrap_or(from);
+            // Nor are they changed again: their writeback may start now
+            // rather than wait for the sync that needs them (a frozen
+            // slot's, a `flush`), which then has only the last MiB left
+            // to write. Only speed depends on it too.
+            if self.released > from {
+                let _ = self
+                    .file
+                    .start_writeback(from as u64, (self.released - from) as u64);
+            }
         }
         Ok(())
     }
