@@ -1,33 +1,61 @@
-//! A counting sort of `(key, offset)` pairs into windows: for walking a
-//! large file or table forward instead of at random, where the order
-//! within a window does not matter (it fits the CPU's cache).
+//! A counting sort of items into windows: for walking a large file or
+//! table forward instead of at random, where the order within a window
+//! does not matter (it fits the CPU's cache), or is settled afterwards
+//! window by window.
 
 /// `items` reordered by `window_of` (each below `windows`), keeping their
 /// order within a window: two passes and one copy, for any number of items.
-pub(crate) fn by_window(
-    items: Vec<(u64, u64)>,
+pub(crate) fn by_window<T: Copy>(
+    items: Vec<T>,
     windows: usize,
-    window_of: impl Fn(&(u64, u64)) -> usize,
-) -> Vec<(u64, u64)> {
+    window_of: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    into_windows(items, windows, window_of).0
+}
+
+/// [`by_window`], with where each window starts: window `w` is
+/// `ordered[starts[w]..starts[w + 1]]` (`starts` has `windows + 1`
+/// entries, or 2 when there is one window or fewer than two items).
+/// `window_of` is called once an item.
+pub(crate) fn into_windows<T: Copy>(
+    items: Vec<T>,
+    windows: usize,
+    window_of: impl Fn(&T) -> usize,
+) -> (Vec<T>, Vec<usize>) {
+    let Some(first) = items.first().copied() else {
+        return (items, vec![0, 0]);
+    };
     if items.len() < 2 || windows < 2 {
-        return items;
+        let len = items.len();
+        return (items, vec![0, len]);
     }
-    let window = |item: &(u64, u64)| window_of(item).min(windows - 1);
-    // starts[w]: where window w's next item goes.
+    // Each item's window, computed once (a window fits in 32 bits: callers
+    // ask for at most a few million).
+    let of: Vec<u32> = items
+        .iter()
+        .map(|item| u32::try_from(window_of(item).min(windows - 1)).unwrap_or(u32::MAX))
+        .collect();
+    // starts[w]: where window w's first item goes.
     let mut starts = vec![0_usize; windows + 1];
-    for item in &items {
-        starts[window(item) + 1] += 1;
+    for w in &of {
+        if let Some(count) = starts.get_mut(*w as usize + 1) {
+            *count += 1;
+        }
     }
     for w in 1..=windows {
         starts[w] += starts[w - 1];
     }
-    let mut ordered = vec![(0_u64, 0_u64); items.len()];
-    for item in items {
-        let at = &mut starts[window(&item)];
-        ordered[*at] = item;
-        *at += 1;
+    let mut next = starts.clone();
+    let mut ordered = vec![first; items.len()];
+    for (item, w) in items.into_iter().zip(of) {
+        if let Some(at) = next.get_mut(w as usize)
+            && let Some(place) = ordered.get_mut(*at)
+        {
+            *place = item;
+            *at += 1;
+        }
     }
-    ordered
+    (ordered, starts)
 }
 
 /// The shift that divides `0..=end` into at most `max_windows` windows
@@ -46,7 +74,8 @@ mod tests {
 
     #[test]
     fn items_are_grouped_by_window_in_their_own_order_within_it() {
-        let items = vec![(1, 30), (2, 5), (3, 21), (4, 9), (5, 39), (6, 0), (7, 25)];
+        let items: Vec<(u64, u64)> =
+            vec![(1, 30), (2, 5), (3, 21), (4, 9), (5, 39), (6, 0), (7, 25)];
         let ordered = by_window(items.clone(), 4, |(_, o)| (*o / 10) as usize);
         assert_eq!(
             ordered,
@@ -60,6 +89,25 @@ mod tests {
         );
         assert_eq!(by_window(items.clone(), 1, |_| 0), items);
         assert_eq!(by_window(vec![(9, 9)], 8, |_| 7), vec![(9, 9)]);
+    }
+
+    #[test]
+    fn window_starts_bound_each_window() {
+        let items: Vec<u32> = vec![31, 5, 22, 9, 38, 0, 25, 7];
+        let (ordered, starts) = into_windows(items.clone(), 5, |v| (*v / 10) as usize);
+        assert_eq!(ordered, vec![5, 9, 0, 7, 22, 25, 31, 38]);
+        assert_eq!(starts, vec![0, 4, 4, 6, 8, 8]);
+        for (w, bounds) in starts.windows(2).enumerate() {
+            assert!(
+                ordered[bounds[0]..bounds[1]]
+                    .iter()
+                    .all(|v| *v as usize / 10 == w)
+            );
+        }
+        // One window, or too few items to order: everything in the first.
+        assert_eq!(into_windows(items.clone(), 1, |_| 0).1, vec![0, 8]);
+        assert_eq!(into_windows(vec![3u32], 4, |_| 2), (vec![3], vec![0, 1]));
+        assert_eq!(into_windows(Vec::<u32>::new(), 4, |_| 2).1, vec![0, 0]);
     }
 
     #[test]

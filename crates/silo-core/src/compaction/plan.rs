@@ -11,8 +11,9 @@ use silo_io::map::ReadMap;
 use crate::READ_LIMIT;
 use crate::error::{Error, Result};
 use crate::index::PREFETCH_AHEAD;
-use crate::log::replay::{LoggedOp, replay};
+use crate::log::replay::{LoggedOp, replay_whole, split_whole};
 use crate::store::{Core, Tables};
+use crate::window_sort::into_windows;
 
 /// The entries of `index` whose keys `plan` neither deletes nor rewrites:
 /// what a new index or data file written from the fold keeps of the old.
@@ -118,7 +119,11 @@ pub(crate) struct Plan<'a> {
 }
 
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
-/// With `threads` above 1, a large slot is planned on two threads.
+/// With `threads` above 1, a large slot is read and planned on two threads.
+///
+/// The plan takes the slot's keys in key order (so that keys written
+/// together in a range lie together in the data file), sorted bucket by
+/// bucket ([`Part::group`]); the order never depends on `threads`.
 pub(crate) fn compute<'a>(
     silo: &Core,
     tables: &Tables,
@@ -127,25 +132,46 @@ pub(crate) fn compute<'a>(
     through_seq: u64,
     threads: usize,
 ) -> Result<Plan<'a>> {
-    // One operation per sequence number at most (batch frames take some),
-    // and never more than the body has room for frames: the vector is
-    // sized once instead of growing by copies.
+    // One operation per sequence number at most (batch frames take some):
+    // the buckets are sized for that many, whoever reads which part.
     let frames = through_seq.saturating_sub(base_seq).saturating_add(1);
-    let room = (body.len() / silo_format::frame_len(0)) as u64;
-    let mut ops: Vec<LoggedOp<'a>> =
-        Vec::with_capacity(usize::try_from(frames.min(room)).unwrap_or(0));
-    // The frozen slot was synced whole at freeze: every byte of it is
-    // durable, so any stop before its end is damage, and its frames are
-    // checked again (its pages may have been read back from disk).
-    let end = replay(body, base_seq, body.len(), READ_LIMIT, false, |op| {
-        ops.push(op)
-    })
-    .map_err(|c| Error::corrupt(silo.dir.join("log (frozen slot)"), c.at as u64, c.reason))?;
-    ops.sort_unstable_by_key(|op| (op.key, op.seq));
+    let bits = bucket_bits(frames);
+    let two = threads > 1 && body.len() >= PARALLEL_PLAN_FROM_BYTES;
+    let mut parts = match two.then(|| split_whole(body)).flatten() {
+        // Each half of the slot read and grouped by a thread of its own.
+        Some((cut, before)) => {
+            let (first, second) = body.split_at(cut);
+            let (a, b) = std::thread::scope(|s| {
+                let other = s.spawn(|| read_part(silo, second, cut, base_seq + before));
+                let mine = read_part(silo, first, 0, base_seq);
+                match other.join() {
+                    Ok(theirs) => (mine, theirs),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            });
+            let mut parts = vec![a?, b?];
+            let range = KeyRange::of(&parts);
+            std::thread::scope(|s| {
+                let (first, second) = parts.split_at_mut(1);
+                let other = s.spawn(|| second[0].group(bits, range));
+                first[0].group(bits, range);
+                if let Err(panic) = other.join() {
+                    std::panic::resume_unwind(panic)
+                }
+            });
+            parts
+        }
+        None => {
+            let mut part = read_part(silo, body, 0, base_seq)?;
+            let range = KeyRange::of(std::slice::from_ref(&part));
+            part.group(bits, range);
+            vec![part]
+        }
+    };
     let mut plan = Plan {
         through_seq,
-        ops: ops.len() as u64,
-        max_tag: end.max_tag,
+        ops: parts.iter().map(|p| p.ops.len() as u64).sum(),
+        max_tag: parts.iter().map(|p| p.max_tag).max().unwrap_or(0),
         bytes_read: body.len() as u64,
         ..Plan::default()
     };
@@ -160,15 +186,18 @@ pub(crate) fn compute<'a>(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .folded_seq;
-    let mid = split_point(&ops);
-    if threads > 1 && ops.len() >= PARALLEL_PLAN_FROM {
-        // Two halves of the keys, each planned by a thread of its own,
-        // joined in key order.
-        let (first, second) = ops.split_at(mid);
+    let buckets = 1_usize << bits;
+    if threads > 1 && plan.ops >= PARALLEL_PLAN_FROM as u64 && buckets > 1 {
+        // Two runs of whole buckets, about half the operations each, each
+        // sorted and planned by a thread of its own, joined in order.
+        let mid = split_bucket(&parts, buckets);
+        let (mut firsts, mut seconds): (Vec<_>, Vec<_>) =
+            parts.iter_mut().map(|p| p.split_at_bucket(mid)).unzip();
         let mut rest = Plan::default();
         let (a, b) = std::thread::scope(|s| {
-            let other = s.spawn(|| plan_keys(silo, tables, &view, second, folded, &mut rest));
-            let mine = plan_keys(silo, tables, &view, first, folded, &mut plan);
+            let other =
+                s.spawn(|| plan_buckets(silo, tables, &view, &mut seconds, folded, &mut rest));
+            let mine = plan_buckets(silo, tables, &view, &mut firsts, folded, &mut plan);
             match other.join() {
                 Ok(theirs) => (mine, theirs),
                 Err(panic) => std::panic::resume_unwind(panic),
@@ -182,10 +211,229 @@ pub(crate) fn compute<'a>(
         plan.refused.append(&mut rest.refused);
         plan.bytes_read += rest.bytes_read;
     } else {
-        plan_keys(silo, tables, &view, &ops, folded, &mut plan)?;
+        let mut whole: Vec<_> = parts.iter_mut().map(|p| p.split_at_bucket(0).1).collect();
+        plan_buckets(silo, tables, &view, &mut whole, folded, &mut plan)?;
     }
     append_if_sparse(&mut plan);
     Ok(plan)
+}
+
+/// Bytes of a frozen slot from which [`compute`] reads it on two threads.
+const PARALLEL_PLAN_FROM_BYTES: usize = 4 << 20;
+
+/// Operations a bucket of [`Part::group`] holds on average: its sort
+/// runs in the CPU's cache.
+const BUCKET_OPS: u64 = 256;
+
+/// The most buckets [`Part::group`] makes (their counts take 8 bytes
+/// each).
+const MAX_BUCKET_BITS: u32 = 16;
+
+/// The bucket bits for a slot of up to `ops` operations: about
+/// [`BUCKET_OPS`] a bucket, one bucket below twice that.
+fn bucket_bits(ops: u64) -> u32 {
+    (ops / BUCKET_OPS)
+        .checked_ilog2()
+        .unwrap_or(0)
+        .min(MAX_BUCKET_BITS)
+}
+
+/// A part of a frozen slot read ([`read_part`]), then grouped by key
+/// ([`Part::group`]).
+struct Part<'a> {
+    ops: Vec<LoggedOp<'a>>,
+    /// Bucket `b` is `ops[starts[b]..starts[b + 1]]` (empty until grouped).
+    starts: Vec<usize>,
+    /// The range of the keys of `ops`.
+    keys: KeyRange,
+    max_tag: u64,
+}
+
+/// The keys of a slot's parts, lowest and highest, for bucketing.
+#[derive(Clone, Copy, Debug)]
+struct KeyRange {
+    low: u64,
+    high: u64,
+}
+
+impl KeyRange {
+    /// The range of the keys of every part.
+    fn of(parts: &[Part<'_>]) -> KeyRange {
+        parts.iter().fold(KeyRange::EMPTY, |r, p| r.with(p.keys))
+    }
+
+    /// No key: the start of a fold (its `low` above its `high`).
+    const EMPTY: KeyRange = KeyRange {
+        low: u64::MAX,
+        high: 0,
+    };
+
+    /// The range holding both.
+    fn with(self, other: KeyRange) -> KeyRange {
+        KeyRange {
+            low: self.low.min(other.low),
+            high: self.high.max(other.high),
+        }
+    }
+}
+
+impl<'a> Part<'a> {
+    /// The buckets before `mid` and those from it, as [`Buckets`].
+    fn split_at_bucket(&mut self, mid: usize) -> (Buckets<'_, 'a>, Buckets<'_, 'a>) {
+        let (first, second) = self.ops.split_at_mut(self.starts[mid]);
+        (
+            Buckets {
+                ops: first,
+                starts: &self.starts[..=mid],
+            },
+            Buckets {
+                ops: second,
+                starts: &self.starts[mid..],
+            },
+        )
+    }
+}
+
+/// A run of whole buckets of a [`Part`]: bucket `i` of the run is
+/// `ops[starts[i] - starts[0]..starts[i + 1] - starts[0]]`.
+struct Buckets<'p, 'a> {
+    ops: &'p mut [LoggedOp<'a>],
+    starts: &'p [usize],
+}
+
+impl<'a> Buckets<'_, 'a> {
+    /// Bucket `i` of the run (empty past its end).
+    fn bucket(&mut self, i: usize) -> &mut [LoggedOp<'a>] {
+        let base = self.starts[0];
+        match (self.starts.get(i), self.starts.get(i + 1)) {
+            (Some(from), Some(to)) => &mut self.ops[from - base..to - base],
+            _ => &mut [],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+}
+
+/// Reads `body` (a whole frozen slot, or a part of one starting at a
+/// frame outside any batch, `offset` bytes into the slot, its first frame
+/// numbered `base_seq`), in sequence order.
+fn read_part<'a>(silo: &Core, body: &'a [u8], offset: usize, base_seq: u64) -> Result<Part<'a>> {
+    // Never more operations than the body has room for frames: the vector
+    // is sized once instead of growing by copies.
+    let mut ops: Vec<LoggedOp<'a>> = Vec::with_capacity(body.len() / silo_format::frame_len(0));
+    // The frozen slot was synced whole at freeze: every byte of it is
+    // durable, so any stop before its end is damage, and its frames are
+    // checked again (its pages may have been read back from disk). On
+    // damage the operations read so far are dropped with the part.
+    let mut keys = KeyRange::EMPTY;
+    let end = replay_whole(body, base_seq, READ_LIMIT, |op| {
+        keys.low = keys.low.min(op.key);
+        keys.high = keys.high.max(op.key);
+        ops.push(op);
+    })
+    .map_err(|c| {
+        Error::corrupt(
+            silo.dir.join("log (frozen slot)"),
+            (offset + c.at) as u64,
+            c.reason,
+        )
+    })?;
+    Ok(Part {
+        ops,
+        starts: Vec::new(),
+        keys,
+        max_tag: end.max_tag,
+    })
+}
+
+impl Part<'_> {
+    /// Spreads the operations (in sequence order) into `1 << bits` buckets
+    /// of consecutive key ranges of equal width over `range`, in one
+    /// counting pass that keeps each bucket in sequence order. A key's
+    /// operations all fall in one bucket, and sorting each bucket by key
+    /// then puts the whole part in key order (see [`plan_buckets`]), each
+    /// sort small enough for the CPU's cache when the keys spread evenly
+    /// over their range (random keys, or consecutive ones). Keys bunched in
+    /// a few places make a few large buckets: the same sort, slower.
+    fn group(&mut self, bits: u32, range: KeyRange) {
+        let buckets = 1_usize << bits;
+        let width = u64::BITS - range.high.saturating_sub(range.low).leading_zeros();
+        let shift = width.saturating_sub(bits);
+        let ops = std::mem::take(&mut self.ops);
+        let (ops, mut starts) = into_windows(ops, buckets, |op| {
+            let offset = op.key.saturating_sub(range.low);
+            usize::try_from(offset.checked_shr(shift).unwrap_or(0)).unwrap_or(usize::MAX)
+        });
+        if starts.len() < buckets + 1 {
+            // One bucket, or fewer than two operations: every bucket past
+            // the first is empty.
+            let len = ops.len();
+            starts.resize(buckets + 1, len);
+        }
+        self.ops = ops;
+        self.starts = starts;
+    }
+}
+
+/// The bucket nearest the middle of the operations of `parts`, at least 1
+/// and below `buckets`.
+fn split_bucket(parts: &[Part<'_>], buckets: usize) -> usize {
+    let before = |b: usize| parts.iter().map(|p| p.starts[b]).sum::<usize>();
+    let half = before(buckets) / 2;
+    let (mut lo, mut hi) = (1, buckets - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) < half {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// Plans the buckets of `runs` (the same buckets of every part read) in
+/// order: each bucket's operations, from every part, sorted by key and
+/// sequence number and planned ([`plan_keys`]) while they are in the CPU's
+/// cache.
+fn plan_buckets<'a>(
+    silo: &Core,
+    tables: &Tables,
+    view: &ReadMap,
+    runs: &mut [Buckets<'_, 'a>],
+    folded: u64,
+    plan: &mut Plan<'a>,
+) -> Result<()> {
+    let buckets = runs.iter().map(Buckets::len).max().unwrap_or(0);
+    let mut gathered: Vec<LoggedOp<'a>> = Vec::new();
+    for b in 0..buckets {
+        let mut filled = runs
+            .iter_mut()
+            .map(|r| r.bucket(b))
+            .filter(|o| !o.is_empty());
+        let (Some(first), second) = (filled.next(), filled.next()) else {
+            continue;
+        };
+        let bucket = match second {
+            // From one part: sorted where it is.
+            None => first,
+            // From several: gathered (the parts in slot order).
+            Some(second) => {
+                gathered.clear();
+                gathered.extend_from_slice(first);
+                gathered.extend_from_slice(second);
+                for more in filled {
+                    gathered.extend_from_slice(more);
+                }
+                &mut gathered[..]
+            }
+        };
+        bucket.sort_unstable_by_key(|op| (op.key, op.seq));
+        plan_keys(silo, tables, view, bucket, folded, plan)?;
+    }
+    Ok(())
 }
 
 /// In-place results of at least this many bytes, in all, may be appended
@@ -254,16 +502,6 @@ fn append_if_sparse(plan: &mut Plan<'_>) {
 /// Operations in a frozen slot from which [`compute`] plans on two
 /// threads (below it, the thread costs more than it saves).
 pub(crate) const PARALLEL_PLAN_FROM: usize = 1 << 16;
-
-/// The index in `ops` (sorted by key) nearest its middle where a key's
-/// operations begin.
-fn split_point(ops: &[LoggedOp<'_>]) -> usize {
-    let mut mid = ops.len() / 2;
-    while mid > 0 && mid < ops.len() && ops[mid].key == ops[mid - 1].key {
-        mid += 1;
-    }
-    mid
-}
 
 /// Plans the keys of `ops` (sorted by key and sequence number, whole keys
 /// only) into `plan`'s writes, deletes, touched keys and refusals.

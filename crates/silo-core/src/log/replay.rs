@@ -63,13 +63,41 @@ pub(crate) fn count_frames(body: &[u8]) -> usize {
     count
 }
 
-/// An open batch: where it started and what it holds so far.
-struct OpenBatch<'a> {
+/// Where a body of committed frames only (see [`replay_whole`]) may be cut
+/// near its middle so that each part replays on its own: just past a frame
+/// that ends no later than the middle's first boundary outside a batch.
+/// Returns the offset and the frames before it, or `None` when there is no
+/// such boundary inside the body. Reads the frame headers of the first
+/// half only, without checksums: a damaged header can only misplace the
+/// cut, and then replaying the parts fails (each must hold whole, valid
+/// frames to its end), as replaying the whole would.
+pub(crate) fn split_whole(body: &[u8]) -> Option<(usize, u64)> {
+    let half = body.len() / 2;
+    let (mut at, mut frames, mut in_batch) = (0_usize, 0_u64, false);
+    while let Some(head) = body.get(at..at + silo_format::FRAME_HEADER_LEN) {
+        let len = u32::from_le_bytes([head[9], head[10], head[11], head[12]]);
+        match Tag::from_u8(head[0]) {
+            Some(Tag::BatchBegin) => in_batch = true,
+            Some(Tag::BatchCommit) => in_batch = false,
+            Some(_) => {}
+            None => return None,
+        }
+        at = at.checked_add(silo_format::frame_len(usize::try_from(len).ok()?))?;
+        frames += 1;
+        if !in_batch && at >= half {
+            return (at < body.len()).then_some((at, frames));
+        }
+    }
+    None
+}
+
+/// An open batch: where it started and how many operations it has so far.
+struct OpenBatch {
     start: usize,
     start_frames: u64,
     expected: u64,
     tag: u64,
-    ops: Vec<LoggedOp<'a>>,
+    seen: u64,
 }
 
 /// Reads `body` (a slot's bytes after its header) and calls `each` for
@@ -87,7 +115,39 @@ pub(crate) fn replay<'a>(
     each: impl FnMut(LoggedOp<'a>),
 ) -> Result<ReplayEnd, ReplayCorrupt> {
     let reader = FrameReader::new(body).with_max_payload(max_payload);
-    replay_from(reader, base_seq, durable, recover_corrupt, each)
+    replay_from(
+        reader,
+        base_seq,
+        durable,
+        recover_corrupt,
+        Batches::Held,
+        each,
+    )
+}
+
+/// [`replay`] of a body that must hold nothing but committed operations
+/// (a frozen slot, synced whole): any stop before its end is an error.
+/// The operations of a batch are given to `each` as they are read, not
+/// held until its commit frame, so the caller must discard everything
+/// `each` was given when this fails.
+pub(crate) fn replay_whole<'a>(
+    body: &'a [u8],
+    base_seq: u64,
+    max_payload: u32,
+    each: impl FnMut(LoggedOp<'a>),
+) -> Result<ReplayEnd, ReplayCorrupt> {
+    let reader = FrameReader::new(body).with_max_payload(max_payload);
+    replay_from(reader, base_seq, body.len(), false, Batches::Streamed, each)
+}
+
+/// Whether a batch's operations wait for its commit frame before `each`
+/// sees them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Batches {
+    /// Held until the commit (a batch cut off by the end is never seen).
+    Held,
+    /// Given as read (the caller discards everything on an error).
+    Streamed,
 }
 
 fn replay_from<'a>(
@@ -95,11 +155,14 @@ fn replay_from<'a>(
     base_seq: u64,
     durable: usize,
     recover_corrupt: bool,
+    batches: Batches,
     mut each: impl FnMut(LoggedOp<'a>),
 ) -> Result<ReplayEnd, ReplayCorrupt> {
     let body = reader.bytes();
     let mut frames: u64 = 0;
-    let mut batch: Option<OpenBatch<'a>> = None;
+    let mut batch: Option<OpenBatch> = None;
+    // The held operations of the open batch; one buffer for every batch.
+    let mut held: Vec<LoggedOp<'a>> = Vec::new();
     let mut committed_len = 0usize;
     let mut committed_frames = 0u64;
     let mut mid_log_error: Option<ReplayCorrupt> = None;
@@ -122,13 +185,11 @@ fn replay_from<'a>(
                     start_frames: frames - 1,
                     expected: key,
                     tag: batch_tag(payload).unwrap_or(0),
-                    ops: Vec::new(),
+                    seen: 0,
                 });
             }
-            (Tag::BatchCommit, Some(open))
-                if open.ops.len() as u64 == key && key == open.expected =>
-            {
-                for op in open.ops.drain(..) {
+            (Tag::BatchCommit, Some(open)) if open.seen == key && key == open.expected => {
+                for op in held.drain(..) {
                     each(op);
                 }
                 max_tag = max_tag.max(open.tag);
@@ -136,10 +197,12 @@ fn replay_from<'a>(
                 committed_len = end_of_frame;
                 committed_frames = frames;
             }
-            (Tag::Put | Tag::Delete | Tag::Merge, Some(open))
-                if (open.ops.len() as u64) < open.expected =>
-            {
-                open.ops.push(op);
+            (Tag::Put | Tag::Delete | Tag::Merge, Some(open)) if open.seen < open.expected => {
+                open.seen += 1;
+                match batches {
+                    Batches::Held => held.push(op),
+                    Batches::Streamed => each(op),
+                }
             }
             (Tag::Put | Tag::Delete | Tag::Merge, None) => {
                 each(op);
@@ -324,6 +387,84 @@ mod tests {
         let err = collect(&b, false).expect_err("one operation too many");
         assert_eq!(err.at, extra);
         assert!(err.reason.contains("for the open batch"), "{}", err.reason);
+    }
+
+    /// A body of batches, loose operations and a tagged batch: 3 batches
+    /// of 4 puts around the middle, a loose put between each.
+    fn whole_body() -> Vec<u8> {
+        let mut b = Vec::new();
+        for batch in 0..3u64 {
+            push(&mut b, Tag::Put, 1000 + batch, b"loose");
+            let tag = 7u64 + batch;
+            push(&mut b, Tag::BatchBegin, 4, &tag.to_le_bytes());
+            for k in 0..4 {
+                push(&mut b, Tag::Put, batch * 10 + k, &[b'v'; 40]);
+            }
+            push(&mut b, Tag::BatchCommit, 4, b"");
+        }
+        b
+    }
+
+    #[test]
+    fn a_whole_body_replays_the_same_with_batches_streamed() {
+        let b = whole_body();
+        let mut held = Vec::new();
+        let end = replay(&b, 100, b.len(), 1 << 20, false, |op| held.push(op)).expect("held");
+        let mut streamed = Vec::new();
+        let whole = replay_whole(&b, 100, 1 << 20, |op| streamed.push(op)).expect("whole");
+        assert_eq!(streamed, held);
+        assert_eq!(held.len(), 15);
+        assert_eq!(whole, end);
+        assert_eq!(whole.max_tag, 9);
+        // A batch cut off by the end, or a stop before it, is an error: the
+        // body must hold committed frames only.
+        let cut = b.len() - silo_format::frame_len(0);
+        assert!(replay_whole(&b[..cut], 100, 1 << 20, |_| {}).is_err());
+        let mut damaged = b.clone();
+        damaged[20] ^= 1;
+        assert!(replay_whole(&damaged, 100, 1 << 20, |_| {}).is_err());
+    }
+
+    #[test]
+    fn a_whole_body_is_cut_outside_batches_and_its_parts_replay_to_the_whole() {
+        let b = whole_body();
+        let (cut, before) = split_whole(&b).expect("a cut");
+        assert!(cut >= b.len() / 2 && cut < b.len(), "{cut} of {}", b.len());
+        let mut whole = Vec::new();
+        replay_whole(&b, 100, 1 << 20, |op| whole.push((op.seq, op.key, op.tag))).expect("whole");
+        let mut parts = Vec::new();
+        let first = replay_whole(&b[..cut], 100, 1 << 20, |op| {
+            parts.push((op.seq, op.key, op.tag));
+        })
+        .expect("first part");
+        assert_eq!(first.frames, before);
+        replay_whole(&b[cut..], 100 + before, 1 << 20, |op| {
+            parts.push((op.seq, op.key, op.tag));
+        })
+        .expect("second part");
+        assert_eq!(parts, whole);
+        // The cut starts a frame outside a batch: a loose put or a batch.
+        assert!(
+            b[cut] == Tag::Put as u8 || b[cut] == Tag::BatchBegin as u8,
+            "{}",
+            b[cut]
+        );
+        // One batch across the middle: no cut. Too short to cut, or a
+        // header that names no frame: none either.
+        let mut one = Vec::new();
+        push(&mut one, Tag::BatchBegin, 8, b"");
+        for k in 0..8 {
+            push(&mut one, Tag::Put, k, b"value");
+        }
+        push(&mut one, Tag::BatchCommit, 8, b"");
+        assert_eq!(split_whole(&one), None);
+        assert_eq!(split_whole(&[]), None);
+        let mut single = Vec::new();
+        push(&mut single, Tag::Put, 1, b"a");
+        assert_eq!(split_whole(&single), None);
+        let mut zeroed = b.clone();
+        zeroed[..13].fill(0);
+        assert_eq!(split_whole(&zeroed), None);
     }
 
     #[test]

@@ -1121,6 +1121,79 @@ fn a_slot_split_between_two_threads_keeps_each_keys_operations_together() {
     assert_eq!(reports[0], reports[1]);
 }
 
+/// A long slot is read in two parts, cut between batches, and each key's
+/// operations are gathered from both before it is folded: keys in two
+/// bunches at the ends of the key space (the buckets they are sorted in
+/// are then few and large), each put in the first half of the slot and
+/// merged, deleted or put again in the second. One thread and two fold
+/// the same values into byte-for-byte the same files.
+#[test]
+fn a_slot_read_in_two_parts_folds_each_keys_operations_from_both() {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let mut o = opts();
+    o.index_seed = Some(0xB0C7);
+    let keys: Vec<u64> = (0..30_000u64).chain(u64::MAX - 30_000..u64::MAX).collect();
+    let mut reports = Vec::new();
+    let mut model = std::collections::BTreeMap::new();
+    for (dir, threads) in dirs.iter().zip([1, 2]) {
+        let s = Silo::open(dir.path(), o.clone()).expect("open");
+        model.clear();
+        let mut b = WriteBatch::new();
+        for chunk in keys.chunks(2000) {
+            b.clear();
+            for k in chunk {
+                let v = value(*k, 1, 60);
+                b.put(*k, &v);
+                model.insert(*k, v);
+            }
+            s.write(&b).expect("write");
+        }
+        for chunk in keys.chunks(2000) {
+            b.clear();
+            for k in chunk {
+                match k % 7 {
+                    0 => {
+                        b.delete(*k);
+                        model.remove(k);
+                    }
+                    1 => {
+                        let v = value(*k, 2, 20);
+                        b.put(*k, &v);
+                        model.insert(*k, v);
+                    }
+                    _ => {
+                        b.merge(*k, b"+m");
+                        if let Some(v) = model.get_mut(k) {
+                            v.extend_from_slice(b"+m");
+                        }
+                    }
+                }
+            }
+            s.write(&b).expect("write");
+        }
+        let staged = s
+            .stage_compaction(false)
+            .expect("stage")
+            .expect("work")
+            .with_threads(threads);
+        let report = staged.apply(staged.plan().expect("plan")).expect("apply");
+        drop(staged);
+        assert_eq!(report.ops_folded, 2 * keys.len() as u64, "{report:?}");
+        assert_eq!(
+            report.appended,
+            model.len() as u64,
+            "each key once: {report:?}"
+        );
+        assert_holds(&s, &model, &format!("{threads} thread(s)"));
+        reports.push(figures(&report));
+    }
+    assert_eq!(reports[0], reports[1]);
+    assert_same_files(dirs[0].path(), dirs[1].path(), "one thread and two");
+}
+
 /// The data and index files in `dir`, by name, with their bytes.
 fn data_and_index_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
