@@ -132,8 +132,8 @@ pub(crate) fn compute<'a>(
     through_seq: u64,
     threads: usize,
 ) -> Result<Plan<'a>> {
-    // One operation per sequence number at most (batch frames take some):
-    // the buckets are sized for that many, whoever reads which part.
+    // One frame per sequence number: the buckets are sized for that many
+    // operations at most, whoever reads which part.
     let frames = through_seq.saturating_sub(base_seq).saturating_add(1);
     let bits = bucket_bits(frames);
     let two = threads > 1 && body.len() >= PARALLEL_PLAN_FROM_BYTES;
@@ -141,9 +141,10 @@ pub(crate) fn compute<'a>(
         // Each half of the slot read and grouped by a thread of its own.
         Some((cut, before)) => {
             let (first, second) = body.split_at(cut);
+            let rest = frames.saturating_sub(before);
             let (a, b) = std::thread::scope(|s| {
-                let other = s.spawn(|| read_part(silo, second, cut, base_seq + before));
-                let mine = read_part(silo, first, 0, base_seq);
+                let other = s.spawn(|| read_part(silo, second, cut, base_seq + before, rest));
+                let mine = read_part(silo, first, 0, base_seq, before);
                 match other.join() {
                     Ok(theirs) => (mine, theirs),
                     Err(panic) => std::panic::resume_unwind(panic),
@@ -162,7 +163,7 @@ pub(crate) fn compute<'a>(
             parts
         }
         None => {
-            let mut part = read_part(silo, body, 0, base_seq)?;
+            let mut part = read_part(silo, body, 0, base_seq, frames)?;
             let range = KeyRange::of(std::slice::from_ref(&part));
             part.group(bits, range);
             vec![part]
@@ -318,11 +319,22 @@ impl<'a> Buckets<'_, 'a> {
 
 /// Reads `body` (a whole frozen slot, or a part of one starting at a
 /// frame outside any batch, `offset` bytes into the slot, its first frame
-/// numbered `base_seq`), in sequence order.
-fn read_part<'a>(silo: &Core, body: &'a [u8], offset: usize, base_seq: u64) -> Result<Part<'a>> {
-    // Never more operations than the body has room for frames: the vector
-    // is sized once instead of growing by copies.
-    let mut ops: Vec<LoggedOp<'a>> = Vec::with_capacity(body.len() / silo_format::frame_len(0));
+/// numbered `base_seq`, holding `frames` frames by the slot's sequence
+/// numbers), in sequence order.
+fn read_part<'a>(
+    silo: &Core,
+    body: &'a [u8],
+    offset: usize,
+    base_seq: u64,
+    frames: u64,
+) -> Result<Part<'a>> {
+    // One operation a frame at most (batch frames take some), and never
+    // more than the body has room for frames: the vector is sized once
+    // instead of growing by copies, and never by the body alone (a slot of
+    // a few large values would ask for millions of operations).
+    let room = (body.len() / silo_format::frame_len(0)) as u64;
+    let mut ops: Vec<LoggedOp<'a>> =
+        Vec::with_capacity(usize::try_from(frames.min(room)).unwrap_or(0));
     // The frozen slot was synced whole at freeze: every byte of it is
     // durable, so any stop before its end is damage, and its frames are
     // checked again (its pages may have been read back from disk). On
