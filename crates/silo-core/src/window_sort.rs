@@ -107,6 +107,15 @@ mod tests {
         // One window, or too few items to order: everything in the first.
         assert_eq!(into_windows(items.clone(), 1, |_| 0).1, vec![0, 8]);
         assert_eq!(into_windows(vec![3u32], 4, |_| 2), (vec![3], vec![0, 1]));
+        // Windows past the last are counted in the last.
+        let (clamped, starts) = into_windows(items.clone(), 2, |v| (*v / 10) as usize);
+        assert_eq!(clamped, vec![5, 9, 0, 7, 31, 22, 38, 25]);
+        assert_eq!(starts, vec![0, 4, 8]);
+        // Two items are already enough to order.
+        assert_eq!(
+            into_windows(vec![9u32, 1], 2, |v| (*v / 5) as usize),
+            (vec![1, 9], vec![0, 1, 2])
+        );
         assert_eq!(into_windows(Vec::<u32>::new(), 4, |_| 2).1, vec![0, 0]);
     }
 

@@ -136,39 +136,7 @@ pub(crate) fn compute<'a>(
     // operations at most, whoever reads which part.
     let frames = through_seq.saturating_sub(base_seq).saturating_add(1);
     let bits = bucket_bits(frames);
-    let two = threads > 1 && body.len() >= PARALLEL_PLAN_FROM_BYTES;
-    let mut parts = match two.then(|| split_whole(body)).flatten() {
-        // Each half of the slot read and grouped by a thread of its own.
-        Some((cut, before)) => {
-            let (first, second) = body.split_at(cut);
-            let rest = frames.saturating_sub(before);
-            let (a, b) = std::thread::scope(|s| {
-                let other = s.spawn(|| read_part(silo, second, cut, base_seq + before, rest));
-                let mine = read_part(silo, first, 0, base_seq, before);
-                match other.join() {
-                    Ok(theirs) => (mine, theirs),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            });
-            let mut parts = vec![a?, b?];
-            let range = KeyRange::of(&parts);
-            std::thread::scope(|s| {
-                let (first, second) = parts.split_at_mut(1);
-                let other = s.spawn(|| second[0].group(bits, range));
-                first[0].group(bits, range);
-                if let Err(panic) = other.join() {
-                    std::panic::resume_unwind(panic)
-                }
-            });
-            parts
-        }
-        None => {
-            let mut part = read_part(silo, body, 0, base_seq, frames)?;
-            let range = KeyRange::of(std::slice::from_ref(&part));
-            part.group(bits, range);
-            vec![part]
-        }
-    };
+    let mut parts = read_slot(silo, body, base_seq, frames, bits, threads)?;
     let mut plan = Plan {
         through_seq,
         ops: parts.iter().map(|p| p.ops.len() as u64).sum(),
@@ -219,6 +187,47 @@ pub(crate) fn compute<'a>(
     Ok(plan)
 }
 
+/// Reads the frozen slot body `body` (`frames` frames from `base_seq`)
+/// into [`Part`]s grouped into `1 << bits` buckets: one part, or two read
+/// and grouped by a thread each when `threads` allows, the slot is long
+/// enough and it can be cut between batches ([`split_whole`]).
+fn read_slot<'a>(
+    silo: &Core,
+    body: &'a [u8],
+    base_seq: u64,
+    frames: u64,
+    bits: u32,
+    threads: usize,
+) -> Result<Vec<Part<'a>>> {
+    let two = threads > 1 && body.len() >= PARALLEL_PLAN_FROM_BYTES;
+    let Some((cut, before)) = two.then(|| split_whole(body)).flatten() else {
+        let mut part = read_part(silo, body, 0, base_seq, frames)?;
+        part.group(bits, part.keys);
+        return Ok(vec![part]);
+    };
+    let (first, second) = body.split_at(cut);
+    let rest = frames.saturating_sub(before);
+    let (a, b) = std::thread::scope(|s| {
+        let other = s.spawn(|| read_part(silo, second, cut, base_seq + before, rest));
+        let mine = read_part(silo, first, 0, base_seq, before);
+        match other.join() {
+            Ok(theirs) => (mine, theirs),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    let (mut a, mut b) = (a?, b?);
+    // Both parts in the same buckets: over the keys of both.
+    let range = a.keys.with(b.keys);
+    std::thread::scope(|s| {
+        let other = s.spawn(|| b.group(bits, range));
+        a.group(bits, range);
+        if let Err(panic) = other.join() {
+            std::panic::resume_unwind(panic)
+        }
+    });
+    Ok(vec![a, b])
+}
+
 /// Bytes of a frozen slot from which [`compute`] reads it on two threads.
 const PARALLEL_PLAN_FROM_BYTES: usize = 4 << 20;
 
@@ -258,11 +267,6 @@ struct KeyRange {
 }
 
 impl KeyRange {
-    /// The range of the keys of every part.
-    fn of(parts: &[Part<'_>]) -> KeyRange {
-        parts.iter().fold(KeyRange::EMPTY, |r, p| r.with(p.keys))
-    }
-
     /// No key: the start of a fold (its `low` above its `high`).
     const EMPTY: KeyRange = KeyRange {
         low: u64::MAX,

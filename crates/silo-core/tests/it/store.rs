@@ -1194,6 +1194,99 @@ fn a_slot_read_in_two_parts_folds_each_keys_operations_from_both() {
     assert_same_files(dirs[0].path(), dirs[1].path(), "one thread and two");
 }
 
+/// A long slot whose cut leaves one operation on the far side (a batch
+/// past the middle, then a single put) is read in two parts all the same,
+/// and folds as on one thread.
+#[test]
+fn a_slot_read_in_two_uneven_parts_folds_as_on_one_thread() {
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let mut o = opts();
+    o.index_seed = Some(0x0E7E);
+    let mut model = std::collections::BTreeMap::new();
+    for (dir, threads) in dirs.iter().zip([1, 2]) {
+        let s = Silo::open(dir.path(), o.clone()).expect("open");
+        model.clear();
+        let mut b = WriteBatch::new();
+        for k in 0..70_000u64 {
+            let v = value(k, 1, 60);
+            b.put(k * 7, &v);
+            model.insert(k * 7, v);
+        }
+        s.write(&b).expect("write");
+        s.put(3, b"last").expect("put");
+        model.insert(3, b"last".to_vec());
+        let staged = s
+            .stage_compaction(false)
+            .expect("stage")
+            .expect("work")
+            .with_threads(threads);
+        let report = staged.apply(staged.plan().expect("plan")).expect("apply");
+        drop(staged);
+        assert_eq!(report.appended, 70_001, "{report:?}");
+        assert_holds(&s, &model, &format!("{threads} thread(s)"));
+    }
+    assert_same_files(dirs[0].path(), dirs[1].path(), "one thread and two");
+}
+
+/// Damage found while a frozen slot is read for a plan is a typed error
+/// that names the log and where in its body the damaged frame starts,
+/// whichever part of the slot it is in and however many threads read it.
+#[test]
+fn damage_in_a_frozen_slot_is_reported_where_it_is() {
+    for threads in [1, 2] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        let mut b = WriteBatch::new();
+        for chunk in (0..70_000u64).collect::<Vec<_>>().chunks(2000) {
+            b.clear();
+            for k in chunk {
+                b.put(*k, &value(*k, 1, 60));
+            }
+            s.write(&b).expect("write");
+        }
+        let body = s.stats().log_bytes;
+        // The active slot is the longer file; its body follows the header.
+        let log = ["log-0", "log-1"]
+            .into_iter()
+            .map(|n| dir.path().join(n))
+            .max_by_key(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+            .expect("a log");
+        let flip = body * 3 / 4;
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&log)
+                .expect("open log");
+            let at = silo_format::HEADER_LEN as u64 + flip;
+            let mut byte = [0u8];
+            f.read_exact_at(&mut byte, at).expect("read");
+            f.write_all_at(&[byte[0] ^ 0x10], at).expect("write");
+        }
+        let staged = s
+            .stage_compaction(false)
+            .expect("stage")
+            .expect("work")
+            .with_threads(threads);
+        match staged.plan() {
+            Err(Error::Corrupt { file, offset, .. }) => {
+                assert!(file.to_string_lossy().contains("log"), "{file:?}");
+                // The damaged frame starts at most one frame before the
+                // flipped byte.
+                assert!(
+                    offset <= flip && flip - offset < 100,
+                    "{threads} thread(s): damage at {offset}, byte {flip} flipped"
+                );
+            }
+            other => panic!("{threads} thread(s): {other:?}"),
+        }
+    }
+}
+
 /// The data and index files in `dir`, by name, with their bytes.
 fn data_and_index_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
