@@ -3,7 +3,7 @@
 //! flush, stats and close; compaction lives in [`crate::compaction`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -61,10 +61,22 @@ pub(crate) struct Busy {
     idle: std::sync::Condvar,
 }
 
+/// Compactions running in this process, of every store (each holds its
+/// store's [`Busy`] flag): a log slot starts no early writeback while one
+/// runs (see `LogSlot::append`).
+static COMPACTIONS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a compaction of any store of this process is running.
+pub(crate) fn compaction_running() -> bool {
+    COMPACTIONS_RUNNING.load(Ordering::Relaxed) > 0
+}
+
 impl Busy {
-    /// Sets the flag until the returned guard drops.
+    /// Sets the flag until the returned guard drops (and counts the guard
+    /// among the process's running compactions).
     pub(crate) fn enter(&self) -> BusyGuard<'_> {
         *self.busy.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        COMPACTIONS_RUNNING.fetch_add(1, Ordering::Relaxed);
         BusyGuard(self)
     }
 
@@ -82,6 +94,7 @@ pub(crate) struct BusyGuard<'a>(&'a Busy);
 
 impl Drop for BusyGuard<'_> {
     fn drop(&mut self) {
+        COMPACTIONS_RUNNING.fetch_sub(1, Ordering::Relaxed);
         *self.0.busy.lock().unwrap_or_else(|p| p.into_inner()) = false;
         self.0.idle.notify_all();
     }
@@ -778,6 +791,18 @@ impl Drop for Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store's compaction flag counts among the process's running
+    /// compactions while it is held (other tests' compactions may run too,
+    /// so only the held state is certain).
+    #[test]
+    fn a_held_compaction_flag_is_a_running_compaction() {
+        let busy = Busy::default();
+        let guard = busy.enter();
+        assert!(compaction_running());
+        drop(guard);
+        busy.wait_idle();
+    }
 
     /// Regression (durability review, item 5): with the data view taken
     /// before the index entry, a compaction that appends the key's record

@@ -214,8 +214,11 @@ impl LogSlot {
             // Nor are they changed again: their writeback may start now
             // rather than wait for the sync that needs them (a frozen
             // slot's, a `flush`), which then has only the last MiB left
-            // to write. Only speed depends on it too.
-            if self.released > from {
+            // to write. Not while a compaction runs: it fills the device's
+            // queue, and starting a write then waits for room in it, under
+            // the log mutex (a put waited up to 110 ms). Only speed depends
+            // on it too.
+            if self.released > from && !crate::store::compaction_running() {
                 let _ = self
                     .file
                     .start_writeback(from as u64, (self.released - from) as u64);
