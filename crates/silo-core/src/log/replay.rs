@@ -64,10 +64,10 @@ pub(crate) fn count_frames(body: &[u8]) -> usize {
 }
 
 /// Where a body of committed frames only (see [`replay_whole`]) may be cut
-/// near its middle so that each part replays on its own: just past a frame
-/// that ends no later than the middle's first boundary outside a batch.
-/// Returns the offset and the frames before it, or `None` when there is no
-/// such boundary inside the body. Reads the frame headers of the first
+/// near its middle so that each part replays on its own: the first frame
+/// boundary at or past the middle that lies outside every batch. Returns
+/// the offset and the frames before it, or `None` when there is no such
+/// boundary inside the body. Reads the frame headers of the first
 /// half only, without checksums: a damaged header can only misplace the
 /// cut, and then replaying the parts fails (each must hold whole, valid
 /// frames to its end), as replaying the whole would.
