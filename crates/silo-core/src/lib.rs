@@ -60,6 +60,7 @@ mod silo;
 mod snapshot;
 mod stats;
 mod store;
+mod two_threads;
 mod value_slab;
 mod verify;
 mod window_sort;

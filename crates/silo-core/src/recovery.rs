@@ -22,6 +22,7 @@ use crate::log::{self, LogState};
 use crate::options::Options;
 use crate::pending::{Bytes, PendingOp, PendingView};
 use crate::store::Tables;
+use crate::two_threads::both;
 use crate::{READ_LIMIT, manifest};
 
 /// Operations recorded into the pending view at a time during replay.
@@ -305,14 +306,7 @@ fn replay_logs(
         // recording the keys of its own half of the pending view's shards.
         // Both reach the same verdict on how the log ends.
         let end = if body.len() >= PARALLEL_REPLAY_BYTES {
-            std::thread::scope(|s| {
-                let other = s.spawn(|| replay_part(1, 2));
-                let mine = replay_part(0, 2);
-                match other.join() {
-                    Ok(_) => mine,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            })
+            both(|| replay_part(0, 2), || replay_part(1, 2)).0
         } else {
             replay_part(0, 1)
         }

@@ -17,6 +17,7 @@ use crate::compaction::sink::RecordSink;
 use crate::error::{Error, Result};
 use crate::index::{Index, capacity_for};
 use crate::store::{Core, Tables};
+use crate::two_threads::both;
 
 /// Appended records are written as they fill a buffer of this size.
 const APPEND_CHUNK: usize = 8 << 20;
@@ -92,15 +93,12 @@ pub(crate) fn apply(
     let rebuild = !in_place || !tables.index.has_room_for(new_keys);
     let at = (first_append, append_bytes);
     let (written, rebuilt) = if rebuild && threads > 1 {
-        std::thread::scope(|s| {
-            let (tables, place) = (&tables, &place);
-            let building = s.spawn(move || build_index(silo, plan, tables, place, first_append));
-            let written = write_records(silo, plan, tables, place, at, generation);
-            match building.join() {
-                Ok(index) => (written, Some(index)),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
+        let (tables, place) = (&tables, &place);
+        let (written, index) = both(
+            || write_records(silo, plan, tables, place, at, generation),
+            || build_index(silo, plan, tables, place, first_append),
+        );
+        (written, Some(index))
     } else {
         let written = write_records(silo, plan, &tables, &place, at, generation);
         let rebuilt = match (&written, rebuild) {

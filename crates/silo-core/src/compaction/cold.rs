@@ -18,6 +18,7 @@ use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, PREFETCH_AHEAD, capacity_for};
 use crate::store::{Core, GateWrite, Tables};
+use crate::two_threads::both;
 use crate::window_sort::{by_window, window_shift};
 
 /// Bytes buffered before they are written out.
@@ -181,20 +182,15 @@ pub(crate) fn prepare(
     // taking half.
     let checked = if threads > 1 && live.len() >= PARALLEL_INDEX_FROM {
         let (first, second) = live.split_at(live.len() / 2);
-        std::thread::scope(|s| {
-            let other = s.spawn(|| check_records(&tables.data, &view, second, slack));
-            let mine = check_records(&tables.data, &view, first, slack);
-            match other.join() {
-                Ok(theirs) => mine.and_then(|mut a| {
-                    let b = theirs?;
-                    a.records.extend_from_slice(&b.records);
-                    a.total += b.total;
-                    a.read += b.read;
-                    Ok(a)
-                }),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })?
+        let (mine, theirs) = both(
+            || check_records(&tables.data, &view, first, slack),
+            || check_records(&tables.data, &view, second, slack),
+        );
+        let (mut a, b) = (mine?, theirs?);
+        a.records.extend_from_slice(&b.records);
+        a.total += b.total;
+        a.read += b.read;
+        a
     } else {
         check_records(&tables.data, &view, &live, slack)?
     };
@@ -290,14 +286,7 @@ pub(crate) fn prepare(
     };
     let (written, index) = if threads > 1 && live.len() + folded_writes.len() >= PARALLEL_INDEX_FROM
     {
-        std::thread::scope(|s| {
-            let builder = s.spawn(build_index);
-            let written = write_data();
-            match builder.join() {
-                Ok(index) => (written, index),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        })
+        both(write_data, build_index)
     } else {
         let written = write_data()?;
         (Ok(written), build_index())

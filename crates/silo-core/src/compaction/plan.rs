@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::index::PREFETCH_AHEAD;
 use crate::log::replay::{LoggedOp, replay_whole, split_whole};
 use crate::store::{Core, Tables};
+use crate::two_threads::both;
 use crate::window_sort::into_windows;
 
 /// The entries of `index` whose keys `plan` neither deletes nor rewrites:
@@ -163,15 +164,10 @@ pub(crate) fn compute<'a>(
         let (mut firsts, mut seconds): (Vec<_>, Vec<_>) =
             parts.iter_mut().map(|p| p.split_at_bucket(mid)).unzip();
         let mut rest = Plan::default();
-        let (a, b) = std::thread::scope(|s| {
-            let other =
-                s.spawn(|| plan_buckets(silo, tables, &view, &mut seconds, folded, &mut rest));
-            let mine = plan_buckets(silo, tables, &view, &mut firsts, folded, &mut plan);
-            match other.join() {
-                Ok(theirs) => (mine, theirs),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        });
+        let (a, b) = both(
+            || plan_buckets(silo, tables, &view, &mut firsts, folded, &mut plan),
+            || plan_buckets(silo, tables, &view, &mut seconds, folded, &mut rest),
+        );
         a?;
         b?;
         plan.writes.append(&mut rest.writes);
@@ -207,24 +203,14 @@ fn read_slot<'a>(
     };
     let (first, second) = body.split_at(cut);
     let rest = frames.saturating_sub(before);
-    let (a, b) = std::thread::scope(|s| {
-        let other = s.spawn(|| read_part(silo, second, cut, base_seq + before, rest));
-        let mine = read_part(silo, first, 0, base_seq, before);
-        match other.join() {
-            Ok(theirs) => (mine, theirs),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    });
+    let (a, b) = both(
+        || read_part(silo, first, 0, base_seq, before),
+        || read_part(silo, second, cut, base_seq + before, rest),
+    );
     let (mut a, mut b) = (a?, b?);
     // Both parts in the same buckets: over the keys of both.
     let range = a.keys.with(b.keys);
-    std::thread::scope(|s| {
-        let other = s.spawn(|| b.group(bits, range));
-        a.group(bits, range);
-        if let Err(panic) = other.join() {
-            std::panic::resume_unwind(panic)
-        }
-    });
+    both(|| a.group(bits, range), || b.group(bits, range));
     Ok(vec![a, b])
 }
 

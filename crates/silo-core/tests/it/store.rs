@@ -1079,6 +1079,18 @@ fn in_place_results_are_weighed_from_exactly_four_mebibytes() {
     }
 }
 
+/// A hot compaction of `s` staged on `threads` threads, planned and
+/// applied; the stage (which holds the compaction gate that reads take)
+/// is dropped before this returns.
+fn fold_staged(s: &Silo, threads: usize) -> silo_core::CompactionReport {
+    let staged = s
+        .stage_compaction(false)
+        .expect("stage")
+        .expect("work")
+        .with_threads(threads);
+    staged.apply(staged.plan().expect("plan")).expect("apply")
+}
+
 /// A large slot planned on two threads is cut between two keys, never
 /// inside one key's operations: 25,001 keys with a put and two merges each
 /// (75,003 operations; the middle one is a key's first merge) fold to the
@@ -1105,14 +1117,7 @@ fn a_slot_split_between_two_threads_keeps_each_keys_operations_together() {
             model.insert(k, v);
         }
         s.write(&b).expect("write");
-        let staged = s
-            .stage_compaction(false)
-            .expect("stage")
-            .expect("work")
-            .with_threads(threads);
-        let report = staged.apply(staged.plan().expect("plan")).expect("apply");
-        // The stage holds the compaction gate, which reads below take.
-        drop(staged);
+        let report = fold_staged(&s, threads);
         assert_eq!(report.ops_folded, 3 * keys, "{report:?}");
         assert_eq!(report.appended, keys, "each key written once: {report:?}");
         assert_holds(&s, &model, &format!("{threads} thread(s)"));
@@ -1174,13 +1179,7 @@ fn a_slot_read_in_two_parts_folds_each_keys_operations_from_both() {
             }
             s.write(&b).expect("write");
         }
-        let staged = s
-            .stage_compaction(false)
-            .expect("stage")
-            .expect("work")
-            .with_threads(threads);
-        let report = staged.apply(staged.plan().expect("plan")).expect("apply");
-        drop(staged);
+        let report = fold_staged(&s, threads);
         assert_eq!(report.ops_folded, 2 * keys.len() as u64, "{report:?}");
         assert_eq!(
             report.appended,
@@ -1218,13 +1217,7 @@ fn a_slot_read_in_two_uneven_parts_folds_as_on_one_thread() {
         s.write(&b).expect("write");
         s.put(3, b"last").expect("put");
         model.insert(3, b"last".to_vec());
-        let staged = s
-            .stage_compaction(false)
-            .expect("stage")
-            .expect("work")
-            .with_threads(threads);
-        let report = staged.apply(staged.plan().expect("plan")).expect("apply");
-        drop(staged);
+        let report = fold_staged(&s, threads);
         assert_eq!(report.appended, 70_001, "{report:?}");
         assert_holds(&s, &model, &format!("{threads} thread(s)"));
     }
