@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use silo_core::{Silo, WriteBatch};
+use silo_format::{FileHeader, FileKind, HEADER_LEN};
 use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
 
 use crate::common::{assert_holds, open, opts};
@@ -312,6 +313,80 @@ fn a_flush_costs_one_sync_and_a_clean_one_none() {
     let silo = open(dir.path());
     assert_eq!(silo.get(99).expect("get").as_deref(), Some(&b"more"[..]));
     assert_eq!(silo.stats().torn_tail_bytes, 0);
+}
+
+/// The `param_a` (synced-length mark) of each log slot file in `dir` with
+/// frames past its header, by path.
+fn slots_with_frames(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut found: Vec<(std::path::PathBuf, u64)> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("log-"))
+        .filter_map(|e| {
+            let bytes = std::fs::read(e.path()).expect("read slot");
+            let header = FileHeader::decode(&bytes, FileKind::OpsLog).expect("slot header");
+            let frames = bytes.get(HEADER_LEN..)?.iter().any(|b| *b != 0);
+            frames.then(|| (e.path(), header.param_a))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A folded slot is emptied in place: its header first stops claiming
+/// synced frames (and is synced), then the frames are cut. A crash after
+/// the cut reached the disk but before the new header did must find an
+/// empty slot, not frames missing before the mark (damage, which open
+/// refuses). Here the reset stops at its cut (the `set_len` fails), the
+/// cut is then made by hand as the disk could have kept it, and the store
+/// reopens with every flushed write.
+#[test]
+fn a_slot_cut_before_its_new_header_reached_the_disk_opens_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    // 2 MB of flushed frames (below the 4 MiB from which a folded slot is
+    // replaced rather than cut): the mark moves in 1 MiB steps.
+    let want: BTreeMap<u64, Vec<u8>> = (0..2_000u64).map(|k| (k, vec![k as u8; 1_000])).collect();
+    for (k, v) in &want {
+        silo.put(*k, v).expect("put");
+    }
+    silo.flush().expect("flush");
+    // The mark rides on the sync after the one it records.
+    silo.put(0, &want[&0]).expect("put");
+    silo.flush().expect("flush");
+    let before = slots_with_frames(dir.path());
+    assert!(
+        matches!(before.as_slice(), [(_, mark)] if *mark > (1 << 20)),
+        "one slot with frames and a synced-length mark: {before:?}"
+    );
+    let guard = install(
+        dir.path(),
+        FaultPlan::new().on(FaultOp::SetLen, 1, FaultAction::Fail),
+    );
+    assert!(silo.compact().is_err(), "the reset's cut fails");
+    assert_eq!(guard.fired(), 1);
+    drop(silo);
+    drop(guard);
+    // Stopped at the cut: the frames are all there, and the header no
+    // longer claims them.
+    let after = slots_with_frames(dir.path());
+    assert_eq!(
+        after.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        before.iter().map(|(p, _)| p).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        after[0].1, 0,
+        "the mark is lowered before the frames are cut"
+    );
+    let slot = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&after[0].0)
+        .expect("open slot");
+    slot.set_len(HEADER_LEN as u64).expect("cut");
+    drop(slot);
+    let silo = Silo::open(dir.path(), opts()).expect("a cut slot opens empty");
+    let report = assert_holds(&silo, &want, "after the cut slot");
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
 /// A workload whose compactions write more than `DIRECT_FROM` (4 MiB)
