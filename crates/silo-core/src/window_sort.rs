@@ -58,6 +58,61 @@ pub(crate) fn into_windows<T: Copy>(
     (ordered, starts)
 }
 
+/// `items` grouped by `window_of` in place, without a copy of them (an
+/// American flag sort's distribution): window `w` is
+/// `items[starts[w]..starts[w + 1]]` of the returned `starts` (`windows +
+/// 1` entries, at least 2; a window past the last is counted in the last). The order
+/// within a window is not kept. `window_of` is called once an item; each
+/// item is moved at most once into its window, by a swap.
+pub(crate) fn group_in_place<T>(
+    items: &mut [T],
+    windows: usize,
+    window_of: impl Fn(&T) -> usize,
+) -> Vec<usize> {
+    let windows = windows.max(1);
+    // Each item's window (it fits in 32 bits: callers ask for at most a
+    // few million), swapped along with the item.
+    let mut of: Vec<u32> = items
+        .iter()
+        .map(|item| u32::try_from(window_of(item).min(windows - 1)).unwrap_or(u32::MAX))
+        .collect();
+    let mut starts = vec![0_usize; windows + 1];
+    for w in &of {
+        if let Some(count) = starts.get_mut(*w as usize + 1) {
+            *count += 1;
+        }
+    }
+    for w in 1..=windows {
+        starts[w] += starts[w - 1];
+    }
+    // next[w]: the first place of window w that does not hold one of its
+    // items yet. Every window before w is done when w's turn comes, so the
+    // item at next[w] belongs to w or a later window, whose next place is
+    // free for it.
+    let mut next = starts.clone();
+    for w in 0..windows {
+        let end = starts[w + 1];
+        while let Some(i) = next.get(w).copied().filter(|i| *i < end) {
+            let t = of[i] as usize;
+            if t == w {
+                next[w] += 1;
+                continue;
+            }
+            match next.get_mut(t) {
+                Some(j) if *j < starts[t + 1] => {
+                    items.swap(i, *j);
+                    of.swap(i, *j);
+                    *j += 1;
+                }
+                // Not reached (the counts above place every item); were
+                // it, the item would stay where it is.
+                _ => next[w] += 1,
+            }
+        }
+    }
+    starts
+}
+
 /// The shift that divides `0..=end` into at most `max_windows` windows
 /// of at least `1 << min_shift` each.
 pub(crate) fn window_shift(end: u64, min_shift: u32, max_windows: u64) -> u32 {
@@ -117,6 +172,69 @@ mod tests {
             (vec![1, 9], vec![0, 1, 2])
         );
         assert_eq!(into_windows(Vec::<u32>::new(), 4, |_| 2).1, vec![0, 0]);
+    }
+
+    /// `items` grouped in place: the same windows, with the same items
+    /// each, as the stable copy gives.
+    fn same_as_copied(items: Vec<u32>, windows: usize, window_of: impl Fn(&u32) -> usize + Copy) {
+        let (ordered, want) = into_windows(items.clone(), windows, window_of);
+        let mut grouped = items.clone();
+        let starts = group_in_place(&mut grouped, windows, window_of);
+        assert_eq!(starts.len(), windows.max(1) + 1, "{items:?}");
+        if want.len() == starts.len() {
+            assert_eq!(starts, want, "{items:?}");
+        } else {
+            // The copy gives two starts for one window or too few items.
+            assert_eq!((starts[0], starts[windows.max(1)]), (want[0], want[1]));
+        }
+        for w in 0..windows.max(1) {
+            let mut have = grouped[starts[w]..starts[w + 1]].to_vec();
+            have.sort_unstable();
+            let mut had: Vec<u32> = ordered
+                .iter()
+                .copied()
+                .filter(|v| window_of(v).min(windows.max(1) - 1) == w)
+                .collect();
+            had.sort_unstable();
+            assert_eq!(have, had, "window {w} of {items:?}");
+        }
+    }
+
+    #[test]
+    fn items_grouped_in_place_fall_in_their_windows() {
+        let items: Vec<u32> = vec![31, 5, 22, 9, 38, 0, 25, 7];
+        let mut grouped = items.clone();
+        let starts = group_in_place(&mut grouped, 5, |v| (*v / 10) as usize);
+        assert_eq!(starts, vec![0, 4, 4, 6, 8, 8]);
+        for (w, bounds) in starts.windows(2).enumerate() {
+            assert!(
+                grouped[bounds[0]..bounds[1]]
+                    .iter()
+                    .all(|v| *v as usize / 10 == w),
+                "{grouped:?}"
+            );
+        }
+        same_as_copied(items.clone(), 2, |v| (*v / 10) as usize);
+        same_as_copied(items.clone(), 1, |_| 0);
+        same_as_copied(items.clone(), 0, |_| 3);
+        same_as_copied(vec![9, 1], 2, |v| (*v / 5) as usize);
+        same_as_copied(Vec::new(), 4, |_| 2);
+        // Every item in the last window, or each in a window of its own,
+        // in reverse.
+        same_as_copied((0..100).collect(), 64, |_| 63);
+        same_as_copied((0..64).rev().collect(), 64, |v| *v as usize);
+        // A pseudo-random spread over many windows, with empty ones.
+        let mut x = 0x9E37_79B9_u32;
+        let spread: Vec<u32> = (0..5_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            })
+            .collect();
+        same_as_copied(spread.clone(), 1 << 10, |v| (*v >> 22) as usize);
+        same_as_copied(spread, 3_000, |v| (*v % 2_000) as usize);
     }
 
     #[test]
