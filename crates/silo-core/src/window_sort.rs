@@ -92,22 +92,19 @@ pub(crate) fn group_in_place<T>(
     let mut next = starts.clone();
     for w in 0..windows {
         let end = starts[w + 1];
-        while let Some(i) = next.get(w).copied().filter(|i| *i < end) {
+        while next[w] < end {
+            let i = next[w];
             let t = of[i] as usize;
             if t == w {
                 next[w] += 1;
                 continue;
             }
-            match next.get_mut(t) {
-                Some(j) if *j < starts[t + 1] => {
-                    items.swap(i, *j);
-                    of.swap(i, *j);
-                    *j += 1;
-                }
-                // Not reached (the counts above place every item); were
-                // it, the item would stay where it is.
-                _ => next[w] += 1,
-            }
+            // t > w, and window t has room left: the counts above made it
+            // exactly as large as its items.
+            let j = next[t];
+            items.swap(i, j);
+            of.swap(i, j);
+            next[t] += 1;
         }
     }
     starts
