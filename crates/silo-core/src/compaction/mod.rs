@@ -271,7 +271,7 @@ impl Core {
             ..CompactionReport::default()
         };
         let superseded = !plan.refused.is_empty();
-        drop(plan);
+        plan.release();
         if superseded {
             self.log.sync_active().map_err(|e| self.poison(e))?;
         }
@@ -393,7 +393,7 @@ impl Core {
             .map_err(|e| self.poison(e))?;
         let (ops_folded, superseded) = (plan.ops, !plan.refused.is_empty());
         let bytes_read = plan.bytes_read;
-        drop(plan);
+        plan.release();
         // The refused keys' operands vanish with the frozen slot; the newer
         // puts and deletes that supersede them must be durable first.
         if superseded {
