@@ -13,6 +13,7 @@ use crate::READ_LIMIT;
 use crate::compaction::CompactionReport;
 use crate::compaction::apply::publish;
 use crate::compaction::plan::{Plan, untouched_entries};
+use crate::compaction::runs::Runs;
 use crate::compaction::sink::RecordSink;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
@@ -172,7 +173,8 @@ pub(crate) fn prepare(
         Some(plan) => untouched_entries(&tables.index, plan)?,
     };
     let live = in_file_order(live, old_end);
-    let folded_writes = fold.map_or(&[][..], |plan| &plan.writes[..]);
+    let no_writes = Runs::default();
+    let folded_writes = fold.map_or(&no_writes, |plan| &plan.writes);
     let view = tables.data.view();
     let slack = silo.opts.value_slack_percent;
     // Each record is read and checked once: the first pass keeps its

@@ -12,6 +12,7 @@ pub(crate) mod cold;
 pub(crate) mod journal;
 pub(crate) mod plan;
 pub mod policy;
+pub(crate) mod runs;
 pub(crate) mod sink;
 pub(crate) mod staged;
 

@@ -9,6 +9,7 @@ use silo_format::{Tag, alloc_for, record_size};
 use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
+use crate::compaction::runs::Runs;
 use crate::error::{Error, Result};
 use crate::index::PREFETCH_AHEAD;
 use crate::log::replay::{LoggedOp, replay_whole, split_whole};
@@ -82,7 +83,7 @@ const VALUE_PREFETCH_AHEAD: usize = 8;
 /// after `i` in `writes` (up to four cache lines of it). The values lie
 /// scattered over the frozen slot, the writes being in key order: the
 /// loops that encode them would otherwise wait on each one's cache misses.
-pub(crate) fn prefetch_value_ahead(writes: &[KeyWrite<'_>], i: usize) {
+pub(crate) fn prefetch_value_ahead(writes: &Runs<KeyWrite<'_>>, i: usize) {
     if let Some(ahead) = writes.get(i + VALUE_PREFETCH_AHEAD) {
         silo_io::hint::prefetch_slice(&ahead.value, 4);
     }
@@ -103,7 +104,8 @@ pub(crate) struct KeyDelete {
 pub(crate) struct Plan<'a> {
     /// The last sequence number of the frozen slot.
     pub(crate) through_seq: u64,
-    pub(crate) writes: Vec<KeyWrite<'a>>,
+    /// In key order; one run for each thread that planned.
+    pub(crate) writes: Runs<KeyWrite<'a>>,
     pub(crate) deletes: Vec<KeyDelete>,
     /// Every key the frozen slot touched (their pending operations are forgotten after apply).
     pub(crate) touched: Vec<u64>,
@@ -132,8 +134,11 @@ impl Plan<'_> {
             touched,
             ..
         } = self;
-        let items = writes.capacity() + deletes.capacity() + touched.capacity();
-        let buffers = (emptied::<_, KeyWrite<'static>>(writes), deletes, touched);
+        let runs = writes.into_runs();
+        let items =
+            runs.iter().map(Vec::capacity).sum::<usize>() + deletes.capacity() + touched.capacity();
+        let writes: Vec<Vec<KeyWrite<'static>>> = runs.into_iter().map(emptied).collect();
+        let buffers = (writes, deletes, touched);
         drop_large_elsewhere(buffers, items);
     }
 }
@@ -211,7 +216,7 @@ pub(crate) fn compute<'a>(
         );
         a?;
         b?;
-        plan.writes.append(&mut rest.writes);
+        plan.writes.append(std::mem::take(&mut rest.writes));
         plan.deletes.append(&mut rest.deletes);
         plan.touched.append(&mut rest.touched);
         plan.refused.append(&mut rest.refused);
@@ -534,7 +539,7 @@ fn append_if_sparse(plan: &mut Plan<'_>) {
     if in_place_cost <= bytes.saturating_mul(APPENDED_BYTE_NS) {
         return;
     }
-    for w in &mut plan.writes {
+    for w in plan.writes.iter_mut() {
         if let Place::InPlace { alloc, .. } = w.place {
             w.place = Place::Append { alloc };
         }
