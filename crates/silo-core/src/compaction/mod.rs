@@ -26,7 +26,7 @@ use silo_io::map::ReadMap;
 use silo_io::file::SiloFile;
 
 use crate::compaction::after_syncs::AfterSyncs;
-use crate::compaction::plan::{Place, Plan};
+use crate::compaction::plan::Plan;
 use crate::error::Result;
 use crate::log::slot::LogSlot;
 use crate::reentry;
@@ -193,17 +193,8 @@ impl Core {
     /// space.
     pub(crate) fn policy_input_after(&self, plan: &Plan<'_>) -> policy::PolicyInput {
         let mut input = self.policy_input();
-        let mut moved = 0u64;
-        let mut added = 0u64;
-        for w in &plan.writes {
-            if let Place::Append { alloc } = w.place {
-                added += silo_format::record_size(alloc) as u64;
-                moved += w.old.map_or(0, |old| old.size);
-            }
-        }
-        for d in &plan.deletes {
-            moved += d.old.size;
-        }
+        debug_assert!(plan.sizes_hold());
+        let (added, moved) = (plan.sizes.appended, plan.sizes.moved);
         input.live_bytes = (input.live_bytes + added).saturating_sub(moved);
         input.dead_bytes += moved;
         input
