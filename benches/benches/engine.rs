@@ -75,40 +75,52 @@ fn dead_space_engine(dir: &Path, keys: &[u64]) -> Res<Engine> {
     Ok(db)
 }
 
+/// Compactions of 8 shards on 1 and 2 threads, three rounds in turn (1 2
+/// 1 2 1 2, each on a fresh engine): this machine's run-to-run spread
+/// (other guests share its disk and cores) moves one pair's ratio by
+/// +-0.2, so the medians are compared.
 fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
-    let mut times = Vec::new();
+    let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut written = 0;
-    for threads in [1usize, 2] {
-        let db = dead_space_engine(&root.join(format!("par-{threads}")), keys)?;
-        let dead = db.stats().dead_bytes();
-        let t = Instant::now();
-        let hot = db.compact_with(CompactOptions {
-            threads: Some(threads),
-            cold: false,
-            ..CompactOptions::default()
-        })?;
-        let cold = db.compact_with(CompactOptions {
-            threads: Some(threads),
-            cold: true,
-            ..CompactOptions::default()
-        })?;
-        let d = t.elapsed();
-        written = hot.bytes_written + cold.bytes_written;
-        println!(
-            "compaction of 8 shards, {} keys, {:.0} MiB dead: {threads} thread(s) {d:.2?} ({:.0} MiB written, {} major faults)",
-            keys.len(),
-            dead as f64 / 1048576.0,
-            written as f64 / 1048576.0,
-            hot.major_faults + cold.major_faults
-        );
-        times.push(d);
-        db.close()?;
+    for round in 0..3 {
+        for threads in [1usize, 2] {
+            let dir = root.join(format!("par-{threads}-{round}"));
+            let db = dead_space_engine(&dir, keys)?;
+            let pending = db.stats().pending_ops();
+            let t = Instant::now();
+            let hot = db.compact_with(CompactOptions {
+                threads: Some(threads),
+                cold: false,
+                ..CompactOptions::default()
+            })?;
+            let cold = db.compact_with(CompactOptions {
+                threads: Some(threads),
+                cold: true,
+                ..CompactOptions::default()
+            })?;
+            let d = t.elapsed();
+            written = hot.bytes_written + cold.bytes_written;
+            println!(
+                "compaction of 8 shards, {} keys, {pending} overwrites pending (30%): {threads} thread(s) {d:.2?} ({:.0} MiB written, {} major faults)",
+                keys.len(),
+                written as f64 / 1048576.0,
+                hot.major_faults + cold.major_faults
+            );
+            times[threads - 1].push(d);
+            db.close()?;
+            std::fs::remove_dir_all(&dir)?;
+        }
     }
-    let speedup = times[0].as_secs_f64() / times[1].as_secs_f64();
-    let out = written as f64 / times[1].as_secs_f64();
+    let median = |v: &mut Vec<Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    let (one, two) = (median(&mut times[0]), median(&mut times[1]));
+    let speedup = one.as_secs_f64() / two.as_secs_f64();
+    let out = written as f64 / two.as_secs_f64();
     let seq = sequential_write(root, usize::try_from(written)?)?;
     println!(
-        "  2 threads vs 1: {speedup:.2}x (goal >= 1.7x); output {:.0} MiB/s vs sequential write + fdatasync ({seq}): {:.2} of the faster (goal >= 0.50)",
+        "  2 threads vs 1 (medians of three, {one:.2?} vs {two:.2?}): {speedup:.2}x (goal >= 1.7x); output {:.0} MiB/s vs sequential write + fdatasync ({seq}): {:.2} of the faster (goal >= 0.50)",
         out / 1048576.0,
         out / seq.best()
     );
