@@ -1669,6 +1669,37 @@ fn an_in_place_fold_journals_each_record_once() {
     assert_holds(&s, &model, "after the fold");
 }
 
+/// A plan's look ahead at the dead space its hot apply would leave (the
+/// record bytes it appends, the stored records they and its deletes leave
+/// behind) foresees what the apply then leaves: below the policy's 20%
+/// when many new keys come with the outgrown ones, above it when most keys
+/// outgrow their records.
+#[test]
+fn a_plans_look_ahead_foresees_the_dead_space_its_apply_leaves() {
+    // (keys outgrowing their 60-byte records, new keys, rewrite due)
+    for (outgrown, new, due) in [(16_000u64, 60_000u64, false), (30_000, 0, true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        let mut model = std::collections::BTreeMap::new();
+        put_values(&s, 0..40_000, 1, 60, &mut model);
+        s.compact().expect("compact");
+        put_values(&s, 0..outgrown, 2, 120, &mut model);
+        put_values(&s, 40_000..40_000 + new, 2, 60, &mut model);
+        let staged = s.stage_compaction(false).expect("stage").expect("work");
+        let plan = staged.plan().expect("plan");
+        let case = format!("{outgrown} outgrown, {new} new");
+        assert_eq!(staged.folds_into_cold(&plan), due, "{case}");
+        let hot = staged.apply_hot(plan).expect("hot");
+        assert!(!hot.cold && hot.in_place == 0, "{case}: {hot:?}");
+        assert_eq!(staged.cold_due(), due, "{case}: after the hot apply");
+        drop(staged);
+        let st = s.stats();
+        let ratio = st.dead_bytes as f64 / (st.live_bytes + st.dead_bytes) as f64;
+        assert_eq!(ratio > 0.2, due, "{case}: {st:?}");
+        assert_holds(&s, &model, &case);
+    }
+}
+
 #[test]
 fn a_staged_plan_whose_dead_space_calls_for_a_rewrite_goes_straight_into_it() {
     let dirs = [
