@@ -718,6 +718,31 @@ fn plan_keys<'a>(
 mod tests {
     use super::*;
 
+    /// Tells which thread dropped it.
+    struct DroppedOn(std::sync::mpsc::Sender<std::thread::ThreadId>);
+
+    impl Drop for DroppedOn {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().id());
+        }
+    }
+
+    #[test]
+    fn large_buffers_are_freed_on_another_thread_and_small_ones_here() {
+        let here = std::thread::current().id();
+        for (items, elsewhere) in [
+            (FREE_ELSEWHERE_ITEMS, true),
+            (FREE_ELSEWHERE_ITEMS - 1, false),
+        ] {
+            let (tx, rx) = std::sync::mpsc::channel();
+            drop_large_elsewhere(DroppedOn(tx), items);
+            let on = rx
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("dropped");
+            assert_eq!(on != here, elsewhere, "{items} items");
+        }
+    }
+
     #[test]
     fn an_emptied_vector_keeps_its_buffer_without_the_borrow() {
         let body = vec![7u8; 64];
