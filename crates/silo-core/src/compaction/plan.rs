@@ -575,19 +575,7 @@ fn append_if_sparse(plan: &mut Plan<'_>) {
         Place::InPlace { offset, alloc } => Some((offset, record_size(alloc) as u64)),
         Place::Append { .. } => None,
     });
-    let mut records: Vec<(u64, u64)> = in_place.collect();
-    records.sort_unstable();
-    let (mut runs, mut pages) = (0u64, 0u64);
-    let (mut run_end, mut last_page) = (None, None);
-    for (offset, size) in records {
-        if run_end != Some(offset) {
-            runs += 1;
-        }
-        run_end = Some(offset + size);
-        let (first, last) = (offset / page, (offset + size - 1) / page);
-        pages += last - first + 1 - u64::from(last_page == Some(first));
-        last_page = Some(last);
-    }
+    let (runs, pages) = runs_and_pages(in_place.collect(), page);
     let in_place_cost = runs
         .saturating_mul(RUN_NS)
         .saturating_add(pages.saturating_mul(PAGE_NS));
@@ -600,6 +588,24 @@ fn append_if_sparse(plan: &mut Plan<'_>) {
         }
     }
     plan.sizes = PlanSizes::of(&plan.writes, &plan.deletes);
+}
+
+/// How many runs of adjacent records `records` (offset, size; sizes above
+/// 0) make, and how many distinct pages of `page` bytes they touch.
+fn runs_and_pages(mut records: Vec<(u64, u64)>, page: u64) -> (u64, u64) {
+    records.sort_unstable();
+    let (mut runs, mut pages) = (0u64, 0u64);
+    let (mut run_end, mut last_page) = (None, None);
+    for (offset, size) in records {
+        if run_end != Some(offset) {
+            runs += 1;
+        }
+        run_end = Some(offset + size);
+        let (first, last) = (offset / page, (offset + size - 1) / page);
+        pages += last - first + 1 - u64::from(last_page == Some(first));
+        last_page = Some(last);
+    }
+    (runs, pages)
 }
 
 /// Operations in a frozen slot from which [`compute`] plans on two
@@ -717,6 +723,22 @@ fn plan_keys<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_and_pages_count_adjacent_records_and_the_pages_they_touch() {
+        // Nothing; one record filling a page exactly; one ending on the
+        // next page's first byte.
+        assert_eq!(runs_and_pages(Vec::new(), 4096), (0, 0));
+        assert_eq!(runs_and_pages(vec![(4096, 4096)], 4096), (1, 1));
+        assert_eq!(runs_and_pages(vec![(4096, 4097)], 4096), (1, 2));
+        // Two adjacent records (one run) meeting on a page boundary, then a
+        // record apart on the second one's last page, then one on a page
+        // of its own; given out of order.
+        let records = vec![(20_000, 100), (0, 4096), (4096, 8192), (12_000, 96)];
+        assert_eq!(runs_and_pages(records, 4096), (3, 4));
+        // Records sharing a page are counted once a page.
+        assert_eq!(runs_and_pages(vec![(0, 100), (200, 100)], 4096), (2, 1));
+    }
 
     /// Tells which thread dropped it.
     struct DroppedOn(std::sync::mpsc::Sender<std::thread::ThreadId>);
