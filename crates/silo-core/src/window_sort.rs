@@ -61,9 +61,10 @@ pub(crate) fn into_windows<T: Copy>(
 /// `items` grouped by `window_of` in place, without a copy of them (an
 /// American flag sort's distribution): window `w` is
 /// `items[starts[w]..starts[w + 1]]` of the returned `starts` (`windows +
-/// 1` entries, at least 2; a window past the last is counted in the last). The order
-/// within a window is not kept. `window_of` is called once an item; each
-/// item is moved at most once into its window, by a swap.
+/// 1` entries, at least 2; a window past the last is counted in the
+/// last). The order within a window is not kept. `window_of` is called
+/// once an item; each item is moved at most once into its window, by a
+/// swap.
 pub(crate) fn group_in_place<T>(
     items: &mut [T],
     windows: usize,

@@ -463,10 +463,11 @@ impl Part<'_> {
     /// KiB). A bucket's operations are in no particular order: sorting
     /// them by key and sequence number (unique to each operation) settles
     /// it. A key's operations all fall in one bucket, and sorting each
-    /// bucket then puts the whole part in key order (see [`plan_buckets`]), each
-    /// sort small enough for the CPU's cache when the keys spread evenly
-    /// over their range (random keys, or consecutive ones). Keys bunched in
-    /// a few places make a few large buckets: the same sort, slower.
+    /// bucket then puts the whole part in key order (see
+    /// [`plan_buckets`]), each sort small enough for the CPU's cache when
+    /// the keys spread evenly over their range (random keys, or
+    /// consecutive ones). Keys bunched in a few places make a few large
+    /// buckets: the same sort, slower.
     fn group(&mut self, bits: u32, range: KeyRange) {
         let buckets = 1_usize << bits;
         let width = u64::BITS - range.high.saturating_sub(range.low).leading_zeros();
