@@ -29,22 +29,7 @@ pub(crate) fn into_windows<T: Copy>(
         let len = items.len();
         return (items, vec![0, len]);
     }
-    // Each item's window, computed once (a window fits in 32 bits: callers
-    // ask for at most a few million).
-    let of: Vec<u32> = items
-        .iter()
-        .map(|item| u32::try_from(window_of(item).min(windows - 1)).unwrap_or(u32::MAX))
-        .collect();
-    // starts[w]: where window w's first item goes.
-    let mut starts = vec![0_usize; windows + 1];
-    for w in &of {
-        if let Some(count) = starts.get_mut(*w as usize + 1) {
-            *count += 1;
-        }
-    }
-    for w in 1..=windows {
-        starts[w] += starts[w - 1];
-    }
+    let (of, starts) = counted(&items, windows, window_of);
     let mut next = starts.clone();
     let mut ordered = vec![first; items.len()];
     for (item, w) in items.into_iter().zip(of) {
@@ -71,21 +56,8 @@ pub(crate) fn group_in_place<T>(
     window_of: impl Fn(&T) -> usize,
 ) -> Vec<usize> {
     let windows = windows.max(1);
-    // Each item's window (it fits in 32 bits: callers ask for at most a
-    // few million), swapped along with the item.
-    let mut of: Vec<u32> = items
-        .iter()
-        .map(|item| u32::try_from(window_of(item).min(windows - 1)).unwrap_or(u32::MAX))
-        .collect();
-    let mut starts = vec![0_usize; windows + 1];
-    for w in &of {
-        if let Some(count) = starts.get_mut(*w as usize + 1) {
-            *count += 1;
-        }
-    }
-    for w in 1..=windows {
-        starts[w] += starts[w - 1];
-    }
+    // Each item's window is swapped along with the item.
+    let (mut of, starts) = counted(items, windows, window_of);
     // next[w]: the first place of window w that does not hold one of its
     // items yet. Every window before w is done when w's turn comes, so the
     // item at next[w] belongs to w or a later window, whose next place is
@@ -109,6 +81,31 @@ pub(crate) fn group_in_place<T>(
         }
     }
     starts
+}
+
+/// Each item's window (`window_of`, called once an item, clamped below
+/// `windows`, which is at least 1; a window fits in 32 bits: callers ask
+/// for at most a few million), and where each window starts once the
+/// items are grouped (`windows + 1` entries, the last the item count).
+fn counted<T>(
+    items: &[T],
+    windows: usize,
+    window_of: impl Fn(&T) -> usize,
+) -> (Vec<u32>, Vec<usize>) {
+    let of: Vec<u32> = items
+        .iter()
+        .map(|item| u32::try_from(window_of(item).min(windows - 1)).unwrap_or(u32::MAX))
+        .collect();
+    let mut starts = vec![0_usize; windows + 1];
+    for w in &of {
+        if let Some(count) = starts.get_mut(*w as usize + 1) {
+            *count += 1;
+        }
+    }
+    for w in 1..=windows {
+        starts[w] += starts[w - 1];
+    }
+    (of, starts)
 }
 
 /// The shift that divides `0..=end` into at most `max_windows` windows
