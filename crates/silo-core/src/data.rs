@@ -12,7 +12,7 @@ use silo_format::{
     decode_entry_at, decode_record,
 };
 use silo_io::coalesce::CoalescedWrites;
-use silo_io::durable::{create_with_header, read_header};
+use silo_io::durable::{create_fresh, create_with_header, read_header};
 use silo_io::file::{SiloFile, WriteStats};
 use silo_io::map::{GrowableMap, ReadMap};
 
@@ -47,17 +47,36 @@ pub(crate) struct DataFile {
 }
 
 impl DataFile {
-    /// Creates data file `id`, preallocated to hold `reserve` bytes of records.
+    /// Creates data file `id`, preallocated to hold `reserve` bytes of
+    /// records, durably (header, length and name synced).
     pub(crate) fn create(dir: &Path, id: u64, reserve: u64) -> Result<DataFile> {
+        DataFile::create_with(dir, id, reserve, true)
+    }
+
+    /// [`DataFile::create`] with nothing synced, for a rewrite whose files
+    /// nothing names until it is published: the rewrite syncs the file
+    /// ([`DataFile::sync_and_publish`], which takes its length and header
+    /// too) and then the directory before a manifest names it.
+    pub(crate) fn create_fresh(dir: &Path, id: u64, reserve: u64) -> Result<DataFile> {
+        DataFile::create_with(dir, id, reserve, false)
+    }
+
+    fn create_with(dir: &Path, id: u64, reserve: u64, durable: bool) -> Result<DataFile> {
         let path = data_path(dir, id);
         let header = FileHeader {
             generation: id,
             ..FileHeader::new(FileKind::Data)
         };
-        let file = create_with_header(&path, &header)?;
+        let file = if durable {
+            create_with_header(&path, &header)?
+        } else {
+            create_fresh(&path, &header)?
+        };
         let capacity = (HEADER_LEN as u64 + reserve).max(INITIAL_DATA_BYTES);
         file.allocate(0, capacity)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         Ok(DataFile {
             id,
             map: GrowableMap::new(&file)?,

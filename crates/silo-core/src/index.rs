@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use silo_format::{
     FileHeader, FileKind, HEADER_LEN, INDEX_ENTRY_LEN, LOC_EMPTY, Loc, hash_key, slot_offset,
 };
-use silo_io::durable::{create_with_header, read_header};
+use silo_io::durable::{create_fresh, create_with_header, read_header};
 use silo_io::file::SiloFile;
 use silo_io::map::AtomicMap;
 
@@ -80,13 +80,39 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Writes a new index file holding `entries` (key, record offset), syncs it and maps it.
+    /// Writes a new index file holding `entries` (key, record offset), syncs it (its name
+    /// included) and maps it.
     pub(crate) fn create(
         dir: &Path,
         id: u64,
         capacity: u64,
         seed: u64,
         entries: Vec<(u64, u64)>,
+    ) -> Result<Index> {
+        Index::create_with(dir, id, capacity, seed, entries, true)
+    }
+
+    /// [`Index::create`] for a rewrite whose files nothing names until it
+    /// is published: the file is synced but its name is not (the rewrite
+    /// syncs the directory once, for its data file and index, before a
+    /// manifest names them).
+    pub(crate) fn create_fresh(
+        dir: &Path,
+        id: u64,
+        capacity: u64,
+        seed: u64,
+        entries: Vec<(u64, u64)>,
+    ) -> Result<Index> {
+        Index::create_with(dir, id, capacity, seed, entries, false)
+    }
+
+    fn create_with(
+        dir: &Path,
+        id: u64,
+        capacity: u64,
+        seed: u64,
+        entries: Vec<(u64, u64)>,
+        durable_name: bool,
     ) -> Result<Index> {
         debug_assert!(capacity > 0);
         let len = silo_format::index_entry::index_file_len(capacity).ok_or_else(|| {
@@ -136,7 +162,11 @@ impl Index {
             ..FileHeader::new(FileKind::Index)
         };
         let path = index_path(dir, id);
-        let file = create_with_header(&path, &header)?;
+        let file = if durable_name {
+            create_with_header(&path, &header)?
+        } else {
+            create_fresh(&path, &header)?
+        };
         file.write_all_at(&body, HEADER_LEN as u64)?;
         file.sync_all()?;
         Ok(Index {

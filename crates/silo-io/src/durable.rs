@@ -62,6 +62,30 @@ pub fn create_with_header(path: &Path, header: &FileHeader) -> Result<SiloFile, 
     SiloFile::open(path)
 }
 
+/// Creates `path` (it must not exist) holding `header` as its first 64
+/// bytes, and returns it open for writing: a file that nothing names yet,
+/// written whole before it is named, so none of [`create_with_header`]'s
+/// syncs and rename are needed. Nothing is synced: the caller syncs the
+/// file (the header is its data) and then its directory before anything
+/// that names it (a manifest) is written. A crash before that may leave
+/// `path` missing, empty or partly written, and nothing naming it.
+///
+/// ```
+/// use silo_format::header::{FileHeader, FileKind};
+/// use silo_io::durable::{create_fresh, read_header};
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("data-2");
+/// let file = create_fresh(&path, &FileHeader::new(FileKind::Data))?;
+/// assert_eq!(read_header(&file, FileKind::Data)?.kind, FileKind::Data);
+/// assert!(create_fresh(&path, &FileHeader::new(FileKind::Data)).is_err());
+/// # Ok::<(), silo_io::IoError>(())
+/// ```
+pub fn create_fresh(path: &Path, header: &FileHeader) -> Result<SiloFile, IoError> {
+    let file = SiloFile::create_new(path)?;
+    file.write_all_at(&header.encode(), 0)?;
+    Ok(file)
+}
+
 /// Reads and checks the 64-byte header of `file`, expecting kind `expected`.
 /// A file shorter than a header is `IoError::BadHeader` with
 /// `FormatError::Truncated`; every decoding error names the file.

@@ -15,6 +15,7 @@ use crate::compaction::apply::publish;
 use crate::compaction::plan::{Plan, untouched_entries};
 use crate::compaction::runs::Runs;
 use crate::compaction::sink::RecordSink;
+use crate::compaction::write_behind::WriteBehind;
 use crate::data::DataFile;
 use crate::error::{Error, Result};
 use crate::index::{Index, PREFETCH_AHEAD, capacity_for};
@@ -38,7 +39,11 @@ pub(crate) fn run(
     report: &mut CompactionReport,
     threads: usize,
 ) -> Result<()> {
-    let rewrite = prepare(silo, gate, None, threads)?;
+    let mut rewrite = prepare(silo, gate, None, threads)?;
+    if let Err(e) = rewrite.written() {
+        rewrite.discard();
+        return Err(e);
+    }
     let (read, written) = (rewrite.bytes_read, rewrite.bytes_written);
     report.bytes_direct += rewrite.direct_bytes();
     report.reclaimed_bytes = finish(silo, gate, rewrite)?;
@@ -131,6 +136,9 @@ pub(crate) struct Rewrite {
     pub(crate) bytes_written: u64,
     /// The new records' range, when they were written past the page cache.
     readahead: Option<(u64, u64)>,
+    /// The copy of the live records and the sync of the new data file,
+    /// behind ([`Rewrite::written`] waits for them).
+    writing: WriteBehind,
 }
 
 impl Rewrite {
@@ -139,9 +147,18 @@ impl Rewrite {
         self.readahead.map_or(0, |(_, len)| len)
     }
 
-    /// Removes the unpublished files (best effort: the next open removes
-    /// any the manifest does not name).
-    pub(crate) fn discard(self) {
+    /// Waits until the new data file is written and synced (the index is
+    /// already): the rewrite may be published only after this returned
+    /// `Ok`. On an error nothing is published: the caller discards it.
+    pub(crate) fn written(&mut self) -> Result<()> {
+        self.writing.wait()
+    }
+
+    /// Removes the unpublished files once nothing writes them any more
+    /// (best effort: the next open removes any the manifest does not
+    /// name).
+    pub(crate) fn discard(mut self) {
+        drop(self.writing.wait());
         let (data, index) = (
             self.next.data.path().to_path_buf(),
             self.next.index.path().to_path_buf(),
@@ -153,12 +170,14 @@ impl Rewrite {
 }
 
 /// Writes every live record into a new data file and a new index (files no
-/// reader knows of yet), and syncs them. Reads the store, changes nothing
-/// of it: the sharded engine prepares several stores' rewrites at once.
+/// reader knows of yet), and syncs them: the index before this returns,
+/// the data file behind it ([`Rewrite::written`]). Reads the store,
+/// changes nothing of it: the sharded engine prepares several stores'
+/// rewrites at once.
 ///
 /// With `fold`, the plan of a frozen log slot is folded in on the way: the
 /// keys it deletes or rewrites are left out of the copy and its results
-/// written after it, so that the hot step's tombstones, appends and index
+/// written before it, so that the hot step's tombstones, appends and index
 /// updates, which the rewrite would discard at once, are never written.
 pub(crate) fn prepare(
     silo: &Core,
@@ -208,36 +227,118 @@ pub(crate) fn prepare(
         total += record_size(alloc) as u64;
         folded_allocs.push(alloc);
     }
-    let data = DataFile::create(&silo.dir, tables.data.id + 1, total)?;
+    // Nothing names the new files until the rewrite is published: they are
+    // created without the syncs of a durable creation, and the directory
+    // is synced once for both, below.
+    let (dir, index_id, seed) = (&silo.dir, tables.index.id + 1, tables.index.seed());
+    // Removed on any failure from here on (a full disk at the data file's
+    // preallocation included), once the copy is done with them (it is
+    // declared after, so dropped first), or else by the next open: a stray
+    // left in a store that stays open would stop its next rewrite.
+    let mut unpublished = Unpublished(vec![
+        crate::data::data_path(dir, tables.data.id + 1),
+        crate::index::index_path(dir, index_id),
+    ]);
+    let data = Arc::new(DataFile::create_fresh(dir, tables.data.id + 1, total)?);
     let first = data.reserve(total)?;
     // Where each record goes is known before any is written, so the new
-    // index can be built beside the data write.
+    // index is built while the data is written: the plan's results first,
+    // then the live records.
     let mut entries = Vec::with_capacity(records.len() + folded_writes.len());
     let mut at = first;
-    let sizes = records
+    let sizes = folded_allocs
         .iter()
-        .map(|(_, alloc, _)| *alloc)
-        .chain(folded_allocs.iter().copied());
-    let keys = live
+        .copied()
+        .chain(records.iter().map(|(_, alloc, _)| *alloc));
+    let keys = folded_writes
         .iter()
-        .map(|(key, _)| *key)
-        .chain(folded_writes.iter().map(|w| w.key));
+        .map(|w| w.key)
+        .chain(live.iter().map(|(key, _)| *key));
     for (key, alloc) in keys.zip(sizes) {
         entries.push((key, at));
         at += record_size(alloc) as u64;
     }
-    let (dir, index_id, seed) = (&silo.dir, tables.index.id + 1, tables.index.seed());
-    let build_index = move || {
-        Index::create(
-            dir,
-            index_id,
-            capacity_for(entries.len() as u64),
-            seed,
-            entries,
-        )
+    let mut sink = RecordSink::open(&data, first, total, WRITE_CHUNK)?;
+    let readahead = sink.is_direct().then_some((first, total));
+    // The plan's results are encoded here: their values are in the frozen
+    // log slot's map, which only this compaction holds.
+    for (i, (w, alloc)) in folded_writes.iter().zip(&folded_allocs).enumerate() {
+        crate::compaction::plan::prefetch_value_ahead(folded_writes, i);
+        sink.push(&data, record_size(*alloc), |buf| {
+            encode_record(buf, w.key, w.seq, &w.value, *alloc)
+        })?;
+    }
+    // The live records are copied behind (see `write_behind`) while this
+    // thread builds the index.
+    let copy = LiveCopy {
+        data: Arc::clone(&data),
+        view,
+        live,
+        records,
+        sink,
     };
-    let write_data = || -> Result<(u64, Option<(u64, u64)>)> {
-        let mut sink = RecordSink::open(&data, first, total, WRITE_CHUNK)?;
+    let writing = WriteBehind::start(move || copy.run());
+    let index = Index::create_fresh(
+        dir,
+        index_id,
+        capacity_for(entries.len() as u64),
+        seed,
+        entries,
+    )
+    .and_then(|index| {
+        // Both names durable before any manifest can name them.
+        sync_dir(dir)?;
+        Ok(Arc::new(index))
+    })?;
+    unpublished.0.clear();
+    Ok(Rewrite {
+        next: Tables { data, index },
+        live_bytes: total,
+        old_end,
+        bytes_read: read,
+        bytes_written: total,
+        readahead,
+        writing,
+    })
+}
+
+/// Files of a rewrite that are removed when it is dropped (best effort:
+/// the next open removes any the manifest does not name); emptied once the
+/// rewrite is prepared.
+struct Unpublished(Vec<std::path::PathBuf>);
+
+impl Drop for Unpublished {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            if path.exists() {
+                let _ = remove_file(path);
+            }
+        }
+    }
+}
+
+/// A rewrite's live records and where they go, for the copy behind.
+struct LiveCopy {
+    data: Arc<DataFile>,
+    view: Arc<ReadMap>,
+    /// (key, old offset), in the order they are written.
+    live: Vec<(u64, u64)>,
+    /// (sequence number, new alloc, value length | [`VERBATIM`]) of each.
+    records: Vec<(u64, u32, u32)>,
+    sink: RecordSink,
+}
+
+impl LiveCopy {
+    /// Writes every live record (checked by the first pass) after what the
+    /// sink holds, then finishes the sink and syncs the new file.
+    fn run(self) -> Result<()> {
+        let LiveCopy {
+            data,
+            view,
+            live,
+            records,
+            mut sink,
+        } = self;
         for (i, ((key, offset), (seq, alloc, len))) in live.iter().zip(&records).enumerate() {
             if let Some(ahead) = live
                 .get(i + PREFETCH_AHEAD)
@@ -254,7 +355,7 @@ pub(crate) fn prepare(
                         .get(o..o.checked_add(RECORD_HEADER_LEN + len)?)
                 })
                 .ok_or_else(|| {
-                    Error::corrupt(tables.data.path(), *offset, "record moved while rewritten")
+                    Error::corrupt(view.path(), *offset, "record moved while rewritten")
                 })?;
             let size = record_size(*alloc);
             if verbatim {
@@ -276,47 +377,9 @@ pub(crate) fn prepare(
                 })?;
             }
         }
-        for (i, (w, alloc)) in folded_writes.iter().zip(&folded_allocs).enumerate() {
-            crate::compaction::plan::prefetch_value_ahead(folded_writes, i);
-            sink.push(&data, record_size(*alloc), |buf| {
-                encode_record(buf, w.key, w.seq, &w.value, *alloc)
-            })?;
-        }
-        let stats = sink.finish(&data)?;
-        data.sync_and_publish()?;
-        Ok((stats.bytes, stats.direct.then_some((first, total))))
-    };
-    let (written, index) = if threads > 1 && live.len() + folded_writes.len() >= PARALLEL_INDEX_FROM
-    {
-        both(write_data, build_index)
-    } else {
-        let written = write_data()?;
-        (Ok(written), build_index())
-    };
-    let (written, readahead) = match written {
-        Ok(written) => written,
-        Err(e) => {
-            // Unpublished: removed now, or by the next open if this fails.
-            if let Ok(index) = index {
-                let path = index.path().to_path_buf();
-                drop(index);
-                let _ = remove_file(&path);
-            }
-            return Err(e);
-        }
-    };
-    let index = index?;
-    Ok(Rewrite {
-        next: Tables {
-            data: Arc::new(data),
-            index: Arc::new(index),
-        },
-        live_bytes: total,
-        old_end,
-        bytes_read: read,
-        bytes_written: written,
-        readahead,
-    })
+        sink.finish(&data)?;
+        data.sync_and_publish()
+    }
 }
 
 /// Publishes a prepared rewrite through the manifest and deletes the old
@@ -331,9 +394,12 @@ pub(crate) fn finish(silo: &Core, gate: &GateWrite<'_>, rewrite: Rewrite) -> Res
 pub(crate) fn finish_folded(
     silo: &Core,
     _gate: &GateWrite<'_>,
-    rewrite: Rewrite,
+    mut rewrite: Rewrite,
     fold: Option<&Plan<'_>>,
 ) -> Result<u64> {
+    // Callers wait first (a failed copy is no reason to poison the store);
+    // this makes sure nothing unwritten is ever published.
+    rewrite.written()?;
     let old = silo.tables();
     silo.space
         .live_bytes
@@ -349,9 +415,11 @@ pub(crate) fn finish_folded(
             silo.store_manifest(manifest)?;
         }
     }
+    // The old files' removal need not be durable: if a crash brings their
+    // names back, the next open removes them as files the manifest does
+    // not name.
     remove_file(old.data.path())?;
     remove_file(old.index.path())?;
-    sync_dir(&silo.dir)?;
     if let Some((offset, len)) = rewrite.readahead {
         // Nothing of the new file is in the page cache: have the kernel
         // read it back, as the old one was cached. Only now, when no sync

@@ -15,6 +15,7 @@ pub mod policy;
 pub(crate) mod runs;
 pub(crate) mod sink;
 pub(crate) mod staged;
+pub(crate) mod write_behind;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -213,9 +214,13 @@ impl Core {
         start: Instant,
         threads: usize,
     ) -> Result<CompactionReport> {
-        let rewrite = self
+        let mut rewrite = self
             .prepare_fold_cold(gate, frozen, &mut plan, threads)
             .map_err(|e| self.poison(e))?;
+        if let Err(e) = rewrite.written() {
+            rewrite.discard();
+            return Err(self.poison(e));
+        }
         self.finish_fold_cold(gate, frozen, plan, rewrite, start)
     }
 

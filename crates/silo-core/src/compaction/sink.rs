@@ -66,6 +66,11 @@ impl RecordSink {
         })
     }
 
+    /// Whether the records go past the page cache.
+    pub(crate) fn is_direct(&self) -> bool {
+        matches!(self, RecordSink::Direct(_))
+    }
+
     /// Appends a record of `size` bytes that `encode` writes (into `size`
     /// zeroed bytes).
     pub(crate) fn push(

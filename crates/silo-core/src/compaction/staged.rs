@@ -224,7 +224,11 @@ impl StagedCompaction<'_> {
 
     /// Writes the store's live records into a new data file and index and
     /// syncs them, unpublished: reads the store and changes nothing of it,
-    /// so several stores' rewrites may be prepared at once. After
+    /// so several stores' rewrites may be prepared at once. The records
+    /// are copied into the data file on a thread of its own, which mostly
+    /// waits for the device: this returns once the index is built, and
+    /// [`StagedCompaction::finish_cold`] waits for the copy (and returns
+    /// its error, publishing nothing, if it failed). After
     /// [`StagedCompaction::apply_hot`].
     pub fn prepare_cold(&self) -> Result<ColdRewrite> {
         if !self.applied.load(Ordering::Acquire) {
@@ -247,9 +251,16 @@ impl StagedCompaction<'_> {
     /// returns the bytes of data file reclaimed.
     pub fn finish_cold(&self, mut rewrite: ColdRewrite) -> Result<u64> {
         let core = self.core;
-        let Some(prepared) = rewrite.rewrite.take() else {
+        let Some(mut prepared) = rewrite.rewrite.take() else {
             return Ok(0);
         };
+        // The new data file is still being written behind: a failure there
+        // publishes nothing and leaves the store as it was.
+        if let Err(e) = prepared.written() {
+            prepared.discard();
+            core.note_compaction_error(&e);
+            return Err(e);
+        }
         let outcome = cold::finish(core, &self.gate, prepared).map_err(|e| core.poison(e));
         self.note(&outcome);
         outcome
@@ -272,8 +283,10 @@ impl StagedCompaction<'_> {
     /// Writes the store's live records with `plan`'s results folded in
     /// into a new data file and index and syncs them, unpublished. Like
     /// [`StagedCompaction::prepare_cold`] it reads the store and changes
-    /// nothing of it, so several stores' rewrites may be prepared at once;
-    /// on an error the slot stays frozen for a later compaction. Instead of
+    /// nothing of it, so several stores' rewrites may be prepared at once,
+    /// and copies the live records behind; on an error (here or in
+    /// [`StagedCompaction::finish_folded`]'s wait for the copy) the slot
+    /// stays frozen for a later compaction. Instead of
     /// [`StagedCompaction::apply_hot`], once.
     pub fn prepare_folded<'p>(&self, plan: CompactionPlan<'p>) -> Result<FoldedRewrite<'p>> {
         let Some((frozen, _)) = &self.frozen else {
@@ -312,13 +325,19 @@ impl StagedCompaction<'_> {
     /// the old files. A failure poisons the store.
     pub fn finish_folded(&self, mut folded: FoldedRewrite<'_>) -> Result<CompactionReport> {
         let core = self.core;
-        let (Some((frozen, _)), Some(prepared)) = (&self.frozen, folded.rewrite.rewrite.take())
+        let (Some((frozen, _)), Some(mut prepared)) = (&self.frozen, folded.rewrite.rewrite.take())
         else {
             return Err(Error::InvalidOptions {
                 name: "StagedCompaction::finish_folded",
                 reason: "nothing prepared to publish".to_owned(),
             });
         };
+        // As in `finish_cold`: the slot stays frozen for a later compaction.
+        if let Err(e) = prepared.written() {
+            prepared.discard();
+            core.note_compaction_error(&e);
+            return Err(e);
+        }
         let outcome = core.finish_fold_cold(&self.gate, frozen, folded.plan, prepared, self.start);
         self.note(&outcome);
         outcome
@@ -340,9 +359,11 @@ impl StagedCompaction<'_> {
     }
 }
 
-/// A cold rewrite prepared by [`StagedCompaction::prepare_cold`]: new files
-/// written and synced, not yet published. Dropped unpublished, it removes
-/// them (what a crash leaves, the next open removes).
+/// A cold rewrite prepared by [`StagedCompaction::prepare_cold`]: a new
+/// index written and synced, and a new data file being written and synced
+/// on a thread of its own (publishing waits for it); not yet published.
+/// Dropped unpublished, it waits for that thread and removes them (what a
+/// crash leaves, the next open removes).
 pub struct ColdRewrite {
     rewrite: Option<cold::Rewrite>,
 }
@@ -368,9 +389,10 @@ impl Drop for ColdRewrite {
 }
 
 /// A cold rewrite with a frozen slot's plan folded in, prepared by
-/// [`StagedCompaction::prepare_folded`]: new files written and synced, not
-/// yet published. Dropped unpublished, it removes them (what a crash
-/// leaves, the next open removes) and the slot stays frozen.
+/// [`StagedCompaction::prepare_folded`]: new files written and synced (the
+/// data file's live records behind, as in a [`ColdRewrite`]), not yet
+/// published. Dropped unpublished, it removes them (what a crash leaves,
+/// the next open removes) and the slot stays frozen.
 pub struct FoldedRewrite<'p> {
     plan: Plan<'p>,
     rewrite: ColdRewrite,

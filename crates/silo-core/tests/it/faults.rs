@@ -481,3 +481,127 @@ fn every_failed_direct_write_leaves_a_store_that_recovers() {
     }
     assert!(cases >= 10, "{cases} cases");
 }
+
+/// The data files and indexes in `dir`, by name.
+fn store_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A cold rewrite copies its live records on a thread of its own and is
+/// published only once that copy is written and synced. A copy that
+/// fails (here the new data file's sync, which only the copy makes)
+/// publishes nothing, leaves no new file behind and does not poison the
+/// store: writes go on, and the next compaction succeeds.
+#[test]
+fn a_failed_copy_behind_publishes_nothing_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    let mut acked = BTreeMap::new();
+    for k in 0..40_000u64 {
+        let v = crate::common::value(k, 0, 120);
+        silo.put(k, &v).expect("put");
+        acked.insert(k, v);
+    }
+    silo.compact().expect("compact");
+    for k in (0..40_000u64).step_by(3) {
+        silo.delete(k).expect("delete");
+        acked.remove(&k);
+    }
+    silo.compact().expect("compact");
+    let before = store_files(dir.path());
+    let data_id: u64 = before
+        .iter()
+        .find_map(|n| n.strip_prefix("data-")?.parse().ok())
+        .expect("a data file");
+    // Only the new data file's operations are counted: its first sync is
+    // the copy's.
+    let guard = install(
+        &dir.path().join(format!("data-{}", data_id + 1)),
+        FaultPlan::new().on(FaultOp::Sync, 1, FaultAction::Fail),
+    );
+    {
+        let staged = silo
+            .stage_compaction(true)
+            .expect("stage")
+            .expect("a cold compaction");
+        staged
+            .apply_hot(staged.plan().expect("plan"))
+            .expect("nothing to fold");
+        let rewrite = staged.prepare_cold().expect("the copy fails later");
+        let err = staged
+            .finish_cold(rewrite)
+            .expect_err("the copy's sync failed");
+        assert!(matches!(err, silo_core::Error::Io(_)), "{err:?}");
+    }
+    assert_eq!(guard.fired(), 1);
+    drop(guard);
+    assert_eq!(
+        store_files(dir.path()),
+        before,
+        "nothing of the rewrite is left"
+    );
+    assert!(silo.stats().last_compaction_error.is_some());
+    let v = crate::common::value(7, 1, 30);
+    silo.put(7, &v).expect("not poisoned");
+    acked.insert(7, v);
+    assert!(silo.compact_cold().expect("the next compaction").cold);
+    assert_holds(&silo, &acked, "after a failed copy");
+    drop(silo);
+    assert_holds(&open(dir.path()), &acked, "reopened after a failed copy");
+}
+
+/// A staged cold rewrite whose new data file cannot be made (its header
+/// write or its preallocation fails, as on a full disk) fails without
+/// leaving the file behind: a store that stays open (the engine's shards
+/// do) would otherwise find the name taken at its next rewrite.
+#[test]
+fn a_rewrite_that_cannot_make_its_data_file_leaves_no_stray() {
+    for (op, what) in [
+        (FaultOp::Write, "header write"),
+        (FaultOp::Allocate, "preallocation"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let silo = open(dir.path());
+        let mut acked = BTreeMap::new();
+        for k in 0..5_000u64 {
+            let v = crate::common::value(k, 0, 40);
+            silo.put(k, &v).expect("put");
+            acked.insert(k, v);
+        }
+        silo.compact().expect("compact");
+        let before = store_files(dir.path());
+        let data_id: u64 = before
+            .iter()
+            .find_map(|n| n.strip_prefix("data-")?.parse().ok())
+            .expect("a data file");
+        let guard = install(
+            &dir.path().join(format!("data-{}", data_id + 1)),
+            FaultPlan::new().on(op, 1, FaultAction::Fail),
+        );
+        {
+            let staged = silo
+                .stage_compaction(true)
+                .expect("stage")
+                .expect("a cold compaction");
+            staged
+                .apply_hot(staged.plan().expect("plan"))
+                .expect("nothing to fold");
+            assert!(staged.prepare_cold().is_err(), "{what}");
+        }
+        assert_eq!(guard.fired(), 1, "{what}");
+        drop(guard);
+        assert_eq!(store_files(dir.path()), before, "{what}: no stray");
+        assert!(
+            silo.compact_cold().expect("the next rewrite").cold,
+            "{what}"
+        );
+        assert_holds(&silo, &acked, what);
+    }
+}
