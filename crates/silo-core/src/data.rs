@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use silo_format::error::FormatError;
 use silo_format::{
     Entry, FileHeader, FileKind, HEADER_LEN, RECORD_ALIGN, RECORD_HEADER_LEN, Record,
-    decode_entry_at, decode_record,
+    decode_entry_at, decode_record, peek_record,
 };
 use silo_io::coalesce::CoalescedWrites;
 use silo_io::durable::{create_fresh, create_with_header, read_header};
@@ -142,6 +142,30 @@ impl DataFile {
         key: u64,
         max_len: u32,
     ) -> Result<Record<'v>> {
+        self.decode_at(view, offset, key, |bytes| decode_record(bytes, max_len))
+    }
+
+    /// [`DataFile::record`] without the checksum (`peek_record`): for a
+    /// first look at a record that is checked whole before anything of it
+    /// is used (a cold rewrite's sizing pass).
+    pub(crate) fn peek<'v>(
+        &self,
+        view: &'v ReadMap,
+        offset: u64,
+        key: u64,
+        max_len: u32,
+    ) -> Result<Record<'v>> {
+        self.decode_at(view, offset, key, |bytes| peek_record(bytes, max_len))
+    }
+
+    /// The record at `offset` of `view` by `decode`, which must hold `key`.
+    fn decode_at<'v>(
+        &self,
+        view: &'v ReadMap,
+        offset: u64,
+        key: u64,
+        decode: impl FnOnce(&'v [u8]) -> std::result::Result<Record<'v>, FormatError>,
+    ) -> Result<Record<'v>> {
         let at = usize::try_from(offset).ok().filter(|o| *o < view.len());
         let Some(bytes) = at.and_then(|o| view.as_slice().get(o..)) else {
             return Err(Error::corrupt(
@@ -150,7 +174,7 @@ impl DataFile {
                 "the index points past the end of the data file",
             ));
         };
-        let record = decode_record(bytes, max_len).map_err(|e| Error::format(&self.path, e))?;
+        let record = decode(bytes).map_err(|e| Error::format(&self.path, e))?;
         if record.key != key {
             return Err(Error::corrupt(
                 &self.path,

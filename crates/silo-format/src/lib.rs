@@ -50,5 +50,5 @@ pub use le::{Le16, Le32, Le64};
 pub use manifest::Manifest;
 pub use record::{
     Entry, RECORD_ALIGN, RECORD_HEADER_LEN, Record, TOMBSTONE_LEN, alloc_for, decode_entry_at,
-    decode_record, encode_record, encode_tombstone, record_size,
+    decode_record, encode_record, encode_tombstone, peek_record, record_size,
 };

@@ -249,6 +249,37 @@ pub fn decode_entry_at(bytes: &[u8], max_len: u32) -> Result<Entry<'_>, FormatEr
 /// that all [`record_size`]`(alloc)` bytes are present, and the CRC. A
 /// tombstone is not a record: it fails the `len` checks.
 pub fn decode_record(bytes: &[u8], max_len: u32) -> Result<Record<'_>, FormatError> {
+    let (record, crc) = peek(bytes, max_len)?;
+    let head = bytes
+        .first_chunk::<RECORD_HEADER_LEN>()
+        .ok_or(FormatError::Truncated {
+            what: "record header",
+            needed: RECORD_HEADER_LEN,
+            available: bytes.len(),
+        })?;
+    let found = record_crc(head, record.value);
+    if found != crc {
+        return Err(FormatError::ChecksumMismatch {
+            what: "record",
+            expected: crc,
+            found,
+        });
+    }
+    Ok(record)
+}
+
+/// [`decode_record`] without the CRC: every check of the header's fields
+/// and of the bytes present, nothing of whether they are the bytes that
+/// were written. For a first look at a record whose checksum is verified
+/// (by [`decode_record`]) before anything of it is used or kept: a cold
+/// rewrite sizes its records this way and checks each as it copies it.
+pub fn peek_record(bytes: &[u8], max_len: u32) -> Result<Record<'_>, FormatError> {
+    peek(bytes, max_len).map(|(record, _)| record)
+}
+
+/// The record at the start of `bytes`, checked but for its CRC, and the
+/// CRC it holds.
+fn peek(bytes: &[u8], max_len: u32) -> Result<(Record<'_>, u32), FormatError> {
     let Some(head) = bytes.first_chunk::<RECORD_HEADER_LEN>() else {
         return Err(FormatError::Truncated {
             what: "record header",
@@ -288,25 +319,52 @@ pub fn decode_record(bytes: &[u8], max_len: u32) -> Result<Record<'_>, FormatErr
             needed: value_end,
             available: bytes.len(),
         })?;
-    let found = record_crc(head, value);
-    if found != raw.crc.get() {
-        return Err(FormatError::ChecksumMismatch {
-            what: "record",
-            expected: raw.crc.get(),
-            found,
-        });
-    }
-    Ok(Record {
+    let record = Record {
         key: raw.key.get(),
         seq: raw.seq.get(),
         alloc,
         value,
-    })
+    };
+    Ok((record, raw.crc.get()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peek_checks_everything_but_the_crc() {
+        let mut rec = [0u8; 64];
+        let n = encode_record(&mut rec, 9, 4, b"value", 8).unwrap();
+        let peeked = peek_record(&rec[..n], 1 << 20).unwrap();
+        assert_eq!(
+            (peeked.key, peeked.seq, peeked.alloc, peeked.value),
+            (9, 4, 8, &b"value"[..])
+        );
+        // A damaged value: only the full decode sees it.
+        rec[RECORD_HEADER_LEN] ^= 1;
+        assert_eq!(
+            peek_record(&rec[..n], 1 << 20).map(|r| r.value),
+            Ok(&b"walue"[..])
+        );
+        assert!(matches!(
+            decode_record(&rec[..n], 1 << 20),
+            Err(FormatError::ChecksumMismatch { .. })
+        ));
+        // The header's fields are checked as by the full decode.
+        assert!(matches!(
+            peek_record(&rec[..n], 4),
+            Err(FormatError::LengthTooLarge { .. })
+        ));
+        assert!(matches!(
+            peek_record(&rec[..n - 1], 1 << 20),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            peek_record(&rec[..RECORD_HEADER_LEN - 1], 1 << 20),
+            Err(FormatError::Truncated { .. })
+        ));
+    }
 
     #[test]
     fn tombstone_round_trip() {

@@ -75,7 +75,7 @@ fn in_file_order(live: Vec<(u64, u64)>, end: u64) -> Vec<(u64, u64)> {
 }
 
 /// What the first pass of a rewrite found of its records.
-struct Checked {
+struct Sizing {
     /// (sequence number, new alloc, value length | [`VERBATIM`]) of each.
     records: Vec<(u64, u32, u32)>,
     /// Bytes they take rewritten.
@@ -84,40 +84,42 @@ struct Checked {
     read: u64,
 }
 
-/// Reads and checks the records of `live` (key, offset) in `data`.
-fn check_records(
+/// Reads the headers of the records of `live` (key, offset) in `data`
+/// (their checksums are verified as they are copied: one pass over their
+/// bytes instead of two).
+fn size_records(
     data: &DataFile,
     view: &ReadMap,
     live: &[(u64, u64)],
     slack: u32,
-) -> Result<Checked> {
-    let mut checked = Checked {
+) -> Result<Sizing> {
+    let mut sizing = Sizing {
         records: Vec::with_capacity(live.len()),
         total: 0,
         read: 0,
     };
     for (i, (key, offset)) in live.iter().enumerate() {
         // The live records are read in file order to within a window:
-        // ask for the ones a few keys ahead.
+        // ask for the headers a few keys ahead.
         if let Some(ahead) = live
             .get(i + PREFETCH_AHEAD)
             .and_then(|(_, o)| usize::try_from(*o).ok())
             .and_then(|o| view.as_slice().get(o..))
         {
-            silo_io::hint::prefetch_slice(ahead, 2);
+            silo_io::hint::prefetch_slice(ahead, 1);
         }
-        let record = data.record(view, *offset, *key, READ_LIMIT)?;
+        let record = data.peek(view, *offset, *key, READ_LIMIT)?;
         let alloc =
             alloc_for(record.value.len(), slack).map_err(|e| Error::format(data.path(), e))?;
-        checked.total += record_size(alloc) as u64;
-        checked.read += record.size() as u64;
+        sizing.total += record_size(alloc) as u64;
+        sizing.read += record.size() as u64;
         let len = u32::try_from(record.value.len()).unwrap_or(u32::MAX);
         // A record whose room stays the same is copied as it is: its
-        // checksum, just verified, holds for the copy.
+        // checksum, verified as it is copied, holds for the copy.
         let verbatim = if alloc == record.alloc { VERBATIM } else { 0 };
-        checked.records.push((record.seq, alloc, len | verbatim));
+        sizing.records.push((record.seq, alloc, len | verbatim));
     }
-    Ok(checked)
+    Ok(sizing)
 }
 
 /// Set in a rewrite's record length when the record is copied as it is
@@ -196,16 +198,15 @@ pub(crate) fn prepare(
     let folded_writes = fold.map_or(&no_writes, |plan| &plan.writes);
     let view = tables.data.view();
     let slack = silo.opts.value_slack_percent;
-    // Each record is read and checked once: the first pass keeps its
-    // sequence number, alloc and length (16 bytes a key), the second
-    // copies it (or encodes its value) from the same map without checking
-    // it again. A large store's records are checked by two threads, each
-    // taking half.
-    let checked = if threads > 1 && live.len() >= PARALLEL_INDEX_FROM {
+    // A first pass reads each record's header and keeps its sequence
+    // number, alloc and length (16 bytes a key); the copy checks each
+    // record whole as it copies it (or encodes its value). A large store's
+    // headers are read by two threads, each taking half.
+    let sized = if threads > 1 && live.len() >= PARALLEL_INDEX_FROM {
         let (first, second) = live.split_at(live.len() / 2);
         let (mine, theirs) = both(
-            || check_records(&tables.data, &view, first, slack),
-            || check_records(&tables.data, &view, second, slack),
+            || size_records(&tables.data, &view, first, slack),
+            || size_records(&tables.data, &view, second, slack),
         );
         let (mut a, b) = (mine?, theirs?);
         a.records.extend_from_slice(&b.records);
@@ -213,13 +214,13 @@ pub(crate) fn prepare(
         a.read += b.read;
         a
     } else {
-        check_records(&tables.data, &view, &live, slack)?
+        size_records(&tables.data, &view, &live, slack)?
     };
-    let Checked {
+    let Sizing {
         records,
         mut total,
         read,
-    } = checked;
+    } = sized;
     let mut folded_allocs = Vec::with_capacity(folded_writes.len());
     for w in folded_writes {
         let alloc =
@@ -271,6 +272,7 @@ pub(crate) fn prepare(
     // The live records are copied behind (see `write_behind`) while this
     // thread builds the index.
     let copy = LiveCopy {
+        old: Arc::clone(&tables.data),
         data: Arc::clone(&data),
         view,
         live,
@@ -319,6 +321,9 @@ impl Drop for Unpublished {
 
 /// A rewrite's live records and where they go, for the copy behind.
 struct LiveCopy {
+    /// The data file the records are in, read through `view`.
+    old: Arc<DataFile>,
+    /// The new data file.
     data: Arc<DataFile>,
     view: Arc<ReadMap>,
     /// (key, old offset), in the order they are written.
@@ -329,10 +334,11 @@ struct LiveCopy {
 }
 
 impl LiveCopy {
-    /// Writes every live record (checked by the first pass) after what the
-    /// sink holds, then finishes the sink and syncs the new file.
+    /// Checks every live record whole and writes it after what the sink
+    /// holds, then finishes the sink and syncs the new file.
     fn run(self) -> Result<()> {
         let LiveCopy {
+            old,
             data,
             view,
             live,
@@ -348,32 +354,41 @@ impl LiveCopy {
                 silo_io::hint::prefetch_slice(ahead, 2);
             }
             let (verbatim, len) = (len & VERBATIM != 0, (len & !VERBATIM) as usize);
-            let record = usize::try_from(*offset)
-                .ok()
-                .and_then(|o| {
-                    view.as_slice()
-                        .get(o..o.checked_add(RECORD_HEADER_LEN + len)?)
-                })
-                .ok_or_else(|| {
-                    Error::corrupt(view.path(), *offset, "record moved while rewritten")
-                })?;
+            // Checked whole (its checksum) before any of it is written: a
+            // damaged record fails the rewrite, which publishes nothing.
+            let record = old.record(&view, *offset, *key, READ_LIMIT)?;
+            if record.seq != *seq || record.value.len() != len {
+                return Err(Error::corrupt(
+                    old.path(),
+                    *offset,
+                    "the record changed between the rewrite's passes",
+                ));
+            }
             let size = record_size(*alloc);
             if verbatim {
+                let bytes = usize::try_from(*offset)
+                    .ok()
+                    .and_then(|o| {
+                        view.as_slice()
+                            .get(o..o.checked_add(RECORD_HEADER_LEN + len)?)
+                    })
+                    .ok_or_else(|| {
+                        Error::corrupt(old.path(), *offset, "record moved while rewritten")
+                    })?;
                 // The sink hands out zeroed bytes: the padding stays zero.
                 sink.push(&data, size, |buf| {
                     let available = buf.len();
-                    let head = buf.get_mut(..record.len()).ok_or(FormatError::Truncated {
+                    let head = buf.get_mut(..bytes.len()).ok_or(FormatError::Truncated {
                         what: "record output buffer",
-                        needed: record.len(),
+                        needed: bytes.len(),
                         available,
                     })?;
-                    head.copy_from_slice(record);
+                    head.copy_from_slice(bytes);
                     Ok(size)
                 })?;
             } else {
-                let value = &record[RECORD_HEADER_LEN..];
                 sink.push(&data, size, |buf| {
-                    encode_record(buf, *key, *seq, value, *alloc)
+                    encode_record(buf, *key, *seq, record.value, *alloc)
                 })?;
             }
         }
