@@ -319,6 +319,11 @@ impl Drop for Unpublished {
     }
 }
 
+/// Where a cold rewrite's copy waits, before its first record, when a test
+/// holds it (`silo_io::fault` with the `fault-injection` feature; nothing
+/// otherwise).
+pub const HOLD_COLD_COPY: &str = "core: a cold rewrite's copy, before its first record";
+
 /// A rewrite's live records and where they go, for the copy behind.
 struct LiveCopy {
     /// The data file the records are in, read through `view`.
@@ -345,6 +350,9 @@ impl LiveCopy {
             records,
             mut sink,
         } = self;
+        if let Some(dir) = old.path().parent() {
+            silo_io::fault::hold_point(dir, HOLD_COLD_COPY);
+        }
         for (i, ((key, offset), (seq, alloc, len))) in live.iter().zip(&records).enumerate() {
             if let Some(ahead) = live
                 .get(i + PREFETCH_AHEAD)

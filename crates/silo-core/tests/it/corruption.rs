@@ -227,3 +227,68 @@ fn a_cold_rewrite_over_a_damaged_record_fails_and_publishes_nothing() {
         assert_eq!(silo.get(*k).expect("get").as_ref(), Some(v), "key {k}");
     }
 }
+
+/// The copy of a cold rewrite checks each record against what the first
+/// pass read of it: a record rewritten in between (here with a valid
+/// checksum, another sequence number) fails the rewrite instead of being
+/// copied under the room and place the first pass gave it.
+#[test]
+fn a_record_that_changes_between_a_rewrites_passes_fails_it() {
+    use silo_format::{RECORD_HEADER_LEN, decode_record, encode_record};
+    use silo_io::fault::{FaultPlan, install};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marked = b"the-value-rewritten-between-the-passes".to_vec();
+    let silo = Silo::open(dir.path(), test_opts()).expect("open");
+    for k in 0..3_000u64 {
+        let v = if k == 1_234 {
+            marked.clone()
+        } else {
+            crate::common::value(k, 0, 50)
+        };
+        silo.put(k, &v).expect("put");
+    }
+    silo.compact().expect("compact");
+    let data = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("data-"))
+        })
+        .expect("a data file");
+    let guard = install(dir.path(), FaultPlan::new().hold(silo_core::HOLD_COLD_COPY));
+    let staged = silo
+        .stage_compaction(true)
+        .expect("stage")
+        .expect("a cold compaction");
+    staged
+        .apply_hot(staged.plan().expect("plan"))
+        .expect("nothing to fold");
+    std::thread::scope(|s| {
+        let preparing = s.spawn(|| staged.prepare_cold());
+        guard.wait_held(silo_core::HOLD_COLD_COPY, 1);
+        let bytes = std::fs::read(&data).expect("read");
+        let at = bytes
+            .windows(marked.len())
+            .position(|w| w == marked.as_slice())
+            .expect("the marked value")
+            - RECORD_HEADER_LEN;
+        let old = decode_record(&bytes[at..], 1 << 20).expect("the record");
+        let mut new = vec![0u8; old.size()];
+        encode_record(&mut new, old.key, old.seq + 1, &marked, old.alloc).expect("encode");
+        std::os::unix::fs::FileExt::write_all_at(
+            &std::fs::OpenOptions::new()
+                .write(true)
+                .open(&data)
+                .expect("open data file"),
+            &new,
+            at as u64,
+        )
+        .expect("rewrite the record");
+        guard.release(silo_core::HOLD_COLD_COPY);
+        let rewrite = preparing.join().expect("no panic").expect("prepared");
+        let err = staged.finish_cold(rewrite).expect_err("the record changed");
+        assert!(err.to_string().contains("changed between"), "{err}");
+    });
+}
