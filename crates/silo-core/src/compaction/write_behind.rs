@@ -17,7 +17,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Copies behind at once in the process.
 pub(crate) const MAX_BEHIND: usize = 4;
@@ -67,7 +67,10 @@ pub(crate) struct WriteBehind {
 enum Outcome {
     Running(JoinHandle<Result<()>>),
     Done(Result<()>),
-    Taken,
+    /// Given out by a wait; whether it was an error.
+    Taken {
+        failed: bool,
+    },
 }
 
 impl WriteBehind {
@@ -101,17 +104,26 @@ impl WriteBehind {
         WriteBehind { outcome }
     }
 
-    /// Waits for the copy; its outcome (once: `Ok` after). A panic of the
-    /// copy is resumed here.
+    /// Waits for the copy and gives its outcome; a later wait gives `Ok`
+    /// again, or an error if the copy failed, so that nothing can take a
+    /// failed copy for a written one. A panic of the copy is resumed here.
     pub(crate) fn wait(&mut self) -> Result<()> {
-        match std::mem::replace(&mut self.outcome, Outcome::Taken) {
+        let outcome = match std::mem::replace(&mut self.outcome, Outcome::Taken { failed: true }) {
             Outcome::Running(handle) => match handle.join() {
                 Ok(outcome) => outcome,
                 Err(panic) => std::panic::resume_unwind(panic),
             },
             Outcome::Done(outcome) => outcome,
-            Outcome::Taken => Ok(()),
-        }
+            Outcome::Taken { failed: false } => Ok(()),
+            Outcome::Taken { failed: true } => Err(Error::InvalidOptions {
+                name: "rewrite",
+                reason: "its copy failed: it cannot be published".to_owned(),
+            }),
+        };
+        self.outcome = Outcome::Taken {
+            failed: outcome.is_err(),
+        };
+        outcome
     }
 }
 
@@ -120,7 +132,9 @@ impl Drop for WriteBehind {
         // Nothing may be written to the files once their rewrite is gone
         // (its files may be removed next): the copy is waited for. Its
         // outcome no longer matters to anyone.
-        if let Outcome::Running(handle) = std::mem::replace(&mut self.outcome, Outcome::Taken) {
+        if let Outcome::Running(handle) =
+            std::mem::replace(&mut self.outcome, Outcome::Taken { failed: true })
+        {
             let _ = handle.join();
         }
     }
@@ -129,7 +143,6 @@ impl Drop for WriteBehind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Error;
 
     #[test]
     fn slots_run_out_at_their_limit_and_come_back_when_dropped() {
@@ -145,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_behind_gives_its_outcome_once_and_runs_whether_or_not_it_is_waited_for() {
+    fn a_copy_behind_gives_its_outcome_and_runs_whether_or_not_it_is_waited_for() {
         let mut ok = WriteBehind::start(|| Ok(()));
         assert!(ok.wait().is_ok());
         let mut failed = WriteBehind::start(|| {
@@ -158,7 +171,17 @@ mod tests {
             failed.wait(),
             Err(Error::InvalidOptions { name: "copy", .. })
         ));
-        assert!(failed.wait().is_ok(), "the outcome is given once");
+        assert!(
+            matches!(
+                failed.wait(),
+                Err(Error::InvalidOptions {
+                    name: "rewrite",
+                    ..
+                })
+            ),
+            "a failed copy stays failed"
+        );
+        assert!(ok.wait().is_ok(), "a written copy stays written");
         // Dropped without a wait: the copy has run by the time the drop
         // returns.
         let ran = std::sync::Arc::new(AtomicUsize::new(0));
