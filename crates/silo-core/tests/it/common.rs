@@ -112,6 +112,41 @@ pub(crate) fn file_starting(dir: &std::path::Path, prefix: &str) -> std::path::P
         .unwrap_or_else(|| panic!("no {prefix}* file in {}", dir.display()))
 }
 
+/// The data files and indexes in `dir`, by name, sorted.
+pub(crate) fn store_files(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The path the next cold rewrite of the store in `dir` creates its data
+/// file at (`data-<id + 1>`).
+pub(crate) fn next_data_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let id: u64 = store_files(dir)
+        .iter()
+        .find_map(|n| n.strip_prefix("data-")?.parse().ok())
+        .expect("a data file");
+    dir.join(format!("data-{}", id + 1))
+}
+
+/// A staged cold compaction of `silo` with nothing to fold, its (empty)
+/// hot step applied: ready for `prepare_cold`.
+pub(crate) fn staged_cold(silo: &Silo) -> silo_core::StagedCompaction<'_> {
+    let staged = silo
+        .stage_compaction(true)
+        .expect("stage")
+        .expect("a cold compaction");
+    staged
+        .apply_hot(staged.plan().expect("plan"))
+        .expect("nothing to fold");
+    staged
+}
+
 /// Checks a value made by [`value`]: returns its version, or `None` if torn or foreign.
 pub(crate) fn check(key: u64, bytes: &[u8]) -> Option<u64> {
     let k = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);

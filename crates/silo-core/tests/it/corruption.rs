@@ -9,7 +9,7 @@ use std::path::Path;
 
 use silo_core::{Options, Silo};
 
-use crate::common::opts;
+use crate::common::{file_starting, opts, put_values, staged_cold, store_files};
 
 const KEYS: [u64; 10] = [0, 1, 2, 3, 4, 5, 6, 7, u64::MAX, 1 << 50];
 
@@ -152,6 +152,30 @@ fn flipping_any_byte_gives_right_data_or_a_typed_error() {
     assert!(refused > 0, "no flip was ever detected at open");
 }
 
+/// The key whose value [`marked_store`] marks.
+const MARKED_KEY: u64 = 1_234;
+
+/// A store in `dir` of 3,000 compacted keys, [`MARKED_KEY`]'s value
+/// `marked` (found in the data file by its bytes), left open; returns it
+/// and its contents.
+fn marked_store(dir: &Path, marked: &[u8]) -> (Silo, BTreeMap<u64, Vec<u8>>) {
+    let silo = Silo::open(dir, test_opts()).expect("open");
+    let mut model = BTreeMap::new();
+    put_values(&silo, 0..3_000, 0, 50, &mut model);
+    silo.put(MARKED_KEY, marked).expect("put");
+    model.insert(MARKED_KEY, marked.to_vec());
+    silo.compact().expect("compact");
+    (silo, model)
+}
+
+/// Where `marked`'s bytes start in `bytes`.
+fn find(bytes: &[u8], marked: &[u8]) -> usize {
+    bytes
+        .windows(marked.len())
+        .position(|w| w == marked)
+        .expect("the marked value is in the data file")
+}
+
 /// A cold rewrite checks every record it copies: one whose value was
 /// damaged on disk fails the rewrite with a typed error naming the data
 /// file, nothing is published (the store reopens on its old files, every
@@ -160,44 +184,13 @@ fn flipping_any_byte_gives_right_data_or_a_typed_error() {
 #[test]
 fn a_cold_rewrite_over_a_damaged_record_fails_and_publishes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let marked = b"the-value-that-will-be-damaged".to_vec();
-    let mut model = BTreeMap::new();
-    {
-        let silo = Silo::open(dir.path(), test_opts()).expect("open");
-        for k in 0..3_000u64 {
-            let v = if k == 1_234 {
-                marked.clone()
-            } else {
-                crate::common::value(k, 0, 50)
-            };
-            silo.put(k, &v).expect("put");
-            model.insert(k, v);
-        }
-        silo.compact().expect("compact");
-        silo.close().expect("close");
-    }
-    let names = |dir: &Path| {
-        let mut n: Vec<String> = std::fs::read_dir(dir)
-            .expect("read dir")
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
-            .collect();
-        n.sort();
-        n
-    };
-    let before = names(dir.path());
-    let data = dir.path().join(
-        before
-            .iter()
-            .find(|n| n.starts_with("data-"))
-            .expect("a data file"),
-    );
+    let marked = b"the-value-that-will-be-damaged";
+    let (silo, model) = marked_store(dir.path(), marked);
+    silo.close().expect("close");
+    let before = store_files(dir.path());
+    let data = file_starting(dir.path(), "data-");
     let mut bytes = std::fs::read(&data).expect("read");
-    let at = bytes
-        .windows(marked.len())
-        .position(|w| w == marked.as_slice())
-        .expect("the marked value is in the data file");
+    let at = find(&bytes, marked);
     bytes[at + 5] ^= 0x20;
     std::fs::write(&data, &bytes).expect("write");
     {
@@ -205,25 +198,24 @@ fn a_cold_rewrite_over_a_damaged_record_fails_and_publishes_nothing() {
         let err = silo
             .compact_cold()
             .expect_err("the damaged record fails the rewrite");
-        let text = err.to_string();
-        assert!(
-            text.contains(
-                &data
-                    .file_name()
-                    .expect("name")
-                    .to_string_lossy()
-                    .to_string()
-            ),
-            "{text}"
-        );
+        let name = data
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .to_string();
+        assert!(err.to_string().contains(&name), "{err}");
     }
-    assert_eq!(names(dir.path()), before, "nothing published, no stray");
+    assert_eq!(
+        store_files(dir.path()),
+        before,
+        "nothing published, no stray"
+    );
     let silo = Silo::open(dir.path(), test_opts()).expect("reopen on the old files");
     assert!(
-        silo.get(1_234).is_err(),
+        silo.get(MARKED_KEY).is_err(),
         "the damaged record is still refused"
     );
-    for (k, v) in model.iter().filter(|(k, _)| **k != 1_234) {
+    for (k, v) in model.iter().filter(|(k, _)| **k != MARKED_KEY) {
         assert_eq!(silo.get(*k).expect("get").as_ref(), Some(v), "key {k}");
     }
 }
@@ -237,46 +229,19 @@ fn a_record_that_changes_between_a_rewrites_passes_fails_it() {
     use silo_format::{RECORD_HEADER_LEN, decode_record, encode_record};
     use silo_io::fault::{FaultPlan, install};
     let dir = tempfile::tempdir().expect("tempdir");
-    let marked = b"the-value-rewritten-between-the-passes".to_vec();
-    let silo = Silo::open(dir.path(), test_opts()).expect("open");
-    for k in 0..3_000u64 {
-        let v = if k == 1_234 {
-            marked.clone()
-        } else {
-            crate::common::value(k, 0, 50)
-        };
-        silo.put(k, &v).expect("put");
-    }
-    silo.compact().expect("compact");
-    let data = std::fs::read_dir(dir.path())
-        .expect("read dir")
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("data-"))
-        })
-        .expect("a data file");
+    let marked = b"the-value-rewritten-between-the-passes";
+    let (silo, _) = marked_store(dir.path(), marked);
+    let data = file_starting(dir.path(), "data-");
     let guard = install(dir.path(), FaultPlan::new().hold(silo_core::HOLD_COLD_COPY));
-    let staged = silo
-        .stage_compaction(true)
-        .expect("stage")
-        .expect("a cold compaction");
-    staged
-        .apply_hot(staged.plan().expect("plan"))
-        .expect("nothing to fold");
+    let staged = staged_cold(&silo);
     std::thread::scope(|s| {
         let preparing = s.spawn(|| staged.prepare_cold());
         guard.wait_held(silo_core::HOLD_COLD_COPY, 1);
         let bytes = std::fs::read(&data).expect("read");
-        let at = bytes
-            .windows(marked.len())
-            .position(|w| w == marked.as_slice())
-            .expect("the marked value")
-            - RECORD_HEADER_LEN;
+        let at = find(&bytes, marked) - RECORD_HEADER_LEN;
         let old = decode_record(&bytes[at..], 1 << 20).expect("the record");
         let mut new = vec![0u8; old.size()];
-        encode_record(&mut new, old.key, old.seq + 1, &marked, old.alloc).expect("encode");
+        encode_record(&mut new, old.key, old.seq + 1, marked, old.alloc).expect("encode");
         std::os::unix::fs::FileExt::write_all_at(
             &std::fs::OpenOptions::new()
                 .write(true)

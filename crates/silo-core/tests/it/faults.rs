@@ -10,7 +10,9 @@ use silo_core::{Silo, WriteBatch};
 use silo_format::{FileHeader, FileKind, HEADER_LEN};
 use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
 
-use crate::common::{assert_holds, open, opts};
+use crate::common::{
+    assert_holds, next_data_file, open, opts, put_values, staged_cold, store_files,
+};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -482,18 +484,6 @@ fn every_failed_direct_write_leaves_a_store_that_recovers() {
     assert!(cases >= 10, "{cases} cases");
 }
 
-/// The data files and indexes in `dir`, by name.
-fn store_files(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("data-") || n.starts_with("index-"))
-        .collect();
-    names.sort();
-    names
-}
-
 /// A cold rewrite copies its live records on a thread of its own and is
 /// published only once that copy is written and synced. A copy that
 /// fails (here the new data file's sync, which only the copy makes)
@@ -504,11 +494,7 @@ fn a_failed_copy_behind_publishes_nothing_and_the_store_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let silo = open(dir.path());
     let mut acked = BTreeMap::new();
-    for k in 0..40_000u64 {
-        let v = crate::common::value(k, 0, 120);
-        silo.put(k, &v).expect("put");
-        acked.insert(k, v);
-    }
+    put_values(&silo, 0..40_000, 0, 120, &mut acked);
     silo.compact().expect("compact");
     for k in (0..40_000u64).step_by(3) {
         silo.delete(k).expect("delete");
@@ -516,24 +502,14 @@ fn a_failed_copy_behind_publishes_nothing_and_the_store_goes_on() {
     }
     silo.compact().expect("compact");
     let before = store_files(dir.path());
-    let data_id: u64 = before
-        .iter()
-        .find_map(|n| n.strip_prefix("data-")?.parse().ok())
-        .expect("a data file");
     // Only the new data file's operations are counted: its first sync is
     // the copy's.
     let guard = install(
-        &dir.path().join(format!("data-{}", data_id + 1)),
+        &next_data_file(dir.path()),
         FaultPlan::new().on(FaultOp::Sync, 1, FaultAction::Fail),
     );
     {
-        let staged = silo
-            .stage_compaction(true)
-            .expect("stage")
-            .expect("a cold compaction");
-        staged
-            .apply_hot(staged.plan().expect("plan"))
-            .expect("nothing to fold");
+        let staged = staged_cold(&silo);
         let rewrite = staged.prepare_cold().expect("the copy fails later");
         let err = staged
             .finish_cold(rewrite)
@@ -570,31 +546,14 @@ fn a_rewrite_that_cannot_make_its_data_file_leaves_no_stray() {
         let dir = tempfile::tempdir().expect("tempdir");
         let silo = open(dir.path());
         let mut acked = BTreeMap::new();
-        for k in 0..5_000u64 {
-            let v = crate::common::value(k, 0, 40);
-            silo.put(k, &v).expect("put");
-            acked.insert(k, v);
-        }
+        put_values(&silo, 0..5_000, 0, 40, &mut acked);
         silo.compact().expect("compact");
         let before = store_files(dir.path());
-        let data_id: u64 = before
-            .iter()
-            .find_map(|n| n.strip_prefix("data-")?.parse().ok())
-            .expect("a data file");
         let guard = install(
-            &dir.path().join(format!("data-{}", data_id + 1)),
+            &next_data_file(dir.path()),
             FaultPlan::new().on(op, 1, FaultAction::Fail),
         );
-        {
-            let staged = silo
-                .stage_compaction(true)
-                .expect("stage")
-                .expect("a cold compaction");
-            staged
-                .apply_hot(staged.plan().expect("plan"))
-                .expect("nothing to fold");
-            assert!(staged.prepare_cold().is_err(), "{what}");
-        }
+        assert!(staged_cold(&silo).prepare_cold().is_err(), "{what}");
         assert_eq!(guard.fired(), 1, "{what}");
         drop(guard);
         assert_eq!(store_files(dir.path()), before, "{what}: no stray");
