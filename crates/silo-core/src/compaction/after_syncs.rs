@@ -58,8 +58,9 @@ impl AfterSyncs {
                 std::thread::Builder::new()
                     .name("silo-readahead".to_owned())
                     .spawn(move || {
+                        let _ = silo_io::advice::idle_io_for_this_thread();
                         for (data, offset, len) in read_back {
-                            let _ = data.advise(offset, len, silo_io::FileAdvice::WillNeed);
+                            read_back_paced(&data, offset, len);
                         }
                     })
                     .ok()
@@ -83,6 +84,39 @@ impl AfterSyncs {
             reading,
             releasing,
         }
+    }
+}
+
+/// Bytes read back at a time: the advice for one piece, then a wait for
+/// its last byte, before the next piece is asked for.
+const READ_BACK_PIECE: u64 = 1 << 20;
+
+/// Reads `data`'s bytes `offset .. offset + len` into the page cache a
+/// piece at a time, each piece read before the next is asked for. Advice
+/// for a whole rewrite at once (hundreds of MB) queued its reads in
+/// front of every other request of the device: a writer's log growth,
+/// which had to read a block bitmap, waited 400 ms behind them, and a
+/// freeze's sync, under the log mutex, 130 ms. One piece in the queue at
+/// a time lets those in between. Advice only: the first failure (a read
+/// past the file's end, say) ends it.
+fn read_back_paced(data: &DataFile, offset: u64, len: u64) {
+    let end = offset.saturating_add(len);
+    let mut at = offset;
+    while at < end {
+        let piece_end = end.min(at.saturating_add(READ_BACK_PIECE));
+        if data
+            .advise(at, piece_end - at, silo_io::FileAdvice::WillNeed)
+            .is_err()
+        {
+            return;
+        }
+        // Its last byte is read once the piece's reads are done (they
+        // were queued together, in order).
+        let mut last = [0u8; 1];
+        if data.file().read_exact_at(&mut last, piece_end - 1).is_err() {
+            return;
+        }
+        at = piece_end;
     }
 }
 
@@ -207,5 +241,24 @@ mod tests {
         // The advice queued the reads; touching the pages may wait for
         // them but never reads from the disk itself.
         assert_eq!(faults_reading(data.path(), len), 0);
+    }
+
+    /// The paced read-back covers a range that ends inside a piece, and
+    /// one that runs past the file's end stops there without harm.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_paced_read_back_covers_its_range_and_stops_at_the_files_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let len = (5 * super::READ_BACK_PIECE / 2) as usize;
+        let data = DataFile::create(dir.path(), 1, len as u64).expect("data file");
+        data.file()
+            .write_all_at(&vec![0x6B; len], 0)
+            .expect("write");
+        data.file().sync_data().expect("sync");
+        for range in [len as u64, 3 * len as u64] {
+            data.advise(0, 0, FileAdvice::DontNeed).expect("drop");
+            super::read_back_paced(&data, 0, range);
+            assert_eq!(faults_reading(data.path(), len), 0, "range {range}");
+        }
     }
 }
