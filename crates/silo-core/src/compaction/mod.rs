@@ -30,6 +30,7 @@ use crate::compaction::after_syncs::AfterSyncs;
 use crate::compaction::plan::Plan;
 use crate::error::Result;
 use crate::log::slot::LogSlot;
+use crate::log::sync_both;
 use crate::reentry;
 use crate::store::{Core, GateWrite};
 
@@ -316,7 +317,7 @@ impl Core {
             if st.active().is_empty() {
                 return Ok(None);
             }
-            let (frozen_file, last) = st.rotate().map_err(|e| self.poison(e))?;
+            let (frozen_file, last, restamped) = st.rotate().map_err(|e| self.poison(e))?;
             // The frozen slot is durable before anything is applied from
             // it, whatever the durability: apply makes its results durable
             // piece by piece (journal, records, index), and after a power
@@ -324,8 +325,13 @@ impl Core {
             // batches, not leave some of their keys applied and the rest
             // lost. It is synced under the mutex so that group commit
             // never marks the new slot's writes durable before the old
-            // slot's.
-            if let Err(e) = frozen_file.sync_data() {
+            // slot's, and no frame of the new slot reaches the disk before
+            // the old slot's last one (a later write kept, an earlier one
+            // lost). The new slot's header is synced under it too (a frame
+            // that reached the disk under the old header would replay with
+            // the old identity). Both at once (`sync_both`).
+            let (restamp_synced, frozen_synced) = sync_both(&restamped, &frozen_file);
+            if let Err(e) = frozen_synced.and(restamp_synced) {
                 self.log.commit.fail(e.to_string());
                 return Err(self.poison(e.into()));
             }

@@ -355,8 +355,10 @@ impl LogSlot {
     }
 
     /// Gives an emptied slot (cut and synced by [`LogSlot::reset_file`]) its
-    /// next generation and base sequence number: one header write and one
-    /// fdatasync, cheap enough for the log mutex at a freeze.
+    /// next generation and base sequence number: one header write. The
+    /// caller syncs the file before anything is appended to the slot (a
+    /// frame that reached the disk under the old header would be replayed
+    /// with the old identity).
     pub(crate) fn restamp(&mut self, generation: u64, base_seq: u64) -> Result<()> {
         debug_assert!(self.is_empty(), "only an emptied slot is restamped");
         let header = FileHeader {
@@ -365,7 +367,6 @@ impl LogSlot {
             ..FileHeader::new(FileKind::OpsLog)
         };
         self.file.write_all_at(&header.encode(), 0)?;
-        self.file.sync_data()?;
         self.header = header;
         self.epoch += 1;
         Ok(())

@@ -256,6 +256,36 @@ fn fault_matrix(readers: bool) {
     assert!(cases > 20, "only {cases} fault cases ran");
 }
 
+/// A freeze syncs the new active slot's header as well as the frozen
+/// slot, before any write lands in the new slot (the two syncs run at
+/// once): a failed header sync fails the compaction and poisons the
+/// store, which then takes no write, and a reopen holds every write
+/// acknowledged before it. Without the header's sync nothing would fail
+/// here.
+#[test]
+fn a_freeze_whose_new_slot_header_cannot_be_synced_poisons_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    let mut acked = BTreeMap::new();
+    put_values(&silo, 0..2_000, 0, 60, &mut acked);
+    // The store writes into log-0 first: log-1 is the slot the freeze
+    // restamps and makes active.
+    let guard = install(
+        &dir.path().join("log-1"),
+        FaultPlan::new().on(FaultOp::Sync, 1, FaultAction::Fail),
+    );
+    let err = silo.compact().expect_err("the header's sync failed");
+    assert!(matches!(err, silo_core::Error::Io(_)), "{err:?}");
+    assert_eq!(guard.fired(), 1);
+    assert!(matches!(
+        silo.put(5, b"after"),
+        Err(silo_core::Error::Poisoned { .. })
+    ));
+    drop(guard);
+    drop(silo);
+    assert_holds(&open(dir.path()), &acked, "after a failed header sync");
+}
+
 /// Regression (durability review, item 6): after a failed log sync every
 /// write path refuses, `MergeWriter` included, and the data file is not
 /// rewritten in place.
