@@ -461,16 +461,23 @@ impl Core {
         // The file work (truncating a possibly large slot, syncs) runs
         // outside the log mutex: writers only ever touch the active slot,
         // and the frozen one is fully synced, so no flush touches it either.
-        let (file, header, number, frozen_len) = {
-            let st = self.log.lock();
-            let frozen = st.other();
+        let (file, header, number, frozen_len, allocating) = {
+            let mut st = self.log.lock();
+            let other = 1 - st.active;
+            let frozen = &mut st.slots[other];
             (
                 Arc::clone(&frozen.file),
                 frozen.header,
                 frozen.number,
                 frozen.end,
+                frozen.take_allocation(),
             )
         };
+        // Space the slot asked for while it was active: allocated before
+        // the file is cut, never after it.
+        if let Some(allocating) = allocating {
+            allocating.settle();
+        }
         // Readers in other processes may hold pending values in the slot's
         // file: then a new, empty file replaces it (theirs stays whole
         // until they close), while none is opening. A long slot is replaced
