@@ -55,7 +55,7 @@ pub(crate) fn into_windows<T: Copy>(
 /// into its windows. One round into thousands of windows swapped each
 /// item to a random place in the whole slice, and read the window of the
 /// item it found there: one cache miss after another, each waiting for
-/// the last (140 ms for 2M operations of 40 bytes). With a few hundred
+/// the last (140 ms for 2M operations of 48 bytes). With a few hundred
 /// windows each one's next place is a cache line already at hand, and a
 /// run of the second round fits in the CPU's cache.
 pub(crate) fn group_in_place<T>(

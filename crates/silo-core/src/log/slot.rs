@@ -286,7 +286,7 @@ impl LogSlot {
         let step = growth_step(mapped as u64);
         if self.ahead.is_some()
             || mapped < ALLOCATE_AHEAD_FROM
-            || ((mapped - self.end) as u64) > step / 2
+            || (mapped.saturating_sub(self.end) as u64) > step / 2
         {
             return;
         }
