@@ -320,10 +320,11 @@ impl Drop for ReadMap {
         if let Some(map) = &self.map {
             // SAFETY: the map is a shared, file-backed, read-only mapping:
             // MADV_DONTNEED only drops its page-table entries (the bytes
-            // stay in the file and the page cache). Each piece lies inside
-            // the mapping (offsets below its length, from its page-aligned
-            // start, pieces a multiple of the page size), and nothing can
-            // read through the map any more: it is being dropped, and
+            // stay in the file and the page cache). Each piece starts 8 MiB
+            // apart from the mapping's page-aligned start and ends inside
+            // the mapping (the kernel rounds the last one's length up to
+            // whole pages, all of them the mapping's), and nothing can read
+            // through the map any more: it is being dropped, and
             // `as_slice` borrows end before that.
             drop_pages_before_unmap(map.len(), |at, n| unsafe {
                 map.unchecked_advise_range(UncheckedAdvice::DontNeed, at, n)
@@ -446,8 +447,9 @@ impl Drop for AtomicMap {
             // drops its page-table entries only, and a page written through
             // it stays dirty in the page cache (the kernel moves the entry's
             // dirty bit to the page) and reaches the file as usual. Each
-            // piece lies inside the mapping (offsets below its length, from
-            // its page-aligned start, pieces a multiple of the page size),
+            // piece starts 8 MiB apart from the mapping's page-aligned
+            // start and ends inside the mapping (the kernel rounds the last
+            // one's length up to whole pages, all of them the mapping's),
             // and no reference into it is alive: `atomic_u64` borrows the
             // map, which is being dropped.
             drop_pages_before_unmap(map.len(), |at, n| unsafe {
