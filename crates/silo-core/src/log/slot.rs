@@ -553,6 +553,42 @@ mod tests {
         assert_eq!(back, vec![9u8; 64]);
     }
 
+    /// The growth maps only space that is allocated: when the allocation
+    /// ahead failed, or covers less than an append needs, the growth
+    /// allocates itself (a map past the file's end would fault).
+    #[test]
+    fn a_failed_or_short_allocation_ahead_leaves_the_growth_to_allocate() {
+        use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
+        let frame = vec![9u8; 1 << 20];
+        while slot.map.len() < ALLOCATE_AHEAD_FROM {
+            slot.append(&frame, 1, false).expect("append");
+        }
+        let mapped = slot.map.len();
+        // The thread's allocation fails.
+        let guard = install(
+            dir.path(),
+            FaultPlan::new().on(FaultOp::Allocate, 1, FaultAction::Fail),
+        );
+        while slot.map.len() == mapped {
+            slot.append(&frame, 1, false).expect("append");
+        }
+        assert_eq!(guard.fired(), 1, "the allocation ahead was asked for");
+        drop(guard);
+        assert!(slot.file.len().expect("len") >= slot.map.len() as u64);
+        // An append larger than the step asked for.
+        while slot.ahead.is_none() {
+            slot.append(&frame, 1, false).expect("append");
+        }
+        let asked =
+            slot.map.len() + usize::try_from(growth_step(slot.map.len() as u64)).expect("fits");
+        let big = vec![7u8; asked + (1 << 20) - slot.end];
+        slot.append(&big, 1, false).expect("append");
+        assert!(slot.map.len() > asked);
+        assert!(slot.file.len().expect("len") >= slot.map.len() as u64);
+    }
+
     #[test]
     fn a_slot_filled_exactly_to_its_end_does_not_grow() {
         let dir = tempfile::tempdir().expect("tempdir");
