@@ -562,8 +562,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
         let frame = vec![9u8; 1 << 20];
-        while slot.map.len() < ALLOCATE_AHEAD_FROM {
+        // Long, with room for a frame, and no allocation under way (the
+        // next one is asked for by the next append, before any growth).
+        while slot.map.len() < ALLOCATE_AHEAD_FROM || slot.map.len() - slot.end < 2 * frame.len() {
             slot.append(&frame, 1, false).expect("append");
+            slot.settle_allocation();
         }
         let mapped = slot.map.len();
         // The thread's allocation fails.
