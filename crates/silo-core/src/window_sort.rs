@@ -236,6 +236,19 @@ mod tests {
         }
     }
 
+    /// `n` values of a xorshift generator started at `seed` (not 0).
+    fn pseudo_random(seed: u32, n: usize) -> Vec<u32> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x
+            })
+            .collect()
+    }
+
     #[test]
     fn items_grouped_in_place_fall_in_their_windows() {
         let items: Vec<u32> = vec![31, 5, 22, 9, 38, 0, 25, 7];
@@ -260,15 +273,7 @@ mod tests {
         same_as_copied((0..100).collect(), 64, |_| 63);
         same_as_copied((0..64).rev().collect(), 64, |v| *v as usize);
         // A pseudo-random spread over many windows, with empty ones.
-        let mut x = 0x9E37_79B9_u32;
-        let spread: Vec<u32> = (0..5_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x
-            })
-            .collect();
+        let spread = pseudo_random(0x9E37_79B9, 5_000);
         same_as_copied(spread.clone(), 1 << 10, |v| (*v >> 22) as usize);
         same_as_copied(spread, 3_000, |v| (*v % 2_000) as usize);
     }
@@ -278,15 +283,7 @@ mod tests {
     /// evenly, bunched items, and empty windows.
     #[test]
     fn many_items_grouped_in_two_rounds_fall_in_their_windows() {
-        let mut x = 0x2545_F491_u32;
-        let spread: Vec<u32> = (0..TWO_ROUNDS_FROM * 2 + 7)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x
-            })
-            .collect();
+        let spread = pseudo_random(0x2545_F491, TWO_ROUNDS_FROM * 2 + 7);
         same_as_copied(spread.clone(), 1 << 13, |v| (*v >> 19) as usize);
         same_as_copied(spread.clone(), 5_003, |v| (*v % 4_999) as usize);
         same_as_copied(spread.clone(), COARSE_WINDOWS + 1, |v| {
