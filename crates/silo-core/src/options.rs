@@ -67,7 +67,10 @@ impl WriteOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompactionThresholds {
     /// Dead fraction of the data file above which a cold compaction (full
-    /// rewrite) is due. Default 0.20.
+    /// rewrite) is due. Default 1/3: the data file holds at most 1.5 times
+    /// its live record bytes before a rewrite is due, and each rewrite
+    /// copies two live bytes for each dead one it reclaims (at 0.2, a
+    /// quarter more file and four bytes copied).
     pub dead_ratio: f64,
     /// Dead fraction above which compaction is an emergency. Default 0.70.
     pub emergency_dead_ratio: f64,
@@ -83,7 +86,7 @@ pub struct CompactionThresholds {
 impl Default for CompactionThresholds {
     fn default() -> Self {
         CompactionThresholds {
-            dead_ratio: 0.20,
+            dead_ratio: 1.0 / 3.0,
             emergency_dead_ratio: 0.70,
             log_bytes: 256 << 20,
             pending_ops: 4_000_000,

@@ -145,34 +145,34 @@ mod tests {
                 Some(CompactionKind::Emergency),
             ),
             (
-                "19% dead",
+                "33% dead (a third is not above a third)",
                 PolicyInput {
-                    dead_bytes: 23 * MIB,
+                    dead_bytes: 50 * MIB,
                     ..base
                 },
                 None,
             ),
             (
-                "21% dead",
+                "34% dead",
                 PolicyInput {
-                    dead_bytes: 27 * MIB,
+                    dead_bytes: 52 * MIB,
                     ..base
                 },
                 Some(CompactionKind::Normal),
             ),
             (
-                "21% dead, ran 10 s ago",
+                "34% dead, ran 10 s ago",
                 PolicyInput {
-                    dead_bytes: 27 * MIB,
+                    dead_bytes: 52 * MIB,
                     since_last: Some(Duration::from_secs(10)),
                     ..base
                 },
                 None,
             ),
             (
-                "21% dead, never ran",
+                "34% dead, never ran",
                 PolicyInput {
-                    dead_bytes: 27 * MIB,
+                    dead_bytes: 52 * MIB,
                     since_last: None,
                     ..base
                 },
@@ -231,17 +231,22 @@ mod tests {
     fn cold_compaction_follows_the_dead_ratio() {
         let t = CompactionThresholds::default();
         let input = PolicyInput {
-            live_bytes: 70 * MIB,
-            dead_bytes: 30 * MIB,
+            live_bytes: 60 * MIB,
+            dead_bytes: 40 * MIB,
             ..PolicyInput::default()
         };
         assert!(wants_cold(&input, &t));
-        assert!(!wants_cold(
-            &PolicyInput {
-                dead_bytes: 10 * MIB,
-                ..input
-            },
-            &t
-        ));
+        // 30% dead: the default waits for more (a third).
+        let less = PolicyInput {
+            live_bytes: 70 * MIB,
+            dead_bytes: 30 * MIB,
+            ..input
+        };
+        assert!(!wants_cold(&less, &t));
+        let strict = CompactionThresholds {
+            dead_ratio: 0.2,
+            ..t
+        };
+        assert!(wants_cold(&less, &strict));
     }
 }
