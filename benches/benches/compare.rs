@@ -9,6 +9,9 @@
 //! - `SILO_BENCH_ONLY`: comma-separated scenario names to run (`load`,
 //!   `reads`, `missing`, `overwrite`, `durable`, `reopen`, `recovery`,
 //!   `disk`, `delete`); all when unset.
+//! - `SILO_BENCH_ENGINES`: comma-separated engines to run (`silo`, `redb`,
+//!   `fjall`, `sled`, `heed`, `engine`); all when unset. At 10M keys sled
+//!   needs more memory than this machine's 24 GiB: leave it out there.
 //!
 //! See `docs/BENCHMARKS.md` for what each scenario does and the exact peer settings.
 
@@ -842,11 +845,6 @@ fn raw_append_run(dir: &Path) -> Res<f64> {
     Ok(per_sec(n, t.elapsed()))
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
 // ----- results ---------------------------------------------------------
 
 /// How a row's figure compares with its goal.
@@ -1004,6 +1002,17 @@ fn mib(b: u64) -> f64 {
 struct Selection(Option<Vec<String>>);
 
 impl Selection {
+    /// The comma-separated names in the environment variable `var`; every
+    /// name when it is unset.
+    fn from_env(var: &str) -> Selection {
+        Selection(std::env::var(var).ok().map(|s| {
+            s.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        }))
+    }
+
     fn wants(&self, name: &str) -> bool {
         self.0.as_ref().is_none_or(|v| v.iter().any(|s| s == name))
     }
@@ -1186,7 +1195,7 @@ fn main_pipeline(
             assert_eq!(found, 1, "{name}: found after reopen");
             e.close()?;
         }
-        let m = median(times);
+        let m = silo_benches::median(times).unwrap_or_default();
         out.set(R_REOPEN, idx, m.as_secs_f64() * 1e3);
         eprintln!("[{name}] reopen median {m:.2?}");
     }
@@ -1294,12 +1303,8 @@ fn main() -> Res<()> {
         .ok()
         .and_then(|s| s.replace('_', "").parse().ok())
         .unwrap_or(1_000_000);
-    let sel = Selection(std::env::var("SILO_BENCH_ONLY").ok().map(|s| {
-        s.split(',')
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect()
-    }));
+    let sel = Selection::from_env("SILO_BENCH_ONLY");
+    let engines = Selection::from_env("SILO_BENCH_ENGINES");
     let root = tempfile::Builder::new()
         .prefix("silo-compare-")
         .tempdir_in("/tmp")?;
@@ -1320,6 +1325,9 @@ fn main() -> Res<()> {
     .iter()
     .any(|s| sel.wants(s));
     for (idx, kind) in KINDS.iter().enumerate() {
+        if !engines.wants(kind.name()) {
+            continue;
+        }
         if main_wanted {
             main_pipeline(*kind, idx, &w, root.path(), &sel, &mut out, &mut notes)?;
         }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use silo_core::{Options, Silo};
 use silo_engine::{CompactOptions, Engine, EngineOptions, SchedulerOptions};
 
-use silo_benches::{Rng, sequential_write};
+use silo_benches::{Rng, median, sequential_write};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -162,10 +162,6 @@ fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
             }
         }
     }
-    let median = |v: &mut Vec<Duration>| {
-        v.sort_unstable();
-        v[v.len() / 2]
-    };
     let seq = sequential_write(root, usize::try_from(written[0])?)?;
     for (case, label, goal) in [
         (
@@ -175,8 +171,8 @@ fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
         ),
         (1, "pending overwrites folded into a rewrite", " (report)"),
     ] {
-        let one = median(&mut times[case][0]);
-        let two = median(&mut times[case][1]);
+        let one = median(times[case][0].clone()).unwrap_or_default();
+        let two = median(times[case][1].clone()).unwrap_or_default();
         let speedup = one.as_secs_f64() / two.as_secs_f64();
         let out = written[case] as f64 / two.as_secs_f64();
         println!(
@@ -347,13 +343,15 @@ fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
     // A warm-up round, not counted: the process's first round gets all its
     // memory fresh from the kernel (a page fault each page) and runs after
     // the previous part's files were deleted; later rounds reuse memory the
-    // allocator kept. Then two rounds in A B B A order, so that neither side
-    // always runs first (on a warmer or a more fragmented process); each
-    // side's mean.
+    // allocator kept. Then four rounds a side in A B B A B A A B order, so
+    // that neither side always runs first (on a warmer or a more fragmented
+    // process); each side's median (the upper of its middle two: one round
+    // of this machine's runs can be a quarter off the others).
     run(false, 9)?;
     std::fs::remove_dir_all(root.join("vs-false-9"))?;
-    let mut sums = [(0.0, 0.0, 0.0); 2];
-    for (round, engine) in [false, true, true, false].into_iter().enumerate() {
+    let mut rounds: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    let order = [false, true, true, false, true, false, false, true];
+    for (round, engine) in order.into_iter().enumerate() {
         let (l, g, o) = run(engine, round)?;
         let name = if engine { "engine" } else { "silo-core" };
         println!(
@@ -362,13 +360,19 @@ fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
             g / 1e3,
             o / 1e3
         );
-        let sum = &mut sums[usize::from(engine)];
-        *sum = (sum.0 + l, sum.1 + g, sum.2 + o);
+        rounds[usize::from(engine)].push((l, g, o));
         std::fs::remove_dir_all(root.join(format!("vs-{engine}-{round}")))?;
     }
-    let [c, e] = sums;
+    let [c, e] = rounds.map(|side| {
+        let of = |f: fn(&(f64, f64, f64)) -> f64| median(side.iter().map(f).collect());
+        (
+            of(|r| r.0).unwrap_or(0.0),
+            of(|r| r.1).unwrap_or(0.0),
+            of(|r| r.2).unwrap_or(0.0),
+        )
+    });
     println!(
-        "  engine / silo-core (means of two rounds, A B B A, after a warm-up round): load {:.2}x, get {:.2}x, overwrite {:.2}x (goal >= 0.9x)",
+        "  engine / silo-core (medians of four rounds, A B B A B A A B, after a warm-up round): load {:.2}x, get {:.2}x, overwrite {:.2}x (goal >= 0.9x)",
         e.0 / c.0,
         e.1 / c.1,
         e.2 / c.2

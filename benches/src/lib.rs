@@ -20,6 +20,14 @@ impl Rng {
     }
 }
 
+/// The median of `items`: the middle one, or the upper of the middle two
+/// when their count is even; `None` when there are none. Items that do not
+/// compare (NaN) count as equal.
+pub fn median<T: Copy + PartialOrd>(mut items: Vec<T>) -> Option<T> {
+    items.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    items.get(items.len() / 2).copied()
+}
+
 /// The machine's sequential write + fdatasync bandwidth, bytes per second,
 /// both ways a file can be written.
 #[derive(Clone, Copy, Debug)]
