@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use silo_io::map::ReadMap;
+use thin_vec::ThinVec;
 
 /// Shards of the view; a key's shard comes from the top bits of its hash.
 const SHARDS: usize = 64;
@@ -139,7 +140,7 @@ pub(crate) struct KeyOps {
     /// The newest put or delete, if one is pending.
     pub(crate) base: Option<Base>,
     /// Merge operands logged after `base` (or after the stored value), oldest first.
-    pub(crate) merges: Vec<(u64, Bytes)>,
+    pub(crate) merges: ThinVec<(u64, Bytes)>,
 }
 
 impl KeyOps {
@@ -200,7 +201,7 @@ impl KeyOps {
     }
 
     /// Removes and returns the merge operands at or below `seq`.
-    fn take_merges_through(&mut self, seq: u64) -> Vec<(u64, Bytes)> {
+    fn take_merges_through(&mut self, seq: u64) -> ThinVec<(u64, Bytes)> {
         // Operands are oldest first: the forgotten ones are a prefix.
         let keep = self.merges.partition_point(|(s, _)| *s <= seq);
         if keep == self.merges.len() {
