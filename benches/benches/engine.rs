@@ -7,8 +7,9 @@
 //! - a 2-thread mixed workload (one writer, one reader) with the
 //!   background scheduler compacting vs with compaction off: throughput
 //!   ratio and p99 write latency of both;
-//! - the engine against one silo-core store at one thread (load, get,
-//!   overwrite), and the engine's load at two writer threads vs one.
+//! - the engine against one silo-core store at one thread (load; get and
+//!   overwrite in random order, as the compare bench's; get in load order
+//!   reported beside), and the engine's load at two writer threads vs one.
 //!
 //! `cargo bench -p silo-benches --bench engine`; `SILO_BENCH_KEYS` (default
 //! 2 000 000) sets N.
@@ -302,10 +303,18 @@ type GetFn<'a> = Box<dyn Fn(u64) -> Res<()> + 'a>;
 
 fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
     let n = keys.len();
-    // (load, get, overwrite) rates of one fresh store or engine, dropped
-    // and removed before the next starts (so neither runs beside the
-    // other's memory and writeback).
-    let run = |engine: bool, round: usize| -> Res<(f64, f64, f64)> {
+    // Reads and overwrites go in a random order, as the compare bench's
+    // (a hash store's keys have no order a reader follows). Reads in load
+    // order are reported too: there one store reads its values back in the
+    // order they lie in memory, one stream the CPU prefetches, where eight
+    // stores interleave eight.
+    let mut shuffled = keys.to_vec();
+    Rng(0x5EED_0F_0E).shuffle(&mut shuffled);
+    // (load, get in random order, overwrite in random order, get in load
+    // order) rates of one fresh store or engine, dropped and removed before
+    // the next starts (so neither runs beside the other's memory and
+    // writeback).
+    let run = |engine: bool, round: usize| -> Res<[f64; 4]> {
         let dir = root.join(format!("vs-{engine}-{round}"));
         let core;
         let db;
@@ -322,23 +331,17 @@ fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
                 Box::new(|k| Ok(core.get(k).map(drop)?)),
             )
         };
-        let t = Instant::now();
-        for k in keys {
-            put(*k, &[1u8; 100])?;
-        }
-        let load = rate(n, t.elapsed());
-        let t = Instant::now();
-        for k in keys {
-            get(*k)?;
-        }
-        let read = rate(n, t.elapsed());
-        let t = Instant::now();
-        for k in keys {
-            put(*k, &[2u8; 100])?;
-        }
-        let over = rate(n, t.elapsed());
+        let timed = |f: &dyn Fn() -> Res<()>| -> Res<f64> {
+            let t = Instant::now();
+            f()?;
+            Ok(rate(n, t.elapsed()))
+        };
+        let load = timed(&|| keys.iter().try_for_each(|k| put(*k, &[1u8; 100])))?;
+        let read = timed(&|| shuffled.iter().try_for_each(|k| get(*k)))?;
+        let in_order = timed(&|| keys.iter().try_for_each(|k| get(*k)))?;
+        let over = timed(&|| shuffled.iter().try_for_each(|k| put(*k, &[2u8; 100])))?;
         drop((put, get));
-        Ok((load, read, over))
+        Ok([load, read, over, in_order])
     };
     // A warm-up round, not counted: the process's first round gets all its
     // memory fresh from the kernel (a page fault each page) and runs after
@@ -349,33 +352,30 @@ fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
     // of this machine's runs can be a quarter off the others).
     run(false, 9)?;
     std::fs::remove_dir_all(root.join("vs-false-9"))?;
-    let mut rounds: [Vec<(f64, f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    let mut rounds: [Vec<[f64; 4]>; 2] = [Vec::new(), Vec::new()];
     let order = [false, true, true, false, true, false, false, true];
     for (round, engine) in order.into_iter().enumerate() {
-        let (l, g, o) = run(engine, round)?;
+        let [l, g, o, go] = run(engine, round)?;
         let name = if engine { "engine" } else { "silo-core" };
         println!(
-            "{name:>9}, 1 thread: load {:.0}k/s, get {:.0}k/s, overwrite {:.0}k/s",
+            "{name:>9}, 1 thread: load {:.0}k/s, get {:.0}k/s, overwrite {:.0}k/s (random order); get in load order {:.0}k/s",
             l / 1e3,
             g / 1e3,
-            o / 1e3
+            o / 1e3,
+            go / 1e3
         );
-        rounds[usize::from(engine)].push((l, g, o));
+        rounds[usize::from(engine)].push([l, g, o, go]);
         std::fs::remove_dir_all(root.join(format!("vs-{engine}-{round}")))?;
     }
     let [c, e] = rounds.map(|side| {
-        let of = |f: fn(&(f64, f64, f64)) -> f64| median(side.iter().map(f).collect());
-        (
-            of(|r| r.0).unwrap_or(0.0),
-            of(|r| r.1).unwrap_or(0.0),
-            of(|r| r.2).unwrap_or(0.0),
-        )
+        [0, 1, 2, 3].map(|i| median(side.iter().map(|r| r[i]).collect()).unwrap_or(0.0))
     });
     println!(
-        "  engine / silo-core (medians of four rounds, A B B A B A A B, after a warm-up round): load {:.2}x, get {:.2}x, overwrite {:.2}x (goal >= 0.9x)",
-        e.0 / c.0,
-        e.1 / c.1,
-        e.2 / c.2
+        "  engine / silo-core (medians of four rounds, A B B A B A A B, after a warm-up round): load {:.2}x, get {:.2}x, overwrite {:.2}x (goal >= 0.9x); get in load order {:.2}x (report)",
+        e[0] / c[0],
+        e[1] / c[1],
+        e[2] / c[2],
+        e[3] / c[3]
     );
     // Two writer threads against one, on fresh engines: each writer on
     // shards of its own (the goal's case), then both over every shard.

@@ -18,6 +18,15 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+
+    /// Puts `items` in a uniformly random order (Fisher-Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let below = u64::try_from(i + 1).unwrap_or(u64::MAX);
+            let j = usize::try_from(self.next_u64() % below).unwrap_or(0);
+            items.swap(i, j);
+        }
+    }
 }
 
 /// The median of `items`: the middle one, or the upper of the middle two
