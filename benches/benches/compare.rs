@@ -60,13 +60,6 @@ impl Rng {
         let n = n as u64;
         usize::try_from(((u128::from(self.next()) * u128::from(n)) >> 64) as u64).unwrap_or(0)
     }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
-        }
-    }
 }
 
 /// A 100-byte value derived from `key` and a round number.
@@ -102,7 +95,7 @@ impl Workload {
             }
         }
         let mut shuffled: Vec<u64> = items.iter().map(|(k, _)| *k).collect();
-        rng.shuffle(&mut shuffled);
+        silo_benches::shuffle(&mut shuffled, |n| rng.below(n));
         let mut missing = Vec::with_capacity(n);
         while missing.len() < n {
             let k = rng.next();

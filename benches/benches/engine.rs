@@ -50,11 +50,6 @@ fn load_engine(db: &Engine, keys: &[u64], value: &[u8]) -> Res<()> {
     Ok(())
 }
 
-/// A random index below `len`.
-fn pick(rng: &mut Rng, len: usize) -> usize {
-    usize::try_from(rng.next_u64() % len as u64).unwrap_or(0)
-}
-
 fn rate(ops: usize, d: Duration) -> f64 {
     ops as f64 / d.as_secs_f64()
 }
@@ -246,14 +241,14 @@ fn mixed(db: &Engine, keys: &[u64], ops: usize) -> (f64, Duration) {
         s.spawn(|| {
             let mut rng = Rng(0xBEEF);
             for _ in 0..ops {
-                let k = keys[pick(&mut rng, keys.len())];
+                let k = keys[rng.below(keys.len())];
                 let _ = db.get(k);
             }
         });
         let mut rng = Rng(0xFEED);
         let mut lat = Vec::with_capacity(ops);
         for _ in 0..ops {
-            let k = keys[pick(&mut rng, keys.len())];
+            let k = keys[rng.below(keys.len())];
             let w = Instant::now();
             db.put(k, &[3u8; 100]).expect("put");
             lat.push(w.elapsed());
@@ -309,7 +304,8 @@ fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
     // order they lie in memory, one stream the CPU prefetches, where eight
     // stores interleave eight.
     let mut shuffled = keys.to_vec();
-    Rng(0x5EED_0F_0E).shuffle(&mut shuffled);
+    let mut rng = Rng(0x5EED_0F_0E);
+    silo_benches::shuffle(&mut shuffled, |n| rng.below(n));
     // (load, get in random order, overwrite in random order, get in load
     // order) rates of one fresh store or engine, dropped and removed before
     // the next starts (so neither runs beside the other's memory and

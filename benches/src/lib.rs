@@ -19,13 +19,18 @@ impl Rng {
         self.0
     }
 
-    /// Puts `items` in a uniformly random order (Fisher-Yates).
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let below = u64::try_from(i + 1).unwrap_or(u64::MAX);
-            let j = usize::try_from(self.next_u64() % below).unwrap_or(0);
-            items.swap(i, j);
-        }
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        let n = u64::try_from(n).unwrap_or(u64::MAX).max(1);
+        usize::try_from(self.next_u64() % n).unwrap_or(0)
+    }
+}
+
+/// Puts `items` in a uniformly random order (Fisher-Yates), `below(n)`
+/// giving a random index below `n` (each bench's own generator).
+pub fn shuffle<T>(items: &mut [T], mut below: impl FnMut(usize) -> usize) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, below(i + 1));
     }
 }
 
