@@ -75,6 +75,46 @@ pub fn settle_small_frees() {
     drop(std::hint::black_box(block));
 }
 
+/// Empties `buffer` and tells Linux that its memory holds nothing this
+/// process needs (`MADV_FREE` on the whole pages of its room): under
+/// memory pressure the kernel may take those pages back without writing
+/// them anywhere; until then, and once written again, they stay the
+/// process's, and filling the buffer again costs no page fault. For
+/// buffers kept for reuse. Elsewhere than Linux, or for memory that is not
+/// private and anonymous (the kernel refuses it), it only empties the
+/// buffer.
+///
+/// ```
+/// let mut kept: Vec<u64> = (0..1 << 20).collect();
+/// silo_io::hint::clear_lazily(&mut kept);
+/// assert!(kept.is_empty() && kept.capacity() >= 1 << 20);
+/// kept.extend(0..1000);
+/// assert_eq!(kept.iter().sum::<u64>(), 999 * 1000 / 2);
+/// ```
+pub fn clear_lazily<T>(buffer: &mut Vec<T>) {
+    buffer.clear();
+    #[cfg(target_os = "linux")]
+    {
+        let len = buffer.capacity().saturating_mul(size_of::<T>());
+        let ptr = buffer.as_mut_ptr() as usize;
+        let page = crate::map::page_size();
+        let start = ptr.next_multiple_of(page);
+        let end = ptr.saturating_add(len) / page * page;
+        if end > start {
+            // SAFETY: `start..end` is the whole pages inside the buffer's
+            // allocation (rounded inwards, so no byte outside it, such as
+            // an allocator's header, is touched). The buffer is empty, so
+            // every byte of it is spare room, which Rust never reads
+            // before it is written; MADV_FREE only lets the kernel turn
+            // those bytes to zeros until they are written again, and
+            // changes nothing else.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_FREE);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{prefetch, prefetch_slice};

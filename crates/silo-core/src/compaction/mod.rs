@@ -13,6 +13,7 @@ pub(crate) mod journal;
 pub(crate) mod plan;
 pub mod policy;
 pub(crate) mod runs;
+pub(crate) mod scratch;
 pub(crate) mod sink;
 pub(crate) mod staged;
 pub(crate) mod write_behind;

@@ -10,6 +10,7 @@ use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
 use crate::compaction::runs::Runs;
+use crate::compaction::scratch::Pool;
 use crate::error::{Error, Result};
 use crate::index::PREFETCH_AHEAD;
 use crate::log::replay::{LoggedOp, replay_whole, split_whole};
@@ -187,13 +188,26 @@ impl Plan<'_> {
             touched,
             ..
         } = self;
-        let runs = writes.into_runs();
-        let items =
-            runs.iter().map(Vec::capacity).sum::<usize>() + deletes.capacity() + touched.capacity();
-        let writes: Vec<Vec<KeyWrite<'static>>> = runs.into_iter().map(emptied).collect();
-        let buffers = (writes, deletes, touched);
-        drop_large_elsewhere(buffers, items);
+        // The writes' buffers are kept for the next fold (emptied here).
+        for run in writes.into_runs() {
+            WRITES.give(emptied(run));
+        }
+        let items = deletes.capacity() + touched.capacity();
+        drop_large_elsewhere((deletes, touched), items);
     }
+}
+
+/// The frozen slots' operations' buffers, kept from fold to fold.
+static OPS: Pool<LoggedOp<'static>> = Pool::new();
+/// The plans' writes' buffers, kept from fold to fold.
+static WRITES: Pool<KeyWrite<'static>> = Pool::new();
+
+/// An empty run of writes for about `items` keys, in a kept buffer if
+/// there is one.
+fn writes_for<'a>(items: usize) -> Runs<KeyWrite<'a>> {
+    WRITES
+        .take(items)
+        .map_or_else(Runs::default, |kept| Runs::into(emptied(kept)))
 }
 
 /// Vectors of at least this many items, in all, are freed on a thread of
@@ -237,9 +251,13 @@ pub(crate) fn compute<'a>(
     let frames = through_seq.saturating_sub(base_seq).saturating_add(1);
     let bits = bucket_bits(frames);
     let mut parts = read_slot(silo, body, base_seq, frames, bits, threads)?;
+    let ops: u64 = parts.iter().map(|p| p.ops.len() as u64).sum();
+    // Most folds write a key once for one or two of its operations.
+    let keys = usize::try_from(ops / 2).unwrap_or(0);
     let mut plan = Plan {
         through_seq,
-        ops: parts.iter().map(|p| p.ops.len() as u64).sum(),
+        ops,
+        writes: writes_for(keys / parts.len().max(1)),
         max_tag: parts.iter().map(|p| p.max_tag).max().unwrap_or(0),
         bytes_read: body.len() as u64,
         ..Plan::default()
@@ -262,7 +280,10 @@ pub(crate) fn compute<'a>(
         let mid = split_bucket(&parts, buckets);
         let (mut firsts, mut seconds): (Vec<_>, Vec<_>) =
             parts.iter_mut().map(|p| p.split_at_bucket(mid)).unzip();
-        let mut rest = Plan::default();
+        let mut rest = Plan {
+            writes: writes_for(keys / 2),
+            ..Plan::default()
+        };
         let (a, b) = both(
             || plan_buckets(silo, tables, &view, &mut firsts, folded, &mut plan),
             || plan_buckets(silo, tables, &view, &mut seconds, folded, &mut rest),
@@ -280,11 +301,11 @@ pub(crate) fn compute<'a>(
         plan_buckets(silo, tables, &view, &mut whole, folded, &mut plan)?;
     }
     append_if_sparse(&mut plan);
-    // The operations read (96 MB for 2M) are freed elsewhere: the plan
-    // holds what it needs of them.
-    let items = parts.iter().map(|p| p.ops.capacity()).sum();
-    let ops: Vec<Vec<LoggedOp<'static>>> = parts.into_iter().map(|p| emptied(p.ops)).collect();
-    drop_large_elsewhere(ops, items);
+    // The operations read (96 MB for 2M) are kept for the next fold: the
+    // plan holds what it needs of them.
+    for part in parts {
+        OPS.give(emptied(part.ops));
+    }
     Ok(plan)
 }
 
@@ -428,8 +449,10 @@ fn read_part<'a>(
     // instead of growing by copies, and never by the body alone (a slot of
     // a few large values would ask for millions of operations).
     let room = (body.len() / silo_format::frame_len(0)) as u64;
-    let mut ops: Vec<LoggedOp<'a>> =
-        Vec::with_capacity(usize::try_from(frames.min(room)).unwrap_or(0));
+    let want = usize::try_from(frames.min(room)).unwrap_or(0);
+    let mut ops: Vec<LoggedOp<'a>> = OPS
+        .take(want)
+        .map_or_else(|| Vec::with_capacity(want), emptied);
     // The frozen slot was synced whole at freeze: every byte of it is
     // durable, so any stop before its end is damage, and its frames are
     // checked again (its pages may have been read back from disk). On

@@ -20,6 +20,13 @@ impl<T> Default for Runs<T> {
 }
 
 impl<T> Runs<T> {
+    /// No items yet, pushed into `first` (emptied), whose room they use
+    /// before it grows.
+    pub(crate) fn into(mut first: Vec<T>) -> Runs<T> {
+        first.clear();
+        Runs { runs: vec![first] }
+    }
+
     /// Adds `item` at the end.
     pub(crate) fn push(&mut self, item: T) {
         match self.runs.last_mut() {
