@@ -207,7 +207,7 @@ static WRITES: Pool<KeyWrite<'static>> = Pool::new();
 fn writes_for<'a>(items: usize) -> Runs<KeyWrite<'a>> {
     WRITES
         .take(items)
-        .map_or_else(Runs::default, |kept| Runs::into(emptied(kept)))
+        .map_or_else(Runs::default, |kept| Runs::in_buffer(emptied(kept)))
 }
 
 /// Vectors of at least this many items, in all, are freed on a thread of
@@ -808,6 +808,10 @@ mod tests {
         // operations' memory, not a copy's.
         assert_eq!((kept.as_ptr() as usize, kept.capacity()), (at, room));
         assert!(kept.is_empty());
+        // An emptied vector, emptied again (as the fold's pools do): still
+        // the same buffer.
+        let again: Vec<LoggedOp<'_>> = emptied(kept);
+        assert_eq!((again.as_ptr() as usize, again.capacity()), (at, room));
         // Items of another size: a new, empty vector (the old buffer was
         // freed where it was).
         let other: Vec<u8> = emptied(vec![op; 10]);

@@ -20,9 +20,9 @@ impl<T> Default for Runs<T> {
 }
 
 impl<T> Runs<T> {
-    /// No items yet, pushed into `first` (emptied), whose room they use
+    /// No items yet: they go into `first` (emptied), using its room
     /// before it grows.
-    pub(crate) fn into(mut first: Vec<T>) -> Runs<T> {
+    pub(crate) fn in_buffer(mut first: Vec<T>) -> Runs<T> {
         first.clear();
         Runs { runs: vec![first] }
     }
