@@ -118,4 +118,20 @@ mod tests {
         let runs = a.into_runs();
         assert_eq!(runs, vec![vec![0, 10, 20], vec![30, 40, 50]]);
     }
+
+    #[test]
+    fn runs_in_a_buffer_fill_it_emptied_before_it_grows() {
+        let mut buffer: Vec<u64> = Vec::with_capacity(1000);
+        buffer.extend([7, 8, 9]);
+        let (at, room) = (buffer.as_ptr() as usize, buffer.capacity());
+        let mut runs = Runs::in_buffer(buffer);
+        assert_eq!(runs.len(), 0, "emptied");
+        for i in 0..1000 {
+            runs.push(i);
+        }
+        let runs = runs.into_runs();
+        assert_eq!(runs.len(), 1);
+        assert_eq!((runs[0].as_ptr() as usize, runs[0].capacity()), (at, room));
+        assert!(runs[0].iter().copied().eq(0..1000));
+    }
 }

@@ -129,6 +129,9 @@ mod tests {
         assert!(pool.capacities().is_empty());
         pool.give(Vec::with_capacity(KEEP_FROM_BYTES));
         assert_eq!(pool.capacities(), vec![KEEP_FROM_BYTES]);
+        // Both bounds are kept (the room is reserved, never touched).
+        pool.give(Vec::with_capacity(KEEP_UP_TO_BYTES));
+        assert_eq!(pool.capacities(), vec![KEEP_FROM_BYTES, KEEP_UP_TO_BYTES]);
     }
 
     #[test]
