@@ -20,7 +20,8 @@ use silo_io::map::AtomicMap;
 
 use crate::error::{Error, Result};
 use crate::log::slot::to_usize;
-use crate::window_sort::{by_window, window_shift};
+use crate::scratch::Pool;
+use crate::window_sort::{into_windows_in, window_shift};
 
 /// Smallest table, in slots.
 pub(crate) const MIN_CAPACITY: u64 = 1024;
@@ -49,6 +50,13 @@ pub(crate) fn capacity_for(keys: u64) -> u64 {
 const BUILD_WINDOW_SHIFT: u32 = 12;
 /// ... and at most this many windows.
 const MAX_BUILD_WINDOWS: u64 = 1 << 20;
+
+/// Index entries' buffers, kept from build to build: the entries to
+/// insert, and the same in window order.
+pub(crate) static ENTRIES: Pool<(u64, u64)> = Pool::new(2);
+/// New indexes' bodies, kept from build to build (an engine builds one a
+/// compaction thread).
+static BODIES: Pool<u8> = Pool::new(2);
 
 /// How many keys ahead a batch of lookups prefetches home slots: far
 /// enough to cover a cache miss, near enough that the lines are still there.
@@ -134,14 +142,37 @@ impl Index {
         // another table's slot order are in order already).
         let shift = window_shift(capacity, BUILD_WINDOW_SHIFT, MAX_BUILD_WINDOWS);
         let windows = usize::try_from((capacity >> shift) + 1).unwrap_or(1);
-        let entries = by_window(entries, windows, |(key, _)| {
-            usize::try_from(home(*key, seed, capacity) >> shift).unwrap_or(usize::MAX)
-        });
-        // Each slot is read before it is written: its pages must be
-        // allocated before that (see `silo_io::buffer`).
-        let mut body = silo_io::buffer::ZeroedBuffer::new(to_usize(len)? - HEADER_LEN)?;
-        for (key, loc) in entries {
+        let mut ordered = ENTRIES.take(entries.len()).unwrap_or_default();
+        into_windows_in(
+            &entries,
+            windows,
+            |(key, _)| usize::try_from(home(*key, seed, capacity) >> shift).unwrap_or(usize::MAX),
+            &mut ordered,
+        );
+        ENTRIES.give(entries);
+        // Each slot is read before it is written: the body is zeroed by
+        // writing (see `silo_io::buffer` for why not by the kernel's zero
+        // page), into a buffer kept from build to build.
+        let body_len = to_usize(len)? - HEADER_LEN;
+        let mut body = BODIES.take(body_len).unwrap_or_default();
+        body.resize(body_len, 0);
+        // The entries come window by window, and a window's lines are
+        // asked for while the one before it fills, a line an entry (a
+        // window holds more entries than lines at the loads used): inserted
+        // into lines not in the CPU's cache, each first touch waited on
+        // memory (a third of a 1M-key index's build).
+        let window_bytes = INDEX_ENTRY_LEN << shift;
+        let mut ahead = 0;
+        for &(key, loc) in &ordered {
             let mut slot = home(key, seed, capacity);
+            let next_window = to_usize((slot >> shift) + 1)?.saturating_mul(window_bytes);
+            ahead = ahead.max(next_window);
+            if ahead < next_window.saturating_add(window_bytes)
+                && let Some(line) = body.get(ahead..)
+            {
+                silo_io::hint::prefetch_slice(line, 1);
+                ahead += 64;
+            }
             loop {
                 let at = to_usize(slot_offset(slot))? - HEADER_LEN;
                 let entry = &mut body[at..at + INDEX_ENTRY_LEN];
@@ -168,6 +199,8 @@ impl Index {
             create_fresh(&path, &header)?
         };
         file.write_all_at(&body, HEADER_LEN as u64)?;
+        ENTRIES.give(ordered);
+        BODIES.give(body);
         file.sync_all()?;
         Ok(Index {
             id,

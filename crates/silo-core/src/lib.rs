@@ -56,6 +56,7 @@ mod pending;
 mod recovery;
 mod reentry;
 mod salvage;
+mod scratch;
 mod silo;
 mod snapshot;
 mod stats;

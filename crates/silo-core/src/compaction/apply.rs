@@ -83,12 +83,12 @@ pub(crate) fn apply(
     let (written, rebuilt) = if rebuild && threads > 1 {
         let (tables, place) = (&tables, &place);
         let (written, index) = both(
-            || write_records(silo, plan, tables, place, layout, generation),
+            || write_records(silo, plan, tables, place, layout, generation, false),
             || build_index(silo, plan, tables, place, first_append),
         );
         (written, Some(index))
     } else {
-        let written = write_records(silo, plan, &tables, &place, layout, generation);
+        let written = write_records(silo, plan, &tables, &place, layout, generation, !rebuild);
         let rebuilt = match (&written, rebuild) {
             (Ok(_), true) => Some(build_index(silo, plan, &tables, &place, first_append)),
             _ => None,
@@ -156,7 +156,8 @@ struct Written {
 /// stays behind as dead space, and the data file alone must say the key
 /// is gone). In-place records are journaled before they are written.
 /// Everything is synced before this returns; nothing points at the new
-/// records yet.
+/// records yet. Where appended records went is kept only `for_index`:
+/// for an update of the index in place (a new one is built from the plan).
 fn write_records(
     silo: &Core,
     plan: &Plan,
@@ -164,6 +165,7 @@ fn write_records(
     place: &impl Fn(&KeyWrite<'_>) -> Place,
     layout: Layout,
     generation: u64,
+    for_index: bool,
 ) -> Result<Written> {
     let (first_append, append_bytes) = (layout.first_append, layout.append_bytes);
     let mut cursor = first_append;
@@ -173,7 +175,11 @@ fn write_records(
     // they fill a chunk (one reused buffer, no large allocation).
     let mut rewrites = CoalescedWrites::with_capacity(layout.in_place, layout.in_place_bytes);
     let mut appends = RecordSink::open(&tables.data, cursor, append_bytes, APPEND_CHUNK)?;
-    let mut new_locs: Vec<(u64, u64)> = Vec::with_capacity(plan.writes.len() - layout.in_place);
+    let mut new_locs: Vec<(u64, u64)> = if for_index {
+        Vec::with_capacity(plan.writes.len() - layout.in_place)
+    } else {
+        Vec::new()
+    };
     let (mut live_delta, mut dead_delta) = (0i64, 0i64);
     let (mut in_place_count, mut appended) = (0u64, 0u64);
     let data_path = tables.data.path();
@@ -193,7 +199,9 @@ fn write_records(
                 let offset = cursor;
                 cursor += record_size(alloc) as u64;
                 appends.push(&tables.data, record_size(alloc), encode)?;
-                new_locs.push((w.key, offset));
+                if for_index {
+                    new_locs.push((w.key, offset));
+                }
                 appended += 1;
                 live_delta += record_size(alloc) as i64;
                 if let Some(old) = w.old {

@@ -9,14 +9,15 @@ use silo_format::{Tag, alloc_for, record_size};
 use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
+use crate::compaction::key_groups::{Grouped, KeyGroups};
 use crate::compaction::runs::Runs;
-use crate::compaction::scratch::Pool;
 use crate::error::{Error, Result};
 use crate::index::PREFETCH_AHEAD;
 use crate::log::replay::{LoggedOp, replay_whole, split_whole};
+use crate::scratch::Pool;
 use crate::store::{Core, Tables};
 use crate::two_threads::both;
-use crate::window_sort::group_in_place;
+use crate::window_sort::into_windows_in;
 
 /// The entries of `index` whose keys `plan` neither deletes nor rewrites:
 /// what a new index or data file written from the fold keeps of the old.
@@ -45,7 +46,15 @@ pub(crate) fn untouched_entries(
             *word |= 1 << (slot % 64);
         }
     }
-    index.live_entries_but(&changed).collect()
+    // With room for the plan's writes too, which the caller adds.
+    let room = usize::try_from(index.counts().0)
+        .unwrap_or(0)
+        .saturating_add(plan.writes.len());
+    let mut entries = crate::index::ENTRIES.take(room).unwrap_or_default();
+    for entry in index.live_entries_but(&changed) {
+        entries.push(entry?);
+    }
+    Ok(entries)
 }
 
 /// Where a result goes.
@@ -82,7 +91,7 @@ const VALUE_PREFETCH_AHEAD: usize = 8;
 
 /// Asks the CPU for the value of the write `VALUE_PREFETCH_AHEAD` places
 /// after `i` in `writes` (up to four cache lines of it). The values lie
-/// scattered over the frozen slot, the writes being in key order: the
+/// scattered over the frozen slot, the writes being in bucket order: the
 /// loops that encode them would otherwise wait on each one's cache misses.
 pub(crate) fn prefetch_value_ahead(writes: &Runs<KeyWrite<'_>>, i: usize) {
     if let Some(ahead) = writes.get(i + VALUE_PREFETCH_AHEAD) {
@@ -105,7 +114,9 @@ pub(crate) struct KeyDelete {
 pub(crate) struct Plan<'a> {
     /// The last sequence number of the frozen slot.
     pub(crate) through_seq: u64,
-    /// In key order; one run for each thread that planned.
+    /// Bucket by bucket (consecutive key ranges), within a bucket in the
+    /// order the keys first appear in the slot; one run for each thread
+    /// that planned.
     pub(crate) writes: Runs<KeyWrite<'a>>,
     pub(crate) deletes: Vec<KeyDelete>,
     /// Every key the frozen slot touched (their pending operations are forgotten after apply).
@@ -197,10 +208,11 @@ impl Plan<'_> {
     }
 }
 
-/// The frozen slots' operations' buffers, kept from fold to fold.
-static OPS: Pool<LoggedOp<'static>> = Pool::new();
-/// The plans' writes' buffers, kept from fold to fold.
-static WRITES: Pool<KeyWrite<'static>> = Pool::new();
+/// The frozen slots' operations' buffers, kept from fold to fold: a part
+/// read and the same grouped by key, for each of up to two parts.
+static OPS: Pool<LoggedOp<'static>> = Pool::new(4);
+/// The plans' writes' buffers, kept from fold to fold: one run a thread.
+static WRITES: Pool<KeyWrite<'static>> = Pool::new(2);
 
 /// An empty run of writes for about `items` keys, in a kept buffer if
 /// there is one.
@@ -235,9 +247,10 @@ fn drop_large_elsewhere<T: Send + 'static>(value: T, items: usize) {
 /// Computes the plan for the frozen slot body `body` whose first frame has `base_seq`.
 /// With `threads` above 1, a large slot is read and planned on two threads.
 ///
-/// The plan takes the slot's keys in key order (so that keys written
-/// together in a range lie together in the data file), sorted bucket by
-/// bucket ([`Part::group`]); the order never depends on `threads`.
+/// The plan takes the slot's keys bucket by bucket, each bucket a range
+/// of keys ([`Part::group`]), and within one in the order the keys first
+/// appear in the slot: keys written together, in a range or at one time,
+/// lie together in the data file. The order never depends on `threads`.
 pub(crate) fn compute<'a>(
     silo: &Core,
     tables: &Tables,
@@ -276,7 +289,8 @@ pub(crate) fn compute<'a>(
     let buckets = 1_usize << bits;
     if threads > 1 && plan.ops >= PARALLEL_PLAN_FROM as u64 && buckets > 1 {
         // Two runs of whole buckets, about half the operations each, each
-        // sorted and planned by a thread of its own, joined in order.
+        // grouped by key and planned by a thread of its own, joined in
+        // order.
         let mid = split_bucket(&parts, buckets);
         let (mut firsts, mut seconds): (Vec<_>, Vec<_>) =
             parts.iter_mut().map(|p| p.split_at_bucket(mid)).unzip();
@@ -343,8 +357,8 @@ fn read_slot<'a>(
 /// Bytes of a frozen slot from which [`compute`] reads it on two threads.
 const PARALLEL_PLAN_FROM_BYTES: usize = 4 << 20;
 
-/// Operations a bucket of [`Part::group`] holds on average: its sort
-/// runs in the CPU's cache.
+/// Operations a bucket of [`Part::group`] holds on average: grouping it
+/// by key runs in the CPU's cache.
 const BUCKET_OPS: u64 = 256;
 
 /// The most buckets [`Part::group`] makes (their counts take 8 bytes
@@ -480,25 +494,31 @@ fn read_part<'a>(
 
 impl Part<'_> {
     /// Spreads the operations into `1 << bits` buckets of consecutive key
-    /// ranges of equal width over `range`, in place: a counting pass, then
-    /// each operation swapped into its bucket (a copy of a 2M-operation
-    /// slot's operations took 96 MB of fresh memory, a page fault each 4
-    /// KiB). A bucket's operations are in no particular order: sorting
-    /// them by key and sequence number (unique to each operation) settles
-    /// it. A key's operations all fall in one bucket, and sorting each
-    /// bucket then puts the whole part in key order (see
-    /// [`plan_buckets`]), each sort small enough for the CPU's cache when
-    /// the keys spread evenly over their range (random keys, or
-    /// consecutive ones). Keys bunched in a few places make a few large
-    /// buckets: the same sort, slower.
+    /// ranges of equal width over `range`, copying them in order into a
+    /// second buffer (kept from fold to fold, as the first one is): a
+    /// bucket's operations stay in slot order. A key's operations all fall
+    /// in one bucket, and grouping each bucket by key ([`plan_buckets`])
+    /// then brings each key's operations together, in a bucket small
+    /// enough for the CPU's cache when the keys spread evenly over their
+    /// range (random keys, or consecutive ones). Keys bunched in a few
+    /// places make a few large buckets, grouped as fast a key, from
+    /// memory instead of the cache.
     fn group(&mut self, bits: u32, range: KeyRange) {
         let buckets = 1_usize << bits;
         let width = u64::BITS - range.high.saturating_sub(range.low).leading_zeros();
         let shift = width.saturating_sub(bits);
-        self.starts = group_in_place(&mut self.ops, buckets, |op| {
-            let offset = op.key.saturating_sub(range.low);
-            usize::try_from(offset.checked_shr(shift).unwrap_or(0)).unwrap_or(usize::MAX)
-        });
+        let mut grouped = OPS.take(self.ops.len()).map_or_else(Vec::new, emptied);
+        self.starts = into_windows_in(
+            &self.ops,
+            buckets,
+            |op| {
+                let offset = op.key.saturating_sub(range.low);
+                usize::try_from(offset.checked_shr(shift).unwrap_or(0)).unwrap_or(usize::MAX)
+            },
+            &mut grouped,
+        );
+        let read = std::mem::replace(&mut self.ops, grouped);
+        OPS.give(emptied(read));
     }
 }
 
@@ -520,9 +540,10 @@ fn split_bucket(parts: &[Part<'_>], buckets: usize) -> usize {
 }
 
 /// Plans the buckets of `runs` (the same buckets of every part read) in
-/// order: each bucket's operations, from every part, sorted by key and
-/// sequence number and planned ([`plan_keys`]) while they are in the CPU's
-/// cache.
+/// order: each bucket's operations, from every part in slot order, grouped
+/// by key ([`KeyGroups`]: the keys in the order they first appear, each
+/// key's operations in sequence order) and planned ([`plan_keys`]) while
+/// they are in the CPU's cache.
 fn plan_buckets<'a>(
     silo: &Core,
     tables: &Tables,
@@ -533,6 +554,7 @@ fn plan_buckets<'a>(
 ) -> Result<()> {
     let buckets = runs.iter().map(Buckets::len).max().unwrap_or(0);
     let mut gathered: Vec<LoggedOp<'a>> = Vec::new();
+    let (mut keys, mut by_key) = (KeyGroups::default(), Vec::new());
     for b in 0..buckets {
         let mut filled = runs
             .iter_mut()
@@ -542,7 +564,7 @@ fn plan_buckets<'a>(
             continue;
         };
         let bucket = match second {
-            // From one part: sorted where it is.
+            // From one part: grouped from where it is.
             None => first,
             // From several: gathered (the parts in slot order).
             Some(second) => {
@@ -555,8 +577,11 @@ fn plan_buckets<'a>(
                 &mut gathered[..]
             }
         };
-        bucket.sort_unstable_by_key(|op| (op.key, op.seq));
-        plan_keys(silo, tables, view, bucket, folded, plan)?;
+        let ops = match keys.group(bucket, |op| op.key, &mut by_key) {
+            Grouped::AsTheyAre => &*bucket,
+            Grouped::Copied => &by_key[..],
+        };
+        plan_keys(silo, tables, view, ops, folded, plan)?;
     }
     Ok(())
 }
@@ -638,8 +663,9 @@ fn runs_and_pages(mut records: Vec<(u64, u64)>, page: u64) -> (u64, u64) {
 /// threads (below it, the thread costs more than it saves).
 pub(crate) const PARALLEL_PLAN_FROM: usize = 1 << 16;
 
-/// Plans the keys of `ops` (sorted by key and sequence number, whole keys
-/// only) into `plan`'s writes, deletes, touched keys and refusals.
+/// Plans the keys of `ops` (grouped by key, each key's operations whole
+/// and in sequence order) into `plan`'s writes, deletes, touched keys and
+/// refusals.
 fn plan_keys<'a>(
     silo: &Core,
     tables: &Tables,
@@ -650,6 +676,7 @@ fn plan_keys<'a>(
 ) -> Result<()> {
     let mut at = 0;
     for group in ops.chunk_by(|a, b| a.key == b.key) {
+        debug_assert!(group.is_sorted_by_key(|op| op.seq));
         let key = group[0].key;
         // Index slots are scattered: ask for the one of a key a few
         // groups ahead (at most a few operations off) while this one runs.

@@ -1,16 +1,19 @@
-//! Buffers that folds hand on to later folds: the frozen slot's operations
-//! and the plan's writes, the two largest things a fold allocates (96 and
-//! 80 MB for 2M operations over 1M keys).
+//! Buffers that compactions hand on to later ones: the frozen slot's
+//! operations (read, then grouped by key) and the plan's writes, the
+//! largest things a fold allocates (96, 96 and 80 MB for 2M operations
+//! over 1M keys), and a new index's entries and body (16 and 23 MB for 1M
+//! keys).
 //!
 //! Freed, each went back to the kernel, and the next fold's first touch of
 //! fresh memory was a page fault every 4 KiB: 45k faults, in a profile a
 //! fifth of a one-thread fold's time. Kept, a later fold writes into pages
 //! it already has (a one-thread fold's median 643 ms instead of 682 ms
-//! over fifteen folds each). A kept buffer's pages are given up lazily
-//! (`MADV_FREE`): the kernel may take them back under memory pressure,
-//! and then the next fold faults them in again as before. At most two
-//! buffers of at most 128 MiB each are kept per kind: 512 MiB in all,
-//! the last large fold's 176 MB for a fold of 2M operations.
+//! over fifteen folds each, for the first two kinds). A kept buffer's
+//! pages are given up lazily (`MADV_FREE`): the kernel may take them back
+//! under memory pressure, and then the next fold faults them in again as
+//! before. Each pool keeps a few buffers (as many as are in use at once)
+//! of at most 128 MiB each: at most 1.5 GiB in all, 520 MB after a fold
+//! of 2M operations.
 
 use std::sync::Mutex;
 
@@ -18,22 +21,22 @@ use std::sync::Mutex;
 /// to allocate again).
 const KEEP_FROM_BYTES: usize = 1 << 20;
 /// Buffers of more than this many bytes are not kept: the pools hold at
-/// most `KEPT * KEEP_UP_TO_BYTES` bytes each.
+/// most this many bytes a buffer they keep.
 const KEEP_UP_TO_BYTES: usize = 128 << 20;
-/// Buffers a pool keeps: a fold reads and plans a large slot on up to two
-/// threads, each with its own buffers.
-const KEPT: usize = 2;
 
 /// Emptied vectors of `T`, kept for reuse.
 pub(crate) struct Pool<T> {
     kept: Mutex<Vec<Vec<T>>>,
+    /// How many it keeps at most.
+    most: usize,
 }
 
 impl<T: Send + 'static> Pool<T> {
-    /// An empty pool.
-    pub(crate) const fn new() -> Pool<T> {
+    /// An empty pool that keeps up to `most` buffers.
+    pub(crate) const fn new(most: usize) -> Pool<T> {
         Pool {
             kept: Mutex::new(Vec::new()),
+            most,
         }
     }
 
@@ -58,7 +61,7 @@ impl<T: Send + 'static> Pool<T> {
 
     /// Keeps `buffer`, emptied, for a later [`Pool::take`] when it is
     /// between [`KEEP_FROM_BYTES`] and [`KEEP_UP_TO_BYTES`] long; the
-    /// pool then keeps its [`KEPT`] largest buffers. What it does not keep
+    /// pool then keeps its largest buffers, as many as it was made for. What it does not keep
     /// is freed: a large buffer on a thread of its own (unmapping one took
     /// milliseconds of a fold's time), a small one here.
     pub(crate) fn give(&self, mut buffer: Vec<T>) {
@@ -74,7 +77,7 @@ impl<T: Send + 'static> Pool<T> {
         silo_io::hint::clear_lazily(&mut buffer);
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         kept.push(buffer);
-        if kept.len() > KEPT {
+        if kept.len() > self.most {
             let smallest = kept
                 .iter()
                 .enumerate()
@@ -104,7 +107,7 @@ mod tests {
 
     #[test]
     fn a_given_buffer_comes_back_empty_with_its_room_and_memory() {
-        let pool: Pool<u64> = Pool::new();
+        let pool: Pool<u64> = Pool::new(2);
         assert!(pool.take(10).is_none(), "nothing kept yet");
         let mut v: Vec<u64> = Vec::with_capacity(4 * MIB_OF_U64);
         v.extend(0..1000);
@@ -123,7 +126,7 @@ mod tests {
 
     #[test]
     fn small_and_huge_buffers_are_not_kept() {
-        let pool: Pool<u8> = Pool::new();
+        let pool: Pool<u8> = Pool::new(2);
         pool.give(Vec::with_capacity(KEEP_FROM_BYTES - 1));
         pool.give(Vec::with_capacity(KEEP_UP_TO_BYTES + 1));
         assert!(pool.capacities().is_empty());
@@ -136,7 +139,7 @@ mod tests {
 
     #[test]
     fn the_pool_keeps_its_largest_buffers_and_gives_the_best_fit() {
-        let pool: Pool<u64> = Pool::new();
+        let pool: Pool<u64> = Pool::new(2);
         for mib in [2, 8, 4] {
             pool.give(Vec::with_capacity(mib * MIB_OF_U64));
         }
