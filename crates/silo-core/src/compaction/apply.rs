@@ -83,17 +83,19 @@ pub(crate) fn apply(
     let (written, rebuilt) = if rebuild && threads > 1 {
         let (tables, place) = (&tables, &place);
         let (written, index) = both(
-            || write_records(silo, plan, tables, place, layout, generation, false),
+            || {
+                let encoded = encode_records(plan, tables, place, layout, false)?;
+                finish_records(silo, tables, encoded, generation)
+            },
             || build_index(silo, plan, tables, place, first_append),
         );
         (written, Some(index))
     } else {
-        let written = write_records(silo, plan, &tables, &place, layout, generation, !rebuild);
-        let rebuilt = match (&written, rebuild) {
-            (Ok(_), true) => Some(build_index(silo, plan, &tables, &place, first_append)),
-            _ => None,
-        };
-        (written, rebuilt)
+        // On one thread, the new index is built while the last appended
+        // records go to the device (on the direct writer's thread).
+        let encoded = encode_records(plan, &tables, &place, layout, !rebuild)?;
+        let rebuilt = rebuild.then(|| build_index(silo, plan, &tables, &place, first_append));
+        (finish_records(silo, &tables, encoded, generation), rebuilt)
     };
     let mut written = written?;
     match rebuilt.transpose()? {
@@ -141,7 +143,7 @@ impl Layout {
     }
 }
 
-/// What [`write_records`] wrote and how the space it used changes the
+/// What [`finish_records`] wrote and how the space it used changes the
 /// store's accounts.
 struct Written {
     applied: Applied,
@@ -151,22 +153,34 @@ struct Written {
     dead_delta: i64,
 }
 
-/// Steps 2 to 4 of [`apply`]: encodes every record; appended ones get
-/// space at the end, then a tombstone per deleted key (its old record
-/// stays behind as dead space, and the data file alone must say the key
-/// is gone). In-place records are journaled before they are written.
-/// Everything is synced before this returns; nothing points at the new
-/// records yet. Where appended records went is kept only `for_index`:
-/// for an update of the index in place (a new one is built from the plan).
-fn write_records(
-    silo: &Core,
+/// Records encoded by [`encode_records`], the appended ones handed to
+/// their sink (some may still be on their way to the device), for
+/// [`finish_records`].
+struct Encoded {
+    rewrites: CoalescedWrites,
+    appends: RecordSink,
+    new_locs: Vec<(u64, u64)>,
+    live_delta: i64,
+    dead_delta: i64,
+    in_place: u64,
+    appended: u64,
+    first_append: u64,
+    append_bytes: u64,
+}
+
+/// Step 2 of [`apply`]: encodes every record; appended ones get space at
+/// the end, then a tombstone per deleted key (its old record stays behind
+/// as dead space, and the data file alone must say the key is gone).
+/// In-place records are kept for their journal. Where appended records
+/// went is kept only `for_index`: for an update of the index in place (a
+/// new one is built from the plan).
+fn encode_records(
     plan: &Plan,
     tables: &Tables,
     place: &impl Fn(&KeyWrite<'_>) -> Place,
     layout: Layout,
-    generation: u64,
     for_index: bool,
-) -> Result<Written> {
+) -> Result<Encoded> {
     let (first_append, append_bytes) = (layout.first_append, layout.append_bytes);
     let mut cursor = first_append;
     // Records are encoded straight into the write buffers. In-place ones
@@ -183,7 +197,6 @@ fn write_records(
     let (mut live_delta, mut dead_delta) = (0i64, 0i64);
     let (mut in_place_count, mut appended) = (0u64, 0u64);
     let data_path = tables.data.path();
-    let mut applied = Applied::default();
     for (i, w) in plan.writes.iter().enumerate() {
         plan::prefetch_value_ahead(&plan.writes, i);
         let (Place::InPlace { alloc, .. } | Place::Append { alloc }) = place(w);
@@ -219,11 +232,45 @@ fn write_records(
         live_delta -= d.old.size as i64;
         dead_delta += (d.old.size + RECORD_HEADER_LEN as u64) as i64;
     }
+    debug_assert_eq!(cursor - first_append, append_bytes);
+    Ok(Encoded {
+        rewrites,
+        appends,
+        new_locs,
+        live_delta,
+        dead_delta,
+        in_place: in_place_count,
+        appended,
+        first_append,
+        append_bytes,
+    })
+}
+
+/// Steps 3 and 4 of [`apply`]: the appended records' last writes waited
+/// for, the in-place ones journaled and written, and everything synced.
+/// Nothing points at the new records yet.
+fn finish_records(
+    silo: &Core,
+    tables: &Tables,
+    encoded: Encoded,
+    generation: u64,
+) -> Result<Written> {
+    let Encoded {
+        mut rewrites,
+        appends,
+        new_locs,
+        live_delta,
+        dead_delta,
+        in_place,
+        appended,
+        first_append,
+        append_bytes,
+    } = encoded;
+    let mut applied = Applied::default();
     let appended_stats = appends.finish(&tables.data)?;
     applied.bytes_written += appended_stats.bytes;
     applied.write_syscalls += appended_stats.syscalls;
-    debug_assert_eq!(cursor - first_append, append_bytes);
-    applied.in_place = in_place_count;
+    applied.in_place = in_place;
     applied.appended = appended;
 
     // 3. Journal the in-place records before touching them.
@@ -251,7 +298,7 @@ fn write_records(
 /// The index [`apply`] installs instead of updating the old one: the old
 /// entries the plan leaves alone, and every written key where its record
 /// will be (appended records from `first_append` on, in plan order, as
-/// [`write_records`] lays them out). Written and synced as a new file.
+/// [`encode_records`] lays them out). Written and synced as a new file.
 fn build_index(
     silo: &Core,
     plan: &Plan,
