@@ -9,9 +9,9 @@
 #[derive(Debug, Default)]
 pub(crate) struct KeyGroups {
     /// Open addressing: (key, group + 1), 0 for an empty slot.
-    slots: Vec<(u64, u32)>,
+    slots: Vec<(u64, usize)>,
     /// Each item's group.
-    group_of: Vec<u32>,
+    group_of: Vec<usize>,
     /// Items in each group, then where each group starts.
     counts: Vec<usize>,
 }
@@ -60,17 +60,17 @@ impl KeyGroups {
                 let (held, tag) = self.slots[at];
                 if tag == 0 {
                     let group = self.counts.len();
-                    self.slots[at] = (key, u32::try_from(group + 1).unwrap_or(u32::MAX));
+                    self.slots[at] = (key, group + 1);
                     self.counts.push(0);
                     break group;
                 }
                 if held == key {
-                    break tag as usize - 1;
+                    break tag - 1;
                 }
                 at = (at + 1) & mask;
             };
             self.counts[group] += 1;
-            self.group_of.push(u32::try_from(group).unwrap_or(u32::MAX));
+            self.group_of.push(group);
         }
         if self.counts.len() == items.len() {
             return Grouped::AsTheyAre;
@@ -84,7 +84,7 @@ impl KeyGroups {
         }
         out.resize(items.len(), first);
         for (item, group) in items.iter().zip(&self.group_of) {
-            let at = &mut self.counts[*group as usize];
+            let at = &mut self.counts[*group];
             if let Some(place) = out.get_mut(*at) {
                 *place = *item;
             }

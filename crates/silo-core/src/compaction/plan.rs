@@ -282,8 +282,10 @@ fn drop_large_elsewhere<T: Send + 'static>(value: T, items: usize) {
 ///
 /// The plan takes the slot's keys bucket by bucket, each bucket a range
 /// of keys ([`Part::group`]), and within one in the order the keys first
-/// appear in the slot: keys written together, in a range or at one time,
-/// lie together in the data file. The order never depends on `threads`.
+/// appear in the slot: keys of a range lie together in the data file
+/// (as they did when the plan was in key order), in the order they were
+/// first written within each bucket. The order never depends on
+/// `threads`.
 pub(crate) fn compute<'a>(
     silo: &Core,
     tables: &Tables,
