@@ -1,6 +1,6 @@
 //! Buffers that compactions hand on to later ones: the frozen slot's
 //! operations (read, then grouped by key) and the plan's writes, the
-//! largest things a fold allocates (96, 96 and 80 MB for 2M operations
+//! largest things a fold allocates (64, 64 and 80 MB for 2M operations
 //! over 1M keys), and a new index's entries and body (16 and 23 MB for 1M
 //! keys).
 //!
@@ -12,8 +12,8 @@
 //! pages are given up lazily (`MADV_FREE`): the kernel may take them back
 //! under memory pressure, and then the next fold faults them in again as
 //! before. Each pool keeps a few buffers (as many as are in use at once)
-//! of at most 128 MiB each: at most 1.5 GiB in all, 520 MB after a fold
-//! of 2M operations.
+//! of at most 128 MiB each: at most 1.25 GiB in all, about 260 MB after
+//! a one-thread fold of 2M operations over 1M keys.
 
 use std::sync::Mutex;
 

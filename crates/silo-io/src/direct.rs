@@ -60,13 +60,17 @@ fn buffer_of(len: usize) -> Result<ZeroedBuffer, IoError> {
     }
 }
 
-/// Keeps `buffer` for a later [`buffer_of`], if fewer than
-/// [`KEPT_BUFFERS`] are kept.
+/// Keeps `buffer` for a later [`buffer_of`]; past [`KEPT_BUFFERS`] the
+/// one kept longest is let go (writers of another buffer size, a cold
+/// rewrite's 4 MiB after a hot fold's 8 MiB, must not find the pool full of
+/// buffers they never take).
 fn keep(buffer: ZeroedBuffer) {
-    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-    if kept.len() < KEPT_BUFFERS {
+    let oldest = {
+        let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
         kept.push(buffer);
-    }
+        (kept.len() > KEPT_BUFFERS).then(|| kept.remove(0))
+    };
+    drop(oldest);
 }
 
 /// Writes bytes to a file in order, from a given offset on, bypassing the
