@@ -220,18 +220,28 @@ pub(crate) enum PendingOp {
     Merge(Bytes),
 }
 
-/// A fast, fixed mixer for u64 keys (murmur3's finalizer).
+/// murmur3's 64-bit finalizer: each bit of `key` moves about half the
+/// bits of the result. The store's in-memory tables take their places
+/// from it, never from a multiply alone: the engine routes keys to its
+/// shards by the top bits of `key * 0x9E37_79B9_7F4A_7C15`, so all the keys
+/// of one shard's store share those bits of that product, and a table
+/// placed by them would crowd its keys into an eighth of its slots.
+pub(crate) fn mix(key: u64) -> u64 {
+    let mut h = key;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// The pending view's tables' hasher: [`mix`].
 #[derive(Default)]
 pub(crate) struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
+        mix(self.0)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -273,15 +283,18 @@ impl Default for PendingView {
     }
 }
 
-/// The shard of `key`. It must not use the bits of [`KeyHasher`]'s hash
-/// that the shard's own table uses: hashbrown tags entries with the top
-/// seven bits of that hash, and if the shard were chosen by them every key
-/// of a shard would share its tag, turning each probe into key comparisons
-/// (cache misses). So shards come from a different mix of the key.
+/// The shard of `key`: six bits of [`mix`] that the shard's own table does
+/// not use. hashbrown tags entries with the top seven bits of the hash and
+/// places them by its lowest bits; if the shard were chosen by the tag's
+/// bits, every key of a shard would share its tag, and each probe would
+/// turn into key comparisons (cache misses). Nor may it come from the
+/// engine's routing (the top bits of the key times a constant), or every
+/// key of an engine shard whose keys are below 2^31 would land in one
+/// eighth of the shards.
 fn shard_of(key: u64) -> usize {
-    let mixed = (key ^ (key >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // The top six bits pick one of the 64 shards.
-    usize::try_from(mixed >> 58).unwrap_or(0)
+    // Bits 51..57: below the tag, above the place bits of any table that
+    // fits in memory.
+    usize::try_from((mix(key) >> 51) & 63).unwrap_or(0)
 }
 
 impl PendingView {
@@ -696,6 +709,24 @@ mod tests {
     }
 
     #[test]
+    fn keys_of_one_engine_shard_spread_over_every_shard() {
+        // Regression: shards chosen from the top bits of `key * 0x9E37...`
+        // (as `(key ^ key >> 31)` is `key` below 2^31) put every small key
+        // of one of the engine's 8 shards into 8 of the 64.
+        let engine_shard = |key: u64| key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61;
+        let mut counts = [0usize; SHARDS];
+        for key in (0..200_000u64).filter(|k| engine_shard(*k) == 3) {
+            counts[shard_of(key)] += 1;
+        }
+        let (least, most) = (counts.iter().min(), counts.iter().max());
+        let expected = 25_000 / SHARDS;
+        assert!(
+            least.is_some_and(|l| *l > expected / 2) && most.is_some_and(|m| *m < expected * 2),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
     fn the_mixers_are_the_documented_functions() {
         // murmur3's 64-bit finalizer, whichever way the key comes in.
         let hash = |key: u64| {
@@ -719,12 +750,12 @@ mod tests {
             hash(0x0102),
             "bytes shift in, first highest"
         );
-        // The shard: the top six bits of a golden-ratio multiply.
+        // The shard: bits 51..57 of the same mix.
         for (key, shard) in [
-            (1, 39),
-            (0x0102, 28),
-            (0xdead_beef_cafe_f00d, 45),
-            (u64::MAX, 0),
+            (1, 10),
+            (0x0102, 55),
+            (0xdead_beef_cafe_f00d, 36),
+            (u64::MAX, 22),
         ] {
             assert_eq!(shard_of(key), shard, "{key:#x}");
         }

@@ -5,6 +5,8 @@
 //! the bucket's length, where sorting a 2M-operation slot's buckets by key
 //! and sequence number took 45-55 ms of a fold.
 
+use crate::pending::mix;
+
 /// The tables [`KeyGroups::group`] uses, kept from bucket to bucket.
 #[derive(Debug, Default)]
 pub(crate) struct KeyGroups {
@@ -14,6 +16,9 @@ pub(crate) struct KeyGroups {
     group_of: Vec<usize>,
     /// Items in each group, then where each group starts.
     counts: Vec<usize>,
+    /// The most slots past its first that a key's probe went, over every
+    /// grouping: a measure of the hash's spread, for tests.
+    longest_probe: usize,
 }
 
 /// How [`KeyGroups::group`] left the items.
@@ -52,10 +57,13 @@ impl KeyGroups {
         self.counts.clear();
         for item in items {
             let key = key_of(item);
-            // Fibonacci hashing: the high bits of the product spread keys
-            // that differ in any bits, consecutive ones included.
-            let hashed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits);
+            // Not a multiply alone (see `mix`): an engine's shard holds
+            // only keys that share the top bits of a golden-ratio multiply,
+            // and placed by those its keys filled one run of slots, each
+            // probe walking thousands of them.
+            let hashed = mix(key) >> (64 - bits);
             let mut at = usize::try_from(hashed).unwrap_or(0) & mask;
+            let mut probe = 0;
             let group = loop {
                 let (held, tag) = self.slots[at];
                 if tag == 0 {
@@ -68,7 +76,9 @@ impl KeyGroups {
                     break tag - 1;
                 }
                 at = (at + 1) & mask;
+                probe += 1;
             };
+            self.longest_probe = self.longest_probe.max(probe);
             self.counts[group] += 1;
             self.group_of.push(group);
         }
@@ -160,6 +170,38 @@ mod tests {
         assert_eq!(grouped(&mut groups, &same), same);
         let strided: Vec<(u64, u32)> = (0..300u32).map(|i| (u64::from(i % 30) << 40, i)).collect();
         assert_eq!(grouped(&mut groups, &strided), reference(&strided));
+    }
+
+    #[test]
+    fn keys_of_one_engine_shard_probe_a_few_slots() {
+        // Every key of one of the engine's 8 shards: small consecutive
+        // keys and large random ones, both sharing the top three bits of
+        // `key * 0x9E37_79B9_7F4A_7C15`.
+        let engine_shard = |key: u64| key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61;
+        let mut random = 0x5EED_u64;
+        let large = std::iter::from_fn(|| {
+            random = random
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            Some(random)
+        });
+        for keys in [
+            (0..400_000u64)
+                .filter(|k| engine_shard(*k) == 5)
+                .collect::<Vec<_>>(),
+            large
+                .filter(|k| engine_shard(*k) == 5)
+                .take(50_000)
+                .collect(),
+        ] {
+            let items: Vec<(u64, u32)> =
+                keys.iter().map(|k| (*k, 0)).chain([(keys[0], 1)]).collect();
+            let mut groups = KeyGroups::default();
+            let mut out = Vec::new();
+            assert_eq!(groups.group(&items, |(k, _)| *k, &mut out), Grouped::Copied);
+            assert_eq!(out.len(), items.len());
+            assert!(groups.longest_probe < 64, "{}", groups.longest_probe);
+        }
     }
 
     proptest! {
