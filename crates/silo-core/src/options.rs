@@ -81,6 +81,14 @@ pub struct CompactionThresholds {
     /// Minimum time between two compactions the policy asks for (not
     /// emergencies, not [`crate::Silo::compact`]). Default 60 s.
     pub min_interval: Duration,
+    /// A fold whose in-place results come to this share of the live
+    /// record bytes or more (and to 4 MiB or more) goes into a cold
+    /// rewrite instead: in place, each result is written twice (into the
+    /// journal, then over its record), where a rewrite writes every live
+    /// record once. Default 0.5 (measured: a fold rewriting every key took
+    /// 1.8 times as long in place, a quarter of them 0.8 times). Any value
+    /// above 1, `f64::INFINITY` included, keeps every fold in place.
+    pub rewrite_share: f64,
 }
 
 impl Default for CompactionThresholds {
@@ -91,6 +99,7 @@ impl Default for CompactionThresholds {
             log_bytes: 256 << 20,
             pending_ops: 4_000_000,
             min_interval: Duration::from_secs(60),
+            rewrite_share: 0.5,
         }
     }
 }
@@ -215,6 +224,9 @@ impl Options {
         if t.log_bytes < 1 << 16 {
             return bad("thresholds.log_bytes", "must be at least 64 KiB");
         }
+        if t.rewrite_share.is_nan() || t.rewrite_share <= 0.0 {
+            return bad("thresholds.rewrite_share", "must be above 0");
+        }
         Ok(())
     }
 }
@@ -255,5 +267,34 @@ mod tests {
                 ..
             })
         ));
+        for share in [0.0, -1.0, f64::NAN] {
+            let o = Options {
+                thresholds: CompactionThresholds {
+                    rewrite_share: share,
+                    ..CompactionThresholds::default()
+                },
+                ..Options::default()
+            };
+            assert!(
+                matches!(
+                    o.validate(),
+                    Err(Error::InvalidOptions {
+                        name: "thresholds.rewrite_share",
+                        ..
+                    })
+                ),
+                "{share}"
+            );
+        }
+        let never = Options {
+            thresholds: CompactionThresholds {
+                rewrite_share: f64::INFINITY,
+                ..CompactionThresholds::default()
+            },
+            ..Options::default()
+        };
+        never
+            .validate()
+            .expect("infinity keeps every fold in place");
     }
 }

@@ -178,9 +178,7 @@ impl Core {
         let straight = match cold {
             Cold::Never => false,
             Cold::Always => true,
-            Cold::IfDue => {
-                policy::wants_cold(&self.policy_input_after(&plan), &self.opts.thresholds)
-            }
+            Cold::IfDue => self.folds_straight_into_cold(&plan),
         };
         if straight {
             return self
@@ -189,6 +187,20 @@ impl Core {
         }
         self.apply_frozen(frozen, plan, start, threads)
             .map(Folded::Hot)
+    }
+
+    /// Whether `plan`, unless asked otherwise, goes straight into a cold
+    /// rewrite: the dead space it would leave calls for one anyway, or its
+    /// in-place results cost more than a rewrite
+    /// ([`policy::rewrite_instead_of_in_place`]).
+    pub(crate) fn folds_straight_into_cold(&self, plan: &Plan<'_>) -> bool {
+        let t = &self.opts.thresholds;
+        policy::wants_cold(&self.policy_input_after(plan), t)
+            || policy::rewrite_instead_of_in_place(
+                plan.sizes.in_place,
+                self.policy_input().live_bytes,
+                t,
+            )
     }
 
     /// The policy's input as it will be once `plan` is applied in place:

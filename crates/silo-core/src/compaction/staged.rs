@@ -267,17 +267,17 @@ impl StagedCompaction<'_> {
     }
 
     /// Whether `plan` should go straight into a cold rewrite, as a store's
-    /// own compaction does: the compaction was staged cold, or the dead
-    /// space the plan would leave behind if applied calls for a rewrite.
+    /// own compaction does: the compaction was staged cold, the dead space
+    /// the plan would leave behind if applied calls for a rewrite, or its
+    /// in-place results are half the live record bytes or more (written
+    /// in place, each would be written twice: journal, then record).
     /// Then [`StagedCompaction::prepare_folded`] and
     /// [`StagedCompaction::finish_folded`] take the place of the hot apply
     /// and the rewrite after it: results the rewrite would copy at once
     /// are never written in place or appended, nor indexed, nor journaled.
     pub fn folds_into_cold(&self, plan: &CompactionPlan<'_>) -> bool {
         let core = self.core;
-        self.frozen.is_some()
-            && (self.cold
-                || policy::wants_cold(&core.policy_input_after(&plan.plan), &core.opts.thresholds))
+        self.frozen.is_some() && (self.cold || core.folds_straight_into_cold(&plan.plan))
     }
 
     /// Writes the store's live records with `plan`'s results folded in

@@ -36,6 +36,20 @@ pub(crate) fn open(dir: &std::path::Path) -> Silo {
     Silo::open(dir, opts()).expect("open store")
 }
 
+/// [`opts`] whose folds stay in place however many records they rewrite
+/// (by default, a fold rewriting half the live bytes or more goes into a
+/// cold rewrite instead): for tests of large in-place folds.
+pub(crate) fn in_place_opts() -> Options {
+    let mut o = opts();
+    o.thresholds.rewrite_share = f64::INFINITY;
+    o
+}
+
+/// Opens a store in `dir` with [`in_place_opts`].
+pub(crate) fn open_in_place(dir: &std::path::Path) -> Silo {
+    Silo::open(dir, in_place_opts()).expect("open store")
+}
+
 /// A self-checking value: `key`, `version` and a filler derived from both.
 pub(crate) fn value(key: u64, version: u64, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len.max(16));

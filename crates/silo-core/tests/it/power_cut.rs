@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use silo_core::{Durability, Options, Silo, WriteBatch, WriteOptions};
 use silo_io::fault::{FaultAction, FaultGuard, FaultOp, FaultPlan, Unsynced, install};
 
-use crate::common::{assert_holds, check, open, opts, put_values, value};
+use crate::common::{assert_holds, check, open, open_in_place, opts, put_values, value};
 
 /// A root directory under power-cut tracking, the store inside it.
 struct Tracked {
@@ -696,7 +696,7 @@ fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state(
     let mut cases = 0;
     for kind in [Large::Appends, Large::InPlace, Large::Cold, Large::Sparse] {
         let probe = tracked();
-        let silo = open(&probe.db);
+        let silo = open_in_place(&probe.db);
         large_before(&silo, kind);
         let before = probe.guard.count(FaultOp::Sync);
         large_compaction(&silo, kind);
@@ -709,7 +709,7 @@ fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state(
                 Unsynced::Scramble { seed: cut_at }
             };
             let t = tracked();
-            let silo = open(&t.db);
+            let silo = open_in_place(&t.db);
             let model = large_before(&silo, kind);
             t.guard
                 .schedule(FaultOp::Sync, cut_at, FaultAction::PowerCut);
@@ -718,7 +718,7 @@ fn a_power_cut_at_any_sync_of_a_direct_write_compaction_keeps_the_flushed_state(
             let (_out, img) = image(&t, unsynced);
             drop(silo);
             assert_holds(
-                &open(&img),
+                &open_in_place(&img),
                 &model,
                 &format!("{kind:?}, cut at sync {cut_at} ({unsynced:?})"),
             );

@@ -2,7 +2,7 @@
 
 use silo_core::{Durability, Error, Options, Silo, WriteBatch};
 
-use crate::common::{assert_holds, open, opts, put_values, value};
+use crate::common::{assert_holds, in_place_opts, open, open_in_place, opts, put_values, value};
 
 #[test]
 fn every_key_including_zero_and_max_survives_compaction_and_reopen() {
@@ -225,7 +225,7 @@ fn a_large_in_place_fold_with_a_growing_index_keeps_every_key() {
     let n = 120_000_u64;
     let mut model = std::collections::BTreeMap::new();
     {
-        let s = open(dir.path());
+        let s = open_in_place(dir.path());
         for round in [1u64, 2] {
             // Round 2 overwrites every key with a value of the same length
             // (in place) and adds 60,000 keys (past the index's room).
@@ -272,7 +272,7 @@ fn a_large_in_place_fold_with_a_growing_index_keeps_every_key() {
             assert_eq!(s.get(k).expect("get"), model.get(&k).cloned(), "key {k}");
         }
     }
-    let s = open(dir.path());
+    let s = open_in_place(dir.path());
     let report = assert_holds(&s, &model, "reopened");
     assert_eq!(report.index_entries, model.len() as u64);
     for k in 0..n + 60_000 {
@@ -997,6 +997,59 @@ fn sparse_in_place_results_are_appended_and_dense_ones_stay_in_place() {
 /// each, though they share pages); one 370-byte record in four is
 /// appended (a page each, though the calls alone would be cheap); every
 /// record of a range of large ones stays in place.
+/// A fold that would rewrite half the live record bytes or more in place
+/// goes into a cold rewrite instead (each result would be written twice in
+/// place, journal then record; the rewrite writes every live record once),
+/// unless `rewrite_share` keeps it in place; below the share, it stays in
+/// place. Every key reads back either way, and after a reopen.
+#[test]
+fn a_fold_rewriting_most_records_goes_into_a_rewrite() {
+    // (the first 1/`part` of the keys overwritten: one run of records, in
+    // place unless rewritten; `rewrite_share`; rewritten cold?)
+    let n = 200_000u64;
+    for (part, share, cold) in [
+        (1u64, 0.5, true),
+        (2, 0.5, true),
+        (4, 0.5, false),
+        (1, f64::INFINITY, false),
+        (4, 0.2, true),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = opts();
+        o.thresholds.rewrite_share = share;
+        let mut model = std::collections::BTreeMap::new();
+        let s = Silo::open(dir.path(), o.clone()).expect("open");
+        put_values(&s, 0..n, 1, 100, &mut model);
+        s.compact().expect("compact");
+        let data_before = s.stats().data_end;
+        let rewritten = n / part;
+        put_values(&s, 0..rewritten, 2, 100, &mut model);
+        let report = s.compact().expect("compact");
+        let case = format!("1/{part} of the keys, share {share}: {report:?}");
+        assert_eq!(report.cold, cold, "{case}");
+        if cold {
+            assert_eq!((report.in_place, report.journal_bytes), (0, 0), "{case}");
+            assert_eq!(report.appended, rewritten, "{case}");
+            // The live records written once, no dead space left.
+            assert_eq!(s.stats().dead_bytes, 0, "{case}");
+            assert_eq!(s.stats().data_end, data_before, "{case}");
+        } else {
+            assert_eq!((report.in_place, report.appended), (rewritten, 0), "{case}");
+            assert!(report.journal_bytes > 0, "{case}");
+        }
+        for k in 0..n {
+            assert_eq!(
+                s.get(k).expect("get"),
+                model.get(&k).cloned(),
+                "{case}, key {k}"
+            );
+        }
+        drop(s);
+        let s = Silo::open(dir.path(), o).expect("reopen");
+        assert_holds(&s, &model, &case);
+    }
+}
+
 #[test]
 fn the_cheaper_way_is_taken_for_many_in_place_results() {
     // (value length, keys, one key in `stride` rewritten, appended?)
@@ -1007,7 +1060,7 @@ fn the_cheaper_way_is_taken_for_many_in_place_results() {
     ];
     for (len, n, stride, appended) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
-        let s = open(dir.path());
+        let s = open_in_place(dir.path());
         let mut model = std::collections::BTreeMap::new();
         put_values(&s, 0..n, 1, len, &mut model);
         s.compact().expect("compact");
@@ -1338,7 +1391,7 @@ fn a_staged_compaction_on_one_or_two_threads_writes_the_same_files() {
         tempfile::tempdir().expect("tempdir"),
         tempfile::tempdir().expect("tempdir"),
     ];
-    let mut o = opts();
+    let mut o = in_place_opts();
     o.index_seed = Some(0x5EED);
     let stores: Vec<Silo> = dirs
         .iter()
