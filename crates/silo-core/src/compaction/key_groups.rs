@@ -200,7 +200,13 @@ mod tests {
             let mut out = Vec::new();
             assert_eq!(groups.group(&items, |(k, _)| *k, &mut out), Grouped::Copied);
             assert_eq!(out.len(), items.len());
-            assert!(groups.longest_probe < 64, "{}", groups.longest_probe);
+            // Some keys met a taken slot (the probes are counted), none
+            // walked far.
+            assert!(
+                (1..64).contains(&groups.longest_probe),
+                "{}",
+                groups.longest_probe
+            );
         }
     }
 
