@@ -147,7 +147,7 @@ fn run(core: &Core) {
                 // A failure is kept in Stats::last_compaction_error (and an
                 // I/O failure poisons the store); the writes that made it
                 // due succeeded.
-                let _ = core.compact_locked(&gate);
+                let _ = core.compact_locked(&gate, crate::compaction::Early::No);
             }
         }));
         if outcome.is_err() {

@@ -70,6 +70,7 @@ pub use batch::{BatchOp, WriteBatch};
 pub use bulk::{BulkHandle, BulkWriter, MergeWriter, UpdateOutcome};
 pub use checkpoint::CheckpointCut;
 pub use compaction::CompactionReport;
+pub use compaction::HOLD_EARLY_PLAN;
 pub use compaction::cold::HOLD_COLD_COPY;
 pub use compaction::policy::{CompactionKind, PolicyInput};
 pub use compaction::staged::{ColdRewrite, CompactionPlan, FoldedRewrite, StagedCompaction};

@@ -147,6 +147,12 @@ pub struct Options {
     /// (the engine's tests compare parallel and sequential compaction so).
     /// An existing store keeps the seed in its index header.
     pub index_seed: Option<u64>,
+    /// Threads the store's own compaction (`compact`, `compact_cold`, the
+    /// worker's) computes on: planning a large slot, building a new index
+    /// beside the data write. Default `None`: the machine's cores. Writes
+    /// past the page cache go through a thread of their own either way,
+    /// which waits on the device rather than computing. At least 1.
+    pub compaction_threads: Option<usize>,
 }
 
 impl Default for Options {
@@ -163,6 +169,7 @@ impl Default for Options {
             read_only: false,
             thresholds: CompactionThresholds::default(),
             index_seed: None,
+            compaction_threads: None,
         }
     }
 }
@@ -181,6 +188,7 @@ impl std::fmt::Debug for Options {
             .field("read_only", &self.read_only)
             .field("thresholds", &self.thresholds)
             .field("index_seed", &self.index_seed)
+            .field("compaction_threads", &self.compaction_threads)
             .finish()
     }
 }
@@ -226,6 +234,9 @@ impl Options {
         }
         if t.rewrite_share.is_nan() || t.rewrite_share <= 0.0 {
             return bad("thresholds.rewrite_share", "must be above 0");
+        }
+        if self.compaction_threads == Some(0) {
+            return bad("compaction_threads", "must be at least 1");
         }
         Ok(())
     }
@@ -296,5 +307,16 @@ mod tests {
         never
             .validate()
             .expect("infinity keeps every fold in place");
+        let none = Options {
+            compaction_threads: Some(0),
+            ..Options::default()
+        };
+        assert!(matches!(
+            none.validate(),
+            Err(Error::InvalidOptions {
+                name: "compaction_threads",
+                ..
+            })
+        ));
     }
 }

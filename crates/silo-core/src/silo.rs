@@ -239,6 +239,13 @@ impl Silo {
     /// Compacts now, whatever the policy says: folds the log into the data
     /// file and index, then rewrites the data file if its dead space is
     /// over the threshold.
+    ///
+    /// When the log holds 8 MiB or more not yet synced (a load just
+    /// written), the log is planned while the sync that must precede the
+    /// fold writes it, on a thread of its own; if a writer appends
+    /// meanwhile, that plan is dropped and the log planned again once
+    /// frozen (`CompactionReport::planned_while_syncing` says which). The
+    /// store's worker never plans early: it runs beside writers.
     pub fn compact(&self) -> Result<CompactionReport> {
         self.core.refuse_read_only("compact")?;
         self.core.compact()

@@ -73,6 +73,10 @@ pub struct CompactionReport {
     /// that the hot part rewrote nothing in place: results were appended,
     /// the index written anew and the log slot replaced by a new file.
     pub beside_readers: bool,
+    /// Whether the frozen slot was planned while it was being synced (an
+    /// asked-for compaction of a slot with many unsynced bytes, nothing
+    /// appended meanwhile; see `Silo::compact`).
+    pub planned_while_syncing: bool,
     /// Wall time.
     pub duration: Duration,
 }
@@ -93,7 +97,7 @@ impl Core {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "compact")?;
         let gate = self.gate.write();
-        self.compact_locked(&gate)
+        self.compact_locked(&gate, Early::Plan)
     }
 
     /// See [`crate::Silo::compact_cold`].
@@ -101,18 +105,22 @@ impl Core {
         self.check_poisoned()?;
         reentry::refuse_held(self.id, "compact_cold")?;
         let gate = self.gate.write();
-        self.fold_locked(&gate, Cold::Always)
+        self.fold_locked(&gate, Cold::Always, Early::Plan)
     }
 
     /// Hot compaction only (used on open and close).
     pub(crate) fn compact_hot(&self) -> Result<CompactionReport> {
         let gate = self.gate.write();
-        self.fold_locked(&gate, Cold::Never)
+        self.fold_locked(&gate, Cold::Never, Early::Plan)
     }
 
     /// Hot, then cold if the dead space calls for it.
-    pub(crate) fn compact_locked(&self, gate: &GateWrite<'_>) -> Result<CompactionReport> {
-        let outcome = self.fold_locked(gate, Cold::IfDue);
+    pub(crate) fn compact_locked(
+        &self,
+        gate: &GateWrite<'_>,
+        early: Early,
+    ) -> Result<CompactionReport> {
+        let outcome = self.fold_locked(gate, Cold::IfDue, early);
         self.mark_compacted();
         *self
             .last_compaction_error
@@ -126,25 +134,89 @@ impl Core {
     /// rewrite is certain before the fold is applied (asked for, or due
     /// once the fold's dead space is counted), the fold goes straight into
     /// the rewrite ([`Core::fold_cold`]). The caller holds the gate.
-    fn fold_locked(&self, gate: &GateWrite<'_>, cold: Cold) -> Result<CompactionReport> {
-        let outcome = self.fold_and_rewrite(gate, cold);
+    fn fold_locked(
+        &self,
+        gate: &GateWrite<'_>,
+        cold: Cold,
+        early: Early,
+    ) -> Result<CompactionReport> {
+        let outcome = self.fold_and_rewrite(gate, cold, early);
         self.start_after_syncs();
         outcome
     }
 
     /// [`Core::fold_locked`] but for what waits until its syncs are done.
-    fn fold_and_rewrite(&self, gate: &GateWrite<'_>, cold: Cold) -> Result<CompactionReport> {
+    ///
+    /// With [`Early::Plan`], when the active slot holds many unsynced bytes
+    /// its frames are planned while the presync writes them (see
+    /// [`Core::plan_while_presyncing`]); the plan is kept if the slot then
+    /// frozen holds exactly those frames, and made anew otherwise.
+    fn fold_and_rewrite(
+        &self,
+        gate: &GateWrite<'_>,
+        cold: Cold,
+        early: Early,
+    ) -> Result<CompactionReport> {
         let start = Instant::now();
         let _busy = self.compacting.enter();
+        let threads = self.compaction_threads();
+        let prefix = match early {
+            Early::Plan => self.unsynced_prefix(),
+            Early::No => None,
+        };
+        let early_map = match &prefix {
+            Some(p) => ReadMap::new(&p.file)
+                .ok()
+                .filter(|m| m.as_slice().len() >= p.end),
+            None => None,
+        };
+        let early_plan = match (&prefix, &early_map) {
+            (Some(prefix), Some(map)) => {
+                let planned = self.plan_while_presyncing(prefix, map, threads)?;
+                // Tests append here to make the frozen slot differ.
+                silo_io::fault::hold_point(&self.dir, HOLD_EARLY_PLAN);
+                planned.map(|plan| (plan, map))
+            }
+            _ => None,
+        };
         let mut report = match self.freeze_locked(gate)? {
             None => CompactionReport::default(),
             Some(frozen) => {
-                let map = ReadMap::new(&frozen.file)?;
-                let folded = self.fold_frozen(gate, &frozen, &map, cold, start);
-                self.release_frozen(frozen, map);
+                let same = prefix.as_ref().is_some_and(|p| p.holds_as(&frozen));
+                let early_plan = match early_plan {
+                    Some(planned) if same => Some(planned),
+                    other => {
+                        drop(other);
+                        None
+                    }
+                };
+                let used_early = early_plan.is_some();
+                let (folded, late_map) = match early_plan {
+                    Some((plan, map)) => (
+                        self.fold_frozen(gate, &frozen, map, Some(plan), cold, start, threads),
+                        None,
+                    ),
+                    None => {
+                        let map = ReadMap::new(&frozen.file)?;
+                        let folded =
+                            self.fold_frozen(gate, &frozen, &map, None, cold, start, threads);
+                        (folded, Some(map))
+                    }
+                };
+                if let Some(map) = late_map.or(early_map) {
+                    self.release_frozen(frozen, map);
+                }
                 match folded? {
-                    Folded::Hot(report) => report,
-                    Folded::Cold(report) => return Ok(report),
+                    Folded::Hot(report) => CompactionReport {
+                        planned_while_syncing: used_early,
+                        ..report
+                    },
+                    Folded::Cold(report) => {
+                        return Ok(CompactionReport {
+                            planned_while_syncing: used_early,
+                            ..report
+                        });
+                    }
                 }
             }
         };
@@ -154,7 +226,7 @@ impl Core {
             Cold::IfDue => policy::wants_cold(&self.policy_input(), &self.opts.thresholds),
         };
         if rewrite {
-            cold::run(self, gate, &mut report, machine_threads()).map_err(|e| self.poison(e))?;
+            cold::run(self, gate, &mut report, threads).map_err(|e| self.poison(e))?;
         }
         report.duration = start.elapsed();
         Ok(report)
@@ -162,19 +234,27 @@ impl Core {
 
     /// The plan of a frozen slot, applied: hot, or straight into a cold
     /// rewrite when that is certain (then nothing is left to do).
-    fn fold_frozen(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the fold's inputs: its slot, map, plan if made early, kind, start and threads"
+    )]
+    fn fold_frozen<'m>(
         &self,
         gate: &GateWrite<'_>,
         frozen: &Frozen,
-        map: &ReadMap,
+        map: &'m ReadMap,
+        planned: Option<Plan<'m>>,
         cold: Cold,
         start: Instant,
+        threads: usize,
     ) -> Result<Folded> {
         // The store's own compaction may use both halves of a two-core
-        // machine; the engine's staged one parallelizes across shards
-        // instead.
-        let threads = machine_threads();
-        let plan = self.plan_frozen(frozen, map, threads)?;
+        // machine (unless its options say fewer); the engine's staged one
+        // parallelizes across shards instead.
+        let plan = match planned {
+            Some(plan) => plan,
+            None => self.plan_frozen(frozen, map, threads)?,
+        };
         let straight = match cold {
             Cold::Never => false,
             Cold::Always => true,
@@ -444,6 +524,7 @@ impl Core {
             cold: false,
             reclaimed_bytes: 0,
             beside_readers,
+            planned_while_syncing: false,
             duration: start.elapsed(),
         })
     }
@@ -594,6 +675,110 @@ enum Cold {
     IfDue,
     /// Always ([`crate::Silo::compact_cold`]).
     Always,
+}
+
+/// Whether the store's own compaction plans the active slot while its
+/// presync runs ([`Core::plan_while_presyncing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Early {
+    /// Yes: a compaction asked for (`compact`, `compact_cold`, on open and
+    /// close), when writers seldom append meanwhile.
+    Plan,
+    /// No: the worker's, which runs beside writers, whose appends would
+    /// make the early plan wasted work most times.
+    No,
+}
+
+/// The fault seam's hold point of an asked-for compaction between its
+/// early plan and its freeze (tests append there, so that the slot frozen
+/// is not the one planned; nothing without silo-io's `fault-injection`
+/// feature).
+pub const HOLD_EARLY_PLAN: &str = "core: a compaction's early plan, before its freeze";
+
+/// Unsynced bytes in the active slot from which an asked-for compaction
+/// plans the slot while it is synced (below, the sync is short).
+const PLAN_WHILE_PRESYNCING_FROM: usize = 8 << 20;
+
+impl Frozen {
+    /// Whether `frozen` is this prefix of the active slot, frozen with
+    /// nothing appended since: the same file, identity and frames.
+    fn holds_as(&self, frozen: &Frozen) -> bool {
+        Arc::ptr_eq(&self.file, &frozen.file)
+            && (self.end, self.base_seq, self.through_seq, self.generation)
+                == (
+                    frozen.end,
+                    frozen.base_seq,
+                    frozen.through_seq,
+                    frozen.generation,
+                )
+    }
+}
+
+impl Core {
+    /// Threads the store's own compaction computes on.
+    fn compaction_threads(&self) -> usize {
+        self.opts
+            .compaction_threads
+            .unwrap_or_else(machine_threads)
+            .max(1)
+    }
+
+    /// The active slot's frames as they stand, if it is not frozen and
+    /// holds at least [`PLAN_WHILE_PRESYNCING_FROM`] unsynced bytes: what a
+    /// freeze would take if nothing were appended first.
+    fn unsynced_prefix(&self) -> Option<Frozen> {
+        let st = self.log.lock();
+        let active = st.active();
+        (!st.frozen
+            && !active.is_empty()
+            && active.end.saturating_sub(active.synced_end) >= PLAN_WHILE_PRESYNCING_FROM)
+            .then(|| Frozen {
+                file: Arc::clone(&active.file),
+                end: active.end,
+                base_seq: active.header.base_seq,
+                through_seq: active.next_seq().saturating_sub(1),
+                generation: active.header.generation,
+            })
+    }
+
+    /// Syncs the active slot (the presync [`Core::freeze_locked`] does
+    /// first) on a thread of its own while this one plans `prefix`, its
+    /// frames as they were when the sync started: the plan reads only
+    /// frames that are never written again, the tables (which only a
+    /// compaction changes, and this one holds the gate) and the manifest's
+    /// folded sequence. Nothing of the store changes, and the freeze that
+    /// follows syncs and rotates exactly as without it; the plan is used
+    /// only if that freeze took exactly `prefix`. A plan that fails is
+    /// dropped (the fold plans again and reports it). A failed sync fails
+    /// every waiting durable writer and poisons the store, as the freeze's
+    /// own does.
+    fn plan_while_presyncing<'m>(
+        &self,
+        prefix: &Frozen,
+        map: &'m ReadMap,
+        threads: usize,
+    ) -> Result<Option<Plan<'m>>> {
+        let (synced, plan) = std::thread::scope(|s| {
+            match std::thread::Builder::new()
+                .name("silo-presync".to_owned())
+                .spawn_scoped(s, || prefix.file.sync_data())
+            {
+                Ok(sync) => {
+                    let plan = self.plan_frozen(prefix, map, threads).ok();
+                    match sync.join() {
+                        Ok(synced) => (synced, plan),
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                }
+                Err(_) => (prefix.file.sync_data(), None),
+            }
+        });
+        if let Err(e) = synced {
+            self.log.commit.fail(e.to_string());
+            return Err(self.poison(e.into()));
+        }
+        Ok(plan)
+    }
 }
 
 /// The machine's cores as the process may use them, asked once (on Linux

@@ -1385,6 +1385,68 @@ fn figures(r: &silo_core::CompactionReport) -> (u64, u64, u64, u64, u64, u64, u6
 /// split between two, a new index built beside the data write, a cold
 /// rewrite's index beside its data file) writes byte-for-byte the same
 /// files from the same store.
+/// `compact()` of a log with 8 MiB or more unsynced plans it while the
+/// sync before the fold writes it, and leaves byte for byte the files a
+/// staged compaction (which never plans early) leaves for the same writes.
+/// When a writer appends between that plan and the freeze, the plan is
+/// dropped and the slot frozen with the appended writes planned anew.
+#[test]
+fn an_early_plan_is_used_only_for_the_slot_it_planned() {
+    use silo_io::fault::{FaultPlan, install};
+    let mut o = opts();
+    o.index_seed = Some(0x5EED);
+    // 120,000 puts of 100 bytes: about 16 MB of log, none of it synced.
+    let n = 120_000u64;
+    let load = |dir: &std::path::Path| {
+        let s = Silo::open(dir, o.clone()).expect("open");
+        let mut model = std::collections::BTreeMap::new();
+        put_values(&s, 0..n, 1, 100, &mut model);
+        (s, model)
+    };
+    let [early, staged, held] = [(); 3].map(|()| tempfile::tempdir().expect("tempdir"));
+
+    let (a, model) = load(early.path());
+    let report = a.compact().expect("compact");
+    assert!(report.planned_while_syncing, "{report:?}");
+    assert_eq!(report.ops_folded, n, "{report:?}");
+    assert_holds(&a, &model, "planned early");
+    drop(a);
+
+    let (b, _) = load(staged.path());
+    let report = {
+        let st = b.stage_compaction(false).expect("stage").expect("work");
+        st.apply(st.plan().expect("plan")).expect("apply")
+    };
+    assert!(!report.planned_while_syncing, "{report:?}");
+    drop(b);
+    let files = assert_same_files(early.path(), staged.path(), "early and staged");
+    assert!(files.len() >= 2, "{} files", files.len());
+
+    let (c, mut model) = load(held.path());
+    let guard = install(
+        held.path(),
+        FaultPlan::new().hold(silo_core::HOLD_EARLY_PLAN),
+    );
+    let report = std::thread::scope(|s| {
+        let compacting = s.spawn(|| c.compact());
+        guard.wait_held(silo_core::HOLD_EARLY_PLAN, 1);
+        // Appended after the plan, before the freeze: the frozen slot is
+        // not the one planned.
+        put_values(&c, n..n + 1000, 2, 100, &mut model);
+        put_values(&c, 0..10, 3, 100, &mut model);
+        guard.release(silo_core::HOLD_EARLY_PLAN);
+        compacting.join().expect("compaction thread")
+    })
+    .expect("compact");
+    assert!(!report.planned_while_syncing, "{report:?}");
+    assert_eq!(report.ops_folded, n + 1010, "{report:?}");
+    assert_eq!(c.stats().pending_ops, 0);
+    assert_holds(&c, &model, "planned again");
+    drop(c);
+    let c = Silo::open(held.path(), o.clone()).expect("reopen");
+    assert_holds(&c, &model, "planned again, reopened");
+}
+
 #[test]
 fn a_staged_compaction_on_one_or_two_threads_writes_the_same_files() {
     let dirs = [
