@@ -249,6 +249,14 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Options::default().validate().expect("defaults validate");
+        let shown = format!("{:?}", Options::default());
+        for field in [
+            "compaction_threads: None",
+            "rewrite_share: 0.5",
+            "index_seed: None",
+        ] {
+            assert!(shown.contains(field), "{shown}");
+        }
     }
 
     #[test]

@@ -1445,6 +1445,20 @@ fn an_early_plan_is_used_only_for_the_slot_it_planned() {
     drop(c);
     let c = Silo::open(held.path(), o.clone()).expect("reopen");
     assert_holds(&c, &model, "planned again, reopened");
+
+    // A cold rewrite asked for plans early too; a short log (under 8 MiB
+    // unsynced) does not.
+    let cold = tempfile::tempdir().expect("tempdir");
+    let (d, mut model) = load(cold.path());
+    put_values(&d, 0..n, 4, 100, &mut model);
+    let report = d.compact_cold().expect("cold");
+    assert!(report.cold && report.planned_while_syncing, "{report:?}");
+    assert_holds(&d, &model, "cold, planned early");
+    put_values(&d, 0..1000, 5, 100, &mut model);
+    let report = d.compact().expect("compact");
+    assert_eq!(report.ops_folded, 1000, "{report:?}");
+    assert!(!report.planned_while_syncing, "{report:?}");
+    assert_holds(&d, &model, "short log");
 }
 
 #[test]
