@@ -598,6 +598,65 @@ fn a_cut_keeps_flushed_writes_made_through_pwrite_and_through_released_map_pages
 /// The large compactions' phases: what runs before, and the compaction.
 const LARGE_KEYS: u64 = 69_000;
 
+/// A power cut at each sync of a compaction that plans the log while its
+/// presync writes it (`Silo::compact` with 10 MB of the log unsynced): the
+/// image holds the flushed writes and then a prefix of the rest, whole
+/// batches, no value torn, whether the cut fell before, during or after the
+/// sync the plan ran beside.
+#[test]
+fn a_power_cut_at_any_sync_of_an_early_planned_compaction_keeps_a_prefix() {
+    const FLUSHED: u64 = 20_000;
+    const KEYS: u64 = 130_000;
+    let before = |silo: &Silo| {
+        let mut model = BTreeMap::new();
+        put_values(silo, 0..FLUSHED, 1, 72, &mut model);
+        silo.flush().expect("flush");
+        put_values(silo, FLUSHED..KEYS, 1, 72, &mut model);
+    };
+    let probe = tracked();
+    let silo = open(&probe.db);
+    before(&silo);
+    let syncs_before = probe.guard.count(FaultOp::Sync);
+    let report = silo.compact().expect("compact");
+    assert!(report.planned_while_syncing, "{report:?}");
+    let syncs = probe.guard.count(FaultOp::Sync) - syncs_before;
+    drop(silo);
+    assert!(syncs >= 3, "{syncs} syncs");
+    for cut_at in 1..=syncs {
+        let unsynced = if cut_at % 2 == 0 {
+            Unsynced::Drop
+        } else {
+            Unsynced::Scramble { seed: cut_at }
+        };
+        let t = tracked();
+        let silo = open(&t.db);
+        before(&silo);
+        t.guard
+            .schedule(FaultOp::Sync, cut_at, FaultAction::PowerCut);
+        silo.compact().expect("compact");
+        assert!(t.guard.is_cut(), "sync {cut_at}");
+        let (_out, img) = image(&t, unsynced);
+        drop(silo);
+        let reopened = open(&img);
+        let case = format!("cut at sync {cut_at} ({unsynced:?})");
+        let present: Vec<u64> = (0..KEYS)
+            .filter(|k| {
+                get(&reopened, *k).is_some_and(|v| {
+                    assert_eq!(check(*k, &v), Some(1), "{case}: key {k} torn");
+                    true
+                })
+            })
+            .collect();
+        let n = present.len() as u64;
+        assert!(n >= FLUSHED, "{case}: {n} keys, {FLUSHED} flushed");
+        assert!(
+            n == KEYS || n.is_multiple_of(10_000),
+            "{case}: {n} keys, not whole batches"
+        );
+        assert!(present.iter().copied().eq(0..n), "{case}: not a prefix");
+    }
+}
+
 /// The large compactions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Large {
