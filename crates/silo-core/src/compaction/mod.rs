@@ -432,14 +432,7 @@ impl Core {
             st.slots[frozen].synced_end = st.slots[frozen].end;
             self.log.commit.mark_durable(last);
         }
-        let frozen = st.other();
-        Ok(Some(Frozen {
-            file: Arc::clone(&frozen.file),
-            end: frozen.end,
-            base_seq: frozen.header.base_seq,
-            through_seq: frozen.next_seq().saturating_sub(1),
-            generation: frozen.header.generation,
-        }))
+        Ok(Some(Frozen::of(st.other())))
     }
 
     /// Step 2: the plan for the frozen slot, read-only (many stores may
@@ -700,6 +693,17 @@ pub const HOLD_EARLY_PLAN: &str = "core: a compaction's early plan, before its f
 const PLAN_WHILE_PRESYNCING_FROM: usize = 8 << 20;
 
 impl Frozen {
+    /// `slot` as it stands: its file, frames and identity.
+    fn of(slot: &LogSlot) -> Frozen {
+        Frozen {
+            file: Arc::clone(&slot.file),
+            end: slot.end,
+            base_seq: slot.header.base_seq,
+            through_seq: slot.next_seq().saturating_sub(1),
+            generation: slot.header.generation,
+        }
+    }
+
     /// Whether `frozen` is this prefix of the active slot, frozen with
     /// nothing appended since: the same file, identity and frames.
     fn holds_as(&self, frozen: &Frozen) -> bool {
@@ -732,13 +736,7 @@ impl Core {
         (!st.frozen
             && !active.is_empty()
             && active.end.saturating_sub(active.synced_end) >= PLAN_WHILE_PRESYNCING_FROM)
-            .then(|| Frozen {
-                file: Arc::clone(&active.file),
-                end: active.end,
-                base_seq: active.header.base_seq,
-                through_seq: active.next_seq().saturating_sub(1),
-                generation: active.header.generation,
-            })
+            .then(|| Frozen::of(active))
     }
 
     /// Syncs the active slot (the presync [`Core::freeze_locked`] does
