@@ -118,6 +118,14 @@ impl DataFile {
         &self.path
     }
 
+    /// The file, its map dropped (for freeing a replaced file: see
+    /// `compaction::after_syncs`).
+    pub(crate) fn into_file(self) -> SiloFile {
+        let DataFile { file, map, .. } = self;
+        drop(map);
+        file
+    }
+
     /// The file.
     pub(crate) fn file(&self) -> &SiloFile {
         &self.file

@@ -488,6 +488,14 @@ impl Index {
         self.capacity
     }
 
+    /// The file, its map dropped (for freeing a replaced file: see
+    /// `compaction::after_syncs`).
+    pub(crate) fn into_file(self) -> SiloFile {
+        let Index { file, map, .. } = self;
+        drop(map);
+        file
+    }
+
     /// The index file.
     pub(crate) fn file(&self) -> &SiloFile {
         &self.file

@@ -233,6 +233,37 @@ impl DirLock {
         }
     }
 
+    /// For the writer: whether a read-only open of the directory exists in
+    /// another process (it holds the readers' byte for its life). A query
+    /// only: it takes and releases nothing, so it never disturbs a
+    /// [`DirLock::try_rewrite_in_place`] guard this process holds. Once a
+    /// file has been unlinked, `false` here means no other process has it
+    /// open: none held it before (each read-only open takes the byte before
+    /// it opens a file, and keeps it while it has one), and none can open
+    /// it by name since. Always `true` for a reader.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let lock = silo_io::DirLock::acquire(dir.path())?;
+    /// assert!(!lock.readers_present()?);
+    /// # Ok::<(), silo_io::IoError>(())
+    /// ```
+    pub fn readers_present(&self) -> Result<bool, IoError> {
+        if self.mode != Mode::Writer
+            || self
+                .path
+                .parent()
+                .is_some_and(crate::fault::readers_pretended)
+        {
+            return Ok(true);
+        }
+        match &self.file {
+            Some(file) => sys::range_locked_elsewhere(file, READERS_BYTE, 1, RangeLock::Exclusive)
+                .map_err(|e| IoError::io("query lock", &self.path, e)),
+            None => Ok(true),
+        }
+    }
+
     /// For the writer, before it cuts a file short: waits (up to
     /// [`LOCK_WAIT`]) for read-only opens that are reading files from the
     /// start to finish, and keeps new ones from starting until the guard
@@ -423,6 +454,7 @@ mod tests {
         let dir = Path::new(dir);
         let lock = match mode {
             "reader" => DirLock::acquire_shared(dir),
+            "reader-now" => DirLock::acquire_shared_within(dir, Duration::ZERO),
             "writer" => DirLock::acquire(dir),
             "tool" => DirLock::acquire_without_writer(dir),
             _ => panic!("unknown mode {mode}"),
@@ -505,9 +537,11 @@ mod tests {
     fn readers_in_other_processes_open_beside_the_writer_and_keep_it_from_rewriting_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let writer = DirLock::acquire(dir.path()).unwrap();
+        assert!(!writer.readers_present().unwrap());
         let (mut reader, said) = Child::start("reader", dir.path());
         assert_eq!(said, "HELD");
         // A reader is there: nothing is rewritten in place.
+        assert!(writer.readers_present().unwrap());
         assert!(writer.try_rewrite_in_place().unwrap().is_none());
         // Its open is over: files may be cut again.
         assert_eq!(reader.tell("opened"), "OK false");
@@ -524,7 +558,16 @@ mod tests {
         tool.stop();
         reader.stop();
         // The reader is gone.
-        assert!(writer.try_rewrite_in_place().unwrap().is_some());
+        assert!(!writer.readers_present().unwrap());
+        let in_place = writer.try_rewrite_in_place().unwrap();
+        assert!(in_place.is_some());
+        // The query leaves this process's guard as it was: a reader in
+        // another process still cannot open.
+        assert!(!writer.readers_present().unwrap());
+        let (reader, said) = Child::start("reader-now", dir.path());
+        assert!(said.starts_with("ERROR"), "{said}");
+        reader.stop();
+        drop(in_place);
     }
 
     #[test]

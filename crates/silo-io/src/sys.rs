@@ -205,6 +205,42 @@ pub(crate) fn lock_range(file: &File, start: u64, len: u64, how: RangeLock) -> i
     }
 }
 
+/// `fcntl(F_GETLK)` on the `len` bytes from `start`: whether another
+/// process holds a lock there that would conflict with `how` (`Shared` or
+/// `Exclusive`). A query only: it takes, changes and releases nothing, and
+/// this process's own locks never conflict with it.
+pub(crate) fn range_locked_elsewhere(
+    file: &File,
+    start: u64,
+    len: u64,
+    how: RangeLock,
+) -> io::Result<bool> {
+    // SAFETY: `flock` is a plain C struct of integers, for which all zero
+    // bytes is a valid value.
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    let kind = match how {
+        RangeLock::Shared => libc::F_RDLCK,
+        RangeLock::Exclusive | RangeLock::Unlock => libc::F_WRLCK,
+    };
+    range.l_type = libc::c_short::try_from(kind).unwrap_or(1);
+    range.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0);
+    range.l_start = libc::off_t::try_from(start)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock offset out of range"))?;
+    range.l_len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock length out of range"))?;
+    loop {
+        // SAFETY: `F_GETLK` reads and overwrites one `struct flock`, which
+        // `range` is (mutably borrowed, outliving the call); the descriptor
+        // is borrowed from `file`.
+        let ret = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut range) };
+        match cvt(ret) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(i32::from(range.l_type) != libc::F_UNLCK),
+        }
+    }
+}
+
 /// Bytes allocated on disk for `file` (`st_blocks * 512`).
 pub(crate) fn allocated_bytes(file: &File) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;

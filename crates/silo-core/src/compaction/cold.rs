@@ -11,6 +11,7 @@ use silo_io::map::ReadMap;
 
 use crate::READ_LIMIT;
 use crate::compaction::CompactionReport;
+use crate::compaction::after_syncs::Replaced;
 use crate::compaction::apply::publish;
 use crate::compaction::plan::{Plan, untouched_entries};
 use crate::compaction::runs::Runs;
@@ -459,7 +460,7 @@ pub(crate) fn finish_folded(
     // and cached pages, which a compaction of a large store need not wait
     // for.
     if rewrite.old_end >= crate::compaction::LONG_SLOT as u64 {
-        silo.after_syncs(|a| a.release(old));
+        silo.after_syncs(|a| a.release(Replaced::Tables(old)));
     }
     Ok(reclaimed)
 }

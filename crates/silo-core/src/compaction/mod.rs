@@ -27,7 +27,7 @@ use silo_io::map::ReadMap;
 
 use silo_io::file::SiloFile;
 
-use crate::compaction::after_syncs::AfterSyncs;
+use crate::compaction::after_syncs::{AfterSyncs, Replaced};
 use crate::compaction::plan::Plan;
 use crate::error::Result;
 use crate::log::slot::LogSlot;
@@ -625,7 +625,7 @@ impl Core {
     /// compaction's syncs are done, on a thread of their own.
     pub(crate) fn release_frozen(&self, frozen: Frozen, map: ReadMap) {
         if frozen.end >= LONG_SLOT {
-            self.after_syncs(|a| a.release((frozen, map)));
+            self.after_syncs(|a| a.release(Replaced::Slot(frozen.file, map)));
         }
     }
 
@@ -643,7 +643,10 @@ impl Core {
             std::mem::take(&mut *self.after_syncs.lock().unwrap_or_else(|p| p.into_inner()));
         if !waiting.is_empty() {
             let current = Arc::clone(&self.tables().data);
-            drop(waiting.start(&current));
+            // Replaced files are freed in steps only when no other process
+            // can have them open; if that is unknown, they are only closed.
+            let readers_elsewhere = self.lock.readers_present().unwrap_or(true);
+            drop(waiting.start(&current, readers_elsewhere));
         }
     }
 }
