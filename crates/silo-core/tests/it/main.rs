@@ -18,5 +18,6 @@ mod model;
 mod power_cut;
 mod read_only;
 mod reentrancy;
+mod replaced_files;
 mod salvage;
 mod store;
