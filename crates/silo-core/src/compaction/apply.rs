@@ -7,10 +7,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use silo_format::{RECORD_HEADER_LEN, encode_record, encode_tombstone, record_size};
+use silo_format::{
+    INDEX_ENTRY_LEN, RECORD_HEADER_LEN, encode_record, encode_tombstone, record_size,
+};
 use silo_io::coalesce::CoalescedWrites;
 use silo_io::durable::remove_file;
 
+use crate::compaction::after_syncs::Replaced;
 use crate::compaction::journal;
 use crate::compaction::plan::{self, KeyWrite, Place, Plan};
 use crate::compaction::sink::RecordSink;
@@ -99,7 +102,21 @@ pub(crate) fn apply(
     };
     let mut written = written?;
     match rebuilt.transpose()? {
-        Some(index) => install_index(silo, plan, &tables, index, &mut written)?,
+        Some(index) => {
+            install_index(silo, plan, &tables, index, &mut written)?;
+            // The old index file is unlinked: let go of it once the
+            // compaction's syncs are done, freed a step at a time there
+            // (see `after_syncs.rs`), not closed whole on whichever thread
+            // drops its last reference.
+            if tables
+                .index
+                .capacity()
+                .saturating_mul(INDEX_ENTRY_LEN as u64)
+                >= crate::compaction::LONG_SLOT as u64
+            {
+                silo.after_syncs(|a| a.release(Replaced::Tables(tables)));
+            }
+        }
         None => update_index(silo, plan, &tables, &mut written)?,
     }
 

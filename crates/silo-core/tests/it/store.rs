@@ -2154,3 +2154,41 @@ fn a_replaced_long_log_slot_is_freed_after_its_compaction() {
         assert_eq!(silo.get(key).expect("get"), Some(value(key, 1, 100)));
     }
 }
+
+/// A long index, replaced when a compaction must grow it, is freed once
+/// that compaction is done, as a replaced log slot is.
+#[test]
+fn a_replaced_long_index_is_freed_after_its_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    // An index of more than 4 MiB (16-byte slots, filled to about 70%).
+    for key in 0..200_000u64 {
+        silo.put(key, &key.to_le_bytes()).expect("put");
+    }
+    silo.compact().expect("compact");
+    let path = crate::common::file_starting(dir.path(), "index-");
+    let old = silo_io::SiloFile::open_read(&path).expect("index");
+    let len = old.len().expect("len");
+    assert!(len > 4 << 20, "{len}");
+    // As many new keys again: the index must grow into a new file.
+    for key in 200_000..400_000u64 {
+        silo.put(key, &key.to_le_bytes()).expect("put");
+    }
+    silo.compact().expect("compact");
+    assert_ne!(crate::common::file_starting(dir.path(), "index-"), path);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while old.len().expect("len") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced index still holds {} bytes",
+            old.len().expect("len")
+        );
+        std::thread::yield_now();
+    }
+    for key in (0..400_000u64).step_by(997) {
+        assert_eq!(
+            silo.get(key).expect("get"),
+            Some(key.to_le_bytes().to_vec())
+        );
+    }
+}
