@@ -568,6 +568,10 @@ mod tests {
         assert!(said.starts_with("ERROR"), "{said}");
         reader.stop();
         drop(in_place);
+        // A reader never knows who else reads: always "present".
+        drop(writer);
+        let reader = DirLock::acquire_shared(dir.path()).unwrap();
+        assert!(reader.readers_present().unwrap());
     }
 
     #[test]

@@ -344,6 +344,27 @@ mod tests {
     }
 
     #[test]
+    fn a_lock_query_sees_no_lock_of_this_process_and_reports_a_bad_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("LOCK");
+        let a = File::create(&p).unwrap();
+        lock_range(&a, 1, 1, RangeLock::Exclusive).unwrap();
+        // This process's own lock never conflicts (other processes'
+        // locks: `lock.rs`'s tests, through `DirLock::readers_present`).
+        assert!(!range_locked_elsewhere(&a, 1, 1, RangeLock::Exclusive).unwrap());
+        assert!(!range_locked_elsewhere(&a, 0, 0, RangeLock::Shared).unwrap());
+        // A range the kernel refuses is an error, returned, not retried.
+        let far = u64::try_from(libc::off_t::MAX).unwrap();
+        let e = range_locked_elsewhere(&a, far, 2, RangeLock::Exclusive).unwrap_err();
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOVERFLOW)),
+            "{e}"
+        );
+        let e = range_locked_elsewhere(&a, u64::MAX, 1, RangeLock::Exclusive).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
     fn a_read_only_descriptor_cannot_take_a_write_lock() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("LOCK");

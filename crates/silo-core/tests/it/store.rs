@@ -2192,3 +2192,33 @@ fn a_replaced_long_index_is_freed_after_its_compaction() {
         );
     }
 }
+
+/// A long data file and its index, replaced by a cold rewrite, are freed
+/// once that compaction is done.
+#[test]
+fn a_data_file_replaced_by_a_cold_rewrite_is_freed_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    for key in 0..60_000u64 {
+        silo.put(key, &value(key, 1, 100)).expect("put");
+    }
+    silo.compact().expect("compact");
+    let path = crate::common::file_starting(dir.path(), "data-");
+    let old = silo_io::SiloFile::open_read(&path).expect("data");
+    let len = old.len().expect("len");
+    assert!(len > 6 << 20, "{len}");
+    silo.compact_cold().expect("cold");
+    assert_ne!(crate::common::file_starting(dir.path(), "data-"), path);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while old.len().expect("len") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced data file still holds {} bytes",
+            old.len().expect("len")
+        );
+        std::thread::yield_now();
+    }
+    for key in (0..60_000u64).step_by(997) {
+        assert_eq!(silo.get(key).expect("get"), Some(value(key, 1, 100)));
+    }
+}
