@@ -23,7 +23,10 @@ use crate::store::Tables;
 pub(crate) enum Replaced {
     /// A retired log slot's file and the compaction's map of it.
     Slot(Arc<SiloFile>, ReadMap),
-    /// The data file and index a cold rewrite replaced.
+    /// Tables a compaction replaced: a cold rewrite's (data file and
+    /// index), or those of a fold that replaced the index (their data
+    /// file, still in use, is held by the new tables too, so only the
+    /// index is this one's to free).
     Tables(Arc<Tables>),
 }
 
