@@ -215,12 +215,7 @@ impl DirLock {
     /// the guard drops); `None` if readers are there, and the work must
     /// leave every byte they can see as it is. Always `None` for a reader.
     pub fn try_rewrite_in_place(&self) -> Result<Option<LockGuard<'_>>, IoError> {
-        if self.mode != Mode::Writer
-            || self
-                .path
-                .parent()
-                .is_some_and(crate::fault::readers_pretended)
-        {
+        if self.assumes_readers() {
             return Ok(None);
         }
         match self.set(READERS_BYTE, RangeLock::Exclusive) {
@@ -249,19 +244,24 @@ impl DirLock {
     /// # Ok::<(), silo_io::IoError>(())
     /// ```
     pub fn readers_present(&self) -> Result<bool, IoError> {
-        if self.mode != Mode::Writer
+        if self.assumes_readers() {
+            return Ok(true);
+        }
+        match &self.file {
+            Some(file) => sys::range_locked_elsewhere(file, READERS_BYTE, 1)
+                .map_err(|e| IoError::io("query lock", &self.path, e)),
+            None => Ok(true),
+        }
+    }
+
+    /// Whether readers must be assumed without asking: a reader cannot
+    /// tell, and the fault seam may pretend they are there.
+    fn assumes_readers(&self) -> bool {
+        self.mode != Mode::Writer
             || self
                 .path
                 .parent()
                 .is_some_and(crate::fault::readers_pretended)
-        {
-            return Ok(true);
-        }
-        match &self.file {
-            Some(file) => sys::range_locked_elsewhere(file, READERS_BYTE, 1, RangeLock::Exclusive)
-                .map_err(|e| IoError::io("query lock", &self.path, e)),
-            None => Ok(true),
-        }
     }
 
     /// For the writer, before it cuts a file short: waits (up to

@@ -176,21 +176,7 @@ pub(crate) enum RangeLock {
 /// descriptor of the file in this process releases them all (the caller
 /// must keep every other open away).
 pub(crate) fn lock_range(file: &File, start: u64, len: u64, how: RangeLock) -> io::Result<()> {
-    // SAFETY: `flock` is a plain C struct of integers, for which all zero
-    // bytes is a valid value.
-    let mut range: libc::flock = unsafe { std::mem::zeroed() };
-    let kind = match how {
-        RangeLock::Shared => libc::F_RDLCK,
-        RangeLock::Exclusive => libc::F_WRLCK,
-        RangeLock::Unlock => libc::F_UNLCK,
-    };
-    // The constants are small (0, 1, 2 and 0); the conversions cannot fail.
-    range.l_type = libc::c_short::try_from(kind).unwrap_or(1);
-    range.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0);
-    range.l_start = libc::off_t::try_from(start)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock offset out of range"))?;
-    range.l_len = libc::off_t::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock length out of range"))?;
+    let range = flock_of(start, len, how)?;
     loop {
         // SAFETY: `F_SETLK` reads one `struct flock`, which `range` is and
         // which outlives the call; the descriptor is borrowed from `file`.
@@ -206,28 +192,11 @@ pub(crate) fn lock_range(file: &File, start: u64, len: u64, how: RangeLock) -> i
 }
 
 /// `fcntl(F_GETLK)` on the `len` bytes from `start`: whether another
-/// process holds a lock there that would conflict with `how` (`Shared` or
-/// `Exclusive`). A query only: it takes, changes and releases nothing, and
-/// this process's own locks never conflict with it.
-pub(crate) fn range_locked_elsewhere(
-    file: &File,
-    start: u64,
-    len: u64,
-    how: RangeLock,
-) -> io::Result<bool> {
-    // SAFETY: `flock` is a plain C struct of integers, for which all zero
-    // bytes is a valid value.
-    let mut range: libc::flock = unsafe { std::mem::zeroed() };
-    let kind = match how {
-        RangeLock::Shared => libc::F_RDLCK,
-        RangeLock::Exclusive | RangeLock::Unlock => libc::F_WRLCK,
-    };
-    range.l_type = libc::c_short::try_from(kind).unwrap_or(1);
-    range.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0);
-    range.l_start = libc::off_t::try_from(start)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock offset out of range"))?;
-    range.l_len = libc::off_t::try_from(len)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock length out of range"))?;
+/// process holds any lock there (one an exclusive lock would conflict
+/// with). A query only: it takes, changes and releases nothing, and this
+/// process's own locks never conflict with it.
+pub(crate) fn range_locked_elsewhere(file: &File, start: u64, len: u64) -> io::Result<bool> {
+    let mut range = flock_of(start, len, RangeLock::Exclusive)?;
     loop {
         // SAFETY: `F_GETLK` reads and overwrites one `struct flock`, which
         // `range` is (mutably borrowed, outliving the call); the descriptor
@@ -236,9 +205,30 @@ pub(crate) fn range_locked_elsewhere(
         match cvt(ret) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-            Ok(_) => return Ok(i32::from(range.l_type) != libc::F_UNLCK),
+            Ok(()) => return Ok(i32::from(range.l_type) != libc::F_UNLCK),
         }
     }
+}
+
+/// The `struct flock` for `how` on the `len` bytes from `start`
+/// (`InvalidInput` if either does not fit an `off_t`).
+fn flock_of(start: u64, len: u64, how: RangeLock) -> io::Result<libc::flock> {
+    // SAFETY: `flock` is a plain C struct of integers, for which all zero
+    // bytes is a valid value.
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    let kind = match how {
+        RangeLock::Shared => libc::F_RDLCK,
+        RangeLock::Exclusive => libc::F_WRLCK,
+        RangeLock::Unlock => libc::F_UNLCK,
+    };
+    // The constants are small (0, 1, 2 and 0); the conversions cannot fail.
+    range.l_type = libc::c_short::try_from(kind).unwrap_or(1);
+    range.l_whence = libc::c_short::try_from(libc::SEEK_SET).unwrap_or(0);
+    range.l_start = libc::off_t::try_from(start)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock offset out of range"))?;
+    range.l_len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "lock length out of range"))?;
+    Ok(range)
 }
 
 /// Bytes allocated on disk for `file` (`st_blocks * 512`).
@@ -351,16 +341,16 @@ mod tests {
         lock_range(&a, 1, 1, RangeLock::Exclusive).unwrap();
         // This process's own lock never conflicts (other processes'
         // locks: `lock.rs`'s tests, through `DirLock::readers_present`).
-        assert!(!range_locked_elsewhere(&a, 1, 1, RangeLock::Exclusive).unwrap());
-        assert!(!range_locked_elsewhere(&a, 0, 0, RangeLock::Shared).unwrap());
+        assert!(!range_locked_elsewhere(&a, 1, 1).unwrap());
+        assert!(!range_locked_elsewhere(&a, 0, 0).unwrap());
         // A range the kernel refuses is an error, returned, not retried.
         let far = u64::try_from(libc::off_t::MAX).unwrap();
-        let e = range_locked_elsewhere(&a, far, 2, RangeLock::Exclusive).unwrap_err();
+        let e = range_locked_elsewhere(&a, far, 2).unwrap_err();
         assert!(
             matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOVERFLOW)),
             "{e}"
         );
-        let e = range_locked_elsewhere(&a, u64::MAX, 1, RangeLock::Exclusive).unwrap_err();
+        let e = range_locked_elsewhere(&a, u64::MAX, 1).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 

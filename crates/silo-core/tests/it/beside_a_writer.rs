@@ -10,13 +10,13 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 
 use silo_core::{Durability, Options, Silo, WriteBatch, WriteOptions};
 
-use crate::common::{check, opts, value};
+use crate::common::{check, child_test, opts, value};
 
 const CHILD_DIR: &str = "SILO_BESIDE_WRITER_DIR";
 
@@ -294,13 +294,7 @@ fn read_only_opens_beside_a_working_writer_see_whole_fixed_states() {
     let store = dir.path().join("store");
     // The store exists before the writer starts, so that readers can open.
     Silo::open(&store, opts()).unwrap().close().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "beside_a_writer::writer_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = child_test("beside_a_writer::writer_child_process")
         .env(CHILD_DIR, &store)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

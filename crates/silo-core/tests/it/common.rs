@@ -167,3 +167,12 @@ pub(crate) fn check(key: u64, bytes: &[u8]) -> Option<u64> {
     let version = u64::from_le_bytes(bytes.get(8..16)?.try_into().ok()?);
     (k == key && value(key, version, bytes.len()) == bytes).then_some(version)
 }
+
+/// A command that runs this test binary again with only `test` (a test
+/// that does nothing unless the caller sets its environment), its output
+/// not captured: the body of a child process.
+pub(crate) fn child_test(test: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    command.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    command
+}

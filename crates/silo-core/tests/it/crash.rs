@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use silo_core::{Durability, Silo, WriteBatch, WriteOptions};
 
-use crate::common::opts;
+use crate::common::{child_test, opts};
 
 const CHILD_DIR: &str = "SILO_CRASH_CHILD_DIR";
 const CHILD_SEED: &str = "SILO_CRASH_CHILD_SEED";
@@ -156,21 +156,13 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let exe = std::env::current_exe().expect("test binary");
     let mut rng = Rng(0x5eed_cafe ^ iterations);
     let mut checked = 0;
     for iteration in 0..iterations {
         let dir = tempfile::tempdir().expect("tempdir");
         let seed = rng.next();
         let kill_after = 1 + rng.below(120) as usize;
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "crash::crash_child_process",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+        let mut child = child_test("crash::crash_child_process")
             .env(CHILD_DIR, dir.path())
             .env(CHILD_SEED, seed.to_string())
             .stdout(Stdio::piped())

@@ -6,11 +6,11 @@
 
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use silo_core::{Options, Silo};
 
-use crate::common::{opts, value};
+use crate::common::{child_test, opts, value};
 
 const CHILD_DIR: &str = "SILO_REPLACED_FILES_READER_DIR";
 
@@ -76,13 +76,7 @@ fn a_replaced_slot_a_reader_elsewhere_holds_stays_whole_until_it_closes() {
     let old = silo_io::SiloFile::open_read(&store.join("log-0")).expect("log-0");
     let len = old.len().expect("len");
     assert!(len > 7 << 20, "{len}");
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "replaced_files::reader_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = child_test("replaced_files::reader_child_process")
         .env(CHILD_DIR, &store)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -2118,6 +2118,20 @@ fn a_staged_compaction_beside_readers_rewrites_after_its_hot_apply() {
     }
 }
 
+/// Waits (60 s at most) until `old`, a file a compaction replaced, is cut
+/// to nothing: the compaction frees it on a thread of its own once done.
+fn wait_until_freed(old: &silo_io::SiloFile, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while old.len().expect("len") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replaced {what} still holds {} bytes",
+            old.len().expect("len")
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// A long log slot's old file, replaced when its compaction retires it,
 /// is freed once that compaction is done (cut short in steps on a thread
 /// of its own: closing it whole discarded hundreds of MiB in requests a
@@ -2140,16 +2154,7 @@ fn a_replaced_long_log_slot_is_freed_after_its_compaction() {
     // belongs to a new file.
     let named = silo_io::SiloFile::open_read(&dir.path().join("log-0")).expect("log-0");
     assert!(named.len().expect("len") < before, "log-0 was replaced");
-    // Freed on a thread of its own: wait for it (bounded).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while old.len().expect("len") > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replaced slot still holds {} bytes",
-            old.len().expect("len")
-        );
-        std::thread::yield_now();
-    }
+    wait_until_freed(&old, "slot");
     for key in (0..keys).step_by(997) {
         assert_eq!(silo.get(key).expect("get"), Some(value(key, 1, 100)));
     }
@@ -2176,15 +2181,7 @@ fn a_replaced_long_index_is_freed_after_its_compaction() {
     }
     silo.compact().expect("compact");
     assert_ne!(crate::common::file_starting(dir.path(), "index-"), path);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while old.len().expect("len") > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replaced index still holds {} bytes",
-            old.len().expect("len")
-        );
-        std::thread::yield_now();
-    }
+    wait_until_freed(&old, "index");
     for key in (0..400_000u64).step_by(997) {
         assert_eq!(
             silo.get(key).expect("get"),
@@ -2209,15 +2206,7 @@ fn a_data_file_replaced_by_a_cold_rewrite_is_freed_after_it() {
     assert!(len > 6 << 20, "{len}");
     silo.compact_cold().expect("cold");
     assert_ne!(crate::common::file_starting(dir.path(), "data-"), path);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while old.len().expect("len") > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the replaced data file still holds {} bytes",
-            old.len().expect("len")
-        );
-        std::thread::yield_now();
-    }
+    wait_until_freed(&old, "data file");
     for key in (0..60_000u64).step_by(997) {
         assert_eq!(silo.get(key).expect("get"), Some(value(key, 1, 100)));
     }
