@@ -595,6 +595,34 @@ mod tests {
         drop(DirLock::acquire_without_writer(dir.path()).unwrap());
     }
 
+    /// A lock call that fails for another reason than a conflict (here a
+    /// descriptor open only for reading, which cannot take a write lock:
+    /// `EBADF`) is that error, never "readers are there" nor a wait.
+    #[test]
+    fn a_failed_lock_call_is_an_error_not_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(DirLock::acquire(dir.path()).unwrap());
+        let path = dir.path().join(DirLock::FILE_NAME);
+        let lock = DirLock {
+            file: Some(File::open(&path).unwrap()),
+            // Registered in no registry: its drop removes nothing held.
+            key: (u64::MAX, u64::MAX),
+            path,
+            mode: Mode::Writer,
+        };
+        let e = lock.try_rewrite_in_place().unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        let e = lock
+            .wait_set(
+                OPENING_BYTE,
+                RangeLock::Exclusive,
+                "test",
+                Duration::from_secs(5),
+            )
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+    }
+
     #[test]
     fn missing_directory_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();

@@ -355,6 +355,21 @@ mod tests {
     }
 
     #[test]
+    fn sysconf_knows_the_page_size_and_not_a_bad_name() {
+        assert!(sysconf(libc::_SC_PAGESIZE).is_some_and(|p| p.is_power_of_two()));
+        assert_eq!(sysconf(-1), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn fadvise_reports_advice_the_kernel_refuses() {
+        let f = tempfile::tempfile().unwrap();
+        fadvise(&f, 0, 0, libc::POSIX_FADV_WILLNEED).unwrap();
+        let e = fadvise(&f, 0, 0, 999).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
     fn a_read_only_descriptor_cannot_take_a_write_lock() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("LOCK");
