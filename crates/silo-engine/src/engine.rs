@@ -67,6 +67,9 @@ pub struct Engine {
     applying: AtomicU64,
     poisoned: Mutex<Option<String>>,
     is_poisoned: AtomicBool,
+    /// Set, before readers are let go, when a cross-shard batch failed
+    /// after some of its parts went in: reads are refused from then on.
+    partial_batch: AtomicBool,
     /// The batch log's length and last reset error when `stats` last saw
     /// them.
     batch_log_seen: Mutex<(u64, Option<String>)>,
@@ -185,6 +188,7 @@ impl Engine {
             applying: AtomicU64::new(0),
             poisoned: Mutex::new(None),
             is_poisoned: AtomicBool::new(false),
+            partial_batch: AtomicBool::new(false),
             batch_log_seen: Mutex::new((0, None)),
             counters: Counters::default(),
             opts,
@@ -311,7 +315,19 @@ impl Engine {
             .get_with(key, f)
             .map_err(EngineError::shard(i))?;
         self.settle();
+        self.check_whole()?;
         Ok(out)
+    }
+
+    /// Refuses reads once a cross-shard batch went into only some of its
+    /// shards ([`EngineError::PartialBatch`]).
+    fn check_whole(&self) -> Result<()> {
+        if self.partial_batch.load(Ordering::Acquire) {
+            return Err(EngineError::PartialBatch {
+                cause: self.poisoned.lock().clone().unwrap_or_default(),
+            });
+        }
+        Ok(())
     }
 
     /// Returns once no cross-shard batch that was being applied when this
@@ -333,13 +349,34 @@ impl Engine {
     /// Every live `(key, value)`, shard by shard, each shard as of the
     /// moment the iteration reaches it. For one point in time across every
     /// shard, iterate a [`Engine::snapshot`].
+    ///
+    /// Once a cross-shard batch has gone into only some of its shards, the
+    /// next shard reached yields [`EngineError::PartialBatch`] and ends the
+    /// iteration.
     pub fn iter(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + '_ {
-        self.shards.iter().enumerate().flat_map(|(i, shard)| {
-            shard
-                .store
-                .iter()
-                .map(move |r| r.map_err(EngineError::shard(i)))
-        })
+        let mut refused = false;
+        self.shards
+            .iter()
+            .enumerate()
+            .map_while(move |(i, shard)| {
+                if refused {
+                    return None;
+                }
+                Some(match self.check_whole() {
+                    Ok(()) => Box::new(
+                        shard
+                            .store
+                            .iter()
+                            .map(move |r| r.map_err(EngineError::shard(i))),
+                    )
+                        as Box<dyn Iterator<Item = Result<(u64, Vec<u8>)>> + '_>,
+                    Err(e) => {
+                        refused = true;
+                        Box::new(std::iter::once(Err(e)))
+                    }
+                })
+            })
+            .flatten()
     }
 
     /// A read view of every shard at one point in time: every write
@@ -354,6 +391,9 @@ impl Engine {
     /// pause.
     pub fn snapshot(&self) -> Result<EngineSnapshot<'_>> {
         let (views, _) = self.across_shards(Silo::try_snapshot, |s| s.snapshot().map(drop))?;
+        // A batch part-applied before the views were taken is in them (its
+        // flag was set before its writer let the shards go).
+        self.check_whole()?;
         Ok(EngineSnapshot::new(views))
     }
 
@@ -568,6 +608,11 @@ impl Engine {
                 if n == 0 {
                     silo_io::fault::hold_point(&self.dir, HOLD_BETWEEN_PARTS);
                 }
+            }
+            if failure.is_some() {
+                // Before readers held back by `_applying` go on: none of
+                // them may return what the parts that went in wrote.
+                self.partial_batch.store(true, Ordering::Release);
             }
             failure
         };

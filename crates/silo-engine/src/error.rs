@@ -75,6 +75,16 @@ pub enum EngineError {
         /// The first failure.
         cause: String,
     },
+    /// A cross-shard batch failed after some of its shards took their
+    /// parts: reads would see part of it, so they are refused until the
+    /// engine is reopened, which completes the batch from the batch log.
+    #[error(
+        "a cross-shard batch reached only some of its shards ({cause}); reads are refused until the engine is reopened, which completes it"
+    )]
+    PartialBatch {
+        /// The failure of the part that did not go in.
+        cause: String,
+    },
     /// An argument is out of range (a bitmap value of 2^48 or more, an
     /// empty field name); nothing was written.
     #[error("invalid argument {name}: {reason}")]

@@ -733,6 +733,55 @@ fn a_batch_touching_a_poisoned_shard_is_refused_whole() {
 /// checkpoints are refused until it is reopened, and the reopened engine
 /// works.
 #[test]
+fn a_batch_that_reaches_only_some_shards_is_never_read_in_part_and_completes_at_reopen() {
+    use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys_on_distinct_shards(2);
+    let (on_0, on_1) = if silo_engine::shard_of(keys[0], 2) == 0 {
+        (keys[0], keys[1])
+    } else {
+        (keys[1], keys[0])
+    };
+    // Shard 0's part goes in first; shard 1's (long enough to be written
+    // with a system call) fails.
+    let long = vec![7u8; 64 << 10];
+    let mut b = WriteBatch::new();
+    b.put(on_0, b"first part").put(on_1, &long);
+    {
+        let db = open(dir.path(), 2);
+        db.put(on_0, b"before").unwrap();
+        let guard = install(
+            &dir.path().join("shard-0001"),
+            FaultPlan::new().every(FaultOp::Write, FaultAction::Fail),
+        );
+        let err = db.write(&b).expect_err("shard 1's part fails");
+        assert!(guard.fired() >= 1);
+        drop(guard);
+        assert!(err.to_string().contains("shard 1"), "{err}");
+        // Shard 0 holds its part: no read may return it, nor the old
+        // value as if nothing had happened.
+        for key in [on_0, on_1] {
+            assert!(
+                matches!(db.get(key), Err(EngineError::PartialBatch { .. })),
+                "get {key}"
+            );
+        }
+        let first = db.iter().next().expect("one item");
+        assert!(matches!(first, Err(EngineError::PartialBatch { .. })));
+        assert_eq!(db.iter().count(), 1, "the refusal ends the iteration");
+        assert!(matches!(
+            db.snapshot(),
+            Err(EngineError::PartialBatch { .. })
+        ));
+        assert!(matches!(db.put(9, b"x"), Err(EngineError::Poisoned { .. })));
+    }
+    // The batch log completes it.
+    let db = open(dir.path(), 2);
+    assert_eq!(db.get(on_0).unwrap().as_deref(), Some(&b"first part"[..]));
+    assert_eq!(db.get(on_1).unwrap(), Some(long));
+}
+
+#[test]
 fn a_failed_batch_log_write_poisons_the_engine_until_reopen() {
     use silo_io::fault::{FaultAction, FaultOp, FaultPlan, install};
     let dir = tempfile::tempdir().unwrap();
