@@ -275,11 +275,7 @@ impl LogSlot {
     }
 
     fn grow(&mut self, needed: usize) -> Result<()> {
-        let current = self.map.len() as u64;
-        let mut new_len = current + growth_step(current);
-        while new_len < needed as u64 {
-            new_len += growth_step(current);
-        }
+        let new_len = grown_length(self.map.len() as u64, needed as u64);
         let allocated = self.ahead.take().is_some_and(|a| a.covers(new_len));
         if !allocated {
             self.file.allocate(0, new_len)?;
@@ -299,7 +295,7 @@ impl LogSlot {
         {
             return;
         }
-        let len = mapped as u64 + step;
+        let len = grown_length(mapped as u64, mapped as u64 + 1);
         let file = Arc::clone(&self.file);
         // No thread, no advance: the growth allocates it.
         self.ahead = std::thread::Builder::new()
@@ -473,6 +469,34 @@ fn by_syscall(syscall: bool, end: usize, len: usize, cleaned_to: usize, page: us
 /// How much a slot whose map is `mapped` bytes long grows by at once.
 fn growth_step(mapped: u64) -> u64 {
     mapped.clamp(INITIAL_SLOT_BYTES, MAX_GROWTH)
+}
+
+/// Lengths of 2 MiB and more are grown to multiples of this.
+const HUGE_ALIGN: u64 = 2 << 20;
+
+/// The length a map of `mapped` bytes grows to so that `needed` bytes
+/// fit: by [`growth_step`]s, then up to a whole multiple of [`HUGE_ALIGN`]
+/// (of [`INITIAL_SLOT_BYTES`] below it).
+///
+/// A slot trimmed by a clean close reopens at its frames' length, which
+/// steps alone would carry into every later length. The page cache gives
+/// the map's pages in 2 MiB folios (one fault each, `MADV_HUGEPAGE`) only
+/// where such a folio ends before the file does: past the last whole 2
+/// MiB of an odd length it takes small ones, and keeps them when the file
+/// grows, so each growth of a reopened slot cost about 512 write faults
+/// (one a 4 KiB page): 4.5k in a 2M-put load, against 500 for a new slot.
+fn grown_length(mapped: u64, needed: u64) -> u64 {
+    let step = growth_step(mapped);
+    let mut len = mapped + step;
+    while len < needed {
+        len += step;
+    }
+    let align = if len >= HUGE_ALIGN {
+        HUGE_ALIGN
+    } else {
+        INITIAL_SLOT_BYTES
+    };
+    len.next_multiple_of(align)
 }
 
 /// A file length as `usize`, refusing what does not fit the address space.
@@ -661,6 +685,55 @@ mod tests {
         slot.append(&big, 1, false).expect("append");
         assert!(slot.map.len() > asked);
         assert!(slot.file.len().expect("len") >= slot.map.len() as u64);
+    }
+
+    #[test]
+    fn a_slot_reopened_at_an_odd_length_grows_to_whole_huge_page_multiples() {
+        // A clean close trims a slot to its frames; reopened, its length
+        // is odd, and its growths must not carry that on (see
+        // `grown_length`).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut slot = LogSlot::create(dir.path(), 0, 1, 1).expect("create");
+        slot.append(&vec![5u8; 1000], 1, false).expect("append");
+        slot.trim().expect("trim");
+        drop(slot);
+        let mut slot = LogSlot::open(dir.path(), 0).expect("open");
+        assert_eq!(slot.map.len(), HEADER_LEN + 1000);
+        slot.resume_at(1000, 1);
+        let frame = vec![6u8; 256 << 10];
+        let mut lengths = Vec::new();
+        while slot.map.len() < 40 << 20 {
+            let before = slot.map.len();
+            slot.append(&frame, 1, false).expect("append");
+            slot.settle_allocation();
+            if slot.map.len() != before {
+                lengths.push(slot.map.len() as u64);
+            }
+        }
+        for len in &lengths {
+            let align = if *len >= HUGE_ALIGN {
+                HUGE_ALIGN
+            } else {
+                INITIAL_SLOT_BYTES
+            };
+            assert_eq!(len % align, 0, "grown to {len} ({lengths:?})");
+        }
+        assert_eq!(lengths.first(), Some(&(2 * INITIAL_SLOT_BYTES)));
+        assert!(lengths.len() >= 6, "{lengths:?}");
+        assert!(slot.file.len().expect("len") >= slot.map.len() as u64);
+    }
+
+    #[test]
+    fn growth_lengths_are_steps_rounded_up_to_their_alignment() {
+        assert_eq!(
+            grown_length(INITIAL_SLOT_BYTES, INITIAL_SLOT_BYTES + 1),
+            2 * INITIAL_SLOT_BYTES
+        );
+        assert_eq!(grown_length(1064, 1065), 2 * INITIAL_SLOT_BYTES);
+        assert_eq!(grown_length(4 << 20, (4 << 20) + 1), 8 << 20);
+        assert_eq!(grown_length((4 << 20) + 1024, (4 << 20) + 1025), 10 << 20);
+        assert_eq!(grown_length(64 << 20, 200 << 20), 256 << 20);
+        assert_eq!(grown_length((1 << 20) + 5, (1 << 20) + 6), 4 << 20);
     }
 
     #[test]
