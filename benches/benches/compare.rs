@@ -15,6 +15,7 @@
 //!
 //! See `docs/BENCHMARKS.md` for what each scenario does and the exact peer settings.
 
+use silo_benches::Selection;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -991,25 +992,6 @@ fn mib(b: u64) -> f64 {
 }
 
 // ----- scenarios -------------------------------------------------------
-
-struct Selection(Option<Vec<String>>);
-
-impl Selection {
-    /// The comma-separated names in the environment variable `var`; every
-    /// name when it is unset.
-    fn from_env(var: &str) -> Selection {
-        Selection(std::env::var(var).ok().map(|s| {
-            s.split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect()
-        }))
-    }
-
-    fn wants(&self, name: &str) -> bool {
-        self.0.as_ref().is_none_or(|v| v.iter().any(|s| s == name))
-    }
-}
 
 /// Indices of rows, so figures land in the right place.
 struct Rows {

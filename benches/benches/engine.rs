@@ -12,7 +12,8 @@
 //!   reported beside), and the engine's load at two writer threads vs one.
 //!
 //! `cargo bench -p silo-benches --bench engine`; `SILO_BENCH_KEYS` (default
-//! 2 000 000) sets N.
+//! 2 000 000) sets N; `SILO_BENCH_ONLY` (comma-separated: `compaction`,
+//! `prefetch`, `mixed`, `vs-core`) runs only the parts named.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use silo_core::{Options, Silo};
 use silo_engine::{CompactOptions, Engine, EngineOptions, SchedulerOptions};
 
-use silo_benches::{Rng, median, sequential_write};
+use silo_benches::{Rng, Selection, median, sequential_write};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -442,9 +443,18 @@ fn main() -> Res<()> {
     let root = tempfile::tempdir()?;
     let mut rng = Rng(0xE4_617E);
     let keys: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
-    parallel_compaction(root.path(), &keys)?;
-    prefetch(root.path(), &keys[..n / 2])?;
-    mixed_workload(root.path(), &keys[..n / 2])?;
-    engine_vs_core(root.path(), &keys[..n / 2])?;
+    let only = Selection::from_env("SILO_BENCH_ONLY");
+    if only.wants("compaction") {
+        parallel_compaction(root.path(), &keys)?;
+    }
+    if only.wants("prefetch") {
+        prefetch(root.path(), &keys[..n / 2])?;
+    }
+    if only.wants("mixed") {
+        mixed_workload(root.path(), &keys[..n / 2])?;
+    }
+    if only.wants("vs-core") {
+        engine_vs_core(root.path(), &keys[..n / 2])?;
+    }
     Ok(())
 }

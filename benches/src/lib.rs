@@ -135,3 +135,25 @@ pub fn write_advantages<S: AsRef<str>, P: AsRef<str>>(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     file.as_std().write_all(text.as_bytes())
 }
+
+/// The parts of a bench to run, named in an environment variable
+/// (`SILO_BENCH_ONLY=load,overwrite`); all of them when it is unset.
+pub struct Selection(Option<Vec<String>>);
+
+impl Selection {
+    /// The comma-separated names in the environment variable `var`; every
+    /// name when it is unset.
+    pub fn from_env(var: &str) -> Selection {
+        Selection(std::env::var(var).ok().map(|s| {
+            s.split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect()
+        }))
+    }
+
+    /// Whether the part `name` runs.
+    pub fn wants(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|v| v.iter().any(|s| s == name))
+    }
+}
