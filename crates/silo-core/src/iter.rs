@@ -119,7 +119,20 @@ impl Iterator for Iter<'_> {
             }
             // Take the key's pending operations first, so that a damaged
             // record cannot leave them to be yielded alone later.
-            let pending = self.pending.remove(&key);
+            // A pending put or delete settles the key whatever its record
+            // holds: like `get`, do not read the record then (after a
+            // compaction that failed in the middle of rewriting it in place,
+            // it may be torn while the pending view holds its value).
+            let pending = match self.pending.remove(&key) {
+                Some(ops) if ops.base.is_some() => {
+                    match self.silo.resolve(key, ops, Stored::Absent) {
+                        Ok(Some(value)) => return Some(Ok((key, value))),
+                        Ok(None) => continue,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+                other => other,
+            };
             let record = match self.tables.data.record(&self.view, offset, key, READ_LIMIT) {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e)),

@@ -98,9 +98,35 @@ fn run(silo: &Silo, op: &Op) -> silo_core::Result<()> {
     }
 }
 
+/// What the store read right after the failure, before it was closed:
+/// through `iter`, and through `get` of every key the workload touched.
+type Live = Option<(silo_core::Result<Model>, silo_core::Result<Model>)>;
+
+/// Reads every key the workload touches with `get`.
+fn get_all(silo: &Silo) -> silo_core::Result<Model> {
+    let mut keys: Vec<u64> = workload()
+        .iter()
+        .flat_map(|op| match op {
+            Op::Put(k, _) | Op::Merge(k, _) | Op::Delete(k) => vec![*k],
+            Op::Batch(puts) => puts.iter().map(|(k, _)| *k).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut found = Model::new();
+    for k in keys {
+        if let Some(v) = silo.get(k)? {
+            found.insert(k, v);
+        }
+    }
+    Ok(found)
+}
+
 /// Runs the workload with `plan` installed; returns (acknowledged state,
-/// state with the failed op) and how many faults fired.
-fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64) {
+/// state with the failed op), how many faults fired, and what the store
+/// read right after the failure.
+fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64, Live) {
     // Installed before the store is created: creating its files is in the matrix.
     let guard = install(dir, plan);
     let mut acked = BTreeMap::new();
@@ -109,15 +135,17 @@ fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64) {
         Ok(silo) => silo,
         Err(_) => {
             let fired = guard.fired();
-            return (acked, maybe, fired);
+            return (acked, maybe, fired, None);
         }
     };
+    let mut live = None;
     for op in workload() {
         match run(&silo, &op) {
             Ok(()) => apply(&mut acked, &op),
             Err(_) => {
                 maybe = acked.clone();
                 apply(&mut maybe, &op);
+                live = Some((silo.iter().collect(), get_all(&silo)));
                 break;
             }
         }
@@ -127,7 +155,7 @@ fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64) {
     drop(silo);
     let fired = guard.fired();
     drop(guard);
-    (acked, maybe, fired)
+    (acked, maybe, fired, live)
 }
 
 /// The number of the store's index file (`index-N`).
@@ -223,7 +251,7 @@ fn fault_matrix(readers: bool) {
         for nth in 1..=n {
             for action in actions {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let (acked, maybe, fired) = run_with(
+                let (acked, maybe, fired, live) = run_with(
                     dir.path(),
                     with_readers(FaultPlan::new().on(op, nth, *action)),
                 );
@@ -233,6 +261,20 @@ fn fault_matrix(readers: bool) {
                     continue;
                 }
                 assert_eq!(fired, 1, "{op:?} #{nth} {action:?} fired more than once");
+                // Before it closed, the store read what was acknowledged,
+                // perhaps with the failed op whole, through `iter` and `get`
+                // alike (a failed op's writes stay readable or never were).
+                if let Some((by_iter, by_get)) = live {
+                    for (how, read) in [("iter", by_iter), ("get", by_get)] {
+                        let read = read.unwrap_or_else(|e| {
+                            panic!("{op:?} #{nth} {action:?}: {how} after the failure: {e}")
+                        });
+                        assert!(
+                            read == acked || read == maybe,
+                            "{op:?} #{nth} {action:?}: {how} after the failure read neither the acknowledged writes nor them plus the failed op"
+                        );
+                    }
+                }
                 let silo = Silo::open(dir.path(), opts())
                     .unwrap_or_else(|e| panic!("{op:?} #{nth} {action:?}: reopen failed: {e}"));
                 let found: BTreeMap<u64, Vec<u8>> = silo.iter().map(|r| r.expect("iter")).collect();
@@ -593,4 +635,71 @@ fn a_rewrite_that_cannot_make_its_data_file_leaves_no_stray() {
         );
         assert_holds(&silo, &acked, what);
     }
+}
+
+/// A compaction whose in-place rewrite fails part-way leaves torn records
+/// that the index still points at, their keys' values in the pending view
+/// (laid over them before the rewrite): `iter` yields what `get` answers,
+/// without reading those records, until a reopen repairs them from the
+/// journal.
+#[test]
+fn after_a_torn_in_place_rewrite_iter_reads_what_get_reads() {
+    let workload = |silo: &Silo, version: u8| {
+        for k in 0..40u64 {
+            silo.put(k, &[version; 48]).expect("put");
+        }
+    };
+    // Every write call of the second (in-place) fold, torn in turn.
+    let probe = tempfile::tempdir().expect("tempdir");
+    let writes = {
+        let silo = Silo::open(probe.path(), crate::common::in_place_opts()).expect("open");
+        workload(&silo, 1);
+        silo.compact().expect("first fold");
+        workload(&silo, 2);
+        let guard = install(probe.path(), FaultPlan::new());
+        let report = silo.compact().expect("in-place fold");
+        assert!(report.in_place > 0, "{report:?}");
+        guard.count(FaultOp::Write)
+    };
+    let mut torn_in_place = 0;
+    for nth in 1..=writes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let silo = Silo::open(dir.path(), crate::common::in_place_opts()).expect("open");
+        workload(&silo, 1);
+        silo.compact().expect("first fold");
+        workload(&silo, 2);
+        let guard = install(
+            dir.path(),
+            FaultPlan::new().on(FaultOp::Write, nth, FaultAction::Torn { keep: 70 }),
+        );
+        let failed = silo.compact().is_err();
+        drop(guard);
+        assert!(
+            failed,
+            "write #{nth} of {writes} torn, yet the fold succeeded"
+        );
+        let by_get: Model = (0..40u64)
+            .map(|k| (k, silo.get(k).expect("get").expect("present")))
+            .collect();
+        let by_iter: Model = silo
+            .iter()
+            .map(|r| r.unwrap_or_else(|e| panic!("write #{nth} torn: iter: {e}")))
+            .collect();
+        assert_eq!(by_iter, by_get, "write #{nth} torn");
+        assert!(
+            by_get.values().all(|v| v == &[2u8; 48]),
+            "write #{nth} torn"
+        );
+        torn_in_place += usize::from(
+            silo.verify()
+                .is_ok_and(|report| !report.problems.is_empty()),
+        );
+        drop(silo);
+        let silo = Silo::open(dir.path(), opts()).expect("reopen");
+        assert!(silo.iter().all(|r| r.is_ok_and(|(_, v)| v == [2u8; 48])));
+    }
+    assert!(
+        torn_in_place > 0,
+        "no torn write landed on a record in place"
+    );
 }

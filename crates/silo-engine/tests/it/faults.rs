@@ -84,6 +84,8 @@ fn apply(model: &mut Model, op: &Op) {
 struct Outcome {
     acked: Model,
     maybe: Model,
+    /// What the engine read right after the failure, before it was closed.
+    live: Option<Result<Model, silo_engine::EngineError>>,
     checkpoints: Vec<(std::path::PathBuf, Model)>,
     fired: u64,
     counts: Vec<(FaultOp, u64)>,
@@ -100,6 +102,7 @@ fn run_with(root: &Path, plan: FaultPlan) -> Outcome {
         checkpoints: Vec::new(),
         fired: 0,
         counts: Vec::new(),
+        live: None,
     };
     let Ok(db) = Engine::open(root.join("db"), opts(2)) else {
         out.fired = guard.fired();
@@ -141,6 +144,7 @@ fn run_with(root: &Path, plan: FaultPlan) -> Outcome {
             Err(_) => break,
         }
     }
+    out.live = Some(db.iter().collect());
     // Closing may fail too (a store refuses writes after a failure).
     drop(db);
     out.fired = guard.fired();
@@ -167,6 +171,18 @@ fn every_failed_or_torn_call_leaves_an_engine_that_recovers_acknowledged_writes(
                     continue;
                 }
                 let case = format!("{op:?} #{nth} {action:?}");
+                // Before it closed, the engine read what was acknowledged,
+                // perhaps with the failed call whole, or refused to read
+                // part of a cross-shard batch.
+                match &o.live {
+                    None => {}
+                    Some(Ok(live)) => assert!(
+                        *live == o.acked || *live == o.maybe,
+                        "{case}: after the failure the engine read neither the acknowledged writes nor them plus the failed one"
+                    ),
+                    Some(Err(silo_engine::EngineError::PartialBatch { .. })) => {}
+                    Some(Err(e)) => panic!("{case}: reads after the failure: {e}"),
+                }
                 let db = Engine::open(root.path().join("db"), opts(2))
                     .unwrap_or_else(|e| panic!("{case}: reopen failed: {e}"));
                 let found = contents(&db);
