@@ -212,6 +212,16 @@ impl DataFile {
         Ok(offset)
     }
 
+    /// Gives back the `len` bytes [`DataFile::reserve`] reserved at
+    /// `offset`, when nothing was reserved after them: a compaction that
+    /// failed before any manifest recorded them leaves no records past the
+    /// end (`verify` would count them as live records the index lost).
+    pub(crate) fn unreserve(&self, offset: u64, len: u64) {
+        let _ =
+            self.end
+                .compare_exchange(offset + len, offset, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     /// Passes `advice` on bytes `offset .. offset + len` to the kernel.
     pub(crate) fn advise(&self, offset: u64, len: u64, advice: silo_io::FileAdvice) -> Result<()> {
         Ok(self.file.advise(offset, len, advice)?)

@@ -83,46 +83,54 @@ pub(crate) fn apply(
     }
     let first_append = layout.first_append;
     let rebuild = !in_place || !tables.index.has_room_for(layout.new_keys);
-    let (written, rebuilt) = if rebuild && threads > 1 {
-        let (tables, place) = (&tables, &place);
-        let (written, index) = both(
-            || {
-                let (encoded, appends) = encode_records(plan, tables, place, layout, false)?;
-                let appended = appends.finish(&tables.data)?;
-                finish_records(silo, tables, encoded, appended, generation)
-            },
-            || build_index(silo, plan, tables, place, first_append),
-        );
-        (written, Some(index))
-    } else if rebuild {
-        // On one thread, the new index is built while the appended records
-        // reach the device: their last writes are waited for, and the data
-        // file synced, on a thread of their own. The sync is the device
-        // making the fold's records durable (70 ms for 128 MB here, at the
-        // index file's first sync when nothing asked for it earlier); the
-        // index's build takes 50 ms of this thread meanwhile.
-        let (encoded, appends) = encode_records(plan, &tables, &place, layout, false)?;
-        let data = &tables.data;
-        let (index, appended) = both(
-            || build_index(silo, plan, &tables, &place, first_append),
-            || {
-                let appended = appends.finish(data)?;
-                data.file().sync_data()?;
-                Ok::<_, Error>(appended)
-            },
-        );
-        let written = appended.and_then(|a| finish_records(silo, &tables, encoded, a, generation));
-        (written, Some(index))
-    } else {
-        let (encoded, appends) = encode_records(plan, &tables, &place, layout, true)?;
-        let appended = appends.finish(&tables.data)?;
-        (
-            finish_records(silo, &tables, encoded, appended, generation),
-            None,
-        )
+    // Steps 2 to 4 (the new index built beside them when `rebuild`).
+    let records = || -> Result<(Result<Written>, Option<Result<Index>>)> {
+        Ok(if rebuild && threads > 1 {
+            let (tables, place) = (&tables, &place);
+            let (written, index) = both(
+                || {
+                    let (encoded, appends) = encode_records(plan, tables, place, layout, false)?;
+                    let appended = appends.finish(&tables.data)?;
+                    finish_records(silo, tables, encoded, appended, generation)
+                },
+                || build_index(silo, plan, tables, place, first_append),
+            );
+            (written, Some(index))
+        } else if rebuild {
+            // On one thread, the new index is built while the appended records
+            // reach the device: their last writes are waited for, and the data
+            // file synced, on a thread of their own. The sync is the device
+            // making the fold's records durable (70 ms for 128 MB here, at the
+            // index file's first sync when nothing asked for it earlier); the
+            // index's build takes 50 ms of this thread meanwhile.
+            let (encoded, appends) = encode_records(plan, &tables, &place, layout, false)?;
+            let data = &tables.data;
+            let (index, appended) = both(
+                || build_index(silo, plan, &tables, &place, first_append),
+                || {
+                    let appended = appends.finish(data)?;
+                    data.file().sync_data()?;
+                    Ok::<_, Error>(appended)
+                },
+            );
+            let written =
+                appended.and_then(|a| finish_records(silo, &tables, encoded, a, generation));
+            (written, Some(index))
+        } else {
+            let (encoded, appends) = encode_records(plan, &tables, &place, layout, true)?;
+            let appended = appends.finish(&tables.data)?;
+            (
+                finish_records(silo, &tables, encoded, appended, generation),
+                None,
+            )
+        })
     };
-    let mut written = written?;
-    match rebuilt.transpose()? {
+    // Until a manifest records the appended records' end, a failure gives
+    // their space back (the store is poisoned; nothing refers to them).
+    let (mut written, rebuilt) = records()
+        .and_then(|(written, rebuilt)| Ok((written?, rebuilt.transpose()?)))
+        .inspect_err(|_| tables.data.unreserve(first_append, layout.append_bytes))?;
+    match rebuilt {
         Some(index) => {
             install_index(silo, plan, &tables, index, &mut written)?;
             // The old index file is unlinked: let go of it once the

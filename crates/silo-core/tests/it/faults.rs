@@ -545,8 +545,10 @@ fn every_failed_direct_write_leaves_a_store_that_recovers() {
                     guard.fired() > 0 || outcome.is_ok(),
                     "{case}: nothing fired"
                 );
-                drop(silo);
                 drop(guard);
+                // Before it closes, the store reads exactly that too.
+                assert_holds(&silo, &acked, &format!("{case}, before closing"));
+                drop(silo);
                 // A compaction changes no value: the store holds exactly
                 // what was acknowledged, and its files agree.
                 assert_holds(&open(dir.path()), &acked, &case);

@@ -318,10 +318,15 @@ fn run_index_op(index: &silo_engine::Index, op: &IndexOp, input: &Path) -> silo_
 
 /// The documents an index holds, as (color, rank) by id.
 fn index_docs(index: &silo_engine::Index) -> Docs {
+    try_index_docs(index).expect("get")
+}
+
+/// [`index_docs`], or the first read's error.
+fn try_index_docs(index: &silo_engine::Index) -> silo_engine::Result<Docs> {
     use silo_format::Value;
     let mut docs = Docs::new();
     for id in 0..40u32 {
-        if let Some(doc) = index.get(id).expect("get") {
+        if let Some(doc) = index.get(id)? {
             let (Some(Value::Str(c)), Some(Value::I64(r))) = (doc.get("color"), doc.get("rank"))
             else {
                 panic!("document {id} is partial: {doc:?}");
@@ -329,13 +334,16 @@ fn index_docs(index: &silo_engine::Index) -> Docs {
             docs.insert(id, (c.to_string(), *r));
         }
     }
-    docs
+    Ok(docs)
 }
 
 /// Runs the index workload on `root/db` with `plan`; returns the states a
 /// reopen may find (the acknowledged documents, then those plus the failed
 /// op: whole, or for an import, which commits one batch per chunk, any
-/// prefix of its lines), the faults fired and the counts per op.
+/// prefix of its lines), the faults fired and the counts per op. Right
+/// after the failure, before it is closed, the index reads one of those
+/// states, consistent with its bitmaps, or refuses to read part of a
+/// cross-shard batch.
 fn run_index_with(root: &Path, plan: FaultPlan) -> (Vec<Docs>, u64, Vec<(FaultOp, u64)>) {
     let index =
         silo_engine::Index::open(root.join("db"), index_schema(), index_opts()).expect("open");
@@ -357,6 +365,21 @@ fn run_index_with(root: &Path, plan: FaultPlan) -> (Vec<Docs>, u64, Vec<(FaultOp
                     }
                 }
                 allowed.push(maybe);
+                match try_index_docs(&index) {
+                    Ok(live) => {
+                        assert!(
+                            live == acked || allowed.contains(&live),
+                            "{op:?} failed: the live index reads neither the acknowledged documents nor them plus (part of) the failed op\nread {live:?}\nacknowledged {acked:?}\nallowed {allowed:?}"
+                        );
+                        assert_eq!(
+                            index.verify_consistency().expect("verify"),
+                            vec![],
+                            "{op:?} failed: the live index"
+                        );
+                    }
+                    Err(silo_engine::EngineError::PartialBatch { .. }) => {}
+                    Err(e) => panic!("{op:?} failed: reads of the live index: {e}"),
+                }
                 break;
             }
         }
