@@ -197,6 +197,9 @@ struct Written {
     new_locs: Vec<(u64, u64)>,
     live_delta: i64,
     dead_delta: i64,
+    /// The appended records' space, `(first, len)` (see
+    /// [`crate::data::DataFile::unreserve`]).
+    reserved: (u64, u64),
 }
 
 /// Records encoded by [`encode_records`] (the appended ones handed to
@@ -336,6 +339,7 @@ fn finish_records(
         new_locs,
         live_delta,
         dead_delta,
+        reserved: (first_append, append_bytes),
     })
 }
 
@@ -398,7 +402,16 @@ fn update_index(silo: &Core, plan: &Plan, tables: &Tables, written: &mut Written
     //    replayed after a crash.
     add(&silo.space.live_bytes, written.live_delta);
     add(&silo.space.dead_bytes, written.dead_delta);
-    silo.store_manifest(silo.current_manifest(0, false))?;
+    if let Err(e) = silo.store_manifest(silo.current_manifest(0, false)) {
+        // Poisoned, and nothing refers to the new records: the live store
+        // goes back to what it read (its manifest on disk decides at the
+        // next open).
+        add(&silo.space.live_bytes, -written.live_delta);
+        add(&silo.space.dead_bytes, -written.dead_delta);
+        let (first, len) = written.reserved;
+        tables.data.unreserve(first, len);
+        return Err(e);
+    }
 
     // 7. Index, then sync.
     tables.index.set_many(&written.new_locs)?;

@@ -100,7 +100,12 @@ fn run(silo: &Silo, op: &Op) -> silo_core::Result<()> {
 
 /// What the store read right after the failure, before it was closed:
 /// through `iter`, and through `get` of every key the workload touched.
-type Live = Option<(silo_core::Result<Model>, silo_core::Result<Model>)>;
+/// And what `verify` found in its files then.
+type Live = Option<(
+    silo_core::Result<Model>,
+    silo_core::Result<Model>,
+    Vec<String>,
+)>;
 
 /// Reads every key the workload touches with `get`.
 fn get_all(silo: &Silo) -> silo_core::Result<Model> {
@@ -145,7 +150,17 @@ fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64, Live) {
             Err(_) => {
                 maybe = acked.clone();
                 apply(&mut maybe, &op);
-                live = Some((silo.iter().collect(), get_all(&silo)));
+                let damage = silo.verify().map_or_else(
+                    |e| vec![e.to_string()],
+                    |r| {
+                        r.problems
+                            .iter()
+                            .take(3)
+                            .map(|p| format!("{p:?}"))
+                            .collect()
+                    },
+                );
+                live = Some((silo.iter().collect(), get_all(&silo), damage));
                 break;
             }
         }
@@ -264,7 +279,14 @@ fn fault_matrix(readers: bool) {
                 // Before it closed, the store read what was acknowledged,
                 // perhaps with the failed op whole, through `iter` and `get`
                 // alike (a failed op's writes stay readable or never were).
-                if let Some((by_iter, by_get)) = live {
+                if let Some((by_iter, by_get, damage)) = live {
+                    // A failed call wrote nothing: the live files agree
+                    // with the reads (a torn in-place rewrite is damage
+                    // until the reopen repairs it from the journal).
+                    assert!(
+                        damage.is_empty() || matches!(action, FaultAction::Torn { .. }),
+                        "{op:?} #{nth} {action:?}: verify after the failure: {damage:?}"
+                    );
                     for (how, read) in [("iter", by_iter), ("get", by_get)] {
                         let read = read.unwrap_or_else(|e| {
                             panic!("{op:?} #{nth} {action:?}: {how} after the failure: {e}")

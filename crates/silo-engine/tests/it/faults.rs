@@ -86,6 +86,8 @@ struct Outcome {
     maybe: Model,
     /// What the engine read right after the failure, before it was closed.
     live: Option<Result<Model, silo_engine::EngineError>>,
+    /// What `verify` found in the live engine's files then.
+    live_damage: Vec<String>,
     checkpoints: Vec<(std::path::PathBuf, Model)>,
     fired: u64,
     counts: Vec<(FaultOp, u64)>,
@@ -103,6 +105,7 @@ fn run_with(root: &Path, plan: FaultPlan) -> Outcome {
         fired: 0,
         counts: Vec::new(),
         live: None,
+        live_damage: Vec::new(),
     };
     let Ok(db) = Engine::open(root.join("db"), opts(2)) else {
         out.fired = guard.fired();
@@ -145,6 +148,20 @@ fn run_with(root: &Path, plan: FaultPlan) -> Outcome {
         }
     }
     out.live = Some(db.iter().collect());
+    if matches!(out.live, Some(Ok(_))) {
+        // Every shard's files agree with what it reads.
+        let reports = db.verify().expect("verify the live engine");
+        out.live_damage = reports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, r)| {
+                r.problems
+                    .iter()
+                    .take(3)
+                    .map(move |p| format!("shard {i}: {p:?}"))
+            })
+            .collect();
+    }
     // Closing may fail too (a store refuses writes after a failure).
     drop(db);
     out.fired = guard.fired();
@@ -183,6 +200,14 @@ fn every_failed_or_torn_call_leaves_an_engine_that_recovers_acknowledged_writes(
                     Some(Err(silo_engine::EngineError::PartialBatch { .. })) => {}
                     Some(Err(e)) => panic!("{case}: reads after the failure: {e}"),
                 }
+                // A failed call wrote nothing, so the live files agree
+                // with the reads (a torn in-place rewrite is real damage
+                // until the reopen repairs it from the journal).
+                assert!(
+                    o.live_damage.is_empty() || matches!(action, FaultAction::Torn { .. }),
+                    "{case}: verify after the failure: {:?}",
+                    o.live_damage
+                );
                 let db = Engine::open(root.path().join("db"), opts(2))
                     .unwrap_or_else(|e| panic!("{case}: reopen failed: {e}"));
                 let found = contents(&db);
