@@ -295,7 +295,8 @@ impl LogSlot {
         {
             return;
         }
-        let len = grown_length(mapped as u64, mapped as u64 + 1);
+        // The next growth step (nothing more is needed yet).
+        let len = grown_length(mapped as u64, 0);
         let file = Arc::clone(&self.file);
         // No thread, no advance: the growth allocates it.
         self.ahead = std::thread::Builder::new()

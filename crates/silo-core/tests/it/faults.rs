@@ -150,14 +150,32 @@ fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64, Live) {
             Err(_) => {
                 maybe = acked.clone();
                 apply(&mut maybe, &op);
+                let stats = silo.stats();
+                let live_bytes = stats.live_bytes;
                 let damage = silo.verify().map_or_else(
                     |e| vec![e.to_string()],
                     |r| {
-                        r.problems
+                        let mut found: Vec<String> = r
+                            .problems
                             .iter()
                             .take(3)
                             .map(|p| format!("{p:?}"))
-                            .collect()
+                            .collect();
+                        if r.live_bytes != live_bytes {
+                            found.push(format!(
+                                "live bytes counted {live_bytes}, found {}",
+                                r.live_bytes
+                            ));
+                        }
+                        // Every byte after the header is live or dead.
+                        let counted = HEADER_LEN as u64 + stats.live_bytes + stats.dead_bytes;
+                        if counted != stats.data_end {
+                            found.push(format!(
+                                "header, live and dead bytes {counted}, data end {}",
+                                stats.data_end
+                            ));
+                        }
+                        found
                     },
                 );
                 live = Some((silo.iter().collect(), get_all(&silo), damage));
@@ -726,4 +744,46 @@ fn after_a_torn_in_place_rewrite_iter_reads_what_get_reads() {
         torn_in_place > 0,
         "no torn write landed on a record in place"
     );
+}
+
+/// A fold whose first manifest (the new data end, before the index points
+/// past the old one) fails leaves the live store's byte counts and data
+/// end as they were: it reads, verifies and counts as before the fold.
+#[test]
+fn a_fold_whose_first_manifest_fails_leaves_the_counts_as_they_were() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let silo = open(dir.path());
+    let mut model = Model::new();
+    for k in 0..100u64 {
+        silo.put(k, &[1; 40]).expect("put");
+        model.insert(k, vec![1; 40]);
+    }
+    silo.compact().expect("first fold");
+    let before = silo.stats();
+    // Outgrown records are appended and deleted keys get tombstones: the
+    // fold adds live and dead bytes.
+    for k in 0..50u64 {
+        silo.put(k, &[2; 200]).expect("put");
+        model.insert(k, vec![2; 200]);
+    }
+    for k in 50..60u64 {
+        silo.delete(k).expect("delete");
+        model.remove(&k);
+    }
+    let guard = install(
+        dir.path(),
+        FaultPlan::new().on(FaultOp::Rename, 1, FaultAction::Fail),
+    );
+    let err = silo.compact().expect_err("the manifest's rename fails");
+    assert_eq!(guard.fired(), 1);
+    drop(guard);
+    assert!(err.to_string().contains("MANIFEST"), "{err}");
+    let after = silo.stats();
+    assert_eq!(
+        (after.live_bytes, after.dead_bytes, after.data_end),
+        (before.live_bytes, before.dead_bytes, before.data_end)
+    );
+    assert_holds(&silo, &model, "after the failed manifest");
+    drop(silo);
+    assert_holds(&open(dir.path()), &model, "reopened");
 }
