@@ -128,6 +128,37 @@ fn get_all(silo: &Silo) -> silo_core::Result<Model> {
     Ok(found)
 }
 
+/// What `verify` finds wrong with the store's files, and whether its byte
+/// counts disagree with them (a few items: enough to name the case).
+fn live_damage(silo: &Silo) -> Vec<String> {
+    let stats = silo.stats();
+    let report = match silo.verify() {
+        Ok(report) => report,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut found: Vec<String> = report
+        .problems
+        .iter()
+        .take(3)
+        .map(|p| format!("{p:?}"))
+        .collect();
+    if report.live_bytes != stats.live_bytes {
+        found.push(format!(
+            "live bytes counted {}, found {}",
+            stats.live_bytes, report.live_bytes
+        ));
+    }
+    // Every byte after the header is live or dead.
+    let counted = HEADER_LEN as u64 + stats.live_bytes + stats.dead_bytes;
+    if counted != stats.data_end {
+        found.push(format!(
+            "header, live and dead bytes {counted}, data end {}",
+            stats.data_end
+        ));
+    }
+    found
+}
+
 /// Runs the workload with `plan` installed; returns (acknowledged state,
 /// state with the failed op), how many faults fired, and what the store
 /// read right after the failure.
@@ -150,34 +181,7 @@ fn run_with(dir: &Path, plan: FaultPlan) -> (Model, Model, u64, Live) {
             Err(_) => {
                 maybe = acked.clone();
                 apply(&mut maybe, &op);
-                let stats = silo.stats();
-                let live_bytes = stats.live_bytes;
-                let damage = silo.verify().map_or_else(
-                    |e| vec![e.to_string()],
-                    |r| {
-                        let mut found: Vec<String> = r
-                            .problems
-                            .iter()
-                            .take(3)
-                            .map(|p| format!("{p:?}"))
-                            .collect();
-                        if r.live_bytes != live_bytes {
-                            found.push(format!(
-                                "live bytes counted {live_bytes}, found {}",
-                                r.live_bytes
-                            ));
-                        }
-                        // Every byte after the header is live or dead.
-                        let counted = HEADER_LEN as u64 + stats.live_bytes + stats.dead_bytes;
-                        if counted != stats.data_end {
-                            found.push(format!(
-                                "header, live and dead bytes {counted}, data end {}",
-                                stats.data_end
-                            ));
-                        }
-                        found
-                    },
-                );
+                let damage = live_damage(&silo);
                 live = Some((silo.iter().collect(), get_all(&silo), damage));
                 break;
             }
