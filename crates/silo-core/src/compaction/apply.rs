@@ -84,7 +84,7 @@ pub(crate) fn apply(
     let first_append = layout.first_append;
     let rebuild = !in_place || !tables.index.has_room_for(layout.new_keys);
     // Steps 2 to 4 (the new index built beside them when `rebuild`).
-    let records = || -> Result<(Result<Written>, Option<Result<Index>>)> {
+    let records = || -> Result<(Written, Option<Index>)> {
         Ok(if rebuild && threads > 1 {
             let (tables, place) = (&tables, &place);
             let (written, index) = both(
@@ -95,7 +95,7 @@ pub(crate) fn apply(
                 },
                 || build_index(silo, plan, tables, place, first_append),
             );
-            (written, Some(index))
+            (written?, Some(index?))
         } else if rebuild {
             // On one thread, the new index is built while the appended records
             // reach the device: their last writes are waited for, and the data
@@ -115,21 +115,20 @@ pub(crate) fn apply(
             );
             let written =
                 appended.and_then(|a| finish_records(silo, &tables, encoded, a, generation));
-            (written, Some(index))
+            (written?, Some(index?))
         } else {
             let (encoded, appends) = encode_records(plan, &tables, &place, layout, true)?;
             let appended = appends.finish(&tables.data)?;
             (
-                finish_records(silo, &tables, encoded, appended, generation),
+                finish_records(silo, &tables, encoded, appended, generation)?,
                 None,
             )
         })
     };
     // Until a manifest records the appended records' end, a failure gives
     // their space back (the store is poisoned; nothing refers to them).
-    let (mut written, rebuilt) = records()
-        .and_then(|(written, rebuilt)| Ok((written?, rebuilt.transpose()?)))
-        .inspect_err(|_| tables.data.unreserve(first_append, layout.append_bytes))?;
+    let (mut written, rebuilt) =
+        records().inspect_err(|_| tables.data.unreserve(first_append, layout.append_bytes))?;
     match rebuilt {
         Some(index) => {
             install_index(silo, plan, &tables, index, &mut written)?;
