@@ -9,7 +9,9 @@
 //!   ratio and p99 write latency of both;
 //! - the engine against one silo-core store at one thread (load; get and
 //!   overwrite in random order, as the compare bench's; get in load order
-//!   reported beside), and the engine's load at two writer threads vs one.
+//!   reported beside), each round in a process of its own (and, reported
+//!   beside, the rounds in one process), and the engine's load at two
+//!   writer threads vs one.
 //!
 //! `cargo bench -p silo-benches --bench engine`; `SILO_BENCH_KEYS` (default
 //! 2 000 000) sets N; `SILO_BENCH_ONLY` (comma-separated: `compaction`,
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 use silo_core::{Options, Silo};
 use silo_engine::{CompactOptions, Engine, EngineOptions, SchedulerOptions};
 
-use silo_benches::{Rng, Selection, median, sequential_write};
+use silo_benches::{Rng, Selection, median, process_cpu, sequential_write};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -123,6 +125,8 @@ fn dead_share(db: &Engine) -> f64 {
 fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
     // [dead records, pending overwrites][threads - 1]
     let mut times: [[Vec<Duration>; 2]; 2] = Default::default();
+    // CPU time of the process during each compaction, every thread's.
+    let mut cpu: [[Duration; 2]; 2] = Default::default();
     let mut written = [0u64; 2];
     for round in 0..3 {
         for threads in [1usize, 2] {
@@ -134,16 +138,21 @@ fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
                     dead_space_engine(&dir, keys)?
                 };
                 let (share, pending) = (dead_share(&db), db.stats().pending_ops());
-                let t = Instant::now();
+                let (t, cpu_before) = (Instant::now(), process_cpu());
                 let report = db.compact_with(CompactOptions {
                     threads: Some(threads),
                     cold: dead,
                     ..CompactOptions::default()
                 })?;
                 let d = t.elapsed();
+                let busy = process_cpu()
+                    .zip(cpu_before)
+                    .map(|(after, before)| after.saturating_sub(before))
+                    .unwrap_or_default();
+                cpu[case][threads - 1] += busy;
                 written[case] = report.bytes_written;
                 println!(
-                    "compaction of 8 shards, {} keys, {}: {threads} thread(s) {d:.2?} ({:.0} MiB written, {} major faults)",
+                    "compaction of 8 shards, {} keys, {}: {threads} thread(s) {d:.2?} ({:.0} MiB written, {} major faults, {:.2} cores busy)",
                     keys.len(),
                     if dead {
                         format!("{:.0}% of the data files' bytes dead", share * 100.0)
@@ -151,7 +160,8 @@ fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
                         format!("{pending} overwrites pending (30%)")
                     },
                     report.bytes_written as f64 / 1048576.0,
-                    report.major_faults
+                    report.major_faults,
+                    busy.as_secs_f64() / d.as_secs_f64()
                 );
                 times[case][threads - 1].push(d);
                 db.close()?;
@@ -171,9 +181,13 @@ fn parallel_compaction(root: &Path, keys: &[u64]) -> Res<()> {
         let one = median(times[case][0].clone()).unwrap_or_default();
         let two = median(times[case][1].clone()).unwrap_or_default();
         let speedup = one.as_secs_f64() / two.as_secs_f64();
+        // The cores each side kept busy, over its three rounds.
+        let sum = |t: &[Duration]| t.iter().sum::<Duration>().as_secs_f64();
+        let [cores_one, cores_two] =
+            [0, 1].map(|i| cpu[case][i].as_secs_f64() / sum(&times[case][i]));
         let out = written[case] as f64 / two.as_secs_f64();
         println!(
-            "  {label}: 2 threads vs 1 (medians of three, {one:.2?} vs {two:.2?}): {speedup:.2}x; output {:.0} MiB/s vs sequential write + fdatasync ({seq}): {:.2} of the faster{goal}",
+            "  {label}: 2 threads vs 1 (medians of three, {one:.2?} vs {two:.2?}): {speedup:.2}x, {cores_one:.2} vs {cores_two:.2} cores busy; output {:.0} MiB/s vs sequential write + fdatasync ({seq}): {:.2} of the faster{goal}",
             out / 1048576.0,
             out / seq.best()
         );
@@ -260,6 +274,12 @@ fn mixed(db: &Engine, keys: &[u64], ops: usize) -> (f64, Duration) {
     (rate(2 * ops, d), p99(&mut lat))
 }
 
+/// The mixed workload with the background scheduler compacting against
+/// the same with compaction off, three rounds a side in turn (off on on
+/// off off on), each on a freshly loaded engine; each side's median rate
+/// and p99 put latency. The scheduler's share of the two cores (both busy
+/// with the workload's threads) moves one pair's ratio by +-0.1 on this
+/// machine, so a single pair is not the figure.
 fn mixed_workload(root: &Path, keys: &[u64]) -> Res<()> {
     let ops = keys.len();
     let mut off_opts = engine_opts(8);
@@ -272,22 +292,55 @@ fn mixed_workload(root: &Path, keys: &[u64]) -> Res<()> {
         min_interval: Duration::ZERO,
         ..silo_core::CompactionThresholds::default()
     };
-    let off = Engine::open(root.join("mixed-off"), off_opts)?;
-    load_engine(&off, keys, &[1u8; 100])?;
-    off.compact()?;
-    let (off_rate, off_p99) = mixed(&off, keys, ops);
-    drop(off);
-    let on = Engine::open(root.join("mixed-on"), on_opts)?;
-    load_engine(&on, keys, &[1u8; 100])?;
-    on.compact()?;
-    let bg = on.start_background(SchedulerOptions::default())?;
-    let (on_rate, on_p99) = mixed(&on, keys, ops);
-    let st = bg.stats();
-    drop(bg);
+    // [off, on]: (rate, p99 put latency) of each round.
+    let mut sides: [Vec<(f64, Duration)>; 2] = [Vec::new(), Vec::new()];
+    let mut compactions = Vec::new();
+    for (round, on) in [false, true, true, false, false, true]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = root.join(format!("mixed-{on}-{round}"));
+        let db = Engine::open(
+            &dir,
+            if on {
+                on_opts.clone()
+            } else {
+                off_opts.clone()
+            },
+        )?;
+        load_engine(&db, keys, &[1u8; 100])?;
+        db.compact()?;
+        let (rate, p99) = if on {
+            let bg = db.start_background(SchedulerOptions::default())?;
+            let measured = mixed(&db, keys, ops);
+            compactions.push(bg.stats().compactions);
+            drop(bg);
+            measured
+        } else {
+            mixed(&db, keys, ops)
+        };
+        // What compaction left for later (the scheduler's threads run at a
+        // lower CPU priority: on busy cores they take what the workload
+        // leaves).
+        println!(
+            "mixed 1 writer + 1 reader, {ops} ops each, scheduler {}: {:.0}k ops/s, p99 put {p99:.1?}, {} operations pending at the end",
+            if on { "on" } else { "off" },
+            rate / 1e3,
+            db.stats().pending_ops()
+        );
+        sides[usize::from(on)].push((rate, p99));
+        drop(db);
+        std::fs::remove_dir_all(&dir)?;
+    }
+    let [(off_rate, off_p99), (on_rate, on_p99)] = sides.map(|side| {
+        (
+            median(side.iter().map(|r| r.0).collect()).unwrap_or(0.0),
+            median(side.iter().map(|r| r.1).collect()).unwrap_or_default(),
+        )
+    });
     println!(
-        "mixed 1 writer + 1 reader, {ops} ops each: scheduler on {:.0}k ops/s (p99 put {on_p99:.1?}, {} compactions), off {:.0}k ops/s (p99 put {off_p99:.1?}): {:.2}x (goal >= 0.7x)",
+        "mixed 1 writer + 1 reader (medians of three rounds): scheduler on {:.0}k ops/s (p99 put {on_p99:.1?}, {compactions:?} compactions), off {:.0}k ops/s (p99 put {off_p99:.1?}): {:.2}x (goal >= 0.7x)",
         on_rate / 1e3,
-        st.compactions,
         off_rate / 1e3,
         on_rate / off_rate
     );
@@ -297,83 +350,144 @@ fn mixed_workload(root: &Path, keys: &[u64]) -> Res<()> {
 type PutFn<'a> = Box<dyn Fn(u64, &[u8]) -> Res<()> + 'a>;
 type GetFn<'a> = Box<dyn Fn(u64) -> Res<()> + 'a>;
 
-fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
+/// One round of the engine-against-silo-core comparison: (load, get in
+/// random order, overwrite in random order, get in load order) rates of
+/// one fresh store or engine in `dir`, dropped and removed before it
+/// returns (so that no other round runs beside its memory and writeback).
+/// Reads and overwrites go in a random order, as the compare bench's (a
+/// hash store's keys have no order a reader follows). Reads in load order
+/// are reported too: there one store reads its values back in the order
+/// they lie in memory, one stream the CPU prefetches, where eight stores
+/// interleave eight.
+fn vs_core_round(dir: &Path, engine: bool, keys: &[u64]) -> Res<[f64; 4]> {
     let n = keys.len();
-    // Reads and overwrites go in a random order, as the compare bench's
-    // (a hash store's keys have no order a reader follows). Reads in load
-    // order are reported too: there one store reads its values back in the
-    // order they lie in memory, one stream the CPU prefetches, where eight
-    // stores interleave eight.
     let mut shuffled = keys.to_vec();
     let mut rng = Rng(0x5EED_0F_0E);
     silo_benches::shuffle(&mut shuffled, |n| rng.below(n));
-    // (load, get in random order, overwrite in random order, get in load
-    // order) rates of one fresh store or engine, dropped and removed before
-    // the next starts (so neither runs beside the other's memory and
-    // writeback).
-    let run = |engine: bool, round: usize| -> Res<[f64; 4]> {
-        let dir = root.join(format!("vs-{engine}-{round}"));
-        let core;
-        let db;
-        let (put, get): (PutFn<'_>, GetFn<'_>) = if engine {
-            db = Engine::open(&dir, engine_opts(8))?;
-            (
-                Box::new(|k, v| Ok(db.put(k, v)?)),
-                Box::new(|k| Ok(db.get(k).map(drop)?)),
-            )
-        } else {
-            core = Silo::open(&dir, store_opts())?;
-            (
-                Box::new(|k, v| Ok(core.put(k, v)?)),
-                Box::new(|k| Ok(core.get(k).map(drop)?)),
-            )
-        };
-        let timed = |f: &dyn Fn() -> Res<()>| -> Res<f64> {
-            let t = Instant::now();
-            f()?;
-            Ok(rate(n, t.elapsed()))
-        };
-        let load = timed(&|| keys.iter().try_for_each(|k| put(*k, &[1u8; 100])))?;
-        let read = timed(&|| shuffled.iter().try_for_each(|k| get(*k)))?;
-        let in_order = timed(&|| keys.iter().try_for_each(|k| get(*k)))?;
-        let over = timed(&|| shuffled.iter().try_for_each(|k| put(*k, &[2u8; 100])))?;
-        drop((put, get));
-        Ok([load, read, over, in_order])
+    let core;
+    let db;
+    let (put, get): (PutFn<'_>, GetFn<'_>) = if engine {
+        db = Engine::open(dir, engine_opts(8))?;
+        (
+            Box::new(|k, v| Ok(db.put(k, v)?)),
+            Box::new(|k| Ok(db.get(k).map(drop)?)),
+        )
+    } else {
+        core = Silo::open(dir, store_opts())?;
+        (
+            Box::new(|k, v| Ok(core.put(k, v)?)),
+            Box::new(|k| Ok(core.get(k).map(drop)?)),
+        )
     };
-    // A warm-up round, not counted: the process's first round gets all its
-    // memory fresh from the kernel (a page fault each page) and runs after
-    // the previous part's files were deleted; later rounds reuse memory the
-    // allocator kept. Then four rounds a side in A B B A B A A B order, so
-    // that neither side always runs first (on a warmer or a more fragmented
-    // process); each side's median (the upper of its middle two: one round
-    // of this machine's runs can be a quarter off the others).
-    run(false, 9)?;
-    std::fs::remove_dir_all(root.join("vs-false-9"))?;
-    let mut rounds: [Vec<[f64; 4]>; 2] = [Vec::new(), Vec::new()];
-    let order = [false, true, true, false, true, false, false, true];
-    for (round, engine) in order.into_iter().enumerate() {
-        let [l, g, o, go] = run(engine, round)?;
-        let name = if engine { "engine" } else { "silo-core" };
-        println!(
-            "{name:>9}, 1 thread: load {:.0}k/s, get {:.0}k/s, overwrite {:.0}k/s (random order); get in load order {:.0}k/s",
-            l / 1e3,
-            g / 1e3,
-            o / 1e3,
-            go / 1e3
-        );
-        rounds[usize::from(engine)].push([l, g, o, go]);
-        std::fs::remove_dir_all(root.join(format!("vs-{engine}-{round}")))?;
+    let timed = |f: &dyn Fn() -> Res<()>| -> Res<f64> {
+        let t = Instant::now();
+        f()?;
+        Ok(rate(n, t.elapsed()))
+    };
+    let load = timed(&|| keys.iter().try_for_each(|k| put(*k, &[1u8; 100])))?;
+    let read = timed(&|| shuffled.iter().try_for_each(|k| get(*k)))?;
+    let in_order = timed(&|| keys.iter().try_for_each(|k| get(*k)))?;
+    let over = timed(&|| shuffled.iter().try_for_each(|k| put(*k, &[2u8; 100])))?;
+    drop((put, get));
+    std::fs::remove_dir_all(dir)?;
+    Ok([load, read, over, in_order])
+}
+
+/// The environment variable that makes this bench run one
+/// [`vs_core_round`] (`engine` or `silo-core`, in the directory
+/// `SILO_BENCH_ROUND_DIR`) and print its rates on one line.
+const ROUND_VAR: &str = "SILO_BENCH_VS_CORE_ROUND";
+const ROUND_DIR_VAR: &str = "SILO_BENCH_ROUND_DIR";
+
+/// [`vs_core_round`] in a process of its own: this bench again, with
+/// [`ROUND_VAR`] set.
+fn vs_core_round_alone(dir: &Path, engine: bool) -> Res<[f64; 4]> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(ROUND_VAR, if engine { "engine" } else { "silo-core" })
+        .env(ROUND_DIR_VAR, dir)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "a round in a process of its own failed ({}): {}{}",
+            out.status,
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
-    let [c, e] = rounds.map(|side| {
-        [0, 1, 2, 3].map(|i| median(side.iter().map(|r| r[i]).collect()).unwrap_or(0.0))
-    });
-    println!(
-        "  engine / silo-core (medians of four rounds, A B B A B A A B, after a warm-up round): load {:.2}x, get {:.2}x, overwrite {:.2}x (goal >= 0.9x); get in load order {:.2}x (report)",
-        e[0] / c[0],
-        e[1] / c[1],
-        e[2] / c[2],
-        e[3] / c[3]
-    );
+    let rates: Vec<f64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rates "))
+        .ok_or("a round in a process of its own printed no rates")?
+        .split(' ')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    rates
+        .try_into()
+        .map_err(|r: Vec<f64>| format!("a round printed {} rates, not 4", r.len()).into())
+}
+
+/// The engine against one silo-core store at one thread, and the engine's
+/// load at two writer threads against one.
+///
+/// The goal's figures come from rounds in processes of their own (each
+/// store or engine starts, as one would in use, in a process whose
+/// allocator holds nothing of another's). Rounds in this one process,
+/// one after another, are reported beside them: there a round reuses the
+/// memory the rounds before it freed, and how much of it it reuses
+/// depends on the sizes it asks for (one store's 64 pending-view tables
+/// against eight stores' 512 smaller ones), which is not what either
+/// costs.
+fn engine_vs_core(root: &Path, keys: &[u64]) -> Res<()> {
+    let n = keys.len();
+    // Four rounds a side in A B B A B A A B order, so that neither side
+    // always runs first; each side's median (the upper of its middle two:
+    // one round of this machine's runs can be a quarter off the others).
+    // In this process, a warm-up round comes first, not counted: the
+    // process's first round gets all its memory fresh from the kernel (a
+    // page fault each page) and runs after the previous part's files were
+    // deleted.
+    let order = [false, true, true, false, true, false, false, true];
+    for alone in [true, false] {
+        if !alone {
+            vs_core_round(&root.join("vs-warm-up"), false, keys)?;
+        }
+        let mut rounds: [Vec<[f64; 4]>; 2] = [Vec::new(), Vec::new()];
+        for (round, engine) in order.into_iter().enumerate() {
+            let dir = root.join(format!("vs-{engine}-{round}"));
+            let [l, g, o, go] = if alone {
+                vs_core_round_alone(&dir, engine)?
+            } else {
+                vs_core_round(&dir, engine, keys)?
+            };
+            let name = if engine { "engine" } else { "silo-core" };
+            println!(
+                "{name:>9}, 1 thread: load {:.0}k/s, get {:.0}k/s, overwrite {:.0}k/s (random order); get in load order {:.0}k/s",
+                l / 1e3,
+                g / 1e3,
+                o / 1e3,
+                go / 1e3
+            );
+            rounds[usize::from(engine)].push([l, g, o, go]);
+        }
+        let [c, e] = rounds.map(|side| {
+            [0, 1, 2, 3].map(|i| median(side.iter().map(|r| r[i]).collect()).unwrap_or(0.0))
+        });
+        let (how, goal) = if alone {
+            ("each round in a process of its own", "goal >= 0.9x")
+        } else {
+            ("the rounds in one process, after a warm-up round", "report")
+        };
+        println!(
+            "  engine / silo-core (medians of four rounds, A B B A B A A B, {how}): load {:.2}x, get {:.2}x, overwrite {:.2}x ({goal}); get in load order {:.2}x (report)",
+            e[0] / c[0],
+            e[1] / c[1],
+            e[2] / c[2],
+            e[3] / c[3]
+        );
+    }
     // Two writer threads against one, on fresh engines: each writer on
     // shards of its own (the goal's case), then both over every shard.
     // Four rounds a side in the same A B B A B A A B order, each engine's
@@ -443,6 +557,11 @@ fn main() -> Res<()> {
     let root = tempfile::tempdir()?;
     let mut rng = Rng(0xE4_617E);
     let keys: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+    if let (Ok(which), Some(dir)) = (std::env::var(ROUND_VAR), std::env::var_os(ROUND_DIR_VAR)) {
+        let [l, g, o, go] = vs_core_round(Path::new(&dir), which == "engine", &keys[..n / 2])?;
+        println!("rates {l} {g} {o} {go}");
+        return Ok(());
+    }
     let only = Selection::from_env("SILO_BENCH_ONLY");
     if only.wants("compaction") {
         parallel_compaction(root.path(), &keys)?;

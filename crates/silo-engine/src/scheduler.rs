@@ -9,7 +9,9 @@
 //! an emergency (pending memory at its limit, or dead space past the
 //! emergency ratio) also slows its writers (`emergency_write_delay` per
 //! write) until a compaction of it succeeds, so neither grows without
-//! bound. Errors and
+//! bound. The thread runs at a lower CPU priority than its caller
+//! (`nice`, default 5 levels), so that on busy cores the application's
+//! threads come first and compaction takes what they leave. Errors and
 //! panics of a compaction are counted and kept in [`SchedulerStats`]; the
 //! scheduler goes on. Dropping the handle stops the thread (at once when
 //! it is waiting; after the shard compaction it is running otherwise) and
@@ -41,6 +43,18 @@ pub struct SchedulerOptions {
     pub emergency_budget_percent: u32,
     /// What each write to a shard in an emergency waits first. Default 200 us.
     pub emergency_write_delay: Duration,
+    /// How many nice levels below the thread that starts it the scheduler
+    /// runs (to at most 19), and with it every thread its compactions
+    /// start (the pool, the copies behind, the file frees). Where the
+    /// application keeps every core busy, the kernel then gives
+    /// compaction a smaller share than its threads (at 5, each compaction
+    /// thread about a third of one of theirs) and the work waits for a
+    /// quieter moment; where a core is idle it runs as fast as ever.
+    /// Deferred work is bounded as all compaction is: a shard that reaches
+    /// its emergency level slows its writers, which frees the cores. 0
+    /// keeps the caller's priority. Default 5. Linux only (elsewhere a
+    /// nice value may be the whole process's, and this is ignored).
+    pub nice: u8,
 }
 
 impl Default for SchedulerOptions {
@@ -51,6 +65,7 @@ impl Default for SchedulerOptions {
             normal_budget_percent: 30,
             emergency_budget_percent: 60,
             emergency_write_delay: Duration::from_micros(200),
+            nice: 5,
         }
     }
 }
@@ -131,7 +146,12 @@ impl Engine {
         let shared = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("silo-scheduler".to_owned())
-            .spawn(move || run(&shards, &rx, opts, &shared))
+            .spawn(move || {
+                // A hint: where it fails, compaction runs at the caller's
+                // priority, as fast, only with a larger share of busy cores.
+                let _ = silo_io::advice::lower_cpu_priority_of_this_thread(opts.nice);
+                run(&shards, &rx, opts, &shared)
+            })
             .map_err(|e| silo_io::error::IoError::io("spawn the scheduler", self.dir(), e))?;
         Ok(Background {
             _engine: self,

@@ -1,5 +1,6 @@
 //! Access-pattern hints: [`MapAdvice`] for `madvise`, [`FileAdvice`] for
-//! `posix_fadvise`, and [`idle_io_for_this_thread`] for `ioprio_set`.
+//! `posix_fadvise`, [`idle_io_for_this_thread`] for `ioprio_set`, and
+//! [`lower_cpu_priority_of_this_thread`] for `setpriority`.
 //!
 //! Hints are best-effort: the kernel may ignore them, and on Unix systems
 //! other than Linux `FileAdvice` calls are no-ops.
@@ -93,4 +94,44 @@ impl FileAdvice {
 /// The error is the system's own (no file is involved).
 pub fn idle_io_for_this_thread() -> std::io::Result<()> {
     crate::sys::set_thread_io_idle()
+}
+
+/// Lowers the calling thread's CPU priority by `by` nice levels (to at
+/// most 19, the lowest), for background work that competes with
+/// foreground threads for the cores: where every core is busy, the kernel
+/// gives the thread a smaller share (at 5 levels, about a third of a
+/// foreground thread's), and where a core is idle it runs as fast as ever.
+/// Threads the caller starts afterwards inherit the level. Raising it back
+/// needs privileges, so a thread lowered stays lowered: use it on threads
+/// of their own. On Unix systems other than Linux (where a nice value may
+/// be the whole process's) it is a no-op.
+///
+/// ```
+/// std::thread::spawn(|| {
+///     let before = silo_io::advice::cpu_priority_of_this_thread().unwrap();
+///     silo_io::advice::lower_cpu_priority_of_this_thread(2).unwrap();
+///     let after = silo_io::advice::cpu_priority_of_this_thread().unwrap();
+///     assert!(after == (before + 2).min(19) || cfg!(not(target_os = "linux")));
+/// })
+/// .join()
+/// .unwrap();
+/// ```
+///
+/// The error is the system's own (no file is involved).
+pub fn lower_cpu_priority_of_this_thread(by: u8) -> std::io::Result<()> {
+    let now = crate::sys::thread_nice()?;
+    let target = now.saturating_add(i32::from(by)).min(19);
+    if target == now {
+        return Ok(());
+    }
+    crate::sys::set_thread_nice(target)
+}
+
+/// The calling thread's nice value (-20 to 19, higher is a lower CPU
+/// priority; see [`lower_cpu_priority_of_this_thread`]); 0 on Unix
+/// systems other than Linux.
+///
+/// The error is the system's own.
+pub fn cpu_priority_of_this_thread() -> std::io::Result<i32> {
+    crate::sys::thread_nice()
 }

@@ -127,6 +127,59 @@ pub(crate) fn set_thread_io_idle() -> io::Result<()> {
     Ok(())
 }
 
+/// The calling thread's id, as `setpriority` names a thread.
+#[cfg(target_os = "linux")]
+fn own_thread_id() -> io::Result<libc::id_t> {
+    // SAFETY: `gettid` takes no arguments and cannot fail.
+    let tid = unsafe { libc::gettid() };
+    libc::id_t::try_from(tid)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "negative thread id"))
+}
+
+/// The calling thread's nice value on Linux, where a nice value belongs
+/// to one thread (`getpriority(PRIO_PROCESS, tid)`); 0 elsewhere.
+#[cfg(target_os = "linux")]
+pub(crate) fn thread_nice() -> io::Result<i32> {
+    let who = own_thread_id()?;
+    // SAFETY: `__errno_location` returns the calling thread's errno slot,
+    // valid for the thread's life, written here before the call;
+    // `getpriority` takes two integers and touches no memory of the caller.
+    let (nice, errno) = unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, who);
+        (nice, *libc::__errno_location())
+    };
+    // -1 is both a nice value and the error return: errno tells them apart.
+    if nice == -1 && errno != 0 {
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    Ok(nice)
+}
+
+/// 0 off Linux (see the Linux version).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn thread_nice() -> io::Result<i32> {
+    Ok(0)
+}
+
+/// Sets the calling thread's nice value on Linux (threads it starts
+/// afterwards inherit it); a no-op elsewhere, where a nice value may be
+/// the whole process's.
+#[cfg(target_os = "linux")]
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
+    let who = own_thread_id()?;
+    // SAFETY: `setpriority` takes three integers, touches no memory of the
+    // caller, and changes only the nice value of the thread `who`, which
+    // is the caller's own.
+    cvt(unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) })
+}
+
+/// A no-op off Linux (see the Linux version).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_thread_nice(_nice: i32) -> io::Result<()> {
+    Ok(())
+}
+
 /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux: starts writeback of
 /// the range's dirty pages without waiting for it; a no-op elsewhere.
 #[cfg(target_os = "linux")]
@@ -382,6 +435,36 @@ mod tests {
         let w = File::options().write(true).open(&p).unwrap();
         let e = lock_range(&w, 0, 0, RangeLock::Shared).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_lowered_in_cpu_priority_reads_it_back_and_passes_it_on_and_others_keep_theirs() {
+        let before = crate::advice::cpu_priority_of_this_thread().unwrap();
+        let (lowered, inherited, capped) = std::thread::spawn(move || {
+            crate::advice::lower_cpu_priority_of_this_thread(3).unwrap();
+            let lowered = crate::advice::cpu_priority_of_this_thread().unwrap();
+            let inherited = std::thread::spawn(crate::advice::cpu_priority_of_this_thread)
+                .join()
+                .unwrap()
+                .unwrap();
+            crate::advice::lower_cpu_priority_of_this_thread(u8::MAX).unwrap();
+            (
+                lowered,
+                inherited,
+                crate::advice::cpu_priority_of_this_thread().unwrap(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + 3).min(19));
+        assert_eq!(inherited, lowered, "a thread started after inherits it");
+        assert_eq!(capped, 19, "the lowest priority, not an error");
+        assert_eq!(
+            crate::advice::cpu_priority_of_this_thread().unwrap(),
+            before,
+            "only that thread changed"
+        );
     }
 
     #[cfg(target_os = "linux")]

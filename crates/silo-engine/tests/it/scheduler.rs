@@ -276,3 +276,71 @@ fn a_pass_takes_emergencies_first_then_the_most_dead_bytes() {
     assert_eq!(st.last_pass, vec![3, 1, 2], "{st:?}");
     assert_eq!(st.errors, 0);
 }
+
+/// The name and CPU priority (nice value) of each thread a merge ran on.
+static MERGED_ON: std::sync::Mutex<Vec<(String, i32)>> = std::sync::Mutex::new(Vec::new());
+
+/// Concatenates, noting the thread it runs on.
+struct Noting;
+
+impl MergeOperator for Noting {
+    fn merge(
+        &self,
+        _key: u64,
+        existing: Option<&[u8]>,
+        operands: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        let nice = silo_io::advice::cpu_priority_of_this_thread().map_err(|e| e.to_string())?;
+        MERGED_ON
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, nice));
+        out.extend_from_slice(existing.unwrap_or_default());
+        operands.iter().for_each(|op| out.extend_from_slice(op));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_scheduler_and_the_threads_of_its_compactions_run_below_the_callers_cpu_priority() {
+    let own = silo_io::advice::cpu_priority_of_this_thread().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Two shards on two compaction threads: the merges run on the pool's
+    // threads, which the scheduler's thread started.
+    let mut o = due_soon(2).with_merge_operator(Noting);
+    o.compaction_threads = Some(2);
+    let db = Engine::open(dir.path(), o).unwrap();
+    for k in 0..200u64 {
+        db.merge(k, b"a").unwrap();
+        db.merge(k, b"b").unwrap();
+    }
+    let bg = db
+        .start_background(SchedulerOptions { nice: 3, ..quiet() })
+        .unwrap();
+    bg.run_pass();
+    assert_eq!(bg.stats().compactions, 2, "{:?}", bg.stats());
+    bg.stop();
+    let seen = std::mem::take(&mut *MERGED_ON.lock().unwrap());
+    let by_silo: Vec<_> = seen
+        .iter()
+        .filter(|(n, _)| n.starts_with("silo-"))
+        .collect();
+    assert!(
+        !by_silo.is_empty(),
+        "no merge ran on a compaction thread: {seen:?}"
+    );
+    let lowered = if cfg!(target_os = "linux") {
+        (own + 3).min(19)
+    } else {
+        own
+    };
+    assert!(
+        by_silo.iter().all(|(_, nice)| *nice == lowered),
+        "{by_silo:?}, expected {lowered}"
+    );
+    // The caller's own thread keeps its priority, and reads merge at it.
+    assert_eq!(silo_io::advice::cpu_priority_of_this_thread().unwrap(), own);
+    assert_eq!(db.get(7).unwrap().as_deref(), Some(&b"ab"[..]));
+}
