@@ -204,10 +204,16 @@ mod enabled {
     use std::path::{Path, PathBuf};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+    use std::time::{Duration, Instant};
 
     use super::{FaultOp, WriteGate};
     use crate::error::IoError;
     use crate::powercut::{Model, PendingSync, Unsynced};
+
+    /// How long [`FaultGuard::wait_held`] waits for threads to reach a
+    /// hold point before it fails the test: far longer than any point a
+    /// test's code does reach takes, on a loaded machine too.
+    pub const HOLD_WAIT_LIMIT: Duration = Duration::from_secs(120);
 
     /// What happens to the call a rule fires on.
     ///
@@ -548,19 +554,42 @@ mod enabled {
         }
 
         /// Waits until `count` threads have reached hold point `name`.
+        ///
+        /// # Panics
+        ///
+        /// If they have not within [`HOLD_WAIT_LIMIT`]: a test whose code
+        /// never reaches the point fails with the point's name instead of
+        /// hanging.
         pub fn wait_held(&self, name: &str, count: u64) {
+            assert!(
+                self.wait_held_within(name, count, HOLD_WAIT_LIMIT),
+                "hold point {name}: {} of {count} threads reached it within {HOLD_WAIT_LIMIT:?}",
+                self.held(name)
+            );
+        }
+
+        /// Waits until `count` threads have reached hold point `name`, for
+        /// at most `limit`; whether they did.
+        pub fn wait_held_within(&self, name: &str, count: u64, limit: Duration) -> bool {
+            let deadline = Instant::now() + limit;
             let mut st = lock(&self.state);
-            while st
-                .held
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0, |(_, c)| *c)
-                < count
-            {
+            loop {
+                let reached = st
+                    .held
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map_or(0, |(_, c)| *c);
+                if reached >= count {
+                    return true;
+                }
+                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                    return false;
+                };
                 st = self
                     .changed
-                    .wait(st)
-                    .unwrap_or_else(PoisonError::into_inner);
+                    .wait_timeout(st, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
             }
         }
 
@@ -787,7 +816,30 @@ pub(crate) fn write_fault(path: &Path) -> IoError {
 
 #[cfg(all(test, feature = "fault-injection"))]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    #[test]
+    fn waiting_for_a_hold_point_no_thread_reaches_gives_up_at_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = install(dir.path(), FaultPlan::new().hold("point"));
+        let start = std::time::Instant::now();
+        assert!(!guard.wait_held_within("point", 1, Duration::from_millis(30)));
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        std::thread::scope(|s| {
+            let t = s.spawn(|| hold_point(dir.path(), "point"));
+            // Reached: true at once, whatever the limit.
+            assert!(guard.wait_held_within("point", 1, HOLD_WAIT_LIMIT));
+            // A second thread never comes.
+            assert!(!guard.wait_held_within("point", 2, Duration::from_millis(10)));
+            guard.release("point");
+            t.join().unwrap();
+        });
+        // No time at all: the count as it is.
+        assert!(!guard.wait_held_within("other", 1, Duration::ZERO));
+        assert!(guard.wait_held_within("point", 1, Duration::ZERO));
+    }
 
     #[test]
     fn nth_rule_fires_once_and_counts_per_install() {
