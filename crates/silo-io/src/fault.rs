@@ -829,6 +829,9 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(30));
         std::thread::scope(|s| {
             let t = s.spawn(|| hold_point(dir.path(), "point"));
+            // Returns only once the thread is there.
+            guard.wait_held("point", 1);
+            assert_eq!(guard.held("point"), 1);
             // Reached: true at once, whatever the limit.
             assert!(guard.wait_held_within("point", 1, HOLD_WAIT_LIMIT));
             // A second thread never comes.

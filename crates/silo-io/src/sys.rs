@@ -141,19 +141,11 @@ fn own_thread_id() -> io::Result<libc::id_t> {
 #[cfg(target_os = "linux")]
 pub(crate) fn thread_nice() -> io::Result<i32> {
     let who = own_thread_id()?;
-    // SAFETY: `__errno_location` returns the calling thread's errno slot,
-    // valid for the thread's life, written here before the call;
-    // `getpriority` takes two integers and touches no memory of the caller.
-    let (nice, errno) = unsafe {
-        *libc::__errno_location() = 0;
-        let nice = libc::getpriority(libc::PRIO_PROCESS, who);
-        (nice, *libc::__errno_location())
-    };
-    // -1 is both a nice value and the error return: errno tells them apart.
-    if nice == -1 && errno != 0 {
-        return Err(io::Error::from_raw_os_error(errno));
-    }
-    Ok(nice)
+    // SAFETY: `getpriority` takes two integers and touches no memory of
+    // the caller. It fails only for a bad `which` (PRIO_PROCESS is good)
+    // or a thread that does not exist (this one does), so its -1 is
+    // always the nice value -1, never an error.
+    Ok(unsafe { libc::getpriority(libc::PRIO_PROCESS, who) })
 }
 
 /// 0 off Linux (see the Linux version).
